@@ -1,0 +1,50 @@
+"""Per-process env cache: each worker process builds an env once and reuses it.
+
+A rollout function shipped to joblib/loky workers calls ``get_env(env_id)``; the first
+call in a process creates the env, later calls (later rollouts, later iterations, as
+loky keeps its workers alive) return the same object. Rollouts reset the env with
+their own seed, so reuse does not affect results.
+
+Example:
+    >>> get_env("InvertedPendulum-v5") is get_env("InvertedPendulum-v5")
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_CACHE: dict[tuple, Any] = {}
+_PID = os.getpid()
+
+
+def _key(env_id: str, kwargs: dict[str, Any]) -> tuple:
+    return (env_id, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+
+
+def get_env(env_id: str, **kwargs: Any):
+    """The cached env for ``(env_id, kwargs)`` in this process, created on first use."""
+    global _PID
+    if os.getpid() != _PID:  # forked child: never share MuJoCo data with the parent
+        _CACHE.clear()
+        _PID = os.getpid()
+    key = _key(env_id, kwargs)
+    env = _CACHE.get(key)
+    if env is None:
+        from envs.make import make_env
+
+        env = _CACHE[key] = make_env(env_id, **kwargs)
+    return env
+
+
+def clear_env_cache() -> None:
+    """Close and forget all cached envs of this process."""
+    for env in _CACHE.values():
+        env.close()
+    _CACHE.clear()
+
+
+def cache_size() -> int:
+    """Number of envs cached in this process."""
+    return len(_CACHE)

@@ -1,0 +1,105 @@
+"""Task presets for the gymnasium MuJoCo -v5 tasks: horizon, survival-bonus shift, ARS defaults.
+
+Training defaults follow the ARS V2-t hyperparameters of Mania, Guy, Recht (2018),
+"Simple random search provides a competitive approach to reinforcement learning"
+(their tables for the -v1 tasks, and the README commands of the reference code):
+``n_directions`` N, ``top_b`` b (directions kept), ``step_size`` alpha, ``noise`` nu.
+Tasks the paper does not cover carry defaults of our own choosing (``source`` says so).
+
+``survival_shift`` is subtracted from every step's reward during training only
+(ARS removes the survival bonus to avoid policies that just stand still);
+evaluation always reports the true reward.
+
+Example:
+    >>> get_preset("Hopper-v5").survival_shift
+    1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+ARS_PAPER = "ARS V2-t (Mania, Guy, Recht 2018)"
+OURS = "dfo default (task not in the ARS paper)"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaskPreset:
+    """Per-task settings.
+
+    Attributes:
+        env_id: gymnasium id.
+        horizon: episode length cap (gymnasium ``max_episode_steps``).
+        survival_shift: subtracted from each step's reward in training (0 in evaluation).
+        n_directions: ARS N, directions per iteration.
+        top_b: ARS b, best directions used in the update (b <= N).
+        step_size: ARS alpha.
+        noise: ARS nu, perturbation scale.
+        source: where the defaults come from.
+    """
+
+    env_id: str
+    horizon: int = 1000
+    survival_shift: float = 0.0
+    n_directions: int = 8
+    top_b: int = 8
+    step_size: float = 0.02
+    noise: float = 0.03
+    source: str = OURS
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"{self.env_id}: horizon must be >= 1, got {self.horizon}")
+        if not 1 <= self.top_b <= self.n_directions:
+            raise ValueError(f"{self.env_id}: need 1 <= top_b <= n_directions, got {self.top_b}, {self.n_directions}")
+        if self.step_size <= 0 or self.noise <= 0:
+            raise ValueError(f"{self.env_id}: step_size and noise must be > 0")
+
+
+def _p(env_id: str, **kw) -> tuple[str, TaskPreset]:
+    return env_id, TaskPreset(env_id=env_id, **kw)
+
+
+PRESETS: dict[str, TaskPreset] = dict(
+    [
+        _p("Swimmer-v5", n_directions=1, top_b=1, step_size=0.02, noise=0.01, source=ARS_PAPER),
+        _p("Hopper-v5", survival_shift=1.0, n_directions=8, top_b=4, step_size=0.01, noise=0.025, source=ARS_PAPER),
+        _p("HalfCheetah-v5", n_directions=32, top_b=4, step_size=0.02, noise=0.03, source=ARS_PAPER),
+        _p("Walker2d-v5", survival_shift=1.0, n_directions=40, top_b=30, step_size=0.025, noise=0.01, source=ARS_PAPER),
+        _p("Ant-v5", survival_shift=1.0, n_directions=60, top_b=20, step_size=0.015, noise=0.025, source=ARS_PAPER),
+        _p("Humanoid-v5", survival_shift=5.0, n_directions=230, top_b=230, step_size=0.02, noise=0.0075, source=ARS_PAPER),
+        _p("HumanoidStandup-v5", n_directions=230, top_b=230, step_size=0.02, noise=0.0075),
+        _p("InvertedPendulum-v5", n_directions=4, top_b=4, step_size=0.02, noise=0.03),
+        _p("InvertedDoublePendulum-v5", n_directions=8, top_b=8, step_size=0.02, noise=0.03),
+        _p("Reacher-v5", horizon=50, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
+        _p("Pusher-v5", horizon=100, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
+    ]
+)
+
+
+def known_presets() -> list[str]:
+    """Sorted ids of the built-in presets."""
+    return sorted(PRESETS)
+
+
+def get_preset(env_id: str) -> TaskPreset:
+    """The preset for ``env_id``.
+
+    Any registered gymnasium env with a ``Box`` action space that has no built-in preset
+    gets a generic one (horizon from ``max_episode_steps`` or 1000, no shift, default
+    ARS settings).
+
+    Raises:
+        ValueError: unknown id (the message lists the presets) or a non-Box action space.
+    """
+    if env_id in PRESETS:
+        return PRESETS[env_id]
+    from envs.make import make_env  # validates the id and the action space
+
+    env = make_env(env_id)
+    try:
+        spec = env.spec
+        horizon = int(spec.max_episode_steps) if spec is not None and spec.max_episode_steps else 1000
+    finally:
+        env.close()
+    return TaskPreset(env_id=env_id, horizon=horizon)

@@ -1,0 +1,114 @@
+"""The flat-parameter policy interface shared by all numpy policies."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+RngLike = None | int | np.random.Generator
+
+
+class Policy(abc.ABC):
+    """A deterministic policy ``a = pi(params, obs)`` over a flat parameter vector.
+
+    Subclasses define ``param_blocks`` (named matrix/vector blocks, in the order
+    they are laid out in the flat vector) and ``act``. Low-rank estimators
+    (SubZero, LOZO) use the blocks to perturb each matrix as a whole.
+
+    Attributes:
+        obs_dim: observation dimension.
+        act_dim: action dimension.
+    """
+
+    obs_dim: int
+    act_dim: int
+
+    @abc.abstractmethod
+    def param_blocks(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Named blocks ``[(name, shape), ...]`` in flat-vector order (C order within a block)."""
+
+    @abc.abstractmethod
+    def init_params(self, rng: RngLike = None) -> np.ndarray:
+        """A fresh float64 parameter vector of length ``n_params``."""
+
+    @abc.abstractmethod
+    def act(self, params: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """Action for one observation (shape ``(obs_dim,)``) or a batch ``(B, obs_dim)``.
+
+        No clipping: bounding the action to the env's action space is the rollout's job.
+        """
+
+    @abc.abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-serializable constructor arguments plus ``"class"`` (see ``policy_from_config``)."""
+
+    @property
+    def n_params(self) -> int:
+        """Length of the flat parameter vector."""
+        return int(sum(int(np.prod(shape)) for _, shape in self.param_blocks()))
+
+    def unflatten(self, params: np.ndarray) -> dict[str, np.ndarray]:
+        """Views of ``params`` as the named blocks (no copy; writing a view writes ``params``)."""
+        params = self.check_params(params)
+        out: dict[str, np.ndarray] = {}
+        start = 0
+        for name, shape in self.param_blocks():
+            size = int(np.prod(shape))
+            out[name] = params[start : start + size].reshape(shape)
+            start += size
+        return out
+
+    def flatten(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """Inverse of ``unflatten``: concatenate named blocks into a flat float64 vector."""
+        parts = []
+        for name, shape in self.param_blocks():
+            if name not in blocks:
+                raise ValueError(f"missing parameter block {name!r}; expected {[n for n, _ in self.param_blocks()]}")
+            block = np.asarray(blocks[name], dtype=np.float64)
+            if block.shape != tuple(shape):
+                raise ValueError(f"block {name!r} has shape {block.shape}, expected {tuple(shape)}")
+            parts.append(block.ravel())
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def check_params(self, params: np.ndarray) -> np.ndarray:
+        """Return ``params`` as a 1-D float array, raising a clear error on a length mismatch."""
+        params = np.asarray(params)
+        if params.ndim != 1 or params.shape[0] != self.n_params:
+            raise ValueError(
+                f"{type(self).__name__} expects a flat parameter vector of length {self.n_params}, "
+                f"got shape {params.shape}"
+            )
+        return params
+
+    def _check_obs(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.ndim not in (1, 2) or obs.shape[-1] != self.obs_dim:
+            raise ValueError(
+                f"{type(self).__name__} expects obs of shape ({self.obs_dim},) or (B, {self.obs_dim}), got {obs.shape}"
+            )
+        return obs
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "class")
+        return f"{type(self).__name__}({args})"
+
+
+def policy_from_config(config: dict[str, Any]) -> Policy:
+    """Rebuild a policy from ``Policy.config()`` output.
+
+    Raises:
+        ValueError: for an unknown ``"class"``.
+    """
+    from policies.linear import LinearPolicy
+    from policies.mlp import MLPPolicy
+
+    classes = {"LinearPolicy": LinearPolicy, "MLPPolicy": MLPPolicy}
+    cfg = dict(config)
+    name = cfg.pop("class", None)
+    if name not in classes:
+        raise ValueError(f"unknown policy class {name!r}; known: {sorted(classes)}")
+    if "hidden" in cfg:
+        cfg["hidden"] = tuple(cfg["hidden"])
+    return classes[name](**cfg)

@@ -1,0 +1,83 @@
+"""Small numpy MLP policy with tanh hidden layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from policies.base import Policy, RngLike
+
+
+class MLPPolicy(Policy):
+    """``a = W_L tanh(... tanh(W_0 x + b_0) ...) + b_L`` (tanh hidden layers, linear output).
+
+    Blocks, in flat order: ``W0 (h0, obs_dim), b0 (h0,), W1 (h1, h0), b1, ..., WL (act_dim, h_last), bL``.
+    ``init_params`` draws hidden weights ~ N(0, 1/fan_in) and biases 0, and sets the
+    output layer to zero so the initial policy outputs zero actions, like ARS's ``M = 0``
+    (while the hidden features are already non-trivial, so perturbing the output layer
+    has a non-zero first-order effect).
+
+    Args:
+        obs_dim: observation dimension.
+        act_dim: action dimension.
+        hidden: hidden layer widths.
+
+    Example:
+        >>> import numpy as np
+        >>> pol = MLPPolicy(3, 2, hidden=(4,))
+        >>> pol.n_params
+        26
+        >>> pol.act(pol.init_params(0), np.ones((5, 3))).shape
+        (5, 2)
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (32, 32)) -> None:
+        if int(obs_dim) < 1 or int(act_dim) < 1:
+            raise ValueError(f"obs_dim and act_dim must be >= 1, got {obs_dim}, {act_dim}")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {hidden}")
+        self.obs_dim = int(obs_dim)
+        self.act_dim = int(act_dim)
+        self.hidden = hidden
+
+    @property
+    def _sizes(self) -> list[int]:
+        return [self.obs_dim, *self.hidden, self.act_dim]
+
+    def param_blocks(self) -> list[tuple[str, tuple[int, ...]]]:
+        sizes = self._sizes
+        blocks: list[tuple[str, tuple[int, ...]]] = []
+        for i in range(len(sizes) - 1):
+            blocks.append((f"W{i}", (sizes[i + 1], sizes[i])))
+            blocks.append((f"b{i}", (sizes[i + 1],)))
+        return blocks
+
+    def init_params(self, rng: RngLike = None) -> np.ndarray:
+        gen = np.random.default_rng(rng)
+        sizes = self._sizes
+        n_layers = len(sizes) - 1
+        blocks = {}
+        for i in range(n_layers):
+            fan_in, fan_out = sizes[i], sizes[i + 1]
+            if i < n_layers - 1:
+                blocks[f"W{i}"] = gen.standard_normal((fan_out, fan_in)) / np.sqrt(fan_in)
+            else:
+                blocks[f"W{i}"] = np.zeros((fan_out, fan_in))
+            blocks[f"b{i}"] = np.zeros(fan_out)
+        return self.flatten(blocks)
+
+    def act(self, params: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        blocks = self.unflatten(params)
+        h = self._check_obs(obs)
+        n_layers = len(self._sizes) - 1
+        for i in range(n_layers):
+            w, b = blocks[f"W{i}"], blocks[f"b{i}"]
+            h = (w @ h if h.ndim == 1 else h @ w.T) + b
+            if i < n_layers - 1:
+                h = np.tanh(h)
+        return h
+
+    def config(self) -> dict[str, Any]:
+        return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden)}

@@ -1,0 +1,154 @@
+"""Save/load a policy with its normalizer: ``<stem>.npz`` (arrays) + ``<stem>.json`` (metadata).
+
+No pickle anywhere: arrays are read with ``np.load(allow_pickle=False)`` and the
+metadata is plain JSON. Each file is written atomically (temporary file in the same
+directory, then ``os.replace``); the JSON is written last and records the SHA-256 of
+the npz, so a torn pair (crash between the two writes) or a corrupt file is detected
+at load time with a clear error.
+
+Example:
+    >>> import tempfile, os
+    >>> from policies import LinearPolicy, ObsNormalizer
+    >>> pol = LinearPolicy(3, 1)
+    >>> d = tempfile.mkdtemp()
+    >>> _ = save_policy(os.path.join(d, "pol"), pol, pol.init_params(), ObsNormalizer(3), {"env_id": "X"})
+    >>> load_policy(os.path.join(d, "pol")).metadata["env_id"]
+    'X'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policies.base import Policy, policy_from_config
+from policies.normalizer import ObsNormalizer
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class LoadedPolicy:
+    """What ``load_policy`` returns."""
+
+    policy: Policy
+    params: np.ndarray
+    normalizer: ObsNormalizer | None
+    metadata: dict[str, Any]
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Policy action on normalized ``obs`` (unclipped)."""
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize(obs)
+        return self.policy.act(self.params, obs)
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".npz", ".json") else p
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_policy(
+    path: str | os.PathLike,
+    policy: Policy,
+    params: np.ndarray,
+    normalizer: ObsNormalizer | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<stem>.npz`` and ``<stem>.json`` atomically.
+
+    Args:
+        path: file stem (a trailing ``.npz``/``.json`` is stripped).
+        policy: the policy (its ``config()`` goes into the JSON).
+        params: flat parameter vector.
+        normalizer: optional observation normalizer (accumulated stats and snapshot saved).
+        metadata: JSON-serializable extras (env id, iteration, ...); key ``"policy"``
+            and ``"format"`` are reserved.
+
+    Returns:
+        The ``(npz_path, json_path)`` written.
+    """
+    stem = _stem(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    params = policy.check_params(params).astype(np.float64)
+    arrays: dict[str, np.ndarray] = {"params": params}
+    if normalizer is not None:
+        if normalizer.dim != policy.obs_dim:
+            raise ValueError(f"normalizer dim {normalizer.dim} != policy obs_dim {policy.obs_dim}")
+        arrays.update({f"norm_{k}": v for k, v in normalizer.state.items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    npz_bytes = buf.getvalue()
+    meta = dict(metadata or {})
+    for reserved in ("policy", "format", "npz_sha256", "has_normalizer"):
+        if reserved in meta:
+            raise ValueError(f"metadata key {reserved!r} is reserved")
+    meta.update(
+        {
+            "format": FORMAT_VERSION,
+            "policy": policy.config(),
+            "has_normalizer": normalizer is not None,
+            "npz_sha256": hashlib.sha256(npz_bytes).hexdigest(),
+        }
+    )
+    json_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
+    npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    _atomic_write(npz_path, npz_bytes)
+    _atomic_write(json_path, json_bytes)
+    return npz_path, json_path
+
+
+def load_policy(path: str | os.PathLike) -> LoadedPolicy:
+    """Read a pair written by ``save_policy``.
+
+    Raises:
+        FileNotFoundError: a file of the pair is missing.
+        ValueError: corrupt/truncated files, a checksum mismatch, or inconsistent shapes.
+    """
+    stem = _stem(path)
+    npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    for p in (npz_path, json_path):
+        if not p.exists():
+            raise FileNotFoundError(f"policy file {p} not found (a policy is saved as {stem}.npz + {stem}.json)")
+    try:
+        meta = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"corrupt policy metadata {json_path}: {e}") from e
+    npz_bytes = npz_path.read_bytes()
+    if hashlib.sha256(npz_bytes).hexdigest() != meta.get("npz_sha256"):
+        raise ValueError(f"{npz_path} does not match the checksum in {json_path} (truncated, corrupt or mismatched pair)")
+    try:
+        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ValueError(f"corrupt policy arrays {npz_path}: {e}") from e
+    policy = policy_from_config(meta["policy"])
+    params = policy.check_params(arrays["params"])
+    normalizer = None
+    if meta.get("has_normalizer"):
+        normalizer = ObsNormalizer.from_state({k[5:]: v for k, v in arrays.items() if k.startswith("norm_")})
+    user_meta = {k: v for k, v in meta.items() if k not in ("npz_sha256", "has_normalizer")}
+    return LoadedPolicy(policy=policy, params=params, normalizer=normalizer, metadata=user_meta)
