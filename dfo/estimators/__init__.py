@@ -1,0 +1,90 @@
+"""Gradient estimators: named presets of directions × differences × assembly.
+
+>>> import numpy as np, dfo
+>>> sorted(dfo.ESTIMATORS)[:3]
+['central-gaussian', 'central-sphere', 'cfd']
+>>> r = dfo.estimate_gradient(lambda x: float(x @ x), np.ones(3), estimator="cfd", sigma=1e-3)
+>>> np.allclose(r.grad, 2.0), r.nfev
+(True, 6)
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import numpy as np
+
+from .assembly import RankDeficientError
+from .base import GradEstimate, NonFiniteValueError, Query
+from .directions import StandardDirections
+from .finite_difference import FiniteDifferenceEstimator
+from .lowrank import LowRankDirections, LowRankEstimator
+from .shaping import CenteredRanks, StdNormalize, TopDirections
+
+_FD = FiniteDifferenceEstimator
+
+#: preset name -> factory(**overrides) -> estimator
+ESTIMATORS: dict[str, Callable] = {
+    "ffd": partial(_FD, directions="coordinate", central=False),
+    "cfd": partial(_FD, directions="coordinate", central=True),
+    "gaussian": partial(_FD, directions="gaussian", central=False),
+    "central-gaussian": partial(_FD, directions="gaussian", central=True),
+    "sphere": partial(_FD, directions="sphere", central=False),
+    "central-sphere": partial(_FD, directions="sphere", central=True),
+    "orthogonal": partial(_FD, directions="orthogonal", central=False),
+    "central-orthogonal": partial(_FD, directions="orthogonal", central=True),
+    "interpolation": partial(_FD, directions="gaussian", central=False, interpolation=True),
+    "central-interpolation": partial(_FD, directions="gaussian", central=True, interpolation=True),
+    "subzero": partial(LowRankEstimator, kind="subzero"),
+    "lozo": partial(LowRankEstimator, kind="lozo"),
+    "lozo-m": partial(LowRankEstimator, kind="lozo", momentum=0.9),
+}
+
+
+def get_estimator(name, **options):
+    """Build the preset ``name`` with ``options`` (n_directions, sigma, shaping, ...).
+
+    An estimator object (anything with ``ask``/``tell``) is returned unchanged.
+    """
+    if hasattr(name, "ask") and hasattr(name, "tell"):
+        if options:
+            raise ValueError("options cannot be applied to an estimator instance; build it with them")
+        return name
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        return ESTIMATORS[name](**options)
+    except TypeError as exc:
+        raise TypeError(f"estimator {name!r}: {exc}") from None
+
+
+def estimate_gradient(
+    fun, x, *, estimator="orthogonal", n_directions: int | None = None, sigma: float | None = None,
+    fx: float | None = None, rng=None, **options
+) -> GradEstimate:
+    """Estimate ∇f(x) with one call: ask, evaluate ``fun`` serially, tell.
+
+    Args:
+        fun: ``fun(x) -> float``.
+        x: the point, a 1-D array.
+        estimator: a preset name from :data:`ESTIMATORS` or an estimator object.
+        n_directions: N (default n); sigma: sampling radius (default per preset).
+        fx: f(x) if known (saves an evaluation for forward differences).
+        rng: None, an int seed or a numpy Generator.
+
+    Returns:
+        :class:`GradEstimate` with ``grad``, ``fx`` (when evaluated), ``nfev``, ``info``.
+    """
+    est = get_estimator(estimator, n_directions=n_directions, sigma=sigma, **options)
+    query = est.ask(x, rng, fx=fx)
+    values = np.array([float(fun(p)) for p in query.points])
+    return est.tell(query, values)
+
+
+__all__ = [
+    "ESTIMATORS", "get_estimator", "estimate_gradient", "GradEstimate", "Query",
+    "FiniteDifferenceEstimator", "LowRankEstimator", "StandardDirections", "LowRankDirections",
+    "TopDirections", "StdNormalize", "CenteredRanks", "NonFiniteValueError", "RankDeficientError",
+]

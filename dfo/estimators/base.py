@@ -1,0 +1,128 @@
+"""Shared types of the gradient estimators: the query they ask, the estimate they return.
+
+An estimator never calls the objective itself (ask/tell, as in the design map):
+
+    query = estimator.ask(x, rng)             # the points to evaluate
+    values = [f(p) for p in query.points]    # anyone may evaluate them, anywhere
+    estimate = estimator.tell(query, values) # -> GradEstimate(grad, fx, nfev, info)
+
+Each perturbation is identified by ``(seed, index)``: ``query.directions.row(i)``
+regenerates direction ``i`` from the seed alone, so a remote worker needs only
+the seed and the index, never the direction itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class NonFiniteValueError(ValueError):
+    """The objective returned NaN or inf where a finite value was needed."""
+
+
+def check_finite(values: np.ndarray, what: str = "objective") -> np.ndarray:
+    """Return ``values`` as a float array, raising a clear error on NaN/inf."""
+    values = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        idx = np.flatnonzero(bad.ravel())
+        raise NonFiniteValueError(
+            f"the {what} returned a non-finite value ({values.ravel()[idx[0]]}) at "
+            f"{idx.size} of {values.size} evaluations (first at index {idx[0]}); "
+            "dfo does not guess a replacement: fix or clip the objective"
+        )
+    return values
+
+
+def as_point(x: Any, n: int | None = None, name: str = "x") -> np.ndarray:
+    """Validate a point: a finite 1-D float array (of length ``n`` when given)."""
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+class DirectionSet(Protocol):
+    """N directions in R^n, regenerable from a seed (picklable, small)."""
+
+    n: int
+    n_directions: int
+
+    def row(self, i: int) -> np.ndarray:  # pragma: no cover - protocol
+        """Direction ``i`` (shape ``(n,)``)."""
+
+    def matrix(self) -> np.ndarray:  # pragma: no cover - protocol
+        """All directions as rows, shape ``(n_directions, n)``."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What an estimator asks for: evaluations at ``x + sign * sigma * u_i``.
+
+    Attributes:
+        x: the centre point.
+        sigma: sampling radius.
+        directions: the direction set (regenerable from its seed).
+        signs: ``(1,)`` for forward differences, ``(1, -1)`` for central ones.
+        needs_fx: whether ``f(x)`` itself is the first point to evaluate.
+        fx: ``f(x)`` when the caller already knew it.
+    """
+
+    x: np.ndarray
+    sigma: float
+    directions: Any
+    signs: tuple[int, ...]
+    needs_fx: bool
+    fx: float | None = None
+
+    @property
+    def items(self) -> list[tuple[int, int]]:
+        """``(index, sign)`` of each perturbed evaluation, in the order of ``points``
+        (after the centre, if ``needs_fx``); ``index == -1`` stands for the centre."""
+        head = [(-1, 0)] if self.needs_fx else []
+        n_dir = self.directions.n_directions
+        return head + [(i, s) for s in self.signs for i in range(n_dir)]
+
+    @property
+    def points(self) -> np.ndarray:
+        """All points to evaluate, one per row (centre first when ``needs_fx``)."""
+        u = self.directions.matrix()
+        blocks = [self.x[None, :]] if self.needs_fx else []
+        blocks += [self.x[None, :] + s * self.sigma * u for s in self.signs]
+        return np.concatenate(blocks, axis=0)
+
+    @property
+    def nfev(self) -> int:
+        return len(self.signs) * self.directions.n_directions + int(self.needs_fx)
+
+    def point(self, index: int, sign: int) -> np.ndarray:
+        """One point, regenerated from ``(index, sign)`` (what a remote worker does)."""
+        if index < 0:
+            return self.x.copy()
+        return self.x + sign * self.sigma * self.directions.row(index)
+
+
+@dataclass(frozen=True)
+class GradEstimate:
+    """The result of one gradient estimate.
+
+    Attributes:
+        grad: the estimated gradient, shape ``(n,)``.
+        fx: ``f(x)`` when it was evaluated or supplied, else None.
+        nfev: the function evaluations this estimate used.
+        info: extra diagnostics (``cond`` for interpolation, ``n_used`` after top-b, ...).
+    """
+
+    grad: np.ndarray
+    fx: float | None
+    nfev: int
+    info: dict = field(default_factory=dict)

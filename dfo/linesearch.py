@@ -1,0 +1,62 @@
+"""Noise-tolerant Armijo backtracking.
+
+Berahas, Cao & Scheinberg (2021), "Global convergence rate analysis of a generic
+line search algorithm with noise" (SIAM J. Optim.): with an estimated gradient g
+and function values accurate to ε_f, a step α is accepted when
+
+    f(x − α g) ≤ f(x) − c1 α ‖g‖² + 2 ε_f.
+
+The 2ε_f slack keeps noise from rejecting every step. After an accepted step α
+grows (α ← min(α_max, α / τ)); after a rejected trial it shrinks (α ← τ α). A trial
+whose value is NaN or inf counts as rejected: overshooting into an overflow is the
+usual cause, and a shorter step is the remedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmijoLineSearch:
+    """Hyperparameters of the noise-tolerant backtracking.
+
+    Args:
+        alpha0: first trial step.
+        alpha_max: cap on the step after successes.
+        alpha_min: the search gives up (the run stops) below this step.
+        tau: shrink factor in (0, 1).
+        c1: sufficient-decrease constant in (0, 1).
+        eps_f: the noise bound ε_f (0 for noise-free functions).
+        max_backtracks: trials per iteration before keeping x and moving on.
+    """
+
+    alpha0: float = 1.0
+    alpha_max: float = 1e3
+    alpha_min: float = 1e-12
+    tau: float = 0.5
+    c1: float = 1e-4
+    eps_f: float = 0.0
+    max_backtracks: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tau < 1:
+            raise ValueError(f"tau must be in (0, 1), got {self.tau}")
+        if not 0 < self.c1 < 1:
+            raise ValueError(f"c1 must be in (0, 1), got {self.c1}")
+        if not 0 < self.alpha0 <= self.alpha_max:
+            raise ValueError(f"need 0 < alpha0 <= alpha_max, got {self.alpha0}, {self.alpha_max}")
+        if self.eps_f < 0:
+            raise ValueError(f"eps_f must be >= 0, got {self.eps_f}")
+
+    def accepts(self, f_trial: float, fx: float, alpha: float, gnorm2: float) -> bool:
+        """The noise-tolerant Armijo test."""
+        return bool(np.isfinite(f_trial)) and f_trial <= fx - self.c1 * alpha * gnorm2 + 2.0 * self.eps_f
+
+    def grow(self, alpha: float) -> float:
+        return min(self.alpha_max, alpha / self.tau)
+
+    def shrink(self, alpha: float) -> float:
+        return alpha * self.tau
