@@ -59,7 +59,7 @@ class RolloutResult:
 
 
 def _finite(x: np.ndarray) -> bool:
-    return math.isfinite(float(np.sum(x)))
+    return math.isfinite(x.sum())  # NaN/inf in any entry makes the sum non-finite
 
 
 def rollout(
@@ -95,7 +95,7 @@ def rollout(
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     stepper = make_stepper(env, lean)
-    params = policy.check_params(params)
+    actor = policy.bind(params)
     low, high = stepper.low, stepper.high
     obs = stepper.reset(seed)
     buf = np.empty((horizon, policy.obs_dim)) if collect_stats else None
@@ -109,7 +109,7 @@ def rollout(
             buf[n_obs] = obs
             n_obs += 1
         x = obs if normalizer_state is None else normalizer_state.normalize(obs)
-        action = np.clip(policy.act(params, x), low, high)
+        action = np.minimum(np.maximum(actor(x), low), high)  # clip; NaN stays NaN
         if not _finite(action):
             nonfinite = True
             break

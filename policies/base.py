@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,15 @@ class Policy(abc.ABC):
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """JSON-serializable constructor arguments plus ``"class"`` (see ``policy_from_config``)."""
+
+    def bind(self, params: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """A fast ``obs -> action`` closure for fixed ``params`` (checked once, not per call).
+
+        Rollouts call it every env step, so subclasses override it to skip per-call
+        validation. ``policy.bind(params)(obs)`` equals ``policy.act(params, obs)``.
+        """
+        params = self.check_params(params)
+        return lambda obs: self.act(params, obs)
 
     @property
     def n_params(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,15 @@ class LinearPolicy(Policy):
         if self.bias:
             out = out + params[n_m:]
         return out
+
+    def bind(self, params: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        params = self.check_params(params)
+        n_m = self.act_dim * self.obs_dim
+        m = params[:n_m].reshape(self.act_dim, self.obs_dim)
+        if not self.bias:
+            return m.dot  # 1-D obs: M x (same as act)
+        b = params[n_m:]
+        return lambda obs: m.dot(obs) + b
 
     def config(self) -> dict[str, Any]:
         return {"class": "LinearPolicy", "obs_dim": self.obs_dim, "act_dim": self.act_dim, "bias": self.bias}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,15 +70,25 @@ class MLPPolicy(Policy):
         return self.flatten(blocks)
 
     def act(self, params: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        return self._forward(self._layers(params), self._check_obs(obs))
+
+    def _layers(self, params: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         blocks = self.unflatten(params)
-        h = self._check_obs(obs)
-        n_layers = len(self._sizes) - 1
-        for i in range(n_layers):
-            w, b = blocks[f"W{i}"], blocks[f"b{i}"]
+        return [(blocks[f"W{i}"], blocks[f"b{i}"]) for i in range(len(self._sizes) - 1)]
+
+    @staticmethod
+    def _forward(layers: list[tuple[np.ndarray, np.ndarray]], h: np.ndarray) -> np.ndarray:
+        last = len(layers) - 1
+        for i, (w, b) in enumerate(layers):
             h = (w @ h if h.ndim == 1 else h @ w.T) + b
-            if i < n_layers - 1:
+            if i < last:
                 h = np.tanh(h)
         return h
+
+    def bind(self, params: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        layers = self._layers(params)
+        forward = self._forward
+        return lambda obs: forward(layers, obs)
 
     def config(self) -> dict[str, Any]:
         return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden)}
