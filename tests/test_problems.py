@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -219,7 +220,7 @@ def test_bad_shape_is_a_clear_error():
 
 def test_problem_is_frozen_and_pickles():
     p = get_problem("mw22_heart8_n8_m8_s0")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         p.n = 3
     with pytest.raises(ValueError):
         p.x0[0] = 1.0  # read-only
