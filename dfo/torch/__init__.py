@@ -1,0 +1,13 @@
+"""Zeroth-order fine-tuning of torch models (MeZO, SubZero, LOZO, LOZO-M).
+
+Importing :mod:`dfo` never imports torch; this subpackage does.
+
+Example:
+    >>> from dfo.torch import ZerothOrder        # doctest: +SKIP
+    >>> opt = ZerothOrder(model.parameters(), method="subzero", lr=1e-6, model=model)  # doctest: +SKIP
+    >>> loss = opt.step(lambda: model(**batch).loss)                                  # doctest: +SKIP
+"""
+
+from dfo.torch.optimizer import METHODS, StepInfo, ZerothOrder, ZOConfig
+
+__all__ = ["METHODS", "StepInfo", "ZOConfig", "ZerothOrder"]
