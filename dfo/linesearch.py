@@ -6,6 +6,9 @@ and function values accurate to ε_f, a step α is accepted when
 
     f(x − α g) ≤ f(x) − c1 α ‖g‖² + 2 ε_f.
 
+Along a general descent direction d (L-BFGS, as in the experiments of Berahas,
+Cao, Choromanski & Scheinberg 2022) the test reads f(x + α d) ≤ f(x) + c1 α gᵀd + 2 ε_f.
+
 The 2ε_f slack keeps noise from rejecting every step. After an accepted step α
 grows (α ← min(α_max, α / τ)); after a rejected trial it shrinks (α ← τ α). A trial
 whose value is NaN or inf counts as rejected: overshooting into an overflow is the
@@ -51,9 +54,9 @@ class ArmijoLineSearch:
         if self.eps_f < 0:
             raise ValueError(f"eps_f must be >= 0, got {self.eps_f}")
 
-    def accepts(self, f_trial: float, fx: float, alpha: float, gnorm2: float) -> bool:
-        """The noise-tolerant Armijo test."""
-        return bool(np.isfinite(f_trial)) and f_trial <= fx - self.c1 * alpha * gnorm2 + 2.0 * self.eps_f
+    def accepts(self, f_trial: float, fx: float, alpha: float, decrease: float) -> bool:
+        """The noise-tolerant Armijo test; ``decrease`` = −gᵀd (= ‖g‖² for d = −g)."""
+        return bool(np.isfinite(f_trial)) and f_trial <= fx - self.c1 * alpha * decrease + 2.0 * self.eps_f
 
     def grow(self, alpha: float) -> float:
         return min(self.alpha_max, alpha / self.tau)

@@ -6,7 +6,8 @@ evaluator and returns a ``scipy.optimize.OptimizeResult``. One iteration is:
 
 1. ask the estimator for points around x and evaluate them;
 2. assemble the gradient estimate g;
-3. ``step="armijo"``: noise-tolerant backtracking on x − α g (see
+3. ``step="armijo"``: noise-tolerant backtracking on x + α d, d = −g or the
+   L-BFGS direction (``direction="lbfgs"``) (see
    :mod:`dfo.linesearch`), evaluating f(x) first when the estimator did not;
    ``step="sgd" | "momentum" | "adam"``: apply the update rule.
 
@@ -32,6 +33,7 @@ from scipy.optimize import OptimizeResult
 
 from .estimators import get_estimator
 from .estimators.base import as_point, check_finite
+from .lbfgs import LBFGSMemory
 from .linesearch import ArmijoLineSearch
 from .optim import UPDATE_RULES
 from .radius import default_sigma
@@ -52,6 +54,8 @@ class Minimizer:
         eps_f: noise level used by the line search and the default radius.
         lr: step size of the update rule (ignored by ``armijo``).
         line_search: :class:`ArmijoLineSearch` options (``eps_f`` is filled in).
+        direction: ``"gradient"`` (line-search SGD, d = −g) or ``"lbfgs"`` (d = −H g from
+            the last ``memory`` curvature pairs of estimated gradients; armijo only).
         rng: None, int or Generator: drives every random choice of the run.
         estimator_options: extra options for the estimator preset (shaping, rank, ...).
 
@@ -66,7 +70,10 @@ class Minimizer:
 
     def __init__(self, x0, *, estimator="orthogonal", step: str = "armijo", n_directions: int | None = None,
                  sigma: float | None = None, eps_f: float = 0.0, lr: float | None = None,
-                 line_search: ArmijoLineSearch | dict | None = None, rng=None, **estimator_options: Any):
+                 line_search: ArmijoLineSearch | dict | None = None, direction: str = "gradient",
+                 memory: int = 10, rng=None, **estimator_options: Any):
+        if direction not in ("gradient", "lbfgs"):
+            raise ValueError(f"unknown direction {direction!r}; known: gradient, lbfgs")
         self.x = as_point(x0, name="x0").copy()
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
@@ -80,8 +87,12 @@ class Minimizer:
             self.line_search: ArmijoLineSearch | None = base
             self.alpha = base.alpha0
             self.rule = None
+            self.memory = LBFGSMemory(size=memory) if direction == "lbfgs" else None
         else:
+            if direction != "gradient":
+                raise ValueError(f"direction={direction!r} needs step='armijo'")
             self.line_search = None
+            self.memory = None
             self.rule = UPDATE_RULES[step](**({} if lr is None else {"lr": lr}))
             self.rule_state = self.rule.init(self.x.size)
         self.rng = as_generator(rng)
@@ -92,6 +103,8 @@ class Minimizer:
         self.stopped: str | None = None
         self.history: dict[str, list] = {"nit": [], "nfev": [], "fun": [], "grad_norm": [], "step_size": []}
         self._pending: np.ndarray | None = None
+        self._pending_pair: tuple | None = None
+        self.direction: np.ndarray | None = None
         self._gen = self._iterations()
         self._pending = next(self._gen)
 
@@ -103,16 +116,28 @@ class Minimizer:
             if estimate.fx is not None:
                 self.fx = estimate.fx
             g = estimate.grad
+            if self._pending_pair is not None:
+                s_k, g_old = self._pending_pair
+                self.memory.update(s_k, g - g_old)
+                self._pending_pair = None
             self.grad = g
             if self.line_search is not None:
                 if self.fx is None:
                     self.fx = float(check_finite((yield self.x[None, :]))[0])
-                ls, gnorm2 = self.line_search, float(g @ g)
+                ls = self.line_search
+                d = -g if self.memory is None else self.memory.direction(g)
+                decrease = float(-(g @ d))
+                if decrease <= 0:  # not a descent direction for this estimate: reset memory
+                    self.memory.pairs.clear()
+                    d, decrease = -g, float(g @ g)
+                self.direction = d
                 accepted = False
                 for _ in range(ls.max_backtracks):
-                    trial = self.x - self.alpha * g
+                    trial = self.x + self.alpha * d
                     f_trial = float(np.asarray((yield trial[None, :]), dtype=float)[0])
-                    if ls.accepts(f_trial, self.fx, self.alpha, gnorm2):
+                    if ls.accepts(f_trial, self.fx, self.alpha, decrease):
+                        if self.memory is not None:
+                            self._pending_pair = (trial - self.x, g)
                         self.x, self.fx, accepted = trial, f_trial, True
                         break
                     self.alpha = ls.shrink(self.alpha)

@@ -1,0 +1,217 @@
+"""The estimator math of ARCHITECTURE.md: exactness, statistics, regeneration, errors."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import dfo
+from dfo.estimators import (
+    CenteredRanks,
+    FiniteDifferenceEstimator,
+    LowRankEstimator,
+    StandardDirections,
+    StdNormalize,
+    TopDirections,
+)
+from dfo.problems import quadratic, rosenbrock
+
+LOWRANK = {"subzero", "lozo", "lozo-m"}
+
+
+def _quadratic(n, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, n))
+    A = a @ a.T + n * np.eye(n)
+    b = rng.standard_normal(n)
+    return (lambda x: 0.5 * x @ A @ x + b @ x + 3.0), (lambda x: A @ x + b)
+
+
+def _linear(n, seed=0):
+    a = np.random.default_rng(seed).standard_normal(n)
+    return (lambda x: float(a @ x) - 2.0), a
+
+
+@pytest.mark.parametrize("name", sorted(dfo.ESTIMATORS))
+def test_every_preset_runs_and_counts(name):
+    f, _ = _quadratic(6)
+    x = np.linspace(-1, 1, 6)
+    res = dfo.estimate_gradient(f, x, estimator=name, sigma=1e-3, rng=3, **({"blocks": [("W", (3, 2))]} if name in LOWRANK else {}))
+    assert res.grad.shape == (6,) and np.all(np.isfinite(res.grad))
+    est = dfo.get_estimator(name, sigma=1e-3)
+    q = est.ask(x, 3)
+    assert res.nfev == q.nfev == len(q.points)
+    again = dfo.estimate_gradient(f, x, estimator=name, sigma=1e-3, rng=3, **({"blocks": [("W", (3, 2))]} if name in LOWRANK else {}))
+    assert np.array_equal(res.grad, again.grad)  # same seed, same numbers
+
+
+@pytest.mark.parametrize("name", ["cfd", "central-orthogonal", "central-interpolation"])
+def test_central_differences_exact_on_quadratics(name):
+    n = 8
+    f, grad = _quadratic(n)
+    x = np.random.default_rng(1).standard_normal(n)
+    kw = {"n_directions": 12} if name == "central-interpolation" else {}
+    g = dfo.estimate_gradient(f, x, estimator=name, sigma=0.1, rng=0, **kw).grad
+    np.testing.assert_allclose(g, grad(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name,N", [("ffd", None), ("interpolation", 10), ("interpolation", 25), ("orthogonal", None)])
+def test_forward_schemes_exact_on_linear(name, N):
+    f, a = _linear(10)
+    g = dfo.estimate_gradient(f, np.ones(10), estimator=name, n_directions=N, sigma=0.5, rng=2).grad
+    np.testing.assert_allclose(g, a, rtol=1e-10, atol=1e-10)
+
+
+def test_orthogonal_directions_are_orthonormal():
+    for n, N in [(7, 7), (50, 20), (5, 12)]:
+        u = StandardDirections("orthogonal", n, N, seed=4).matrix()
+        for start in range(0, N, n):
+            block = u[start:start + n]
+            np.testing.assert_allclose(block @ block.T, np.eye(len(block)), atol=1e-12)
+
+
+def test_directions_regenerate_from_seed_and_pickle():
+    for family in ("gaussian", "sphere", "orthogonal", "coordinate"):
+        d = StandardDirections(family, 9, 9, seed=123)
+        clone = pickle.loads(pickle.dumps(d))
+        assert len(pickle.dumps(d)) < 300  # only the seed travels, not the matrix
+        for i in range(9):
+            assert np.array_equal(clone.row(i), d.matrix()[i])
+    est = dfo.get_estimator("central-gaussian", n_directions=4, sigma=0.1)
+    q = est.ask(np.zeros(5), 0)
+    for row, (i, s) in zip(q.points, q.items):
+        assert np.array_equal(row, q.point(i, s))
+
+
+def test_gaussian_smoothing_second_moment_tracks_theory():
+    """On a linear f, E‖g − ∇f‖²/‖∇f‖² = (n+1)/N exactly (Gaussian u, any σ)."""
+    n, reps = 20, 2000
+    f, a = _linear(n)
+    rng = np.random.default_rng(0)
+    for N in (5, 20, 80):
+        err = [
+            np.sum((dfo.estimate_gradient(f, np.zeros(n), estimator="central-gaussian", n_directions=N, sigma=1e-2, rng=rng).grad - a) ** 2)
+            for _ in range(reps)
+        ]
+        ratio = np.mean(err) / (a @ a) / ((n + 1) / N)
+        assert 0.9 < ratio < 1.1, (N, ratio)
+
+
+def test_orthogonal_and_interpolation_beat_gaussian_at_equal_budget():
+    p = rosenbrock(10)
+    x = p.x0 + 0.3
+    true = p.grad(x)
+    rng = np.random.default_rng(5)
+
+    def median_error(name):
+        errs = [np.linalg.norm(dfo.estimate_gradient(p.fun, x, estimator=name, sigma=1e-6, rng=rng).grad - true) / np.linalg.norm(true) for _ in range(200)]
+        return np.median(errs)
+
+    gauss = median_error("gaussian")
+    assert gauss > 0.5  # sqrt((n+1)/N) ≈ 1.05 in theory
+    assert median_error("orthogonal") < 0.01 * gauss
+    assert median_error("interpolation") < 0.01 * gauss
+
+
+def test_subzero_subspace_orthonormal_and_unbiased_within_it():
+    m, k, r = 6, 5, 2
+    est = LowRankEstimator(kind="subzero", blocks=[("W", (m, k))], rank=r, refresh=10**9, n_directions=1, sigma=1e-2)
+    f, a = _linear(m * k, seed=7)
+    rng = np.random.default_rng(0)
+    total, reps = np.zeros(m * k), 20000
+    for _ in range(reps):
+        q = est.ask(np.zeros(m * k), rng)
+        total += est.tell(q, [f(p) for p in q.points]).grad
+    u, v = q.directions.factors[0]
+    np.testing.assert_allclose(u.T @ u, np.eye(r), atol=1e-12)
+    np.testing.assert_allclose(v.T @ v, np.eye(r), atol=1e-12)
+    target = est.expected_given_subspace(a, q)
+    mean = total / reps
+    assert np.linalg.norm(mean - target) < 0.05 * np.linalg.norm(target)
+    # the estimate lies in the subspace: U Uᵀ G V Vᵀ = G
+    G = mean.reshape(m, k)
+    np.testing.assert_allclose(u @ u.T @ G @ v @ v.T, G, atol=1e-10)
+
+
+def test_lozo_unbiased_given_v_and_refreshes():
+    m, k, r = 4, 6, 3
+    est = LowRankEstimator(kind="lozo", blocks=[("W", (m, k))], rank=r, refresh=10**9, sigma=1e-2)
+    f, a = _linear(m * k, seed=8)
+    rng = np.random.default_rng(1)
+    total, reps = np.zeros(m * k), 20000
+    for _ in range(reps):
+        q = est.ask(np.zeros(m * k), rng)
+        total += est.tell(q, [f(p) for p in q.points]).grad
+    target = est.expected_given_subspace(a, q)
+    assert np.linalg.norm(total / reps - target) < 0.05 * np.linalg.norm(target)
+    est2 = LowRankEstimator(kind="lozo", blocks=[("W", (m, k))], rank=r, refresh=3)
+    vs = [est2.ask(np.zeros(m * k), rng).directions.factors[0][1] for _ in range(6)]
+    assert np.array_equal(vs[0], vs[2]) and not np.array_equal(vs[2], vs[3])
+
+
+def test_lowrank_vector_blocks_fall_back_to_gaussian_and_state_resumes():
+    blocks = [("W", (3, 4)), ("b", (3,))]
+    est = dfo.get_estimator("lozo-m", blocks=blocks, rank=2, refresh=2, n_directions=2, sigma=1e-2)
+    f, _ = _quadratic(15)
+    rng = np.random.default_rng(0)
+    x = np.zeros(15)
+    for _ in range(3):
+        q = est.ask(x, rng)
+        est.tell(q, [f(p) for p in q.points])
+    state, rng_state = pickle.loads(pickle.dumps(est.state_dict())), pickle.dumps(rng)
+    q = est.ask(x, rng)
+    g1 = est.tell(q, [f(p) for p in q.points]).grad
+    fresh = dfo.get_estimator("lozo-m", blocks=blocks, rank=2, refresh=2, n_directions=2, sigma=1e-2)
+    fresh.load_state_dict(state)
+    q2 = fresh.ask(x, pickle.loads(rng_state))
+    assert np.array_equal(g1, fresh.tell(q2, [f(p) for p in q2.points]).grad)
+    assert not np.allclose(q.points[0][12:], 0)  # the bias block is perturbed too
+
+
+def test_shaping():
+    # top-b keeps the directions whose better side is lowest
+    keep, _, _ = TopDirections(2)(np.arange(4), np.array([[5, 6], [1, 9], [7, 0.5], [3, 3]], float), None)
+    assert keep.tolist() == [1, 2]
+    f, _ = _quadratic(6)
+    x = np.ones(6)
+    base = dict(directions="gaussian", central=True, n_directions=8, sigma=1e-2)
+    est = FiniteDifferenceEstimator(**base, shaping=(TopDirections(4), StdNormalize()))
+    q = est.ask(x, 9)
+    vals = np.array([f(p) for p in q.points])
+    g1, g2 = est.tell(q, vals).grad, est.tell(q, 10 * vals + 7).grad
+    np.testing.assert_allclose(g1, g2, rtol=1e-10)  # σ_R makes the step scale-free
+    ranks = FiniteDifferenceEstimator(**base, shaping=(CenteredRanks(),))
+    np.testing.assert_array_equal(ranks.tell(q, vals).grad, ranks.tell(q, np.exp(vals)).grad)
+
+
+def test_bad_input_errors():
+    f, _ = _quadratic(4)
+    with pytest.raises(ValueError, match="shape"):
+        dfo.estimate_gradient(f, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="unknown estimator 'nope'.*cfd"):
+        dfo.estimate_gradient(f, np.zeros(4), estimator="nope")
+    with pytest.raises(ValueError, match="interpolation needs N >= n"):
+        dfo.estimate_gradient(f, np.zeros(4), estimator="interpolation", n_directions=3)
+    with pytest.raises(dfo.NonFiniteValueError, match="non-finite"):
+        dfo.estimate_gradient(lambda x: np.nan, np.zeros(4), estimator="cfd")
+    est = FiniteDifferenceEstimator(directions="coordinate", interpolation=True, sigma=1e-3)
+    q = est.ask(np.zeros(3), 0)
+    degenerate = type(q)(x=q.x, sigma=q.sigma, directions=StandardDirections("coordinate", 3, 2, 0), signs=(1,), needs_fx=True)
+    with pytest.raises(dfo.RankDeficientError):
+        est.tell(degenerate, np.zeros(3))
+    with pytest.raises(ValueError, match="sigma"):
+        dfo.get_estimator("gaussian", sigma=-1.0)
+    with pytest.raises(ValueError, match="blocks"):
+        dfo.estimate_gradient(f, np.zeros(4), estimator="subzero", blocks=[("W", (3, 3))])
+
+
+def test_interpolation_reports_conditioning():
+    f, _ = _quadratic(5)
+    r = dfo.estimate_gradient(f, np.zeros(5), estimator="interpolation", n_directions=8, sigma=1e-4, rng=0)
+    assert r.info["cond"] >= 1.0 and np.isfinite(r.info["cond"])
+
+
+def test_quadratic_problem_gradient_via_cfd():
+    p = quadratic(12, cond=100.0, rng=0)
+    g = dfo.estimate_gradient(p.fun, p.x0, estimator="cfd", sigma=1e-2).grad
+    np.testing.assert_allclose(g, p.grad(p.x0), rtol=1e-9, atol=1e-9)
