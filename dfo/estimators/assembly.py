@@ -57,14 +57,13 @@ def assemble(
             raise RankDeficientError(
                 f"interpolation needs at least n={n} directions, got {keep.size}"
             )
-        s = np.linalg.svd(u, compute_uv=False)
+        grad, _, rank, s = np.linalg.lstsq(u, delta, rcond=None)  # s: singular values of U
         cond = float(s[0] / s[-1]) if s[-1] > 0 else np.inf
-        if not np.isfinite(cond) or s[-1] <= s[0] * max(u.shape) * np.finfo(float).eps:
+        if rank < n or not np.isfinite(cond):
             raise RankDeficientError(
-                f"interpolation directions are rank-deficient (cond={cond:.3g}); "
+                f"interpolation directions are rank-deficient (rank {rank} < n={n}, cond={cond:.3g}); "
                 "use independent directions, e.g. orthogonal ones"
             )
-        grad = np.linalg.lstsq(u, delta, rcond=None)[0]
         info["cond"] = cond
     else:
         c = scale(keep.size) if scale is not None else 1.0 / keep.size
