@@ -197,13 +197,32 @@ def _lost_worker_errors(backend: str) -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _cluster_only_dask_backend():
+    from joblib._dask import DaskDistributedBackend
+
+    class ClusterOnlyDaskBackend(DaskDistributedBackend):
+        """joblib's dask backend, never falling back to running in the client.
+
+        joblib runs a call in the calling process when the effective number of
+        jobs is 1; for a cluster with a single worker thread that would silently
+        move the work off the cluster. Reporting at least 2 keeps it there (dask
+        queues the extra task).
+        """
+
+        def effective_n_jobs(self, n_jobs):
+            return max(2, super().effective_n_jobs(n_jobs))
+
+    return ClusterOnlyDaskBackend
+
+
 class JoblibEvaluator(_Closing):
     """Evaluates chunks of items in parallel through ``joblib.Parallel``.
 
     Args:
         n_jobs: number of workers for ``loky``, ``local-dask`` and ``ray``;
             ``-1`` means all cores. Ignored by ``dask``, which uses every worker
-            thread of the cluster.
+            thread of the cluster. With ``loky`` and ``n_jobs=1`` joblib runs the
+            chunks in the calling process (no worker, nothing to lose).
         backend: ``"loky"`` (processes on this machine), ``"dask"`` (an existing
             Dask cluster, see ``scheduler``), ``"local-dask"`` (starts a
             ``dask.distributed.LocalCluster`` of ``n_jobs`` single-threaded worker
@@ -287,7 +306,8 @@ class JoblibEvaluator(_Closing):
             self._backend_arg: Any = "loky"
         elif self.backend in ("dask", "local-dask"):
             from distributed import Client
-            from joblib._dask import DaskDistributedBackend
+
+            _ClusterOnlyDaskBackend = _cluster_only_dask_backend()
 
             if self.backend == "local-dask":
                 from distributed import LocalCluster
@@ -312,7 +332,7 @@ class JoblibEvaluator(_Closing):
                 raise TypeError(
                     f"scheduler must be 'tcp://host:port' or a distributed.Client, got {type(scheduler).__name__}"
                 )
-            self._backend_arg = DaskDistributedBackend(client=self._client)
+            self._backend_arg = _ClusterOnlyDaskBackend(client=self._client)
         else:  # ray
             try:
                 import ray

@@ -320,3 +320,15 @@ def test_payload_bytes_matches_pickle_and_handles_lambdas():
     obj = {"a": np.arange(10)}
     assert payload_bytes(obj) == len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
     assert payload_bytes(lambda s, i: i) > 0
+
+
+def pid_of_worker(shared, item):
+    return os.getpid()
+
+
+def test_single_worker_dask_cluster_still_runs_on_the_cluster():
+    pytest.importorskip("distributed")
+    with make_evaluator("local-dask", n_jobs=1) as ev:
+        assert ev.n_workers == 1
+        worker_pids = set(ev.client.run(os.getpid).values())
+        assert set(ev.map(pid_of_worker, list(range(4)))) == worker_pids != {os.getpid()}
