@@ -50,7 +50,7 @@ def assemble(
     keep, shaped, f0_shaped = apply_shaping(tuple(shaping), table, f0)
     delta = differences(query, shaped[keep], f0_shaped)
     u = query.directions.matrix()[keep]
-    info: dict = {"n_used": int(keep.size)}
+    info: dict = {"n_used": int(keep.size), "kept": keep, "delta": delta}
     if interpolation:
         n = u.shape[1]
         if keep.size < n:

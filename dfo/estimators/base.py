@@ -119,7 +119,8 @@ class GradEstimate:
         grad: the estimated gradient, shape ``(n,)``.
         fx: ``f(x)`` when it was evaluated or supplied, else None.
         nfev: the function evaluations this estimate used.
-        info: extra diagnostics (``cond`` for interpolation, ``n_used`` after top-b, ...).
+        info: diagnostics: ``cond`` (interpolation), ``n_used``, ``kept`` (rows kept by
+            the shaping) and ``delta`` (their difference quotients δ_i).
     """
 
     grad: np.ndarray

@@ -201,17 +201,12 @@ class LowRankEstimator:
         est = assemble(query, values, shaping=self.shaping, weights=self._weights(dirs))
         if not self.momentum:
             return est
-        return self._momentum_step(query, values, est)
+        return self._momentum_step(query, est)
 
-    def _momentum_step(self, query: Query, values, est: GradEstimate) -> GradEstimate:
+    def _momentum_step(self, query: Query, est: GradEstimate) -> GradEstimate:
         """LOZO-M: fold this step's estimate into the factored momentum."""
-        from .assembly import differences, values_table
-        from .shaping import apply_shaping
-
         dirs = query.directions
-        table, f0 = values_table(query, values)
-        keep, shaped, f0s = apply_shaping(tuple(self.shaping), table, f0)
-        delta = differences(query, shaped[keep], f0s)
+        keep, delta = est.info["kept"], est.info["delta"]
         beta = self.momentum
         if self._moment is None:
             self._moment = [None] * len(dirs.blocks)
