@@ -6,6 +6,10 @@ known cost (no numpy, so no BLAS threads compete for the cores), and an empty
 map (``fn`` returns its item) for the fixed cost of one call. Efficiency is
 ``T_serial / (workers * T_map)``; "per core" divides by ``min(workers, cores)``
 instead, which is the figure that can reach 1 when workers outnumber cores.
+Serial and parallel calls alternate and the speed-up is the median of the
+per-round ratios, which keeps a machine shared with other jobs from skewing
+one side only. loky with 1 worker runs in the calling process (joblib's
+sequential fallback); local-dask with 1 worker does run on the cluster.
 A second table gives ``last_traffic`` (pickled payload estimate) per map call
 for a shared vector of growing size.
 
@@ -50,6 +54,25 @@ def _time_map(ev, fn, items, shared, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _paired_speedup(ev, serial, fn, items, shared, repeats: int) -> tuple[float, float]:
+    """Median map time of ``ev`` and median of per-round ``T_serial / T_ev``.
+
+    Serial and parallel calls alternate, so a change in the machine's load
+    hits both sides of each ratio alike.
+    """
+    ev.map(fn, items, shared)
+    times, ratios = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        serial.map(fn, items, shared)
+        t1 = time.perf_counter()
+        ev.map(fn, items, shared)
+        t2 = time.perf_counter()
+        times.append(t2 - t1)
+        ratios.append((t1 - t0) / (t2 - t1))
+    return statistics.median(times), statistics.median(ratios)
+
+
 def _calibrate(item_s: float) -> int:
     loops = 10_000
     while True:
@@ -83,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Command: `PYTHONPATH=. python bench/parallel_overhead.py {' '.join(argv or sys.argv[1:])}`".rstrip() + "\n")
     print(f"Machine: {cores} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
           f"{args.items} items of {args.item_ms:g} ms each per map call (serial map: {t_serial * 1e3:.1f} ms); "
-          f"median of {args.repeats} calls after one warm-up. Chunks per call: 2 x workers. "
+          f"median of {args.repeats} calls after one warm-up; speed-up is the median of per-round "
+          f"serial/parallel ratios, serial and parallel calls alternating. Chunks per call: 2 x workers. "
           f"1-min load average at start: {load_before:.1f} (other work on the machine skews the figures).\n")
     print("| backend | workers | map time (ms) | empty map (ms) | speed-up | efficiency | efficiency per core |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -94,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             with make_evaluator(backend, n_jobs=w) as ev:
                 if ev.map(busy, items, loops) != expected:
                     raise AssertionError(f"{backend} with {w} workers gave different results")
-                t = _time_map(ev, busy, items, loops, args.repeats)
+                t, speedup = _paired_speedup(ev, serial, busy, items, loops, args.repeats)
                 t_empty = _time_map(ev, identity, items, None, args.repeats)
-            speedup = t_serial / t
             print(f"| {backend} | {w} | {t * 1e3:.1f} | {t_empty * 1e3:.2f} | {speedup:.2f} | "
                   f"{speedup / w:.2f} | {speedup / min(w, cores):.2f} |")
 
