@@ -1,0 +1,132 @@
+"""``dfo study``: estimator accuracy studies from the command line.
+
+Examples:
+    $ dfo study --problem rosenbrock --dim 100 --estimators gaussian,orthogonal,interpolation \\
+          --n-directions 100,200,400 --repeats 100 --noise none,uniform:1e-3 --out runs/study
+    $ dfo study --problem mw04_rosenbrock_n2_m2_s0 --estimators ffd,cfd --repeats 100
+    $ dfo study --problem rl:Swimmer-v5 --horizon 100 --estimators gaussian,orthogonal --n-directions 8,16
+    $ dfo study --preset berahas --out results/berahas
+    $ dfo study --preset profiles --out results/profiles
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _sigmas(text: str) -> tuple:
+    out = []
+    for t in text.split(","):
+        t = t.strip()
+        if t == "rule":
+            out.append("rule")
+            continue
+        try:
+            out.append(float(t))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"sigma must be numbers or 'rule', got {t!r}") from None
+    return tuple(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("berahas", "profiles"), help="run a published study")
+    parser.add_argument("--problem", default="rosenbrock",
+                        help="linear | quadratic | rosenbrock | a Moré–Wild name | rl:ENV_ID")
+    parser.add_argument("--dim", type=int, default=None, help="dimension for linear/quadratic/rosenbrock")
+    parser.add_argument("--estimators", default="gaussian,sphere,orthogonal,interpolation,ffd,cfd",
+                        help="comma-separated presets (see dfo.ESTIMATORS)")
+    parser.add_argument("--n-directions", type=_ints, default=None, help="comma-separated N values (default n)")
+    parser.add_argument("--sigma", type=_sigmas, default=("rule",), help="comma-separated radii or 'rule'")
+    parser.add_argument("--noise", default="none", help="comma-separated: none, uniform:EPS, gaussian:EPS, relative:EPS, wild3:EPS")
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="study_out", help="output folder (CSV, markdown, PNG)")
+    parser.add_argument("--horizon", type=int, default=100, help="rl: episode length")
+    parser.add_argument("--ref-seeds", type=int, default=16, help="rl: common seeds of the reference gradient")
+    parser.add_argument("--ref-bases", type=int, default=4, help="rl: orthonormal bases of the reference gradient")
+    parser.add_argument("--jobs", type=int, default=1, help="rl: parallel rollout workers (joblib)")
+    parser.add_argument("--quick", action="store_true", help="presets: a small, fast version (smoke test)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _rl_function(args, progress: bool):
+    import numpy as np
+
+    from ..parallel import make_evaluator
+    from .reference import reference_gradient, rl_objective, seeded_study_function
+
+    env_id = args.problem.split(":", 1)[1]
+    fun, x0 = rl_objective(env_id, horizon=args.horizon)
+    rng = np.random.default_rng(args.seed)
+    x = x0 + 0.1 * rng.standard_normal(x0.size)  # away from the all-zero ARS start (a flat point)
+    ev = make_evaluator(args.jobs if args.jobs > 1 else None)
+    sigma = 0.02
+    if progress:
+        print(f"reference gradient: {args.ref_seeds} common seeds x {2 * x.size * args.ref_bases + 1} points", file=sys.stderr)
+    ref = reference_gradient(fun, x, n_seeds=args.ref_seeds, n_bases=args.ref_bases, sigma=sigma, rng=rng, evaluator=ev)
+    func = seeded_study_function(fun, x, ref, name=f"rl_{env_id}_h{args.horizon}", rng=rng, evaluator=ev)
+    info = {"reference_nfev": ref.nfev, "reference_grad_norm": float(np.linalg.norm(ref.grad)),
+            "reference_stderr": ref.stderr, "eps_f": ref.eps_f, "f_crn": ref.fx, "sigma_ref": sigma}
+    return func, info
+
+
+def run_generic(args) -> int:
+    from .functions import make_function
+    from .report import write_study
+    from .runner import StudySpec, run_study
+
+    progress = not args.no_progress
+    extra = {}
+    if args.problem.startswith("rl:"):
+        func, extra = _rl_function(args, progress)
+    else:
+        func = make_function(args.problem, args.dim)
+    ests = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
+    spec = StudySpec(estimators=ests, n_directions=args.n_directions or (func.n,), sigmas=args.sigma,
+                     noises=tuple(t.strip() for t in args.noise.split(",")), repeats=args.repeats, seed=args.seed)
+    rows = run_study(func, spec, progress=progress)
+    for r in rows:
+        r.update(extra)
+    paths = write_study(rows, args.out, stem="study", title=f"dfo study on {func.name}")
+    _write_command(args.out)
+    for p in paths:
+        print(p)
+    if extra:
+        print(json.dumps(extra, indent=1))
+    return 0
+
+
+def _write_command(out) -> None:
+    Path(out).mkdir(parents=True, exist_ok=True)
+    cmd = "dfo study " + " ".join(sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "study" else sys.argv[1:])
+    (Path(out) / "command.txt").write_text(cmd.strip() + "\n")
+
+
+def run(args) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # effective only if numpy's BLAS is not yet started
+    t0 = time.perf_counter()
+    if args.preset == "berahas":
+        from .presets import berahas_preset
+        code = berahas_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
+    elif args.preset == "profiles":
+        from .presets import profiles_preset
+        code = profiles_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
+    else:
+        if args.repeats < 2:
+            print("dfo study: --repeats must be >= 2", file=sys.stderr)
+            return 2
+        code = run_generic(args)
+    print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return code

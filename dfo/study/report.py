@@ -1,0 +1,162 @@
+"""Study outputs: a tidy CSV (one row per cell), a markdown table, PNG plots.
+
+Plots use matplotlib's Agg backend (no display needed): relative error (median with
+the q10–q90 band) against function evaluations per estimate, one line per
+estimator, with the theory overlay √((n+1)/N) etc. dashed where one exists.
+
+Example:
+    >>> rows = [{"estimator": "gaussian", "n": 2, "n_directions": 4, "sigma": 1e-3, "noise": "none",
+    ...          "nfev": 5, "rel_error_median": 0.5, "p_theta_0.5": 0.6, "cosine_mean": 0.8}]
+    >>> print(markdown_table(rows, ["estimator", "nfev", "rel_error_median"]))
+    | estimator | nfev | rel_error_median |
+    |---|---|---|
+    | gaussian | 5 | 0.5 |
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+#: columns every study CSV starts with (the issue's contract), in this order
+REQUIRED_COLUMNS = ("estimator", "n", "n_directions", "sigma", "noise", "nfev", "rel_error_median",
+                    "p_theta_0.5", "cosine_mean")
+
+DEFAULT_TABLE = ("estimator", "n", "n_directions", "nfev", "sigma", "noise", "rel_error_median",
+                 "rel_error_q10", "rel_error_q90", "p_theta_0.1", "p_theta_0.5", "cosine_mean",
+                 "rel_bias", "rel_variance", "theory_rel_second_moment", "rel_second_moment")
+
+
+def columns_of(rows: Sequence[dict]) -> list[str]:
+    """Required columns first, then every other key in first-seen order (private ``_`` keys dropped)."""
+    cols = list(REQUIRED_COLUMNS)
+    for row in rows:
+        for key in row:
+            if key not in cols and not key.startswith("_"):
+                cols.append(key)
+    return cols
+
+
+def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+    """Write ``rows`` as a tidy CSV; missing values are empty cells."""
+    if not rows:
+        raise ValueError("no study rows to write")
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
+    if missing:
+        raise ValueError(f"study rows lack required columns: {', '.join(missing)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = columns_of(rows)
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: _fmt_csv(row.get(k, "")) for k in cols})
+    return path
+
+
+def _fmt_csv(v):
+    if isinstance(v, float):
+        return "" if np.isnan(v) else repr(v)
+    return v
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        if np.isnan(v):
+            return "–"
+        if v == 0 or 1e-3 <= abs(v) < 1e4:
+            return f"{v:.3g}"
+        return f"{v:.2e}"
+    return str(v)
+
+
+def markdown_table(rows: Sequence[dict], columns: Iterable[str] = DEFAULT_TABLE) -> str:
+    """A GitHub markdown table of ``columns`` (those present in the rows)."""
+    cols = [c for c in columns if any(c in r for r in rows)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: str = "",
+                              theory: bool = True, floors: dict | None = None) -> Path:
+    """Median relative error (q10–q90 band) vs evaluations per estimate, one line per estimator.
+
+    Args:
+        rows: study rows of one function, one noise level and one σ choice.
+        path: the PNG to write.
+        theory: add √(second moment) from :mod:`dfo.study.theory` dashed where defined.
+        floors: ``{label: value}`` horizontal dashed lines (e.g. Berahas et al. error floors).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .theory import rms_curve
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = list(dict.fromkeys(r["estimator"] for r in rows))
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    for i, name in enumerate(names):
+        sel = sorted((r for r in rows if r["estimator"] == name), key=lambda r: r["nfev"])
+        x = np.array([r["nfev"] for r in sel], dtype=float)
+        med = np.array([r["rel_error_median"] for r in sel])
+        color = cmap(i % cmap.N)
+        marker = "o" if len(sel) == 1 else "."
+        ax.plot(x, np.maximum(med, 1e-16), marker=marker, color=color, label=name)
+        if "rel_error_q10" in sel[0]:
+            ax.fill_between(x, np.maximum([r["rel_error_q10"] for r in sel], 1e-16),
+                            np.maximum([r["rel_error_q90"] for r in sel], 1e-16), color=color, alpha=0.12)
+        if theory and sel[0].get("noise", "none") == "none":
+            curve = rms_curve(name, int(sel[0]["n"]), [r["n_directions"] for r in sel])
+            if np.all(np.isfinite(curve)) and np.any(curve > 0):
+                ax.plot(x, np.maximum(curve, 1e-16), "--", color=color, lw=1)
+    for j, (label, value) in enumerate((floors or {}).items()):
+        if np.isfinite(value) and value > 0:
+            ax.axhline(value, ls="--", color="gray", lw=0.8)
+            ax.annotate(label, (ax.get_xlim()[0], value), fontsize=7, color="gray", va="bottom")
+    ax.axhline(0.5, ls=":", color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("function evaluations per estimate")
+    ax.set_ylabel("relative error ‖g − ∇f‖ / ‖∇f‖ (median)")
+    ax.set_title(title or "estimator accuracy (dashed: theory √E‖g−∇f‖²/‖∇f‖², dotted: θ = 1/2)",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_study(rows: Sequence[dict], out: str | Path, *, stem: str = "study", title: str = "") -> list[Path]:
+    """CSV + markdown + one plot per (problem, noise, σ-choice) group; returns the paths."""
+    out = Path(out)
+    paths = [write_csv(rows, out / f"{stem}.csv")]
+    md = out / f"{stem}.md"
+    md.write_text((f"# {title}\n\n" if title else "") + markdown_table(rows) + "\n")
+    paths.append(md)
+    groups: dict = {}
+    for r in rows:
+        key = (r.get("problem", "f"), r["noise"], "rule" if r.get("sigma_rule") else "fixed")
+        groups.setdefault(key, []).append(r)
+    for (prob, noise, sig), sel in groups.items():
+        if len({r["sigma"] for r in sel if not r.get("sigma_rule")}) > 1:
+            by_sigma: dict = {}
+            for r in sel:
+                by_sigma.setdefault(r["sigma"], []).append(r)
+            parts = [(f"{prob}_{noise}_sigma{s:g}", v) for s, v in by_sigma.items()]
+        else:
+            parts = [(f"{prob}_{noise}_{sig}", sel)]
+        for name, part in parts:
+            safe = name.replace(":", "").replace("/", "_")
+            paths.append(plot_error_vs_evaluations(part, out / f"{stem}_{safe}.png",
+                                                   title=f"{prob}, noise {noise}, σ {sig}"))
+    return paths
