@@ -33,6 +33,9 @@ from .base import GradEstimate, Query, as_point
 
 Block = tuple[str, tuple[int, ...]]
 
+#: per-process cache of regenerated direction sets (seeds are fresh 63-bit draws per step)
+_CACHE: dict = {}
+
 
 def default_blocks(n: int) -> list[Block]:
     """One matrix block of the most square shape m×k = n (m ≥ k)."""
@@ -64,38 +67,52 @@ class LowRankDirections:
     def n(self) -> int:
         return int(sum(np.prod(shape) for _, shape in self.blocks))
 
-    def _pieces(self, i: int):
-        """Direction i as a list of per-block arrays, plus lozo U factors."""
-        rng = np.random.default_rng([self.seed, i])
-        parts, us = [], []
+    def _generate(self) -> tuple[np.ndarray, list]:
+        """All N directions (rows) and the per-block lozo U factors, from the seed.
+
+        Drawn block by block from one generator, for all N directions at once;
+        cached per process (a worker evaluating many rows of one set builds it once).
+        """
+        key = (self.kind, self.seed, self.n_directions, self.blocks,
+               tuple(None if f is None else tuple(None if a is None else a.tobytes() for a in f) for f in self.factors))
+        hit = _CACHE.get(key)
+        if hit is not None:
+            return hit
+        rng = np.random.default_rng(self.seed)
+        N, parts, us = self.n_directions, [], []
         for (_, shape), r, fac in zip(self.blocks, self.ranks, self.factors):
             if fac is None:
-                parts.append(rng.standard_normal(shape).ravel())
+                parts.append(rng.standard_normal((N, int(np.prod(shape)))))
                 us.append(None)
             elif self.kind == "subzero":
                 u, v = fac
-                z = rng.standard_normal((r, r))
+                z = rng.standard_normal((N, r, r))
                 m, k = shape
-                parts.append((np.sqrt(m * k) / r * (u @ z @ v.T)).ravel())
+                parts.append((np.sqrt(m * k) / r * np.einsum("ma,nab,kb->nmk", u, z, v)).reshape(N, -1))
                 us.append(None)
             else:
                 _, v = fac
-                u = rng.standard_normal((shape[0], r))
-                parts.append((u @ v.T).ravel())
+                u = rng.standard_normal((N, shape[0], r))
+                parts.append(np.einsum("nma,ka->nmk", u, v).reshape(N, -1))
                 us.append(u)
-        return parts, us
+        matrix = np.concatenate(parts, axis=1)
+        matrix.setflags(write=False)
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (matrix, us)
+        return matrix, us
 
     def row(self, i: int) -> np.ndarray:
         if not 0 <= i < self.n_directions:
             raise IndexError(f"direction index {i} out of range [0, {self.n_directions})")
-        return np.concatenate(self._pieces(i)[0])
+        return self._generate()[0][i]
 
     def matrix(self) -> np.ndarray:
-        return np.stack([self.row(i) for i in range(self.n_directions)])
+        return self._generate()[0]
 
     def lozo_factors(self, i: int) -> list:
         """The per-block U_i of direction i (lozo), None for other blocks."""
-        return self._pieces(i)[1]
+        return [None if u is None else u[i] for u in self._generate()[1]]
 
 
 @dataclass(kw_only=True)
