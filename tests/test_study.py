@@ -122,3 +122,105 @@ def test_study_grid_and_reproducibility():
     assert len(rows) == 2 * 2 * 2 + 1 * 2 * 2  # ffd collapses to N = n
     again = run_study(f, spec)
     assert [r["rel_error_median"] for r in rows] == [r["rel_error_median"] for r in again]
+
+
+# -- theory -------------------------------------------------------------------------
+def test_theory_formulas():
+    assert theory.relative_second_moment("gaussian", 10, 5) == pytest.approx(11 / 5)
+    assert theory.relative_second_moment("sphere", 10, 5) == pytest.approx(9 / 5)
+    assert theory.relative_second_moment("orthogonal", 10, 10) == 0.0
+    assert theory.relative_second_moment("orthogonal", 10, 4) == pytest.approx(10 / 4 - 1)
+    assert theory.relative_second_moment("orthogonal", 10, 13) == pytest.approx(3 * 7 / 169)
+    # Chebyshev: s(N) <= δθ² = 0.025 -> N >= 11 / 0.025 = 440 for gaussian at n = 10
+    assert theory.chebyshev_directions("gaussian", 10) == 440
+    assert theory.theoretical_evaluations("gaussian", 10) == 441
+    assert theory.theoretical_evaluations("cfd", 10) == 20
+    # the forward-difference bound at the rule radius σ = 2√(ε/L) is 2√(n L ε)
+    n, L, eps = 25, 4.0, 1e-6
+    b = theory.error_bound("ffd", n=n, sigma=2 * np.sqrt(eps / L), eps_f=eps, L=L)
+    assert b == pytest.approx(2 * np.sqrt(n * L * eps))
+
+
+# -- reports -------------------------------------------------------------------------
+def test_write_study_outputs(tmp_path):
+    from dfo.study.report import REQUIRED_COLUMNS, write_csv, write_study
+
+    spec = StudySpec(estimators=("gaussian", "orthogonal", "cfd"), n_directions=(3, 6), repeats=5,
+                     noises=("none", "uniform:1e-6"))
+    rows = run_study(rosenbrock_function(6), spec)
+    paths = write_study(rows, tmp_path, stem="s")
+    with open(tmp_path / "s.csv") as fh:
+        header = next(csv.reader(fh))
+        body = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert tuple(header[:len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS
+    assert len(body) == len(rows) == 2 * 2 * 2 + 2
+    assert float(body[0]["rel_error_median"]) == pytest.approx(rows[0]["rel_error_median"])
+    pngs = [p for p in paths if p.suffix == ".png"]
+    assert len(pngs) == 2 and all(p.stat().st_size > 1000 for p in pngs)
+    assert "| estimator |" in (tmp_path / "s.md").read_text()
+    with pytest.raises(ValueError, match="required columns"):
+        write_csv([{"estimator": "x"}], tmp_path / "bad.csv")
+
+
+def test_cli_generic(tmp_path):
+    from dfo.cli import main
+
+    code = main(["study", "--problem", "quadratic", "--dim", "5", "--estimators", "cfd,sphere",
+                 "--n-directions", "5,10", "--repeats", "4", "--noise", "none", "--out", str(tmp_path),
+                 "--no-progress"])
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "study.csv")))
+    assert [(r["estimator"], r["n_directions"]) for r in rows] == [("cfd", "5"), ("sphere", "5"), ("sphere", "10")]
+    assert float(rows[0]["rel_error_median"]) < 1e-8  # cfd is exact on a quadratic
+    assert (tmp_path / "command.txt").exists()
+
+
+# -- reference gradients of seeded objectives ----------------------------------------
+def test_reference_gradient_common_random_numbers():
+    from dfo.study.reference import reference_gradient, seeded_study_function
+
+    g_true = np.array([1.0, -2.0, 0.5, 3.0])
+
+    def f(x, seed):  # seed-dependent offset and slope noise: CRN cancels the offset exactly
+        r = np.random.default_rng(seed)
+        return float(g_true @ x + 0.5 * (x @ x) + 10.0 * r.standard_normal() + 0.01 * r.standard_normal() * x.sum())
+
+    x = np.zeros(4)
+    ref = reference_gradient(f, x, n_seeds=50, n_bases=3, sigma=1e-2, rng=0)
+    assert ref.nfev == 50 * (2 * 4 * 3 + 1)
+    assert 6.0 < ref.eps_f < 14.0  # std of the offset noise (10) at x
+    # remaining error: the mean slope noise over 50 seeds, ~0.01/√50 per coordinate
+    np.testing.assert_allclose(ref.grad, g_true, atol=0.01)
+    func = seeded_study_function(f, x, ref, name="toy", rng=1)
+    row = run_cell(func, "central-orthogonal", n_directions=4, sigma=1e-1, repeats=5)
+    assert row["rel_error_median"] > 1.0  # without CRN, the offset noise (10/0.2 per quotient) dominates
+
+
+# -- profiles -------------------------------------------------------------------------
+def test_tiny_profile_run(tmp_path):
+    from dfo.study.profiles import (BudgetExhausted, CountingObjective, ProfileConfig, data_profile,
+                                    performance_profile, run_profiles, solve_times, write_profiles)
+
+    obj = CountingObjective(lambda x: float(x @ x), 2)
+    obj(np.ones(2)), obj(np.zeros(2))
+    with pytest.raises(BudgetExhausted):
+        obj(np.ones(2))
+    assert obj.values == [2.0, 0.0]
+
+    cfg = ProfileConfig(budget_gradients=10, problems=(0, 4, 12), solvers=("ls-orthogonal", "neldermead"),
+                        settings=("smooth", "noisy"), taus=(1e-1, 1e-3), jobs=1)
+    runs = run_profiles(cfg)
+    assert len(runs) == 2 * 2 * 3
+    assert all(r["nfev"] <= 10 * (r["n"] + 1) for r in runs)
+    times = solve_times(runs, 1e-1)
+    smooth = {k[1]: v for k, v in times.items() if k[0] == "smooth"}
+    dims = {r["problem"]: r["n"] for r in runs}
+    alphas = np.array([1.0, 5.0, 10.0])
+    for s in ("ls-orthogonal", "neldermead"):
+        d = data_profile(smooth, dims, s, alphas)
+        assert np.all(np.diff(d) >= 0) and 0 <= d[0] and d[-1] <= 1
+    # the solver that found f_L solves each problem at every τ, so some solver is best on each
+    best = sum(performance_profile(smooth, s, np.array([1.0]))[0] for s in ("ls-orthogonal", "neldermead"))
+    assert best >= 1.0
+    paths = write_profiles(runs, cfg, tmp_path)
+    assert (tmp_path / "runs.csv").exists() and len([p for p in paths if p.suffix == ".png"]) == 4
