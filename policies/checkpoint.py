@@ -1,0 +1,205 @@
+"""Atomic training checkpoints without pickle: a directory per checkpoint, the last two kept.
+
+Layout of a run directory::
+
+    RUN/checkpoints/iter_000012/policy.npz, policy.json   # save_policy: `dfo evaluate` reads it
+    RUN/checkpoints/iter_000012/state.npz, state.json     # trainer state (arrays + JSON tree)
+
+A checkpoint is written into a hidden temporary directory and renamed into place
+(``os.replace`` of a directory is atomic on POSIX), so a crash never leaves a half
+checkpoint under its final name. ``state.json`` records the SHA-256 of ``state.npz``
+(and ``policy.json`` that of ``policy.npz``); a truncated or corrupt file is reported
+with a clear :class:`CheckpointError` that names the previous good checkpoint, which
+is never deleted before a newer one is complete.
+
+Nested state (dicts, lists, tuples, ``None``, numbers, strings, numpy arrays) is encoded
+as a JSON tree whose arrays are replaced by references into the npz.
+
+Example:
+    >>> import numpy as np
+    >>> tree, arrays = encode_tree({"a": (np.arange(2), None), "b": 3})
+    >>> decode_tree(tree, arrays)["a"][0].tolist()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHECKPOINT_DIR = "checkpoints"
+PREFIX = "iter_"
+KEEP = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated or corrupt."""
+
+
+def encode_tree(obj: Any, arrays: dict[str, np.ndarray] | None = None, path: str = "s") -> tuple[Any, dict]:
+    """Split ``obj`` into a JSON-serializable tree and a dict of arrays."""
+    arrays = {} if arrays is None else arrays
+    if isinstance(obj, np.ndarray):
+        arrays[path] = obj
+        return {"__array__": path}, arrays
+    if isinstance(obj, dict):
+        return {"__dict__": {str(k): encode_tree(v, arrays, f"{path}.{k}")[0] for k, v in obj.items()}}, arrays
+    if isinstance(obj, (list, tuple)):
+        items = [encode_tree(v, arrays, f"{path}.{i}")[0] for i, v in enumerate(obj)]
+        return {"__tuple__" if isinstance(obj, tuple) else "__list__": items}, arrays
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item(), arrays
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj, arrays
+    raise TypeError(f"cannot checkpoint a value of type {type(obj).__name__} at {path}")
+
+
+def decode_tree(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """Inverse of :func:`encode_tree`."""
+    if isinstance(tree, dict):
+        if "__array__" in tree:
+            return arrays[tree["__array__"]]
+        if "__dict__" in tree:
+            return {k: decode_tree(v, arrays) for k, v in tree["__dict__"].items()}
+        if "__tuple__" in tree:
+            return tuple(decode_tree(v, arrays) for v in tree["__tuple__"])
+        if "__list__" in tree:
+            return [decode_tree(v, arrays) for v in tree["__list__"]]
+        raise CheckpointError(f"unknown node in checkpoint state: {sorted(tree)}")
+    return tree
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"{PREFIX}{int(iteration):06d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Checkpoint directories of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    """Write ``state.npz`` + ``state.json`` (with the npz checksum) into ``directory``."""
+    tree, arrays = encode_tree(state)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    (directory / "state.npz").write_bytes(data)
+    meta = {"format": 1, "npz_sha256": hashlib.sha256(data).hexdigest(), "state": tree}
+    (directory / "state.json").write_text(json.dumps(meta, indent=1))
+
+
+def read_state(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and verify ``state.npz`` + ``state.json``.
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt files.
+    """
+    directory = Path(directory)
+    js, npz = directory / "state.json", directory / "state.npz"
+    if not js.exists() or not npz.exists():
+        raise CheckpointError(f"checkpoint {directory} is incomplete: state.json/state.npz missing")
+    try:
+        meta = json.loads(js.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint {directory}: corrupt state.json ({e})") from e
+    data = npz.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("npz_sha256"):
+        raise CheckpointError(f"checkpoint {directory}: state.npz does not match its checksum (truncated or corrupt)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"checkpoint {directory}: unreadable state.npz ({e})") from e
+    return decode_tree(meta["state"], arrays)
+
+
+def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str, Any], write_policy) -> Path:
+    """Atomically write checkpoint ``iteration`` and prune all but the last :data:`KEEP`.
+
+    Args:
+        run_dir: the run directory.
+        iteration: completed iterations (names the checkpoint).
+        state: the trainer state (see :func:`encode_tree` for the allowed types).
+        write_policy: ``write_policy(stem)`` saves the policy with ``save_policy``.
+
+    Returns:
+        The checkpoint directory.
+    """
+    root = Path(run_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(iteration)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    try:
+        write_policy(tmp / "policy")
+        write_state(tmp, state)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():  # re-saving the same iteration (e.g. Ctrl-C right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint directory from a run directory (its newest checkpoint) or a checkpoint path.
+
+    Raises:
+        CheckpointError: no checkpoint there.
+    """
+    p = Path(path)
+    if (p / "state.json").exists() or (p / "policy.json").exists():
+        return p
+    if p.name in ("policy.npz", "policy.json", "policy"):
+        return p.parent
+    found = list_checkpoints(p)
+    if not found:
+        raise CheckpointError(f"no checkpoint found in {p} (expected {p}/{CHECKPOINT_DIR}/{PREFIX}NNNNNN/)")
+    return found[-1]
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """Load the newest checkpoint of a run directory (or the given checkpoint directory).
+
+    Raises:
+        CheckpointError: the checkpoint is corrupt; the message names the previous good
+            checkpoint, which is kept, and how to resume from it.
+    """
+    ckpt = resolve_checkpoint(path)
+    try:
+        return ckpt, read_state(ckpt)
+    except CheckpointError as err:
+        older = [c for c in list_checkpoints(ckpt.parent.parent) if c.name < ckpt.name]
+        hint = (f"; the previous checkpoint {older[-1]} is kept: resume from it with --resume {older[-1]}"
+                if older else "; no older checkpoint exists")
+        raise CheckpointError(f"{err}{hint}") from None

@@ -1,0 +1,25 @@
+"""Policy-search training: config, the one training loop, run outputs.
+
+Example:
+    >>> from policies.training import TrainConfig
+    >>> TrainConfig(env_id="Swimmer-v5").method
+    'ars-v2t'
+"""
+
+from policies.training.config import DEFAULT_EPISODES, TrainConfig
+from policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS, RunLog, read_progress
+from policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
+
+__all__ = [
+    "TrainConfig",
+    "DEFAULT_EPISODES",
+    "Trainer",
+    "TrainResult",
+    "train",
+    "build_policy",
+    "build_evaluator",
+    "RunLog",
+    "read_progress",
+    "COLUMNS",
+    "DETERMINISTIC_COLUMNS",
+]

@@ -1,0 +1,135 @@
+"""Hyperparameters of a training run: one keyword-only frozen dataclass.
+
+Fields left at ``None`` take the task preset's value (``envs.get_preset``: ARS V2-t
+settings where the paper has them), so ``TrainConfig(env_id="Swimmer-v5")`` is a
+complete, sensible run.
+
+Example:
+    >>> cfg = TrainConfig(env_id="Hopper-v5").resolved()
+    >>> cfg.n_directions, cfg.top_b, cfg.step_size, cfg.noise, cfg.survival_shift
+    (8, 4, 0.01, 0.025, 1.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from policies.methods import get_method
+
+BACKEND_CHOICES = ("serial", "loky", "dask", "local-dask", "ray")
+POLICY_KINDS = ("linear", "mlp")
+
+#: default ``episodes`` budget of ``dfo train`` when none is given
+DEFAULT_EPISODES = 2000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A training run.
+
+    Attributes:
+        env_id: gymnasium id (a MuJoCo -v5 preset or any Box-action env).
+        method: a name in ``policies.methods.METHODS``.
+        episodes: training-episode budget (evaluation episodes are not counted, as in
+            ARS); the run stops once it is reached (the last iteration may pass it by
+            less than one iteration's episodes).
+        n_directions, top_b, step_size, noise: ARS N, b, α, ν (``None`` = task preset).
+        horizon: episode length cap (``None`` = task preset).
+        survival_shift: subtracted from training rewards (``None`` = task preset).
+        seed: seeds everything (directions, episode seeds, evaluation seeds).
+        n_eval_episodes: episodes per evaluation of the unperturbed policy (true reward).
+        eval_every: iterations between evaluations (``None``: about every 16 training episodes).
+        checkpoint_every: iterations between checkpoints (a final one is always written).
+        policy: ``"linear"`` (ARS) or ``"mlp"``.
+        hidden: MLP hidden widths.
+        backend: ``"serial"``, ``"loky"``, ``"dask"``, ``"local-dask"`` or ``"ray"``.
+        n_jobs: workers (``-1`` = all cores; ``1`` with loky runs serially).
+        scheduler: ``tcp://host:port`` of a Dask scheduler (backend ``"dask"``).
+        max_iterations: stop after this many iterations in total (``None`` = budget only).
+        lean: lean ``mj_step`` rollouts (``None`` = when the task has one).
+    """
+
+    env_id: str = "Swimmer-v5"
+    method: str = "ars-v2t"
+    episodes: int = DEFAULT_EPISODES
+    n_directions: int | None = None
+    top_b: int | None = None
+    step_size: float | None = None
+    noise: float | None = None
+    horizon: int | None = None
+    survival_shift: float | None = None
+    seed: int = 0
+    n_eval_episodes: int = 5
+    eval_every: int | None = None
+    checkpoint_every: int = 10
+    policy: str = "linear"
+    hidden: tuple[int, ...] = (32, 32)
+    backend: str = "loky"
+    n_jobs: int = -1
+    scheduler: str | None = None
+    max_iterations: int | None = None
+    lean: bool | None = None
+
+    def __post_init__(self) -> None:
+        get_method(self.method)  # raises on an unknown name
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        for name in ("n_directions", "top_b", "horizon", "eval_every", "max_iterations"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        for name in ("step_size", "noise"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v}")
+        if self.n_eval_episodes < 0 or self.checkpoint_every < 1:
+            raise ValueError("n_eval_episodes must be >= 0 and checkpoint_every >= 1")
+        if self.policy not in POLICY_KINDS:
+            raise ValueError(f"policy must be one of {POLICY_KINDS}, got {self.policy!r}")
+        if self.backend not in BACKEND_CHOICES:
+            raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {self.backend!r}")
+        if self.backend == "dask" and not self.scheduler:
+            raise ValueError("backend 'dask' needs a scheduler address, e.g. scheduler='tcp://host:8786' "
+                             "(or use backend 'local-dask' to start a cluster on this machine)")
+        if self.top_b is not None and self.n_directions is not None and self.top_b > self.n_directions:
+            raise ValueError(f"top_b={self.top_b} exceeds n_directions={self.n_directions}")
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` hyperparameter filled from the task preset."""
+        from envs.presets import get_preset
+
+        p = get_preset(self.env_id)
+        n_dir = self.n_directions if self.n_directions is not None else p.n_directions
+        top_b = self.top_b if self.top_b is not None else (min(p.top_b, n_dir) if self.n_directions is None
+                                                           else min(p.top_b, n_dir))
+        if top_b > n_dir:
+            raise ValueError(f"top_b={top_b} exceeds n_directions={n_dir}")
+        eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
+        return dataclasses.replace(
+            self,
+            n_directions=n_dir,
+            top_b=top_b,
+            step_size=self.step_size if self.step_size is not None else p.step_size,
+            noise=self.noise if self.noise is not None else p.noise,
+            horizon=self.horizon if self.horizon is not None else p.horizon,
+            survival_shift=self.survival_shift if self.survival_shift is not None else p.survival_shift,
+            eval_every=eval_every,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)

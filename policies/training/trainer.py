@@ -1,0 +1,479 @@
+"""One training loop for every method: estimator ask → parallel rollouts → tell → step.
+
+Per iteration (Mania, Guy, Recht 2018, Algorithm 2, generalized to any dfo estimator):
+
+1. Freeze the observation-normalizer snapshot (V2 methods) for the whole iteration.
+2. ``query = estimator.ask(θ, rng)``; every perturbed point is identified by
+   ``(index, sign)``. Each direction gets one episode seed shared by its + and −
+   rollouts (common random numbers); forward-difference methods use one seed for the
+   centre and all directions.
+3. ``evaluator.map(rollout_worker, items, shared=RolloutBatch(...))``: workers
+   regenerate their parameters from the query and return scalars plus observation
+   statistics. Values are ``f = −return``.
+4. ``g = estimator.tell(query, f)``; then either the SGD step ``θ ← θ − lr g`` with
+   ``lr = 2να`` (ARS, see :mod:`policies.methods`) or the noise-tolerant Armijo line
+   search of Berahas, Cao, Scheinberg (2021) on the mean return over ``ls_repeats``
+   seeds, with ``ε_f`` = the standard error of the centre's repeated returns. Line-search
+   trial rollouts are training episodes and count against the budget.
+5. Merge the workers' statistics into the normalizer in item order, refresh the snapshot.
+6. Every ``eval_every`` iterations: ``n_eval_episodes`` true-reward episodes of the
+   unperturbed policy (not counted in the budget, as in ARS).
+
+All randomness comes from one ``np.random.Generator`` seeded by ``config.seed`` (plus
+evaluation seeds derived from ``(seed, iteration)``), results are merged in a fixed
+order, and each rollout is a pure function of its inputs, so a serial and a parallel
+run give identical numbers, and a resumed run continues the same sequence.
+
+Example:
+    >>> from policies.training import TrainConfig, Trainer
+    >>> cfg = TrainConfig(env_id="InvertedPendulum-v5", episodes=16, horizon=50, backend="serial")
+    >>> with Trainer(cfg) as tr:
+    ...     result = tr.run()
+    >>> result.episodes >= 16
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfo.linesearch import ArmijoLineSearch
+from dfo.parallel import make_evaluator
+from policies.base import Policy
+from policies.checkpoint import load_checkpoint, save_checkpoint
+from policies.linear import LinearPolicy
+from policies.methods import Method, get_method
+from policies.mlp import MLPPolicy
+from policies.normalizer import ObsNormalizer
+from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, rollout_worker
+from policies.serialization import save_policy
+from policies.training.config import TrainConfig
+from policies.training.runlog import RunLog
+
+SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
+LS_MAX_TRIALS = 4  # line-search trials per iteration (each costs ls_repeats episodes)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainResult:
+    """What :meth:`Trainer.run` returns.
+
+    Attributes:
+        params: final flat policy parameters.
+        iteration: iterations completed.
+        episodes: training episodes used.
+        env_steps: training env steps.
+        eval_return: last evaluation's mean true return (``nan`` if none).
+        history: one dict per iteration (the progress.csv rows).
+        message: why the run stopped.
+        checkpoint: last checkpoint directory (``None`` without an output directory).
+    """
+
+    params: np.ndarray
+    iteration: int
+    episodes: int
+    env_steps: int
+    eval_return: float
+    history: list[dict[str, Any]]
+    message: str
+    checkpoint: Path | None
+
+
+def build_policy(config: TrainConfig, obs_dim: int, act_dim: int) -> Policy:
+    """The policy of a run (linear as in ARS, or a tanh MLP)."""
+    if config.policy == "linear":
+        return LinearPolicy(obs_dim, act_dim)
+    return MLPPolicy(obs_dim, act_dim, hidden=tuple(config.hidden))
+
+
+def _env_dims(env_id: str) -> tuple[int, int]:
+    from envs.cache import get_env
+
+    env = get_env(env_id)
+    if len(env.observation_space.shape) != 1:
+        raise ValueError(f"{env_id}: policies need a flat observation vector, got shape {env.observation_space.shape}")
+    return int(env.observation_space.shape[0]), int(env.action_space.shape[0])
+
+
+def build_evaluator(config: TrainConfig):
+    """The evaluator for ``config.backend`` (serial for ``serial`` or loky with one job)."""
+    if config.backend == "serial" or (config.backend == "loky" and config.n_jobs == 1):
+        return make_evaluator("serial")
+    kw: dict[str, Any] = {"n_jobs": config.n_jobs}
+    if config.backend == "dask":
+        kw["scheduler"] = config.scheduler
+    return make_evaluator(config.backend, **kw)
+
+
+class Trainer:
+    """Policy search on one task with one method (see the module docstring).
+
+    Args:
+        config: the run's hyperparameters (``None`` fields are filled from the preset).
+        out_dir: run directory for progress.csv, metrics.jsonl, config.json and
+            checkpoints; ``None`` keeps everything in memory.
+        evaluator: an evaluator to use (not closed by the trainer); default: built from
+            ``config.backend`` / ``config.n_jobs`` and closed by :meth:`close`.
+        progress: show a tqdm bar.
+        callback: ``callback(row)`` after each iteration; raising ``StopIteration`` ends
+            the run (a checkpoint is written), ``KeyboardInterrupt`` acts like Ctrl-C.
+    """
+
+    def __init__(self, config: TrainConfig, *, out_dir: str | os.PathLike | None = None, evaluator=None,
+                 progress: bool = False, callback: Callable[[dict], None] | None = None) -> None:
+        self.config = config.resolved()
+        cfg = self.config
+        self.method: Method = get_method(cfg.method)
+        obs_dim, act_dim = _env_dims(cfg.env_id)
+        self.policy = build_policy(cfg, obs_dim, act_dim)
+        n = self.policy.n_params
+        self.spec = RolloutSpec(env_id=cfg.env_id, policy=self.policy.config(), horizon=int(cfg.horizon),
+                                reward_shift=float(cfg.survival_shift), lean=cfg.lean)
+        self.estimator = self.method.make_estimator(
+            n, n_directions=int(cfg.n_directions), top_b=int(cfg.top_b), noise=float(cfg.noise),
+            blocks=self.policy.param_blocks(),
+        )
+        self.lr = self.method.learning_rate(float(cfg.step_size), float(cfg.noise))
+        # state
+        self.params = self.policy.init_params(np.random.default_rng(cfg.seed))
+        self.normalizer = ObsNormalizer(obs_dim)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.iteration = 0
+        self.episodes = 0
+        self.env_steps = 0
+        self.nonfinite = 0
+        self.elapsed = 0.0
+        self.alpha: float | None = None  # line-search step (armijo methods)
+        self.last_eval = math.nan
+        self.history: list[dict[str, Any]] = []
+        # io
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.progress = progress
+        self.callback = callback
+        self._own_evaluator = evaluator is None
+        self.evaluator = build_evaluator(cfg) if evaluator is None else evaluator
+        self._log: RunLog | None = None
+        self.last_checkpoint: Path | None = None
+
+    # -- construction from a checkpoint -------------------------------------------
+    @classmethod
+    def resume(cls, path: str | os.PathLike, *, overrides: dict[str, Any] | None = None, **kw: Any) -> Trainer:
+        """Continue a run from its newest checkpoint (or the given checkpoint directory).
+
+        Args:
+            path: run directory or checkpoint directory.
+            overrides: config fields to change on resume; only ``episodes``,
+                ``max_iterations``, ``backend``, ``n_jobs``, ``scheduler`` and
+                ``checkpoint_every`` may change (the others would change the numbers).
+            **kw: passed to the constructor (``evaluator``, ``progress``, ``callback``).
+
+        Raises:
+            policies.checkpoint.CheckpointError: missing or corrupt checkpoint.
+        """
+        ckpt, state = load_checkpoint(path)
+        run_dir = ckpt.parent.parent
+        config = TrainConfig.from_dict(state["config"])
+        allowed = {"episodes", "max_iterations", "backend", "n_jobs", "scheduler", "checkpoint_every"}
+        bad = sorted(set(overrides or {}) - allowed)
+        if bad:
+            raise ValueError(f"cannot change {bad} when resuming (allowed: {sorted(allowed)})")
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        trainer = cls(config, out_dir=run_dir, **kw)
+        trainer.load_state_dict(state)
+        RunLog.truncate(run_dir, trainer.iteration)
+        trainer.last_checkpoint = ckpt
+        return trainer
+
+    # -- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (JSON tree + arrays, no pickle)."""
+        est_state = self.estimator.state_dict() if hasattr(self.estimator, "state_dict") else None
+        return {
+            "config": self.config.to_dict(),
+            "params": self.params.copy(),
+            "normalizer": self.normalizer.state,
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "estimator": est_state,
+            "iteration": self.iteration,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "nonfinite": self.nonfinite,
+            "elapsed": self.elapsed,
+            "alpha": self.alpha,
+            "last_eval": self.last_eval,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.params = self.policy.check_params(np.asarray(state["params"], dtype=np.float64)).copy()
+        self.normalizer = ObsNormalizer.from_state(state["normalizer"])
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        if state.get("estimator") is not None:
+            self.estimator.load_state_dict(state["estimator"])
+        self.iteration = int(state["iteration"])
+        self.episodes = int(state["episodes"])
+        self.env_steps = int(state["env_steps"])
+        self.nonfinite = int(state["nonfinite"])
+        self.elapsed = float(state["elapsed"])
+        self.alpha = None if state["alpha"] is None else float(state["alpha"])
+        self.last_eval = float(state["last_eval"])
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the completed iterations (no-op without ``out_dir``)."""
+        if self.out_dir is None:
+            return None
+        meta = {"env_id": self.config.env_id, "method": self.config.method, "iteration": self.iteration,
+                "episodes": self.episodes, "horizon": self.config.horizon, "eval_return": self.last_eval}
+        snap = self.normalizer if self.method.normalize else None
+        self.last_checkpoint = save_checkpoint(
+            self.out_dir, self.iteration, self.state_dict(),
+            lambda stem: save_policy(stem, self.policy, self.params, snap, meta),
+        )
+        return self.last_checkpoint
+
+    # -- rollouts -------------------------------------------------------------------
+    def _snapshot(self):
+        return self.normalizer.snapshot if self.method.normalize else None
+
+    def _map(self, center, items, *, training: bool, snapshot) -> tuple[list[EpisodeOutcome], dict]:
+        batch = RolloutBatch(spec=self.spec, center=center, snapshot=snapshot, training=training)
+        out = self.evaluator.map(rollout_worker, items, shared=batch)
+        traffic = dict(getattr(self.evaluator, "last_traffic", {}) or {})
+        return out, traffic
+
+    def evaluate(self, params: np.ndarray | None = None, n_episodes: int | None = None,
+                 iteration: int | None = None) -> tuple[float, float, int]:
+        """Mean/std true return of the unperturbed policy and env steps used (not counted).
+
+        Evaluation seeds derive from ``(seed, iteration)`` only, so they do not disturb
+        the training random stream.
+        """
+        n_ep = self.config.n_eval_episodes if n_episodes is None else int(n_episodes)
+        if n_ep == 0:
+            return math.nan, math.nan, 0
+        it = self.iteration if iteration is None else iteration
+        seeds = np.random.default_rng([int(self.config.seed), 7919, int(it)]).integers(0, SEED_HIGH, size=n_ep)
+        x = self.params if params is None else params
+        outs, _ = self._map(x, [(-1, 0, int(s)) for s in seeds], training=False, snapshot=self._snapshot())
+        rets = np.array([o.true_ret for o in outs])
+        return float(rets.mean()), float(rets.std()), int(sum(o.steps for o in outs))
+
+    # -- one iteration ----------------------------------------------------------------
+    def _iterate(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Run one iteration on ``rng``; returns the new state pieces (nothing committed)."""
+        snap = self._snapshot()
+        query = self.estimator.ask(self.params, rng)
+        items_dir = query.items
+        armijo = self.method.step == "armijo"
+        if armijo:  # one seed for the centre and every direction; more seeds for the centre only
+            seeds = [int(s) for s in rng.integers(0, SEED_HIGH, size=self.method.ls_repeats)]
+            items = [(i, s, seeds[0]) for i, s in items_dir]
+            if not query.needs_fx:
+                items = [(-1, 0, seeds[0])] + items
+            items += [(-1, 0, s) for s in seeds[1:]]
+        else:  # one seed per direction, shared by its + and - rollouts
+            dir_seeds = rng.integers(0, SEED_HIGH, size=query.directions.n_directions)
+            items = [(i, s, int(dir_seeds[i]) if i >= 0 else int(dir_seeds[0])) for i, s in items_dir]
+        outs, traffic = self._map(query, items, training=True, snapshot=snap)
+        values = np.array([-o.ret for o in outs])
+        all_outs = list(outs)
+        info: dict[str, Any] = {}
+        if armijo:
+            n_q = query.nfev
+            lead = 0 if query.needs_fx else 1  # an extra centre rollout was put first
+            est_vals = values[lead:lead + n_q]
+            centre_vals = np.concatenate([values[:1], values[lead + n_q:]])
+            estimate = self.estimator.tell(query, est_vals)
+            g = estimate.grad
+            fx = float(centre_vals.mean())
+            eps_f = float(centre_vals.std(ddof=1) / math.sqrt(centre_vals.size))
+            ls = ArmijoLineSearch(eps_f=eps_f, alpha0=1.0, max_backtracks=LS_MAX_TRIALS)
+            gnorm2 = float(g @ g)
+            alpha = self.alpha
+            if alpha is None:  # first trial step as long as an ARS step: alpha·√n
+                alpha = float(self.config.step_size) * math.sqrt(g.size) / max(math.sqrt(gnorm2), 1e-300)
+            new_params, accepted = self.params, False
+            for _ in range(LS_MAX_TRIALS):
+                trial = self.params - alpha * g
+                t_outs, t_traffic = self._map(trial, [(-1, 0, s) for s in seeds], training=True, snapshot=snap)
+                for k in ("sent", "received"):
+                    traffic[k] = traffic.get(k, 0) + t_traffic.get(k, 0)
+                all_outs += t_outs
+                f_trial = float(np.mean([-o.ret for o in t_outs]))
+                if ls.accepts(f_trial, fx, alpha, gnorm2):
+                    new_params, accepted = trial, True
+                    break
+                alpha = ls.shrink(alpha)
+            info["step_size"] = alpha
+            new_alpha = ls.grow(alpha) if accepted else alpha
+        else:
+            estimate = self.estimator.tell(query, values)
+            g = estimate.grad
+            new_params = self.params - self.lr * g
+            new_alpha = None
+            info["step_size"] = self.lr
+        info.update(params=new_params, alpha=new_alpha, outs=all_outs, grad_norm=float(np.linalg.norm(g)),
+                    traffic=traffic)
+        return info
+
+    def step(self) -> dict[str, Any]:
+        """One iteration, committed atomically: on any exception the state is unchanged."""
+        t0 = time.perf_counter()
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng.bit_generator.state
+        est_state = self.estimator.state_dict() if hasattr(self.estimator, "state_dict") else None
+        try:
+            info = self._iterate(rng)
+        except BaseException:
+            if est_state is not None:
+                self.estimator.load_state_dict(est_state)
+            raise
+        outs: list[EpisodeOutcome] = info["outs"]
+        # commit
+        self.rng = rng
+        self.params = info["params"]
+        self.alpha = info["alpha"]
+        if self.method.normalize:
+            self.normalizer.update(*(o.obs_stats for o in outs))
+            self.normalizer.refresh()
+        steps = int(sum(o.steps for o in outs))
+        self.iteration += 1
+        self.episodes += len(outs)
+        self.env_steps += steps
+        self.nonfinite += int(sum(o.nonfinite for o in outs))
+        eval_steps = 0
+        eval_ret = eval_std = math.nan
+        if self.iteration % int(self.config.eval_every) == 0:
+            eval_ret, eval_std, eval_steps = self.evaluate()
+            self.last_eval = eval_ret
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        true_rets = np.array([o.true_ret for o in outs])
+        row = {
+            "iteration": self.iteration,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "eval_return": eval_ret,
+            "eval_return_std": eval_std,
+            "train_return_mean": float(true_rets.mean()),
+            "train_return_max": float(true_rets.max()),
+            "nonfinite_episodes": self.nonfinite,
+            "grad_norm": info["grad_norm"],
+            "step_size": float(info["step_size"]),
+            "time_s": self.elapsed,
+            "iter_time_s": dt,
+            "env_steps_per_s": (steps + eval_steps) / dt if dt > 0 else math.nan,
+            "bytes_sent": info["traffic"].get("sent", 0),
+            "bytes_received": info["traffic"].get("received", 0),
+            "retries": info["traffic"].get("retries", 0),
+        }
+        return row
+
+    # -- the run -------------------------------------------------------------------------
+    def _open_outputs(self) -> None:
+        if self.out_dir is None or self._log is not None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        self._log = RunLog(self.out_dir)
+
+    def _record(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if self._log is not None:
+            self._log.write(row)
+
+    def _initial_row(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ret, std, steps = self.evaluate(iteration=0)
+        dt = time.perf_counter() - t0
+        self.last_eval = ret
+        self.elapsed += dt
+        return {"iteration": 0, "episodes": 0, "env_steps": 0, "eval_return": ret, "eval_return_std": std,
+                "nonfinite_episodes": 0, "time_s": self.elapsed, "iter_time_s": dt,
+                "env_steps_per_s": steps / dt if dt > 0 else math.nan}
+
+    def _done(self) -> str | None:
+        cfg = self.config
+        if self.episodes >= cfg.episodes:
+            return f"episode budget {cfg.episodes} reached"
+        if cfg.max_iterations is not None and self.iteration >= cfg.max_iterations:
+            return f"max_iterations={cfg.max_iterations} reached"
+        return None
+
+    def run(self) -> TrainResult:
+        """Iterate until the budget (or ``max_iterations``) is reached.
+
+        A checkpoint is written every ``checkpoint_every`` iterations, at the end, and on
+        ``KeyboardInterrupt`` (which is then re-raised).
+        """
+        self._open_outputs()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.config.episodes, initial=min(self.episodes, self.config.episodes), unit="ep",
+                       desc=f"{self.config.method} {self.config.env_id}", file=sys.stderr, dynamic_ncols=True)
+        message = "stopped by the callback"
+        try:
+            if self.iteration == 0 and not self.history:
+                self._record(self._initial_row())
+            while (done := self._done()) is None:
+                row = self.step()
+                self._record(row)
+                if bar is not None:
+                    bar.update(min(self.episodes, self.config.episodes) - bar.n)
+                    bar.set_postfix(it=row["iteration"], ret=f"{row['train_return_mean']:.1f}",
+                                    eval=f"{self.last_eval:.1f}", sps=f"{row['env_steps_per_s']:.0f}",
+                                    refresh=False)
+                if self.iteration % self.config.checkpoint_every == 0:
+                    self.save()
+                if self.callback is not None:
+                    try:
+                        self.callback(row)
+                    except StopIteration:
+                        break
+            else:
+                message = done
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.last_checkpoint is None or self.last_checkpoint.name != f"iter_{self.iteration:06d}":
+            self.save()
+        return TrainResult(params=self.params.copy(), iteration=self.iteration, episodes=self.episodes,
+                           env_steps=self.env_steps, eval_return=self.last_eval, history=list(self.history),
+                           message=message, checkpoint=self.last_checkpoint)
+
+    def close(self) -> None:
+        """Close the log files and the evaluator (if the trainer built it)."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_evaluator and self.evaluator is not None:
+            self.evaluator.close()
+            self.evaluator = None
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def train(config: TrainConfig, **kw: Any) -> TrainResult:
+    """Build a :class:`Trainer`, run it, close it."""
+    with Trainer(config, **kw) as trainer:
+        return trainer.run()
