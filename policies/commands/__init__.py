@@ -1,0 +1,1 @@
+"""``dfo train | evaluate | plot | render``: each module exposes ``add_arguments`` and ``run``."""

@@ -1,0 +1,96 @@
+"""``dfo plot RUN_DIR...``: learning curves (evaluation return vs training episodes) as PNG.
+
+Runs are grouped by (env id, method) from their ``config.json``. A group of one run is
+drawn as a line; a group of several runs (seeds) as the median with a min–max band,
+on the episodes grid they share. One panel per env.
+
+Example:
+    $ dfo plot runs/Hopper-v5_* --out hopper.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="run directories (each with progress.csv)")
+    parser.add_argument("--out", default="curves.png", help="output PNG (default curves.png)")
+    parser.add_argument("--x", choices=("episodes", "env_steps", "time_s"), default="episodes",
+                        help="x axis (default episodes)")
+    parser.add_argument("--no-group", action="store_true", help="one line per run, no median/band")
+
+
+def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(config, x, eval_return) of one run, evaluated rows only."""
+    from policies.training.runlog import read_progress
+
+    csv_path = run_dir / "progress.csv"
+    if not csv_path.exists():
+        raise ValueError(f"{run_dir} has no progress.csv (is it a `dfo train` run directory?)")
+    cfg_path = run_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {"env_id": "?", "method": run_dir.name}
+    rows = [r for r in read_progress(csv_path) if not math.isnan(r["eval_return"])]
+    return cfg, np.array([r[x] for r in rows]), np.array([r["eval_return"] for r in rows])
+
+
+def group_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Median and min/max of several curves on their common x range (linear interpolation)."""
+    hi = min(c[0][-1] for c in curves)
+    grid = np.unique(np.concatenate([c[0][c[0] <= hi] for c in curves]))
+    ys = np.stack([np.interp(grid, c[0], c[1]) for c in curves])
+    return grid, np.median(ys, axis=0), ys.min(axis=0), ys.max(axis=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    try:
+        for d in args.runs:
+            cfg, xs, ys = load_curve(Path(d), args.x)
+            if xs.size == 0:
+                print(f"dfo plot: {d}: no evaluated iterations yet, skipped", file=sys.stderr)
+                continue
+            key = (cfg.get("env_id", "?"), cfg.get("method", "?") if not args.no_group else f"{cfg.get('method')} {d}")
+            groups[key].append((xs, ys))
+    except ValueError as exc:
+        print(f"dfo plot: error: {exc}", file=sys.stderr)
+        return 2
+    if not groups:
+        print("dfo plot: error: nothing to plot", file=sys.stderr)
+        return 2
+    envs = sorted({k[0] for k in groups})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        for (e, method), curves in sorted(groups.items()):
+            if e != env:
+                continue
+            if len(curves) == 1:
+                ax.plot(*curves[0], label=method)
+            else:
+                grid, med, lo, hi = group_band(curves)
+                (line,) = ax.plot(grid, med, label=f"{method} (median of {len(curves)})")
+                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2)
+        ax.set_title(env)
+        ax.set_xlabel(args.x.replace("_", " "))
+        ax.set_ylabel("evaluation return (true reward)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,111 @@
+"""``dfo train ENV_ID``: policy search on a gymnasium MuJoCo task (see docs/rl.md).
+
+Example:
+    $ dfo train Swimmer-v5 --episodes 2000            # ARS V2-t, all cores
+    $ dfo train Hopper-v5 --method orthogonal --seed 1 --out runs/hop1
+    $ dfo train --resume runs/hop1                   # continue after Ctrl-C
+    $ dfo train Hopper-v5 --backend dask --scheduler tcp://10.0.0.1:8786
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from policies.methods import METHODS
+from policies.training.config import BACKEND_CHOICES, DEFAULT_EPISODES, POLICY_KINDS, TrainConfig
+
+DEFAULT_ENV = "Swimmer-v5"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env_id", nargs="?", default=None,
+                        help=f"gymnasium env id (default {DEFAULT_ENV}; taken from the run when resuming)")
+    parser.add_argument("--method", choices=list(METHODS), default=None, help="training method (default ars-v2t)")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help=f"training-episode budget (default {DEFAULT_EPISODES}; evaluation episodes not counted)")
+    parser.add_argument("--n-jobs", type=int, default=None, help="rollout workers, -1 = all cores (default -1)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/ENV_METHOD_sSEED)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help="parallel backend (default loky)")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (--backend dask)")
+    parser.add_argument("--resume", default=None, metavar="DIR", help="continue a run from its newest checkpoint")
+    parser.add_argument("--n-directions", type=int, default=None, help="ARS N (default: task preset)")
+    parser.add_argument("--top-b", type=int, default=None, help="ARS b, directions kept (default: task preset)")
+    parser.add_argument("--step-size", type=float, default=None, help="ARS alpha (default: task preset)")
+    parser.add_argument("--noise", type=float, default=None, help="ARS nu (default: task preset)")
+    parser.add_argument("--horizon", type=int, default=None, help="episode length cap (default: task preset)")
+    parser.add_argument("--policy", choices=POLICY_KINDS, default=None, help="policy class (default linear)")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 5)")
+    parser.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (10)")
+    parser.add_argument("--max-iterations", type=int, default=None, help="stop after this many iterations")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+_FIELDS = {  # CLI option -> TrainConfig field
+    "method": "method", "episodes": "episodes", "n_jobs": "n_jobs", "seed": "seed", "backend": "backend",
+    "scheduler": "scheduler", "n_directions": "n_directions", "top_b": "top_b", "step_size": "step_size",
+    "noise": "noise", "horizon": "horizon", "policy": "policy", "eval_episodes": "n_eval_episodes",
+    "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "max_iterations": "max_iterations",
+}
+
+
+def _given(args: argparse.Namespace) -> dict:
+    return {field: getattr(args, opt) for opt, field in _FIELDS.items() if getattr(args, opt) is not None}
+
+
+def _default_out(cfg: TrainConfig) -> Path:
+    base = Path("runs") / f"{cfg.env_id}_{cfg.method}_s{cfg.seed}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}_{k}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies.checkpoint import CheckpointError
+    from policies.training.trainer import Trainer
+
+    given = _given(args)
+    if given.get("backend") == "dask" and not given.get("scheduler"):
+        print("dfo train: error: --backend dask needs --scheduler tcp://HOST:PORT "
+              "(or use --backend local-dask to start a cluster here)", file=sys.stderr)
+        return 2
+    try:
+        if args.resume:
+            trainer = Trainer.resume(args.resume, overrides=given, progress=not args.no_progress)
+            if args.env_id is not None and args.env_id != trainer.config.env_id:
+                trainer.close()
+                raise ValueError(f"--resume run is for {trainer.config.env_id}, not {args.env_id}")
+            print(f"resuming {trainer.out_dir} at iteration {trainer.iteration} "
+                  f"({trainer.episodes} episodes)", file=sys.stderr)
+        else:
+            cfg = TrainConfig(env_id=args.env_id or DEFAULT_ENV, **given)
+            out = Path(args.out) if args.out else _default_out(cfg)
+            if (out / "checkpoints").exists():
+                raise ValueError(f"{out} already holds a run: continue it with --resume {out} or pick a new --out")
+            trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress)
+    except (ValueError, TypeError, CheckpointError) as exc:
+        print(f"dfo train: error: {exc}", file=sys.stderr)
+        return 2
+    cfg = trainer.config
+    print(f"dfo train {cfg.env_id} method={cfg.method} episodes={cfg.episodes} N={cfg.n_directions} "
+          f"b={cfg.top_b} alpha={cfg.step_size} nu={cfg.noise} horizon={cfg.horizon} "
+          f"backend={cfg.backend} n_jobs={cfg.n_jobs} -> {trainer.out_dir}", file=sys.stderr)
+    try:
+        with trainer:
+            result = trainer.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after iteration {trainer.iteration}; checkpoint {trainer.last_checkpoint}. "
+              f"Continue with: dfo train --resume {trainer.out_dir}", file=sys.stderr)
+        return 130
+    print(f"{result.message}: {result.iteration} iterations, {result.episodes} episodes, "
+          f"{result.env_steps} env steps, eval return {result.eval_return:.2f}; "
+          f"checkpoint {result.checkpoint}")
+    return 0
+
+
+__all__ = ["add_arguments", "run"]

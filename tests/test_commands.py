@@ -1,0 +1,82 @@
+"""End-to-end tests of `dfo train | evaluate | plot | render` through dfo.cli.main."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dfo.cli import main
+from policies.checkpoint import list_checkpoints
+from policies.training import COLUMNS, read_progress
+
+TRAIN = ["train", "InvertedPendulum-v5", "--episodes", "24", "--horizon", "60", "--n-jobs", "1",
+         "--eval-episodes", "2", "--eval-every", "1", "--checkpoint-every", "2", "--no-progress"]
+
+
+def test_train_evaluate_plot_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(run)]) == 0
+    rows = read_progress(run / "progress.csv")
+    header = (run / "progress.csv").read_text().splitlines()[0].split(",")
+    assert header == list(COLUMNS)
+    assert {"iteration", "episodes", "env_steps", "eval_return", "nonfinite_episodes"} <= set(header)
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3]
+    assert rows[-1]["episodes"] == 24 and rows[-1]["env_steps"] > 0
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[1])
+    assert "charts/episodic_return" in first and "grad/norm" in first
+    assert [p.name for p in list_checkpoints(run)] == ["iter_000002", "iter_000003"]
+    assert json.loads((run / "config.json").read_text())["method"] == "ars-v2t"
+    capsys.readouterr()
+
+    assert main(["evaluate", str(run), "--episodes", "3", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["episodes"] == 3 and res["env_id"] == "InvertedPendulum-v5" and res["mean_return"] > 0
+
+    run2 = tmp_path / "run2"
+    assert main([*TRAIN, "--out", str(run2), "--seed", "1"]) == 0
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(run), str(run2), "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_refuses_to_overwrite_and_resumes(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(run), "--max-iterations", "2"]) == 0
+    assert main([*TRAIN, "--out", str(run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--max-iterations", "3", "--no-progress"]) == 0
+    assert [r["iteration"] for r in read_progress(run / "progress.csv")] == [0, 1, 2, 3]
+
+
+def test_train_errors_are_clear(tmp_path, capsys):
+    assert main(["train", "NoSuchEnv-v0", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown env id" in err and "Hopper-v5" in err
+    assert main(["train", "--backend", "dask", "--no-progress"]) == 2
+    assert "--scheduler" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_train_defaults_come_from_the_task_preset():
+    from policies.commands.train import DEFAULT_ENV
+    from policies.training import TrainConfig
+
+    cfg = TrainConfig(env_id=DEFAULT_ENV).resolved()
+    assert (cfg.env_id, cfg.method, cfg.horizon) == ("Swimmer-v5", "ars-v2t", 1000)
+
+
+def test_render_writes_a_video_or_says_why(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(run), "--max-iterations", "1"]) == 0
+    capsys.readouterr()
+    code = main(["render", str(run), "--out", str(tmp_path / "v.mp4"), "--steps", "5", "--width", "64",
+                 "--height", "64"])
+    out, err = capsys.readouterr()
+    if code == 0:
+        written = [p for p in tmp_path.iterdir() if p.suffix in (".mp4", ".gif")]
+        assert written and written[0].stat().st_size > 0
+    else:
+        assert code == 3 and "MUJOCO_GL" in err and "EGL" in err
