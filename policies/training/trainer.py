@@ -156,6 +156,7 @@ class Trainer:
         self.alpha: float | None = None  # line-search step (armijo methods)
         self.last_eval = math.nan
         self.history: list[dict[str, Any]] = []
+        self._needs_initial_row = True
         # io
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.progress = progress
@@ -228,6 +229,7 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         self.alpha = None if state["alpha"] is None else float(state["alpha"])
         self.last_eval = float(state["last_eval"])
+        self._needs_initial_row = False  # progress.csv already has it
 
     def save(self) -> Path | None:
         """Write a checkpoint of the completed iterations (no-op without ``out_dir``)."""
@@ -253,7 +255,7 @@ class Trainer:
         return out, traffic
 
     def evaluate(self, params: np.ndarray | None = None, n_episodes: int | None = None,
-                 iteration: int | None = None) -> tuple[float, float, int]:
+                 iteration: int | None = None, snapshot=None) -> tuple[float, float, int]:
         """Mean/std true return of the unperturbed policy and env steps used (not counted).
 
         Evaluation seeds derive from ``(seed, iteration)`` only, so they do not disturb
@@ -265,7 +267,8 @@ class Trainer:
         it = self.iteration if iteration is None else iteration
         seeds = np.random.default_rng([int(self.config.seed), 7919, int(it)]).integers(0, SEED_HIGH, size=n_ep)
         x = self.params if params is None else params
-        outs, _ = self._map(x, [(-1, 0, int(s)) for s in seeds], training=False, snapshot=self._snapshot())
+        snap = self._snapshot() if snapshot is None else snapshot
+        outs, _ = self._map(x, [(-1, 0, int(s)) for s in seeds], training=False, snapshot=snap)
         rets = np.array([o.true_ret for o in outs])
         return float(rets.mean()), float(rets.std()), int(sum(o.steps for o in outs))
 
@@ -340,22 +343,30 @@ class Trainer:
                 self.estimator.load_state_dict(est_state)
             raise
         outs: list[EpisodeOutcome] = info["outs"]
+        # the new normalizer and the evaluation are computed before anything is committed,
+        # so an interrupt anywhere in an iteration leaves the state at the previous one
+        normalizer = self.normalizer
+        if self.method.normalize:
+            normalizer = ObsNormalizer.from_state(self.normalizer.state)
+            normalizer.update(*(o.obs_stats for o in outs))
+            normalizer.refresh()
+        iteration = self.iteration + 1
+        eval_steps = 0
+        eval_ret = eval_std = math.nan
+        if iteration % int(self.config.eval_every) == 0:
+            snap = normalizer.snapshot if self.method.normalize else None
+            eval_ret, eval_std, eval_steps = self.evaluate(info["params"], iteration=iteration, snapshot=snap)
         # commit
         self.rng = rng
         self.params = info["params"]
         self.alpha = info["alpha"]
-        if self.method.normalize:
-            self.normalizer.update(*(o.obs_stats for o in outs))
-            self.normalizer.refresh()
+        self.normalizer = normalizer
         steps = int(sum(o.steps for o in outs))
-        self.iteration += 1
+        self.iteration = iteration
         self.episodes += len(outs)
         self.env_steps += steps
         self.nonfinite += int(sum(o.nonfinite for o in outs))
-        eval_steps = 0
-        eval_ret = eval_std = math.nan
-        if self.iteration % int(self.config.eval_every) == 0:
-            eval_ret, eval_std, eval_steps = self.evaluate()
+        if not math.isnan(eval_ret):
             self.last_eval = eval_ret
         dt = time.perf_counter() - t0
         self.elapsed += dt
@@ -426,8 +437,9 @@ class Trainer:
                        desc=f"{self.config.method} {self.config.env_id}", file=sys.stderr, dynamic_ncols=True)
         message = "stopped by the callback"
         try:
-            if self.iteration == 0 and not self.history:
+            if self._needs_initial_row:
                 self._record(self._initial_row())
+                self._needs_initial_row = False
             while (done := self._done()) is None:
                 row = self.step()
                 self._record(row)
