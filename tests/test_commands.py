@@ -34,6 +34,10 @@ def test_train_evaluate_plot_end_to_end(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["episodes"] == 3 and res["env_id"] == "InvertedPendulum-v5" and res["mean_return"] > 0
 
+    best = json.loads((run / "best_policy.json").read_text())
+    assert best["eval_return"] == max(r["eval_return"] for r in rows if r["eval_return"] == r["eval_return"])
+    assert main(["evaluate", str(run / "best_policy"), "--episodes", "2"]) == 0
+
     run2 = tmp_path / "run2"
     assert main([*TRAIN, "--out", str(run2), "--seed", "1"]) == 0
     png = tmp_path / "curves.png"

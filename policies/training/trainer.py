@@ -155,6 +155,7 @@ class Trainer:
         self.elapsed = 0.0
         self.alpha: float | None = None  # line-search step (armijo methods)
         self.last_eval = math.nan
+        self.best_eval = -math.inf  # best evaluation so far; its policy is RUN/best_policy.npz/json
         self.history: list[dict[str, Any]] = []
         self._needs_initial_row = True
         # io
@@ -213,6 +214,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "alpha": self.alpha,
             "last_eval": self.last_eval,
+            "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -229,6 +231,7 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         self.alpha = None if state["alpha"] is None else float(state["alpha"])
         self.last_eval = float(state["last_eval"])
+        self.best_eval = -math.inf if state.get("best_eval") is None else float(state["best_eval"])
         self._needs_initial_row = False  # progress.csv already has it
 
     def save(self) -> Path | None:
@@ -243,6 +246,17 @@ class Trainer:
             lambda stem: save_policy(stem, self.policy, self.params, snap, meta),
         )
         return self.last_checkpoint
+
+    def _maybe_save_best(self, eval_ret: float) -> None:
+        """Keep the policy with the best evaluation return as ``RUN/best_policy`` (npz + json)."""
+        if eval_ret <= self.best_eval:
+            return
+        self.best_eval = eval_ret
+        if self.out_dir is not None:
+            meta = {"env_id": self.config.env_id, "method": self.config.method, "iteration": self.iteration,
+                    "episodes": self.episodes, "horizon": self.config.horizon, "eval_return": eval_ret}
+            snap = self.normalizer if self.method.normalize else None
+            save_policy(self.out_dir / "best_policy", self.policy, self.params, snap, meta)
 
     # -- rollouts -------------------------------------------------------------------
     def _snapshot(self):
@@ -368,6 +382,7 @@ class Trainer:
         self.nonfinite += int(sum(o.nonfinite for o in outs))
         if not math.isnan(eval_ret):
             self.last_eval = eval_ret
+            self._maybe_save_best(eval_ret)
         dt = time.perf_counter() - t0
         self.elapsed += dt
         true_rets = np.array([o.true_ret for o in outs])
@@ -409,6 +424,7 @@ class Trainer:
         ret, std, steps = self.evaluate(iteration=0)
         dt = time.perf_counter() - t0
         self.last_eval = ret
+        self._maybe_save_best(ret)
         self.elapsed += dt
         return {"iteration": 0, "episodes": 0, "env_steps": 0, "eval_return": ret, "eval_return_std": std,
                 "nonfinite_episodes": 0, "time_s": self.elapsed, "iter_time_s": dt,
