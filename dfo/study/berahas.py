@@ -30,6 +30,17 @@ _MULT = {
     "gaussian": (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 7, 8, 10),
     "sphere": (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 7, 8, 10),
 }
+#: coarser grids for n > 100 (tractability at n = 1000)
+_MULT_LARGE = {
+    "ffd": (1.0,), "cfd": (1.0,), "interpolation": (1.0,),
+    "orthogonal": (0.7, 0.75, 0.8, 0.85, 0.9, 1.0),
+    "gaussian": (3, 4, 4.5, 5, 5.5, 6, 8), "sphere": (3, 4, 4.5, 5, 5.5, 6, 8),
+}
+
+
+def grid(name: str, n: int) -> tuple[float, ...]:
+    """Multiples of n tried for ``name`` in dimension ``n``."""
+    return (_MULT_LARGE if n > 100 else _MULT)[name]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +52,7 @@ class BerahasConfig:
         estimators: presets compared (grids of N in ``_MULT``).
         noises: noise specs.
         repeats: R per cell for n ≤ 100; ``repeats_large`` for n > 100.
+        noises_large: noise specs for n > 100 (fewer, for time).
         theta, delta: the norm condition and its failure probability.
         early_stop: stop an estimator's N grid at the first value meeting the target
             (for n > 100 only, to keep n = 1000 tractable).
@@ -50,7 +62,8 @@ class BerahasConfig:
     estimators: tuple[str, ...] = ("ffd", "cfd", "gaussian", "sphere", "orthogonal", "interpolation")
     noises: tuple[str, ...] = ("none", "relative:1e-4")
     repeats: int = 200
-    repeats_large: int = 50
+    repeats_large: int = 30
+    noises_large: tuple[str, ...] = ("none",)
     theta: float = 0.5
     delta: float = 0.1
     seed: int = 0
@@ -72,19 +85,21 @@ def run_berahas(config: BerahasConfig = BerahasConfig(), *, progress: bool = Fal
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        total = sum(len(_MULT[e]) for e in config.estimators) * len(config.dims) * len(config.noises)
+        total = sum(len(grid(e, n)) * len(config.noises if n <= 100 else config.noises_large)
+                    for e in config.estimators for n in config.dims)
         bar = tqdm(total=total, unit="cell", desc="berahas")
     cells, summary = [], []
     try:
         for n in config.dims:
             func = rosenbrock_function(n)
             R = config.repeats if n <= 100 else config.repeats_large
-            for text in config.noises:
+            for text in (config.noises if n <= 100 else config.noises_large):
                 noise = Noise.parse(text)
                 for name in config.estimators:
                     t0 = time.perf_counter()
                     found = None
-                    for m in _MULT[name]:
+                    mults = grid(name, n)
+                    for m in mults:
                         N = max(1, int(round(m * n)))
                         row = run_cell(func, name, n_directions=N, sigma="rule", noise=noise,
                                        repeats=R, seed=config.seed)
@@ -96,7 +111,7 @@ def run_berahas(config: BerahasConfig = BerahasConfig(), *, progress: bool = Fal
                             found = row
                             if n > 100:
                                 if bar is not None:
-                                    bar.update(len(_MULT[name]) - _MULT[name].index(m) - 1)
+                                    bar.update(len(mults) - mults.index(m) - 1)
                                 break
                     theory = _theory_count(name, func, noise, row["sigma"], config.theta, config.delta)
                     measured = found["nfev"] if found else math.inf
@@ -106,7 +121,7 @@ def run_berahas(config: BerahasConfig = BerahasConfig(), *, progress: bool = Fal
                         "measured_nfev": measured,
                         "p_at_measured": found[f"p_theta_{config.theta:g}"] if found else max(
                             r[f"p_theta_{config.theta:g}"] for r in cells if r["estimator"] == name and r["n"] == n and r["noise"] == noise.label),
-                        "largest_nfev_tried": evaluations(name, max(1, int(round(_MULT[name][-1] * n)))),
+                        "largest_nfev_tried": evaluations(name, max(1, int(round(mults[-1] * n)))),
                         "theory_nfev": theory,
                         "theory_over_measured": theory / measured if np.isfinite(measured) and np.isfinite(theory) else math.nan,
                         "nfev_over_n": measured / n,

@@ -143,7 +143,7 @@ def run_one(solver: Solver, problem, setting: str, budget: int, eps: float, seed
             message = str(res.msg)
     except BudgetExhausted:
         pass
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError, ArithmeticError) as exc:
+    except Exception as exc:  # a crashing solver is a failed run from that point on; reported
         message = f"error: {type(exc).__name__}: {exc}"[:200]
     return {"solver": solver.name, "problem": problem.name, "n": problem.n, "setting": setting,
             "f0": f0, "values": np.asarray(obj.values), "nfev": len(obj.values), "message": message,
@@ -266,5 +266,13 @@ def write_profiles(runs: list[dict], config: ProfileConfig, out) -> list:
             f"Budget {config.budget_gradients} (n + 1) evaluations; columns solved@α give d_s(α) "
             "(α in simplex gradients). f_L = best value any solver found.", "",
             markdown_table(summary, list(summary[0]))]
+    errors: dict = {}
+    for r in runs:
+        if r["message"].startswith("error:"):
+            errors.setdefault((r["setting"], r["solver"]), []).append(r)
+    if errors:
+        text += ["", "Runs that ended in an exception (counted as unsolved after their last evaluation):", ""]
+        for (setting, s), rs in errors.items():
+            text.append(f"- {setting} {s}: {len(rs)} runs, e.g. {rs[0]['problem']}: {rs[0]['message']}")
     (out / "profiles.md").write_text("\n".join(text) + "\n")
     return [out / "runs.csv", out / "profiles.md", *paths]
