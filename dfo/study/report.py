@@ -58,6 +58,24 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     return path
 
 
+def read_csv(path: str | Path) -> list[dict]:
+    """Read a study CSV back (numbers as floats/ints, ``True``/``False`` as bools)."""
+    def conv(v: str):
+        if v == "":
+            return float("nan")
+        if v in ("True", "False"):
+            return v == "True"
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+    with Path(path).open() as fh:
+        return [{k: conv(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
 def _fmt_csv(v):
     if isinstance(v, float):
         return "" if np.isnan(v) else repr(v)
@@ -112,6 +130,10 @@ def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: 
         if "rel_error_q10" in sel[0]:
             ax.fill_between(x, np.maximum([r["rel_error_q10"] for r in sel], 1e-16),
                             np.maximum([r["rel_error_q90"] for r in sel], 1e-16), color=color, alpha=0.12)
+        bound = sel[0].get("theory_rel_error_bound", float("nan"))
+        if theory and isinstance(bound, float) and np.isfinite(bound) and bound > 0:
+            ax.axhline(bound, ls=(0, (5, 3)), color=color, lw=0.9)
+            ax.annotate(f"{name} bound", (x[0], bound), fontsize=7, color=color, va="bottom")
         if theory and sel[0].get("noise", "none") == "none":
             curve = rms_curve(name, int(sel[0]["n"]), [r["n_directions"] for r in sel])
             if np.all(np.isfinite(curve)) and np.any(curve > 0):
@@ -125,8 +147,8 @@ def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: 
     ax.set_yscale("log")
     ax.set_xlabel("function evaluations per estimate")
     ax.set_ylabel("relative error ‖g − ∇f‖ / ‖∇f‖ (median)")
-    ax.set_title(title or "estimator accuracy (dashed: theory √E‖g−∇f‖²/‖∇f‖², dotted: θ = 1/2)",
-                 fontsize=9)
+    ax.set_title((title + "\n" if title else "") + "dashed: theory (√E‖g−∇f‖²/‖∇f‖² on linear f; "
+                 "horizontal: Berahas et al. error bound); dotted: θ = 1/2", fontsize=8)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     path = Path(path)

@@ -40,7 +40,7 @@ from ..estimators.base import NonFiniteValueError, check_finite
 from ..radius import sampling_radius
 from .functions import Noise, StudyFunction
 from .metrics import THETAS, check_gradient, estimate_metrics
-from .theory import relative_second_moment
+from .theory import error_bound, relative_second_moment
 
 #: the ten standard-direction presets (the low-rank ones are opt-in)
 STANDARD = ("ffd", "cfd", "gaussian", "central-gaussian", "sphere", "central-sphere",
@@ -122,6 +122,16 @@ def resolve_sigma(sigma, estimator: str, func: StudyFunction, noise: Noise) -> f
     L = func.L if func.L else 1.0
     M = func.M if func.M else 1.0
     return sampling_radius(estimator, eps_f, L=L, M=M, n=func.n)
+
+
+def relative_error_bound(estimator: str, func: StudyFunction, sigma: float, noise: Noise) -> float:
+    """Berahas et al.'s deterministic bound on ‖g − ∇φ‖/‖∇φ‖ (ffd, cfd, interpolation with
+    unit directions) at ε_f = max(noise, rounding); NaN for other estimators or unknown L/M."""
+    if estimator not in ("ffd", "cfd", "interpolation") or func.L is None or func.M is None:
+        return float("nan")
+    eps = max(noise.eps_f(func.fx), rounding_level(func.fx))
+    bound = error_bound(estimator, n=func.n, sigma=sigma, eps_f=eps, L=func.L, M=func.M, N=func.n)
+    return float(bound / np.linalg.norm(func.grad))
 
 
 def _cell_seed(seed: int, label: str) -> np.random.SeedSequence:
@@ -253,6 +263,7 @@ def run_cell(func: StudyFunction, estimator: str, *, n_directions: int, sigma, n
     }
     row.update(estimate_metrics(G, func.grad, thetas=thetas))
     row["theory_rel_second_moment"] = relative_second_moment(estimator, func.n, row["n_directions"])
+    row["theory_rel_error_bound"] = relative_error_bound(estimator, func, sig, noise)
     row["interp_cond_median"] = float(np.median(cond)) if cond is not None else np.nan
     if isinstance(probe, LowRankEstimator):
         row.update(_conditional(pairs, G, func.grad, thetas))
