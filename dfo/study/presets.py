@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from .report import markdown_table, write_csv, write_study
@@ -13,8 +14,6 @@ SUMMARY_COLUMNS = ("n", "noise", "estimator", "repeats", "sigma", "measured_n_di
 def berahas_preset(out, *, quick: bool = False, progress: bool = True, seed: int = 0) -> int:
     """Run :func:`dfo.study.berahas.run_berahas` and write cells, summary and plots under ``out``."""
     from .berahas import BerahasConfig, run_berahas
-
-    import dataclasses
 
     config = BerahasConfig(dims=(10,), repeats=50, noises=("none",), seed=seed) if quick else BerahasConfig(seed=seed)
     cells, summary = [], []

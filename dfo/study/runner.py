@@ -31,8 +31,6 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
-
 import numpy as np
 
 from ..estimators import ESTIMATORS, FiniteDifferenceEstimator, LowRankEstimator, get_estimator
@@ -306,7 +304,3 @@ def run_study(func: StudyFunction, spec: StudySpec, *, progress: bool = False,
             bar.close()
     return rows
 
-
-def iter_cells(spec: StudySpec, n: int) -> Iterable[tuple]:
-    """The cells of ``spec`` in dimension ``n`` (for callers building their own loops)."""
-    return iter(spec.cells(n))
