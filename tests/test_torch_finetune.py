@@ -95,3 +95,14 @@ def test_model_must_be_local(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="local"):
         resolve_model("HuggingFaceTB/SmolLM2-135M")
+
+
+def test_example_script_runs():
+    import importlib.util
+
+    path = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "finetune_sst2.py"
+    spec = importlib.util.spec_from_file_location("finetune_sst2_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    acc = module.main(["--steps", "3", "--method", "lozo"])
+    assert 0.0 <= acc <= 1.0

@@ -1,0 +1,211 @@
+"""Cost of one zeroth-order step relative to inference, per method, side by side.
+
+For each method a fresh subprocess loads the model, then alternates plain
+forward passes and ZO steps on the same fixed batch (SST-2 prompts, verbalizer
+loss) and reports
+
+* time ratio = median over pairs of (step time) / (2 x forward time), the pair
+  measured back to back so that load from other processes hits both alike;
+* memory ratio = peak RSS during the steps / peak RSS during the forward passes.
+  Peaks come from the kernel's high-water mark ``VmHWM`` (``/proc/self/status``),
+  reset before each phase by writing 5 to ``/proc/self/clear_refs``; both peaks
+  include the weights. (On CUDA the script uses ``torch.cuda.max_memory_allocated``.)
+
+Methods: ``mezo-naive`` (the reference MeZO loop: ``torch.manual_seed`` then
+``torch.normal`` four times per step, perturbation written into the weights,
+``param.data = param.data - lr * g * z``), and ``dfo.torch.ZerothOrder`` with
+``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (side paths on ``nn.Linear``).
+
+Example:
+    $ python bench/torch_step_cost.py --model smollm2 --batch 16 --pairs 3 --threads 1 \\
+          --out bench/results/torch_step_cost.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["mezo-naive", "mezo", "subzero", "lozo", "lozo-m"]
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class NaiveMeZO:
+    """The reference MeZO step (Malladi et al. 2023, Algorithm 1 as in their trainer): z drawn 4 times."""
+
+    def __init__(self, params, lr: float, eps: float, seed: int = 0) -> None:
+        import numpy as np
+
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.eps = lr, eps
+        self.rng = np.random.default_rng(seed)
+
+    def _perturb(self, seed: int, scale: float) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+        for p in self.params:
+            z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
+            p.data = p.data + scale * z * self.eps
+
+    def step(self, closure) -> float:
+        import torch
+
+        seed = int(self.rng.integers(10**9))
+        with torch.no_grad():
+            self._perturb(seed, 1)
+            l1 = float(closure())
+            self._perturb(seed, -2)
+            l2 = float(closure())
+            self._perturb(seed, 1)
+            g = (l1 - l2) / (2 * self.eps)
+            torch.manual_seed(seed)
+            for p in self.params:
+                z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
+                p.data = p.data - self.lr * g * z
+        return (l1 + l2) / 2
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from dfo.torch import ZerothOrder
+    from dfo.torch.models import load_causal_lm
+    from dfo.torch.sst2 import PromptClassifier, load_sst2
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype))
+    model.to(device)
+    clf = PromptClassifier(model, tok)
+    train = load_sst2("train", k=16, data_seed=13)
+    batch = (train * (1 + args.batch // len(train)))[: args.batch]
+    closure = lambda: clf.loss(batch)  # noqa: E731
+    if args.method == "mezo-naive":
+        opt = NaiveMeZO(model.parameters(), lr=args.lr, eps=1e-3)
+    else:
+        opt = ZerothOrder(model.parameters(), method=args.method, lr=args.lr, eps=1e-3, rank=args.rank,
+                          refresh=args.refresh, model=model, seed=0)
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        closure()
+    opt.step(closure)  # warm-up: allocates factors, first refresh
+    fwd_t, step_t = [], []
+    peaks = {"inference": 0, "step": 0}
+    for _ in range(args.pairs):
+        for phase in ("inference", "step"):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            else:
+                _reset_peak()
+            sync()
+            t = time.perf_counter()
+            if phase == "inference":
+                with torch.no_grad():
+                    closure()
+            else:
+                opt.step(closure)
+            sync()
+            (fwd_t if phase == "inference" else step_t).append(time.perf_counter() - t)
+            peak = torch.cuda.max_memory_allocated() if cuda else _peak_bytes()
+            peaks[phase] = max(peaks[phase], peak)
+    ratios = [s / (2 * f) for s, f in zip(step_t, fwd_t)]
+    n_params = sum(p.numel() for p in model.parameters())
+    return {
+        "method": args.method,
+        "forward_s": statistics.median(fwd_t),
+        "step_s": statistics.median(step_t),
+        "time_ratio": statistics.median(ratios),
+        "inference_peak_mb": peaks["inference"] / 2**20,
+        "step_peak_mb": peaks["step"] / 2**20,
+        "memory_ratio": peaks["step"] / peaks["inference"],
+        "n_params": n_params,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--refresh", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=1e-7)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--out", default=None, help="append the markdown table to this file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.method = args.worker
+        print("RESULT " + json.dumps(worker(args)), flush=True)
+        return
+    rows = []
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for method in args.methods:
+        cmd = [sys.executable, __file__, "--worker", method, *_passthrough(args)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            raise RuntimeError(f"{method} failed:\n{out.stderr[-3000:]}")
+        rows.append(json.loads(line[7:]))
+        print(f"{method}: {rows[-1]}", file=sys.stderr, flush=True)
+    head = (
+        f"model={args.model} batch={args.batch} rank={args.rank} dtype={args.dtype} device={args.device} "
+        f"threads={args.threads} pairs={args.pairs} params={rows[0]['n_params']:,}"
+    )
+    lines = [head, "", "| method | forward s | step s | step / (2 x forward) | inference peak MB | step peak MB "
+             "| peak / inference peak |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['forward_s']:.3f} | {r['step_s']:.3f} | {r['time_ratio']:.3f} | "
+            f"{r['inference_peak_mb']:.0f} | {r['step_peak_mb']:.0f} | {r['memory_ratio']:.3f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write(f"\n`python {' '.join(sys.argv)}`\n\n{table}\n")
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    out = ["--model", args.model, "--batch", str(args.batch), "--pairs", str(args.pairs), "--rank", str(args.rank),
+           "--refresh", str(args.refresh), "--lr", str(args.lr), "--device", args.device, "--dtype", args.dtype]
+    if args.threads:
+        out += ["--threads", str(args.threads)]
+    return out
+
+
+if __name__ == "__main__":
+    main()
