@@ -2,7 +2,7 @@
 
 Runs are grouped by (env id, method) from their ``config.json``. A group of one run is
 drawn as a line; a group of several runs (seeds) as the median with a min–max band,
-on the episodes grid they share. One panel per env.
+at each x over the runs that got that far. One panel per env.
 
 Example:
     $ dfo plot runs/Hopper-v5_* --out hopper.png
@@ -42,11 +42,15 @@ def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def group_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Median and min/max of several curves on their common x range (linear interpolation)."""
-    hi = min(c[0][-1] for c in curves)
-    grid = np.unique(np.concatenate([c[0][c[0] <= hi] for c in curves]))
-    ys = np.stack([np.interp(grid, c[0], c[1]) for c in curves])
-    return grid, np.median(ys, axis=0), ys.min(axis=0), ys.max(axis=0)
+    """Median and min/max of several curves (linear interpolation onto the union of their x).
+
+    At each x only the runs that reached that x count (a run that stopped early, e.g. at a
+    return threshold, leaves the band there rather than being extrapolated).
+    """
+    grid = np.unique(np.concatenate([c[0] for c in curves]))
+    ys = np.stack([np.where((grid >= c[0][0]) & (grid <= c[0][-1]), np.interp(grid, c[0], c[1]), np.nan)
+                   for c in curves])
+    return grid, np.nanmedian(ys, axis=0), np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
 
 
 def run(args: argparse.Namespace) -> int:
