@@ -84,3 +84,14 @@ def test_render_writes_a_video_or_says_why(tmp_path, capsys):
         assert written and written[0].stat().st_size > 0
     else:
         assert code == 3 and "MUJOCO_GL" in err and "EGL" in err
+
+
+def test_examples_run(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setattr(sys, "argv", ["train_pendulum.py", "--episodes", "16"])
+    runpy.run_path(str(root / "examples" / "train_pendulum.py"), run_name="__main__")
+    assert "after 16 episodes" in capsys.readouterr().out
