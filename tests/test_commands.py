@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 
-import pytest
 
 from dfo.cli import main
 from policies.checkpoint import list_checkpoints

@@ -102,8 +102,7 @@ class TrainConfig:
 
         p = get_preset(self.env_id)
         n_dir = self.n_directions if self.n_directions is not None else p.n_directions
-        top_b = self.top_b if self.top_b is not None else (min(p.top_b, n_dir) if self.n_directions is None
-                                                           else min(p.top_b, n_dir))
+        top_b = self.top_b if self.top_b is not None else min(p.top_b, n_dir)
         if top_b > n_dir:
             raise ValueError(f"top_b={top_b} exceeds n_directions={n_dir}")
         eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
