@@ -224,3 +224,16 @@ def test_tiny_profile_run(tmp_path):
     assert best >= 1.0
     paths = write_profiles(runs, cfg, tmp_path)
     assert (tmp_path / "runs.csv").exists() and len([p for p in paths if p.suffix == ".png"]) == 4
+
+
+def test_berahas_small():
+    from dfo.study.berahas import BerahasConfig, run_berahas
+
+    cfg = BerahasConfig(dims=(10,), estimators=("ffd", "orthogonal", "gaussian"), noises=("none",), repeats=40)
+    cells, summary = run_berahas(cfg)
+    by = {s["estimator"]: s for s in summary}
+    assert by["ffd"]["measured_nfev"] == 11 and by["ffd"]["theory_nfev"] == 11
+    assert by["orthogonal"]["measured_nfev"] <= 11
+    # Gaussian smoothing needs several n, and fewer than the Chebyshev count 40 (n + 1) + 1
+    assert 3 * 10 < by["gaussian"]["measured_nfev"] < by["gaussian"]["theory_nfev"] == 441
+    assert all(c["repeats"] == 40 for c in cells)
