@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref-seeds", type=int, default=16, help="rl: common seeds of the reference gradient")
     parser.add_argument("--ref-bases", type=int, default=4, help="rl: orthonormal bases of the reference gradient")
     parser.add_argument("--jobs", type=int, default=1, help="rl: parallel rollout workers (joblib)")
+    parser.add_argument("--crn", action="store_true",
+                        help="rl: one common episode seed for all points of one estimate")
     parser.add_argument("--quick", action="store_true", help="presets: a small, fast version (smoke test)")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -76,9 +78,11 @@ def _rl_function(args, progress: bool):
     if progress:
         print(f"reference gradient: {args.ref_seeds} common seeds x {2 * x.size * args.ref_bases + 1} points", file=sys.stderr)
     ref = reference_gradient(fun, x, n_seeds=args.ref_seeds, n_bases=args.ref_bases, sigma=sigma, rng=rng, evaluator=ev)
-    func = seeded_study_function(fun, x, ref, name=f"rl_{env_id}_h{args.horizon}", rng=rng, evaluator=ev)
+    name = f"rl_{env_id}_h{args.horizon}" + ("_crn" if args.crn else "")
+    func = seeded_study_function(fun, x, ref, name=name, rng=rng, evaluator=ev, crn=args.crn)
     info = {"reference_nfev": ref.nfev, "reference_grad_norm": float(np.linalg.norm(ref.grad)),
-            "reference_stderr": ref.stderr, "eps_f": ref.eps_f, "f_crn": ref.fx, "sigma_ref": sigma}
+            "reference_stderr": ref.stderr, "eps_f": ref.eps_f, "f_crn": ref.fx, "sigma_ref": sigma,
+            "crn": bool(args.crn)}
     return func, info
 
 

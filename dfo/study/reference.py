@@ -110,24 +110,39 @@ def reference_gradient(fun: SeededObjective, x, *, n_seeds: int = 8, n_bases: in
 
 
 class SeededBatch:
-    """``X -> values`` for a seeded objective: row i of the c-th call gets a fresh seed
-    from one seeded stream, so a study run is reproducible (serial or parallel)."""
+    """``X -> values`` for a seeded objective; seeds come from one seeded stream, so a
+    study run is reproducible (serial or parallel).
 
-    def __init__(self, fun: SeededObjective, rng=None, evaluator=None) -> None:
+    ``crn=False``: every row gets a fresh seed (independent episodes). ``crn=True``:
+    the rows of one estimate (consecutive groups of ``group`` rows, passed by the runner)
+    share one seed: common random numbers within an estimate, as antithetic ES/ARS pairs.
+    """
+
+    accepts_group = True
+
+    def __init__(self, fun: SeededObjective, rng=None, evaluator=None, *, crn: bool = False) -> None:
         self.fun = fun
         self.gen = as_generator(rng)
         self.evaluator = evaluator
+        self.crn = bool(crn)
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        seeds = self.gen.integers(0, 2**31 - 1, size=X.shape[0])
+    def __call__(self, X: np.ndarray, group: int | None = None) -> np.ndarray:
+        m = X.shape[0]
+        if self.crn and group:
+            if m % group:
+                raise ValueError(f"{m} rows do not split into estimates of {group} points")
+            seeds = np.repeat(self.gen.integers(0, 2**31 - 1, size=m // group), group)
+        else:
+            seeds = self.gen.integers(0, 2**31 - 1, size=m)
         return _eval(self.fun, list(zip(X, (int(s) for s in seeds))), self.evaluator)
 
 
 def seeded_study_function(fun: SeededObjective, x, ref: ReferenceGradient, *, name: str = "seeded",
-                          rng=None, evaluator=None) -> StudyFunction:
-    """A :class:`StudyFunction` whose target is the reference gradient ``ref.grad``."""
+                          rng=None, evaluator=None, crn: bool = False) -> StudyFunction:
+    """A :class:`StudyFunction` whose target is the reference gradient ``ref.grad``
+    (``crn``: one common seed for all points of one estimate, see :class:`SeededBatch`)."""
     x = as_point(x)
-    return StudyFunction(name, x.size, x, ref.grad, SeededBatch(fun, rng, evaluator))
+    return StudyFunction(name, x.size, x, ref.grad, SeededBatch(fun, rng, evaluator, crn=crn))
 
 
 def rl_objective(env_id: str, *, horizon: int = 100, hidden: tuple[int, ...] = ()):

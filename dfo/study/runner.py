@@ -136,8 +136,14 @@ def _cell_seed(seed: int, label: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), zlib.crc32(label.encode())])
 
 
-def _evaluate(func: StudyFunction, X: np.ndarray, noise: Noise, rng: np.random.Generator) -> np.ndarray:
-    values = np.asarray(func.batch(X), dtype=float).reshape(-1)
+def _evaluate(func: StudyFunction, X: np.ndarray, noise: Noise, rng: np.random.Generator,
+              group: int) -> np.ndarray:
+    """Observed values at the rows of X (``group`` consecutive rows form one estimate;
+    batch functions that declare ``accepts_group`` receive it, e.g. for common seeds)."""
+    if getattr(func.batch, "accepts_group", False):
+        values = np.asarray(func.batch(X, group=group), dtype=float).reshape(-1)
+    else:
+        values = np.asarray(func.batch(X), dtype=float).reshape(-1)
     if values.size != X.shape[0]:
         raise ValueError(f"{func.name}: batch returned {values.size} values for {X.shape[0]} points")
     return check_finite(noise.apply(values, X, rng), f"objective {func.name}")
@@ -170,7 +176,7 @@ def _batched_values(func, queries, noise, noise_rng, mats=None) -> list[np.ndarr
     for start in range(0, len(queries), per_chunk):
         block = range(start, min(start + per_chunk, len(queries)))
         X = np.concatenate([_points(queries[i], None if mats is None else mats[i]) for i in block], axis=0)
-        vals = _evaluate(func, X, noise, noise_rng)
+        vals = _evaluate(func, X, noise, noise_rng, k)
         out.extend(vals.reshape(len(block), k))
     return out
 
