@@ -136,8 +136,9 @@ def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: 
             ax.annotate(f"{name} bound", (x[0], bound), fontsize=7, color=color, va="bottom")
         if theory and sel[0].get("noise", "none") == "none":
             curve = rms_curve(name, int(sel[0]["n"]), [r["n_directions"] for r in sel])
-            if np.all(np.isfinite(curve)) and np.any(curve > 0):
-                ax.plot(x, np.maximum(curve, 1e-16), "--", color=color, lw=1)
+            curve = np.where(curve > 0, curve, np.nan)  # exact (0) points are off a log axis
+            if np.any(np.isfinite(curve)):
+                ax.plot(x, curve, "--", color=color, lw=1)
     for j, (label, value) in enumerate((floors or {}).items()):
         if np.isfinite(value) and value > 0:
             ax.axhline(value, ls="--", color="gray", lw=0.8)
