@@ -67,10 +67,11 @@ class SidePath:
         if self.left is None:
             return None
         x = args[0]
-        side = (x.to(self.right.dtype) @ self.right) @ self.left.T
-        if torch.is_grad_enabled():
-            return output + side.to(output.dtype)
-        return output.add_(side)
+        xr = x.reshape(-1, x.shape[-1]).to(self.right.dtype) @ self.right  # (tokens, r)
+        if torch.is_grad_enabled() or not output.is_contiguous() or output.dtype != xr.dtype:
+            return output + (xr @ self.left.T).view(output.shape).to(output.dtype)
+        output.view(-1, output.shape[-1]).addmm_(xr, self.left.T)  # fused: no side-sized temporary
+        return output
 
 
 def linear_owners(model: nn.Module) -> dict[int, nn.Linear]:
