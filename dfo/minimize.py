@@ -125,9 +125,14 @@ class Minimizer:
                 if self.fx is None:
                     self.fx = float(check_finite((yield self.x[None, :]))[0])
                 ls = self.line_search
+                if not np.any(g):
+                    self.stopped = "the gradient estimate is exactly zero"
+                    self.nit += 1
+                    self._record(0.0, self.alpha)
+                    continue
                 d = -g if self.memory is None else self.memory.direction(g)
                 decrease = float(-(g @ d))
-                if decrease <= 0:  # not a descent direction for this estimate: reset memory
+                if decrease <= 0:  # L-BFGS gave no descent direction for this estimate: reset it
                     self.memory.pairs.clear()
                     d, decrease = -g, float(g @ g)
                 self.direction = d

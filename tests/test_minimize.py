@@ -133,3 +133,9 @@ def test_bad_input():
         dfo.minimize(lambda x: float("nan"), np.zeros(3), estimator="cfd")
     with pytest.raises(ValueError, match="N >= n"):
         dfo.minimize(lambda x: 0.0, np.zeros(5), estimator="interpolation", n_directions=2)
+
+
+@pytest.mark.parametrize("direction", ["gradient", "lbfgs"])
+def test_zero_gradient_estimate_stops_cleanly(direction):
+    res = dfo.minimize(lambda x: 1.0, np.zeros(3), estimator="ffd", direction=direction, maxfev=100)
+    assert "zero" in res.message and res.nit == 1 and res.fun == 1.0

@@ -10,7 +10,8 @@ is a choice of (directions, differences, assembly):
   u_i ~ N(0, I); relative second moment E‖g−∇f‖²/‖∇f‖² ≈ (n+1)/N for small σ.
 * ``sphere``/``central-sphere`` (Flaxman et al. 2005): g = (n/N) Σ δ_i u_i.
 * ``orthogonal`` (Choromanski et al. 2018): N ≤ n orthonormal q_i, g = (n/N) Σ δ_i q_i.
-* ``interpolation`` (Berahas, Cao, Choromanski & Scheinberg 2022): N ≥ n directions,
+* ``interpolation`` (Berahas, Cao, Choromanski & Scheinberg 2022): N ≥ n directions
+  (random unit vectors by default: σ is then the length of each step),
   g solves min ‖U g − δ‖²; exact on linear functions; reports cond(U).
 
 Example:
