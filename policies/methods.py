@@ -18,7 +18,7 @@ The other methods keep the perturbation size of ARS so that the same (α, ν) de
   directions q_i. Their norm is 1 where a Gaussian u has norm ≈ √n, so the radius is
   σ = ν √n; with the estimator's n/N scaling, ``lr = 2να`` again gives an ARS-sized step.
 * ``interpolation`` (Berahas, Cao, Choromanski, Scheinberg 2022): forward differences on
-  N = n Gaussian directions, gradient by least squares, step by the noise-tolerant
+  N = n random unit directions (σ = ν√n, an ARS-sized perturbation), gradient by least squares, step by the noise-tolerant
   Armijo line search (Berahas, Cao, Scheinberg 2021) with ε_f estimated from repeated
   returns at the centre. No return shaping (the Armijo test needs f's own scale).
 * ``subzero`` (Yu et al. 2024): P = √(mk)/r · U Z Vᵀ per policy matrix (Frobenius norm
@@ -141,7 +141,7 @@ METHODS: dict[str, Method] = dict(
         _m("ars-v2t", estimator="central-gaussian", normalize=True, top=True),
         _m("orthogonal", estimator="central-orthogonal", radius="unit"),
         _m("interpolation", estimator="interpolation", step="armijo", top=False, std_normalize=False,
-           all_directions=True),
+           radius="unit", all_directions=True),
         _m("subzero", estimator="subzero"),
         _m("lozo", estimator="lozo", radius="lowrank-lozo"),
     ]
