@@ -24,17 +24,15 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .serialization import read_checksummed_pair, write_checksummed_pair
 
 CHECKPOINT_DIR = "checkpoints"
 PREFIX = "iter_"
@@ -104,12 +102,7 @@ def _fsync_dir(path: Path) -> None:
 def write_state(directory: Path, state: dict[str, Any]) -> None:
     """Write ``state.npz`` + ``state.json`` (with the npz checksum) into ``directory``."""
     tree, arrays = encode_tree(state)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    data = buf.getvalue()
-    (directory / "state.npz").write_bytes(data)
-    meta = {"format": 1, "npz_sha256": hashlib.sha256(data).hexdigest(), "state": tree}
-    (directory / "state.json").write_text(json.dumps(meta, indent=1))
+    write_checksummed_pair(directory / "state.npz", directory / "state.json", arrays, {"format": 1, "state": tree})
 
 
 def read_state(directory: str | os.PathLike) -> dict[str, Any]:
@@ -123,17 +116,9 @@ def read_state(directory: str | os.PathLike) -> dict[str, Any]:
     if not js.exists() or not npz.exists():
         raise CheckpointError(f"checkpoint {directory} is incomplete: state.json/state.npz missing")
     try:
-        meta = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {directory}: corrupt state.json ({e})") from e
-    data = npz.read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta.get("npz_sha256"):
-        raise CheckpointError(f"checkpoint {directory}: state.npz does not match its checksum (truncated or corrupt)")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"checkpoint {directory}: unreadable state.npz ({e})") from e
+        meta, arrays = read_checksummed_pair(npz, js, what="state.json")
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {directory}: {e}") from e
     return decode_tree(meta["state"], arrays)
 
 

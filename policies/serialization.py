@@ -57,6 +57,43 @@ def _stem(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".npz", ".json") else p
 
 
+def write_checksummed_pair(npz_path: Path, json_path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write ``arrays`` as an npz and ``meta`` (plus the npz's SHA-256) as json, each atomically.
+
+    The checksum ties the pair together: a truncated npz, or an npz from another
+    save, is detected by :func:`read_checksummed_pair`.
+    """
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    npz_bytes = buf.getvalue()
+    meta = {**meta, "npz_sha256": hashlib.sha256(npz_bytes).hexdigest()}
+    _atomic_write(npz_path, npz_bytes)
+    _atomic_write(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+
+
+def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy metadata") -> tuple[dict, dict[str, np.ndarray]]:
+    """Read a pair written by :func:`write_checksummed_pair` (no pickle); ``what`` names
+    the kind of file in error messages.
+
+    Raises:
+        ValueError: corrupt json, a checksum mismatch (truncated or mismatched pair),
+            or an unreadable npz; the message names the file.
+    """
+    try:
+        meta = json.loads(Path(json_path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"corrupt {what} {json_path}: {e}") from e
+    npz_bytes = Path(npz_path).read_bytes()
+    if hashlib.sha256(npz_bytes).hexdigest() != meta.get("npz_sha256"):
+        raise ValueError(f"{npz_path} does not match the checksum in {json_path} (truncated, corrupt or mismatched pair)")
+    try:
+        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ValueError(f"unreadable arrays in {npz_path}: {e}") from e
+    return meta, arrays
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -99,25 +136,13 @@ def save_policy(
         if normalizer.dim != policy.obs_dim:
             raise ValueError(f"normalizer dim {normalizer.dim} != policy obs_dim {policy.obs_dim}")
         arrays.update({f"norm_{k}": v for k, v in normalizer.state.items()})
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    npz_bytes = buf.getvalue()
     meta = dict(metadata or {})
     for reserved in ("policy", "format", "npz_sha256", "has_normalizer"):
         if reserved in meta:
             raise ValueError(f"metadata key {reserved!r} is reserved")
-    meta.update(
-        {
-            "format": FORMAT_VERSION,
-            "policy": policy.config(),
-            "has_normalizer": normalizer is not None,
-            "npz_sha256": hashlib.sha256(npz_bytes).hexdigest(),
-        }
-    )
-    json_bytes = json.dumps(meta, indent=2, sort_keys=True).encode()
+    meta.update({"format": FORMAT_VERSION, "policy": policy.config(), "has_normalizer": normalizer is not None})
     npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
-    _atomic_write(npz_path, npz_bytes)
-    _atomic_write(json_path, json_bytes)
+    write_checksummed_pair(npz_path, json_path, arrays, meta)
     return npz_path, json_path
 
 
@@ -133,18 +158,7 @@ def load_policy(path: str | os.PathLike) -> LoadedPolicy:
     for p in (npz_path, json_path):
         if not p.exists():
             raise FileNotFoundError(f"policy file {p} not found (a policy is saved as {stem}.npz + {stem}.json)")
-    try:
-        meta = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"corrupt policy metadata {json_path}: {e}") from e
-    npz_bytes = npz_path.read_bytes()
-    if hashlib.sha256(npz_bytes).hexdigest() != meta.get("npz_sha256"):
-        raise ValueError(f"{npz_path} does not match the checksum in {json_path} (truncated, corrupt or mismatched pair)")
-    try:
-        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ValueError(f"corrupt policy arrays {npz_path}: {e}") from e
+    meta, arrays = read_checksummed_pair(npz_path, json_path)
     policy = policy_from_config(meta["policy"])
     params = policy.check_params(arrays["params"])
     normalizer = None
