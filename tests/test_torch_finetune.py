@@ -13,15 +13,12 @@ from dfo.torch.finetune import FinetuneConfig, finetune  # noqa: E402
 from dfo.torch.sst2 import PromptClassifier, load_sst2, shared_data_dir  # noqa: E402
 
 AIDREAMS = shared_data_dir() / "models" / "aidreams260K"
-pytestmark = pytest.mark.skipif(not (AIDREAMS / "config.json").is_file(), reason=f"no model at {AIDREAMS}")
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    pytest.mark.skipif(not (AIDREAMS / "config.json").is_file(), reason=f"no model at {AIDREAMS}"),
+]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_sst2_splits_have_the_documented_sizes():

@@ -16,15 +16,10 @@ from dfo.torch import ZerothOrder  # noqa: E402
 from dfo.torch.sst2 import PromptClassifier, load_sst2, shared_data_dir  # noqa: E402
 
 METHODS = ["mezo", "subzero", "lozo", "lozo-m"]
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 AIDREAMS = shared_data_dir() / "models" / "aidreams260K"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _tiny_llama(seed=0):

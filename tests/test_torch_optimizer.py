@@ -13,15 +13,9 @@ from torch import nn  # noqa: E402
 from dfo.torch import ZerothOrder  # noqa: E402
 
 METHODS = ["mezo", "subzero", "lozo", "lozo-m"]
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids contention on shared CI cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _problem(dtype=torch.float64, seed=0):
