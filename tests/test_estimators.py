@@ -115,21 +115,25 @@ def test_orthogonal_and_interpolation_beat_gaussian_at_equal_budget():
     assert median_error("interpolation") < 0.01 * gauss
 
 
-def test_subzero_subspace_orthonormal_and_unbiased_within_it():
-    m, k, r = 6, 5, 2
-    # 5 estimates of N = 4000 directions = the mean of 20000 one-direction estimates
-    est = LowRankEstimator(kind="subzero", blocks=[("W", (m, k))], rank=r, refresh=10**9, n_directions=4000, sigma=1e-2)
-    f, a = _linear(m * k, seed=7)
-    rng = np.random.default_rng(0)
+def _mean_lowrank_estimate(kind, m, k, r, seed):
+    """Mean of 5 estimates of N = 4000 directions (= 20000 one-direction estimates) on a
+    linear f, with the subspace held fixed; returns (mean, E[g | subspace], last query)."""
+    est = LowRankEstimator(kind=kind, blocks=[("W", (m, k))], rank=r, refresh=10**9, n_directions=4000, sigma=1e-2)
+    f, a = _linear(m * k, seed=seed)
+    rng = np.random.default_rng(seed)
     total, reps = np.zeros(m * k), 5
     for _ in range(reps):
         q = est.ask(np.zeros(m * k), rng)
         total += est.tell(q, [f(p) for p in q.points]).grad
+    return total / reps, est.expected_given_subspace(a, q), q
+
+
+def test_subzero_subspace_orthonormal_and_unbiased_within_it():
+    m, k, r = 6, 5, 2
+    mean, target, q = _mean_lowrank_estimate("subzero", m, k, r, seed=7)
     u, v = q.directions.factors[0]
     np.testing.assert_allclose(u.T @ u, np.eye(r), atol=1e-12)
     np.testing.assert_allclose(v.T @ v, np.eye(r), atol=1e-12)
-    target = est.expected_given_subspace(a, q)
-    mean = total / reps
     assert np.linalg.norm(mean - target) < 0.05 * np.linalg.norm(target)
     # the estimate lies in the subspace: U Uᵀ G V Vᵀ = G
     G = mean.reshape(m, k)
@@ -138,15 +142,9 @@ def test_subzero_subspace_orthonormal_and_unbiased_within_it():
 
 def test_lozo_unbiased_given_v_and_refreshes():
     m, k, r = 4, 6, 3
-    est = LowRankEstimator(kind="lozo", blocks=[("W", (m, k))], rank=r, refresh=10**9, n_directions=4000, sigma=1e-2)
-    f, a = _linear(m * k, seed=8)
+    mean, target, _ = _mean_lowrank_estimate("lozo", m, k, r, seed=8)
+    assert np.linalg.norm(mean - target) < 0.05 * np.linalg.norm(target)
     rng = np.random.default_rng(1)
-    total, reps = np.zeros(m * k), 5
-    for _ in range(reps):
-        q = est.ask(np.zeros(m * k), rng)
-        total += est.tell(q, [f(p) for p in q.points]).grad
-    target = est.expected_given_subspace(a, q)
-    assert np.linalg.norm(total / reps - target) < 0.05 * np.linalg.norm(target)
     est2 = LowRankEstimator(kind="lozo", blocks=[("W", (m, k))], rank=r, refresh=3)
     vs = [est2.ask(np.zeros(m * k), rng).directions.factors[0][1] for _ in range(6)]
     assert np.array_equal(vs[0], vs[2]) and not np.array_equal(vs[2], vs[3])
