@@ -21,7 +21,8 @@ from .estimators import (
     get_estimator,
 )
 from .minimize import Minimizer, minimize
-from .radius import estimate_noise, sampling_radius
+from .noise import estimate_noise
+from .radius import sampling_radius
 
 __version__ = "0.1.0"
 
