@@ -35,6 +35,8 @@ class TaskPreset:
         top_b: ARS b, best directions used in the update (b <= N).
         step_size: ARS alpha.
         noise: ARS nu, perturbation scale.
+        method: default training method (a name in ``policies.methods.METHODS``).
+        episodes: default training-episode budget of ``dfo train ENV``.
         source: where the defaults come from.
     """
 
@@ -45,6 +47,8 @@ class TaskPreset:
     top_b: int = 8
     step_size: float = 0.02
     noise: float = 0.03
+    method: str = "ars-v2t"
+    episodes: int = 2000
     source: str = OURS
 
     def __post_init__(self) -> None:
@@ -52,6 +56,8 @@ class TaskPreset:
             raise ValueError(f"{self.env_id}: horizon must be >= 1, got {self.horizon}")
         if not 1 <= self.top_b <= self.n_directions:
             raise ValueError(f"{self.env_id}: need 1 <= top_b <= n_directions, got {self.top_b}, {self.n_directions}")
+        if self.episodes < 1:
+            raise ValueError(f"{self.env_id}: episodes must be >= 1, got {self.episodes}")
         if self.step_size <= 0 or self.noise <= 0:
             raise ValueError(f"{self.env_id}: step_size and noise must be > 0")
 
@@ -75,6 +81,36 @@ PRESETS: dict[str, TaskPreset] = dict(
         _p("Pusher-v5", horizon=100, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
     ]
 )
+
+
+def task_scale(env_id: str) -> float:
+    """The task's scale ``s = a_max / √d_obs`` for the α, ν rule of untuned tasks.
+
+    ``a_max`` is the largest finite action bound (1 when unbounded), ``d_obs`` the
+    observation dimension. With normalized observations (unit variance per coordinate)
+    a linear policy perturbed by ν u moves each action by about ν √d_obs, so ν / s is the
+    exploration noise as a fraction of the action range (and the ARS step, about α √n
+    long, scales alike). ``bench/tune_presets.py`` searches α and ν in units of s.
+
+    Example:
+        >>> round(task_scale("InvertedPendulum-v5"), 3)
+        1.5
+    """
+    import math
+
+    import numpy as np
+
+    from envs.make import make_env
+
+    env = make_env(env_id)
+    try:
+        d_obs = int(np.prod(env.observation_space.shape))
+        high = np.abs(np.concatenate([np.ravel(env.action_space.high), np.ravel(env.action_space.low)]))
+        high = high[np.isfinite(high)]
+        a_max = float(high.max()) if high.size else 1.0
+    finally:
+        env.close()
+    return a_max / math.sqrt(max(d_obs, 1))
 
 
 def known_presets() -> list[str]:

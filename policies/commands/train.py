@@ -22,9 +22,10 @@ DEFAULT_ENV = "Swimmer-v5"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env_id", nargs="?", default=None,
                         help=f"gymnasium env id (default {DEFAULT_ENV}; taken from the run when resuming)")
-    parser.add_argument("--method", choices=list(METHODS), default=None, help="training method (default ars-v2t)")
+    parser.add_argument("--method", choices=list(METHODS), default=None, help="training method (default: task preset)")
     parser.add_argument("--episodes", type=int, default=None,
-                        help=f"training-episode budget (default {DEFAULT_EPISODES}; evaluation episodes not counted)")
+                        help=f"training-episode budget (default: task preset, {DEFAULT_EPISODES} for tasks without one; "
+                             "evaluation episodes not counted)")
     parser.add_argument("--n-jobs", type=int, default=None, help="rollout workers, -1 = all cores (default -1)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--out", default=None, help="run directory (default runs/ENV_METHOD_sSEED)")
@@ -57,6 +58,7 @@ def _given(args: argparse.Namespace) -> dict:
 
 
 def _default_out(cfg: TrainConfig) -> Path:
+    cfg = cfg.resolved()  # the method may come from the task preset
     base = Path("runs") / f"{cfg.env_id}_{cfg.method}_s{cfg.seed}"
     out, k = base, 1
     while out.exists():

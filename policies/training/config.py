@@ -1,7 +1,7 @@
 """Hyperparameters of a training run: one keyword-only frozen dataclass.
 
-Fields left at ``None`` take the task preset's value (``envs.get_preset``: ARS V2-t
-settings where the paper has them), so ``TrainConfig(env_id="Swimmer-v5")`` is a
+Fields left at ``None`` take the task preset's value (``envs.get_preset``: the method,
+budget and hyperparameters measured per task by ``bench/tune_presets.py``), so ``TrainConfig(env_id="Swimmer-v5")`` is a
 complete, sensible run.
 
 Example:
@@ -31,8 +31,8 @@ class TrainConfig:
 
     Attributes:
         env_id: gymnasium id (a MuJoCo -v5 preset or any Box-action env).
-        method: a name in ``policies.methods.METHODS``.
-        episodes: training-episode budget (evaluation episodes are not counted, as in
+        method: a name in ``policies.methods.METHODS`` (``None`` = task preset).
+        episodes: training-episode budget (``None`` = task preset) (evaluation episodes are not counted, as in
             ARS); the run stops once it is reached (the last iteration may pass it by
             less than one iteration's episodes).
         n_directions, top_b, step_size, noise: ARS N, b, α, ν (``None`` = task preset).
@@ -52,8 +52,8 @@ class TrainConfig:
     """
 
     env_id: str = "Swimmer-v5"
-    method: str = "ars-v2t"
-    episodes: int = DEFAULT_EPISODES
+    method: str | None = None
+    episodes: int | None = None
     n_directions: int | None = None
     top_b: int | None = None
     step_size: float | None = None
@@ -73,8 +73,9 @@ class TrainConfig:
     lean: bool | None = None
 
     def __post_init__(self) -> None:
-        get_method(self.method)  # raises on an unknown name
-        if self.episodes < 1:
+        if self.method is not None:
+            get_method(self.method)  # raises on an unknown name
+        if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         for name in ("n_directions", "top_b", "horizon", "eval_every", "max_iterations"):
             v = getattr(self, name)
@@ -108,6 +109,8 @@ class TrainConfig:
         eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
         return dataclasses.replace(
             self,
+            method=self.method if self.method is not None else p.method,
+            episodes=self.episodes if self.episodes is not None else p.episodes,
             n_directions=n_dir,
             top_b=top_b,
             step_size=self.step_size if self.step_size is not None else p.step_size,

@@ -1,0 +1,317 @@
+"""Tune the per-task training defaults: successive halving over method, α, ν, N, b.
+
+What is searched. For one task, the grid is the product of
+
+* ``--methods`` (names in ``policies.methods.METHODS``),
+* α and ν given *relative to the task's scale* ``s = a_max / √d_obs`` (largest action
+  bound over the root of the observation dimension; ``envs.presets.task_scale``):
+  ``α = c_α · s``, ``ν = c_ν · s`` with ``c_α`` in ``--rel-step-sizes`` and ``c_ν`` in
+  ``--rel-noises``. With normalized observations (ARS V2, unit-variance inputs) a
+  perturbation ν u of a linear policy moves each action by about ν √d_obs, so ``c_ν`` is
+  the exploration noise as a fraction of the action range, and the ARS step (length
+  ≈ α √n) scales the same way. This is what makes one rule usable on untuned tasks.
+* ``--directions`` pairs ``N:b``.
+
+How it is searched. Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018,
+Hyperband): rung r runs every surviving configuration on the *tuning seeds* with an
+episode budget ``B_r = B / η^(R−r)``, ranks them and keeps the best ``1/η``. A run stops
+as soon as an evaluation (mean true return of the unperturbed policy over
+``--eval-episodes`` episodes, not counted in the budget) reaches the task threshold.
+Ranking key (best first): more tuning seeds reaching the threshold, then fewer mean env
+steps to it (a seed that did not reach it counts as twice the env steps it used), then a
+higher mean best evaluation return.
+
+Evaluation. ``--evaluate`` runs ``TrainConfig(env_id=ENV)`` with *no* override (i.e. the
+defaults in ``envs/presets.py``) on the evaluation seeds (default 0 1 2; the tuning seeds
+default to 100 101, disjoint), with the task's default budget, and records episodes and
+env steps to the threshold. Pick the defaults from the tuning table, write them into
+``envs/presets.py``, then run ``--evaluate``: the evaluation table is what docs/rl.md quotes.
+
+Every finished run is one JSON line in ``--jsonl`` (default
+``bench/results/tune_presets.jsonl``); a re-run skips runs already there (a run that
+reached the threshold within a smaller budget also counts for a larger one), so an
+interrupted search resumes where it stopped. ``--table`` rebuilds the markdown
+(``bench/results/tune_presets.md``) from the JSON lines alone.
+
+Usage (repo root; ``--jobs`` runs at once, each one serial process):
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/tune_presets.py InvertedPendulum-v5 --budget 400 --jobs 2
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/tune_presets.py InvertedPendulum-v5 --evaluate --jobs 2
+    PYTHONPATH=. python bench/tune_presets.py --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: return thresholds: ARS paper Table 1 (Swimmer .. Humanoid), gymnasium's reward_threshold
+#: (InvertedPendulum 950, InvertedDoublePendulum 9100, Reacher -3.75); Pusher has none in
+#: gymnasium, the value here is ours (see bench/results/tune_presets.md)
+THRESHOLDS = {
+    "Swimmer-v5": 325.0, "Hopper-v5": 3120.0, "HalfCheetah-v5": 3430.0, "Walker2d-v5": 4390.0, "Ant-v5": 3580.0,
+    "Humanoid-v5": 6000.0, "InvertedPendulum-v5": 950.0, "InvertedDoublePendulum-v5": 9100.0,
+    "Reacher-v5": -3.75, "Pusher-v5": -32.0,
+}
+DEFAULT_JSONL = "bench/results/tune_presets.jsonl"
+DEFAULT_TABLE = "bench/results/tune_presets.md"
+
+
+def _sig(x: float, digits: int = 2) -> float:
+    """``x`` rounded to ``digits`` significant digits (the presets store round numbers)."""
+    return float(f"{x:.{digits}g}")
+
+
+def run_key(r: dict) -> tuple:
+    return (r["kind"], r["env_id"], r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"],
+            r["seed"])
+
+
+def one_run(spec: dict) -> dict:
+    """One training run, stopped at the threshold; returns its JSON record."""
+    from policies.training import TrainConfig, Trainer
+
+    env_id, threshold = spec["env_id"], THRESHOLDS[spec["env_id"]]
+    over = {k: spec[k] for k in ("method", "step_size", "noise", "n_directions", "top_b") if spec.get(k) is not None}
+    probe = TrainConfig(env_id=env_id, **over).resolved()
+    eval_every = max(1, round(spec["eval_every_episodes"] / (2 * probe.n_directions)))
+    cfg = TrainConfig(env_id=env_id, **over, seed=spec["seed"], episodes=spec["budget"], backend="serial",
+                      n_eval_episodes=spec["eval_episodes"], eval_every=eval_every, checkpoint_every=10**9)
+    hit: dict = {}
+    curve: list = []
+
+    def watch(row: dict) -> None:
+        ret = row["eval_return"]
+        if ret == ret:
+            curve.append((row["episodes"], row["env_steps"], round(float(ret), 2)))
+            if ret >= threshold:
+                hit.update(episodes=row["episodes"], env_steps=row["env_steps"])
+                raise StopIteration
+
+    t0 = time.perf_counter()
+    with Trainer(cfg, out_dir=None, callback=watch) as tr:
+        res = tr.run()
+    first = res.history[0]["eval_return"]
+    curve.insert(0, (0, 0, round(float(first), 2)))
+    evals = [c[2] for c in curve]
+    rc = probe
+    return {"kind": spec["kind"], "env_id": env_id, "method": rc.method, "step_size": rc.step_size,
+            "noise": rc.noise, "n_directions": rc.n_directions, "top_b": rc.top_b, "seed": spec["seed"],
+            "budget": spec["budget"], "threshold": threshold, "reached_episodes": hit.get("episodes"),
+            "reached_env_steps": hit.get("env_steps"), "episodes": res.episodes, "env_steps": res.env_steps,
+            "best_eval": max(evals), "final_eval": evals[-1], "eval_episodes": spec["eval_episodes"],
+            "eval_every": eval_every, "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+
+
+class Store:
+    """The JSON-lines file of finished runs (append-only; read back on start)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.records: list[dict] = []
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    self.records.append(json.loads(line))
+
+    def lookup(self, spec_key: tuple, budget: int) -> dict | None:
+        """A finished run that answers ``spec_key`` at ``budget`` (same budget, or reached within less)."""
+        best = None
+        for r in self.records:
+            if run_key(r) != spec_key:
+                continue
+            if r["budget"] == budget or (r["reached_episodes"] is not None and r["budget"] <= budget) or \
+                    (r["reached_episodes"] is None and r["episodes"] >= budget):
+                best = r
+        return best
+
+    def add(self, r: dict) -> None:
+        self.records.append(r)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(r) + "\n")
+
+
+def run_all(specs: list[dict], store: Store, jobs: int) -> list[dict]:
+    """Run the specs not yet in the store (``jobs`` at once) and return one record per spec."""
+    out: dict[int, dict] = {}
+    todo = []
+    for i, s in enumerate(specs):
+        r = store.lookup(run_key(s), s["budget"])
+        if r is not None:
+            out[i] = r
+        else:
+            todo.append(i)
+    if todo:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futs = {pool.submit(one_run, specs[i]): i for i in todo}
+            for fut in futs:
+                r = fut.result()
+                store.add(r)
+                out[futs[fut]] = r
+                print(f"  {r['method']} a={r['step_size']} nu={r['noise']} N={r['n_directions']} b={r['top_b']} "
+                      f"seed={r['seed']}: reached={r['reached_episodes']} steps={r['reached_env_steps']} "
+                      f"best={r['best_eval']:.1f} ({r['wall_s']}s)", flush=True)
+    return [out[i] for i in range(len(specs))]
+
+
+def score(records: list[dict]) -> tuple:
+    """Ranking key of one configuration over its seeds (smaller is better)."""
+    n_reached = sum(r["reached_episodes"] is not None for r in records)
+    steps = [r["reached_env_steps"] if r["reached_episodes"] is not None else 2 * max(r["env_steps"], 1)
+             for r in records]
+    return (-n_reached, float(np.mean(steps)), -float(np.mean([r["best_eval"] for r in records])))
+
+
+def config_specs(env_id: str, args) -> list[dict]:
+    from envs.presets import task_scale
+
+    s = task_scale(env_id)
+    out = []
+    for m, ca, cn, nb in itertools.product(args.methods, args.rel_step_sizes, args.rel_noises, args.directions):
+        n, b = (int(v) for v in nb.split(":"))
+        out.append({"env_id": env_id, "method": m, "step_size": _sig(ca * s), "noise": _sig(cn * s),
+                    "n_directions": n, "top_b": b})
+    return out
+
+
+def tune(env_id: str, args, store: Store) -> None:
+    configs = config_specs(env_id, args)
+    rungs = args.rungs
+    for r in range(rungs):
+        budget = max(1, int(round(args.budget / args.eta ** (rungs - 1 - r))))
+        print(f"{env_id}: rung {r}, {len(configs)} configurations x {len(args.tune_seeds)} seeds, "
+              f"budget {budget} episodes", flush=True)
+        specs = [dict(c, kind="tune", seed=s, budget=budget, eval_episodes=args.eval_episodes,
+                      eval_every_episodes=args.eval_every_episodes) for c in configs for s in args.tune_seeds]
+        recs = run_all(specs, store, args.jobs)
+        k = len(args.tune_seeds)
+        ranked = sorted(range(len(configs)), key=lambda i: score(recs[i * k:(i + 1) * k]))
+        keep = max(1, math.ceil(len(configs) / args.eta)) if r < rungs - 1 else 1
+        configs = [configs[i] for i in ranked[:keep]]
+    print(f"{env_id}: best configuration {configs[0]}", flush=True)
+
+
+def evaluate(env_id: str, args, store: Store) -> None:
+    from policies.training import TrainConfig
+
+    cfg = TrainConfig(env_id=env_id).resolved()
+    budget = args.budget or cfg.episodes
+    specs = [dict(env_id=env_id, kind="eval", seed=s, budget=budget, eval_episodes=args.eval_episodes,
+                  eval_every_episodes=args.eval_every_episodes, method=cfg.method, step_size=cfg.step_size,
+                  noise=cfg.noise, n_directions=cfg.n_directions, top_b=cfg.top_b) for s in args.eval_seeds]
+    run_all(specs, store, args.jobs)
+
+
+# -- tables -------------------------------------------------------------------------------------
+def _cell(r: dict, what: str) -> str:
+    if r["reached_episodes"] is None:
+        return f"> {r['episodes'] if what == 'episodes' else r['env_steps']}"
+    return str(r["reached_episodes"] if what == "episodes" else r["reached_env_steps"])
+
+
+def _bests(rs: list[dict]) -> str:
+    return ", ".join(f"{r['best_eval']:.1f}" for r in rs)
+
+
+def _median(rs: list[dict], key: str) -> str:
+    vals = [r[key] if r["reached_episodes"] is not None else math.inf for r in rs]
+    m = float(np.median(vals))
+    return f"{m:.0f}" if math.isfinite(m) else "not reached"
+
+
+def table(store: Store) -> str:
+    lines = []
+    evals: dict = {}
+    tunes: dict = {}
+    for r in store.records:
+        cfg = (r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
+        if r["kind"] == "eval":
+            evals.setdefault((r["env_id"], cfg, r["budget"]), {})[r["seed"]] = r
+        else:
+            tunes.setdefault(r["env_id"], {}).setdefault(cfg, {})
+            prev = tunes[r["env_id"]][cfg].get(r["seed"])
+            if prev is None or r["budget"] >= prev["budget"]:
+                tunes[r["env_id"]][cfg][r["seed"]] = r
+    lines += ["## Defaults on the evaluation seeds (`dfo train ENV`, no other argument)", "",
+              "| task (threshold) | method | α | ν | N | b | budget (episodes) | seeds | episodes to threshold "
+              "(per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (env, cfg, budget), by_seed in sorted(evals.items()):
+        rs = [by_seed[s] for s in sorted(by_seed)]
+        m, a, nu, n, b = cfg
+        lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {m} | {a:g} | {nu:g} | {n} | {b} | {budget} | "
+                     f"{', '.join(str(r['seed']) for r in rs)} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
+                     f"{_median(rs, 'reached_episodes')} | {', '.join(_cell(r, 'steps') for r in rs)} | "
+                     f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} |")
+    for env, cfgs in sorted(tunes.items()):
+        lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g}), best 12 configurations", "",
+                  "Largest budget each configuration reached in the halving; ranked as the search ranks them.", "",
+                  "| method | α | ν | N | b | budget | tuning seeds | reached | mean env steps to threshold "
+                  "(unreached = 2 x used) | episodes to threshold (per seed) | mean best eval |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        rows = []
+        for cfg, by_seed in cfgs.items():
+            rs = [by_seed[s] for s in sorted(by_seed)]
+            top_budget = max(r["budget"] for r in rs)
+            rows.append(((-top_budget,) + score(rs), cfg, rs, top_budget))
+        rows.sort(key=lambda t: t[0])
+        for key, (m, a, nu, n, b), rs, bud in rows[:12]:
+            lines.append(f"| {m} | {a:g} | {nu:g} | {n} | {b} | {bud} | {', '.join(str(r['seed']) for r in rs)} | "
+                         f"{-key[1]}/{len(rs)} | {key[2]:.0f} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
+                         f"{-key[3]:.1f} |")
+        lines.append(f"\n{len(cfgs)} configurations tried in all.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("env_ids", nargs="*", help="tasks to tune (or evaluate with --evaluate)")
+    ap.add_argument("--methods", nargs="+", default=["ars-v2t", "orthogonal"])
+    ap.add_argument("--rel-step-sizes", nargs="+", type=float, default=[0.03, 0.1, 0.3],
+                    help="c_alpha: alpha = c_alpha * a_max / sqrt(d_obs)")
+    ap.add_argument("--rel-noises", nargs="+", type=float, default=[0.03, 0.1, 0.3],
+                    help="c_nu: nu = c_nu * a_max / sqrt(d_obs)")
+    ap.add_argument("--directions", nargs="+", default=["4:4", "8:4", "16:8"], help="N:b pairs")
+    ap.add_argument("--budget", type=int, default=None,
+                    help="episodes of the last rung (tuning; required) or per run (--evaluate; default: the preset's)")
+    ap.add_argument("--eta", type=int, default=3, help="halving rate: keep 1/eta per rung")
+    ap.add_argument("--rungs", type=int, default=3)
+    ap.add_argument("--tune-seeds", nargs="+", type=int, default=[100, 101])
+    ap.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--eval-episodes", type=int, default=5)
+    ap.add_argument("--eval-every-episodes", type=int, default=16, help="evaluate about every this many episodes")
+    ap.add_argument("--evaluate", action="store_true", help="run the current presets on the evaluation seeds")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (separate processes)")
+    ap.add_argument("--jsonl", default=DEFAULT_JSONL)
+    ap.add_argument("--table", nargs="?", const=DEFAULT_TABLE, default=None,
+                    help="write the markdown table (default path %(const)s) from the JSON lines and exit")
+    args = ap.parse_args()
+    store = Store(args.jsonl)
+    if args.table:
+        Path(args.table).write_text(table(store))
+        print(table(store))
+        return
+    unknown = [e for e in args.env_ids if e not in THRESHOLDS]
+    if unknown or not args.env_ids:
+        sys.exit(f"tune_presets: give task ids with a threshold ({', '.join(THRESHOLDS)}); got {unknown or 'none'}")
+    for env_id in args.env_ids:
+        if args.evaluate:
+            evaluate(env_id, args, store)
+        else:
+            if args.budget is None:
+                sys.exit("tune_presets: --budget EPISODES is required when tuning")
+            tune(env_id, args, store)
+
+
+if __name__ == "__main__":
+    main()
