@@ -35,8 +35,9 @@ def _work(env_id: str, mode: str, n_steps: int, seed: int) -> int:
     """Run about ``n_steps`` env steps in this worker; returns the exact number run."""
     import mujoco
 
-    from envs import get_env, get_preset, rollout
+    from envs import get_env, get_preset
     from policies import LinearPolicy, ObsNormalizer, RunningStat
+    from policies.rollout import rollout
 
     env = get_env(env_id)
     horizon = get_preset(env_id).horizon

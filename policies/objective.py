@@ -150,7 +150,7 @@ def run_episode(spec: RolloutSpec, params: np.ndarray, seed: int, snapshot: Norm
                 *, training: bool = True) -> EpisodeOutcome:
     """One episode of ``spec`` with ``params`` on this process's cached env."""
     from envs.cache import get_env
-    from envs.rollout import rollout
+    from policies.rollout import rollout
 
     env = get_env(spec.env_id)
     res = rollout(

@@ -14,10 +14,10 @@ from envs import (
     get_preset,
     lean_supported,
     make_env,
-    rollout,
 )
 from envs.cache import cache_size
 from policies import LinearPolicy, ObsNormalizer, RunningStat
+from policies.rollout import rollout
 
 MUJOCO_V5 = [
     "Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5",
