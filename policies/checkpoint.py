@@ -4,13 +4,19 @@ Layout of a run directory::
 
     RUN/checkpoints/iter_000012/policy.npz, policy.json   # save_policy: `dfo evaluate` reads it
     RUN/checkpoints/iter_000012/state.npz, state.json     # trainer state (arrays + JSON tree)
+    RUN/checkpoints/iter_000012/manifest.json             # SHA-256 of each file above
 
 A checkpoint is written into a hidden temporary directory and renamed into place
 (``os.replace`` of a directory is atomic on POSIX), so a crash never leaves a half
-checkpoint under its final name. ``state.json`` records the SHA-256 of ``state.npz``
-(and ``policy.json`` that of ``policy.npz``); a truncated or corrupt file is reported
-with a clear :class:`CheckpointError` that names the previous good checkpoint, which
-is never deleted before a newer one is complete.
+checkpoint under its final name; temporary directories left by a killed run are removed
+by the next save. ``manifest.json`` (written last) lists every file of the checkpoint
+with its SHA-256: a file that is missing, extra, truncated, bit-flipped or edited (the
+JSON state included) is refused with a clear :class:`CheckpointError` that names the
+file and the previous good checkpoint, which is never deleted before a newer one is
+complete. Symbolic links are refused everywhere in a checkpoint. The manifest guards
+against corruption and careless edits, not against someone who can rewrite it: nothing
+in a checkpoint is executed, and where work runs (backend, scheduler) is never read
+from a run directory.
 
 Nested state (dicts, lists, tuples, ``None``, numbers, strings, numpy arrays) is encoded
 as a JSON tree whose arrays are replaced by references into the npz.
@@ -24,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,6 +45,8 @@ from .serialization import read_checksummed_pair, write_checksummed_pair
 CHECKPOINT_DIR = "checkpoints"
 PREFIX = "iter_"
 KEEP = 2
+MANIFEST = "manifest.json"
+TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(ValueError):
@@ -83,9 +93,11 @@ def checkpoint_name(iteration: int) -> str:
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     """Checkpoint directories of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINT_DIR
+    if root.is_symlink():
+        raise CheckpointError(f"{root} is a symbolic link; a run directory must hold real files only")
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+    return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and p.is_dir() and not p.is_symlink())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -99,6 +111,58 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    """Write ``manifest.json``: the SHA-256 of every other file in ``directory``."""
+    files = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
+    data = json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True).encode()
+    with open(directory / MANIFEST, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify_checkpoint(directory: str | os.PathLike) -> None:
+    """Check a checkpoint directory against its ``manifest.json``.
+
+    Raises:
+        CheckpointError: a symbolic link, a missing or unreadable manifest, a file that
+            is missing, not listed, or whose SHA-256 differs (the message names it).
+    """
+    directory = Path(directory)
+    if directory.is_symlink():
+        raise CheckpointError(f"checkpoint {directory} is a symbolic link; refusing to read through it")
+    links = sorted(p.name for p in directory.iterdir() if p.is_symlink())
+    if links:
+        raise CheckpointError(f"checkpoint {directory} holds symbolic links {links}; refusing to read through them")
+    mpath = directory / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {MANIFEST} (incomplete, or written by an older dfo)")
+    try:
+        files = json.loads(mpath.read_text())["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint {directory}: corrupt {MANIFEST}: {e}") from None
+    present = {p.name for p in directory.iterdir() if p.name != MANIFEST}
+    extra, missing = sorted(present - set(files)), sorted(set(files) - present)
+    if missing:
+        raise CheckpointError(f"checkpoint {directory} is incomplete: {missing} listed in {MANIFEST} but missing")
+    if extra:
+        raise CheckpointError(f"checkpoint {directory} holds files not in its {MANIFEST}: {extra}")
+    for name, digest in sorted(files.items()):
+        if _sha256(directory / name) != digest:
+            raise CheckpointError(f"checkpoint {directory}: corrupt {name}: its SHA-256 does not match the checksum "
+                                  f"in {MANIFEST} (edited, truncated or bit-flipped)")
+
+
 def write_state(directory: Path, state: dict[str, Any]) -> None:
     """Write ``state.npz`` + ``state.json`` (with the npz checksum) into ``directory``."""
     tree, arrays = encode_tree(state)
@@ -106,15 +170,16 @@ def write_state(directory: Path, state: dict[str, Any]) -> None:
 
 
 def read_state(directory: str | os.PathLike) -> dict[str, Any]:
-    """Read and verify ``state.npz`` + ``state.json``.
+    """Verify a checkpoint (:func:`verify_checkpoint`) and read ``state.npz`` + ``state.json``.
 
     Raises:
-        CheckpointError: missing, truncated or corrupt files.
+        CheckpointError: missing, truncated, corrupt or edited files.
     """
     directory = Path(directory)
     js, npz = directory / "state.json", directory / "state.npz"
     if not js.exists() or not npz.exists():
         raise CheckpointError(f"checkpoint {directory} is incomplete: state.json/state.npz missing")
+    verify_checkpoint(directory)
     try:
         meta, arrays = read_checksummed_pair(npz, js, what="state.json")
     except ValueError as e:
@@ -135,16 +200,22 @@ def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str,
         The checkpoint directory.
     """
     root = Path(run_dir) / CHECKPOINT_DIR
+    if root.is_symlink():
+        raise CheckpointError(f"{root} is a symbolic link; refusing to write or delete through it")
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(root)
     final = root / checkpoint_name(iteration)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=TMP_PREFIX))
     try:
         write_policy(tmp / "policy")
         write_state(tmp, state)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if final.exists():  # re-saving the same iteration (e.g. Ctrl-C right after a periodic save)
+        write_manifest(tmp)
+        if final.is_symlink():
+            final.unlink()
+        elif final.exists():  # re-saving the same iteration (e.g. Ctrl-C right after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
@@ -154,6 +225,19 @@ def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str,
     for old in list_checkpoints(run_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_stale_tmp(root: Path) -> list[str]:
+    """Remove temporary checkpoint directories a killed run left in ``root``; their names."""
+    gone = []
+    for p in root.iterdir():
+        if p.name.startswith(TMP_PREFIX):
+            if p.is_symlink() or not p.is_dir():
+                p.unlink()
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

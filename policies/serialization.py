@@ -67,8 +67,8 @@ def write_checksummed_pair(npz_path: Path, json_path: Path, arrays: dict[str, np
     np.savez(buf, **arrays)
     npz_bytes = buf.getvalue()
     meta = {**meta, "npz_sha256": hashlib.sha256(npz_bytes).hexdigest()}
-    _atomic_write(npz_path, npz_bytes)
-    _atomic_write(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+    atomic_write(npz_path, npz_bytes)
+    atomic_write(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
 
 
 def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy metadata") -> tuple[dict, dict[str, np.ndarray]]:
@@ -94,7 +94,8 @@ def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy m
     return meta, arrays
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` via a temporary file and ``os.replace``: a link at ``path`` is replaced, not followed."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -7,9 +7,9 @@ Per iteration (Mania, Guy, Recht 2018, Algorithm 2, generalized to any dfo estim
    ``(index, sign)``. Each direction gets one episode seed shared by its + and −
    rollouts (common random numbers); forward-difference methods use one seed for the
    centre and all directions.
-3. ``evaluator.map(rollout_worker, items, shared=RolloutBatch(...))``: workers
-   regenerate their parameters from the query and return scalars plus observation
-   statistics. Values are ``f = −return``.
+3. ``map_episodes(evaluator, RolloutBatch(...), items)``: workers regenerate their
+   parameters from the query, run their episodes side by side (lockstep) and return
+   scalars plus observation statistics. Values are ``f = −return``.
 4. ``g = estimator.tell(query, f)``; then either the SGD step ``θ ← θ − lr g`` with
    ``lr = 2να`` (ARS, see :mod:`policies.methods`) or the noise-tolerant Armijo line
    search of Berahas, Cao, Scheinberg (2021) on the mean return over ``ls_repeats``
@@ -39,8 +39,8 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,17 @@ import numpy as np
 from dfo.linesearch import ArmijoLineSearch
 from dfo.parallel import make_evaluator
 from policies.base import Policy
-from policies.checkpoint import load_checkpoint, save_checkpoint
+from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from policies.linear import LinearPolicy
 from policies.methods import Method, get_method
 from policies.mlp import MLPPolicy
 from policies.normalizer import ObsNormalizer
-from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, rollout_worker
-from policies.serialization import save_policy
+from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
+from policies.serialization import atomic_write, save_policy
 from policies.training.config import TrainConfig
-from policies.training.runlog import RunLog
+from policies.training.interrupts import InterruptGuard
+from policies.training.rundir import check_no_symlinks, check_same_run, prepare_run_dir
+from policies.training.runlog import Progress, RunLog
 
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
 LS_MAX_TRIALS = 4  # line-search trials per iteration (each costs ls_repeats episodes)
@@ -96,13 +98,10 @@ def build_policy(config: TrainConfig, obs_dim: int, act_dim: int) -> Policy:
     return MLPPolicy(obs_dim, act_dim, hidden=tuple(config.hidden))
 
 
-def _env_dims(env_id: str) -> tuple[int, int]:
-    from envs.cache import get_env
+def _env_dims(config: TrainConfig) -> tuple[int, int]:
+    from envs.make import env_dims
 
-    env = get_env(env_id)
-    if len(env.observation_space.shape) != 1:
-        raise ValueError(f"{env_id}: policies need a flat observation vector, got shape {env.observation_space.shape}")
-    return int(env.observation_space.shape[0]), int(env.action_space.shape[0])
+    return env_dims(config.env_id, config.env_kwargs, config.imports)
 
 
 def build_evaluator(config: TrainConfig):
@@ -134,11 +133,12 @@ class Trainer:
         self.config = config.resolved()
         cfg = self.config
         self.method: Method = get_method(cfg.method)
-        obs_dim, act_dim = _env_dims(cfg.env_id)
+        obs_dim, act_dim = _env_dims(cfg)
         self.policy = build_policy(cfg, obs_dim, act_dim)
         n = self.policy.n_params
         self.spec = RolloutSpec(env_id=cfg.env_id, policy=self.policy.config(), horizon=int(cfg.horizon),
-                                reward_shift=float(cfg.survival_shift), lean=cfg.lean)
+                                reward_shift=float(cfg.survival_shift), lean=cfg.lean,
+                                env_kwargs=dict(cfg.env_kwargs), imports=tuple(cfg.imports))
         self.estimator = self.method.make_estimator(
             n, n_directions=int(cfg.n_directions), top_b=int(cfg.top_b), noise=float(cfg.noise),
             blocks=self.policy.param_blocks(),
@@ -165,6 +165,8 @@ class Trainer:
         self._own_evaluator = evaluator is None
         self.evaluator = build_evaluator(cfg) if evaluator is None else evaluator
         self._log: RunLog | None = None
+        self._resumed = False
+        self.run_id = uuid.uuid4().hex  # ties config.json and every checkpoint to this run
         self.last_checkpoint: Path | None = None
 
     # -- construction from a checkpoint -------------------------------------------
@@ -177,23 +179,35 @@ class Trainer:
             overrides: config fields to change on resume; only ``episodes``,
                 ``max_iterations``, ``backend``, ``n_jobs``, ``scheduler`` and
                 ``checkpoint_every`` may change (the others would change the numbers).
+                Where the work runs (``backend``, ``n_jobs``, ``scheduler``) is never
+                read from the run directory: it comes from ``overrides`` or the defaults.
             **kw: passed to the constructor (``evaluator``, ``progress``, ``callback``).
 
         Raises:
-            policies.checkpoint.CheckpointError: missing or corrupt checkpoint.
+            policies.checkpoint.CheckpointError: missing, corrupt or edited checkpoint.
+            policies.training.rundir.RunDirError: symbolic links in the run directory, or
+                a checkpoint that belongs to another run than the directory's config.json.
+            policies.training.runlog.LogError: logs that cannot be continued exactly.
         """
         ckpt, state = load_checkpoint(path)
         run_dir = ckpt.parent.parent
+        check_no_symlinks(run_dir)
         config = TrainConfig.from_dict(state["config"])
         allowed = {"episodes", "max_iterations", "backend", "n_jobs", "scheduler", "checkpoint_every"}
         bad = sorted(set(overrides or {}) - allowed)
         if bad:
             raise ValueError(f"cannot change {bad} when resuming (allowed: {sorted(allowed)})")
-        if overrides:
-            config = dataclasses.replace(config, **overrides)
+        check_same_run(run_dir, ckpt, state["config"], state.get("run_id"), mutable=allowed)
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        where = {k: defaults[k] for k in ("backend", "n_jobs", "scheduler")}
+        config = dataclasses.replace(config, **{**where, **(overrides or {})})
         trainer = cls(config, out_dir=run_dir, **kw)
         trainer.load_state_dict(state)
-        RunLog.truncate(run_dir, trainer.iteration)
+        trainer.run_id = state.get("run_id") or trainer.run_id
+        kept = RunLog.truncate(run_dir, trainer.iteration)
+        # an interrupt during the first evaluation leaves a checkpoint at 0 without row 0
+        trainer._needs_initial_row = trainer.iteration == 0 and 0 not in kept
+        trainer._resumed = True
         trainer.last_checkpoint = ckpt
         return trainer
 
@@ -241,8 +255,9 @@ class Trainer:
         meta = {"env_id": self.config.env_id, "method": self.config.method, "iteration": self.iteration,
                 "episodes": self.episodes, "horizon": self.config.horizon, "eval_return": self.last_eval}
         snap = self.normalizer if self.method.normalize else None
+        state = {**self.state_dict(), "run_id": self.run_id}
         self.last_checkpoint = save_checkpoint(
-            self.out_dir, self.iteration, self.state_dict(),
+            self.out_dir, self.iteration, state,
             lambda stem: save_policy(stem, self.policy, self.params, snap, meta),
         )
         return self.last_checkpoint
@@ -264,7 +279,7 @@ class Trainer:
 
     def _map(self, center, items, *, training: bool, snapshot) -> tuple[list[EpisodeOutcome], dict]:
         batch = RolloutBatch(spec=self.spec, center=center, snapshot=snapshot, training=training)
-        out = self.evaluator.map(rollout_worker, items, shared=batch)
+        out = map_episodes(self.evaluator, batch, items)
         traffic = dict(getattr(self.evaluator, "last_traffic", {}) or {})
         return out, traffic
 
@@ -408,11 +423,15 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------
     def _open_outputs(self) -> None:
+        """Check the run directory (writable, no links, empty unless resumed), write config.json, open the logs."""
         if self.out_dir is None or self._log is not None:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-        self._log = RunLog(self.out_dir)
+        prepare_run_dir(self.out_dir, resume=self._resumed)
+        cfg = self.config.to_dict()
+        atomic_write(self.out_dir / "config.json", json.dumps({**cfg, "run_id": self.run_id}, indent=2).encode())
+        hparams = {k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()
+                   if k not in ("backend", "n_jobs", "scheduler")}
+        self._log = RunLog(self.out_dir, hparams=hparams, purge_step=self.env_steps + 1 if self._resumed else None)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)
@@ -442,30 +461,33 @@ class Trainer:
         """Iterate until the budget (or ``max_iterations``) is reached.
 
         A checkpoint is written every ``checkpoint_every`` iterations, at the end, and on
-        ``KeyboardInterrupt`` (which is then re-raised).
+        ``KeyboardInterrupt`` or SIGTERM (then re-raised, SIGTERM as
+        :class:`~policies.training.interrupts.Terminated`). A signal is acted on only where
+        the state matches the logs (see :mod:`policies.training.interrupts`).
         """
         self._open_outputs()
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.config.episodes, initial=min(self.episodes, self.config.episodes), unit="ep",
-                       desc=f"{self.config.method} {self.config.env_id}", file=sys.stderr, dynamic_ncols=True)
+            bar = Progress(total=self.config.episodes, initial=self.episodes,
+                           desc=f"{self.config.method} {self.config.env_id}")
         message = "stopped by the callback"
+        guard = InterruptGuard()
+        evaluator = self.evaluator
+        self.evaluator = guard.wrap(evaluator)
+        guard.install()
         try:
             if self._needs_initial_row:
                 self._record(self._initial_row())
                 self._needs_initial_row = False
+                guard.raise_pending()
             while (done := self._done()) is None:
                 row = self.step()
                 self._record(row)
                 if bar is not None:
-                    bar.update(min(self.episodes, self.config.episodes) - bar.n)
-                    bar.set_postfix(it=row["iteration"], ret=f"{row['train_return_mean']:.1f}",
-                                    eval=f"{self.last_eval:.1f}", sps=f"{row['env_steps_per_s']:.0f}",
-                                    refresh=False)
+                    bar.update(row, self.last_eval)
                 if self.iteration % self.config.checkpoint_every == 0:
                     self.save()
+                guard.raise_pending()
                 if self.callback is not None:
                     try:
                         self.callback(row)
@@ -473,14 +495,17 @@ class Trainer:
                         break
             else:
                 message = done
-        except KeyboardInterrupt:
+            if self.last_checkpoint is None or self.last_checkpoint.name != f"iter_{self.iteration:06d}":
+                self.save()
+            guard.raise_pending()
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM (Terminated) or a callback's
             self.save()
             raise
         finally:
+            guard.restore()
+            self.evaluator = evaluator
             if bar is not None:
                 bar.close()
-        if self.last_checkpoint is None or self.last_checkpoint.name != f"iter_{self.iteration:06d}":
-            self.save()
         return TrainResult(params=self.params.copy(), iteration=self.iteration, episodes=self.episodes,
                            env_steps=self.env_steps, eval_return=self.last_eval, history=list(self.history),
                            message=message, checkpoint=self.last_checkpoint)
