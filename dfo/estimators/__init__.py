@@ -1,17 +1,17 @@
 """Gradient estimators: named presets of directions × differences × assembly.
 
+Every preset has one entry in :data:`ESTIMATORS` (:mod:`.registry`) holding its
+factory, radius rule, central flag, theory curve and low-rank flag.
+
 >>> import numpy as np, dfo
->>> sorted(dfo.ESTIMATORS)[:3]
-['central-gaussian', 'central-sphere', 'cfd']
+>>> dfo.ESTIMATORS["cfd"].central, dfo.ESTIMATORS["cfd"].radius.needs
+(True, 'M')
 >>> r = dfo.estimate_gradient(lambda x: float(x @ x), np.ones(3), estimator="cfd", sigma=1e-3)
 >>> np.allclose(r.grad, 2.0), r.nfev
 (True, 6)
 """
 
 from __future__ import annotations
-
-from functools import partial
-from typing import Callable
 
 import numpy as np
 
@@ -20,40 +20,23 @@ from .base import GradEstimate, NonFiniteValueError, Query
 from .directions import StandardDirections
 from .finite_difference import FiniteDifferenceEstimator
 from .lowrank import LowRankDirections, LowRankEstimator
+from .registry import ESTIMATORS, Preset, register
 from .shaping import CenteredRanks, StdNormalize, TopDirections
-
-_FD = FiniteDifferenceEstimator
-
-#: preset name -> factory(**overrides) -> estimator
-ESTIMATORS: dict[str, Callable] = {
-    "ffd": partial(_FD, directions="coordinate", central=False),
-    "cfd": partial(_FD, directions="coordinate", central=True),
-    "gaussian": partial(_FD, directions="gaussian", central=False),
-    "central-gaussian": partial(_FD, directions="gaussian", central=True),
-    "sphere": partial(_FD, directions="sphere", central=False),
-    "central-sphere": partial(_FD, directions="sphere", central=True),
-    "orthogonal": partial(_FD, directions="orthogonal", central=False),
-    "central-orthogonal": partial(_FD, directions="orthogonal", central=True),
-    "interpolation": partial(_FD, directions="sphere", central=False, interpolation=True),
-    "central-interpolation": partial(_FD, directions="sphere", central=True, interpolation=True),
-    "subzero": partial(LowRankEstimator, kind="subzero"),
-    "lozo": partial(LowRankEstimator, kind="lozo"),
-    "lozo-m": partial(LowRankEstimator, kind="lozo", momentum=0.9),
-}
 
 
 def get_estimator(name, **options):
     """Build the preset ``name`` with ``options`` (n_directions, sigma, shaping, ...).
 
-    An estimator object (anything with ``ask``/``tell``) is returned unchanged.
+    An estimator object (anything with ``ask``/``tell``) is returned unchanged; options
+    left at None are ignored.
     """
+    options = {k: v for k, v in options.items() if v is not None}
     if hasattr(name, "ask") and hasattr(name, "tell"):
         if options:
             raise ValueError("options cannot be applied to an estimator instance; build it with them")
         return name
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
-    options = {k: v for k, v in options.items() if v is not None}
     try:
         return ESTIMATORS[name](**options)
     except TypeError as exc:
@@ -84,7 +67,7 @@ def estimate_gradient(
 
 
 __all__ = [
-    "ESTIMATORS", "get_estimator", "estimate_gradient", "GradEstimate", "Query",
+    "ESTIMATORS", "Preset", "register", "get_estimator", "estimate_gradient", "GradEstimate", "Query",
     "FiniteDifferenceEstimator", "LowRankEstimator", "StandardDirections", "LowRankDirections",
     "TopDirections", "StdNormalize", "CenteredRanks", "NonFiniteValueError", "RankDeficientError",
 ]

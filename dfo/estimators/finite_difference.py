@@ -11,8 +11,11 @@ is a choice of (directions, differences, assembly):
 * ``sphere``/``central-sphere`` (Flaxman et al. 2005): g = (n/N) Σ δ_i u_i.
 * ``orthogonal`` (Choromanski et al. 2018): N ≤ n orthonormal q_i, g = (n/N) Σ δ_i q_i.
 * ``interpolation`` (Berahas, Cao, Choromanski & Scheinberg 2022): N ≥ n directions
-  (random unit vectors by default: σ is then the length of each step),
-  g solves min ‖U g − δ‖²; exact on linear functions; reports cond(U).
+  (orthonormal blocks by default: cond(U) = 1 at N = n and ≤ √2 for N > n, since
+  UᵀU = I + Σ QᵀQ over the extra blocks; each row has unit length, so σ is the length
+  of each step), g solves min ‖U g − δ‖²; exact on linear functions; reports cond(U).
+  Its error bound carries ‖U⁻¹‖: random unit vectors had cond ≈ 26 / 325 / 3153 at
+  n = 10 / 100 / 1000.
 
 Example:
     >>> est = FiniteDifferenceEstimator(directions="coordinate", central=True, sigma=1e-3)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..estimators.registry import ESTIMATORS
 from .functions import Noise, rosenbrock_function
 from .runner import rounding_level, run_cell
 from .theory import error_bound, evaluations, theoretical_evaluations
@@ -72,7 +73,7 @@ class BerahasConfig:
 def _theory_count(name: str, func, noise: Noise, sigma: float, theta: float, delta: float) -> float:
     """Evaluations the theory asks for; ∞ when a deterministic bound exceeds θ‖∇φ‖."""
     n = func.n
-    if name in ("ffd", "cfd", "interpolation"):
+    if ESTIMATORS[name].deterministic:
         eps = max(noise.eps_f(func.fx), rounding_level(func.fx))
         bound = error_bound(name, n=n, sigma=sigma, eps_f=eps, L=func.L or 0.0, M=func.M or 0.0, N=n)
         if bound > theta * np.linalg.norm(func.grad):

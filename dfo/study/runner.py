@@ -123,9 +123,10 @@ def resolve_sigma(sigma, estimator: str, func: StudyFunction, noise: Noise) -> f
 
 
 def relative_error_bound(estimator: str, func: StudyFunction, sigma: float, noise: Noise) -> float:
-    """Berahas et al.'s deterministic bound on ‖g − ∇φ‖/‖∇φ‖ (ffd, cfd, interpolation with
-    unit directions) at ε_f = max(noise, rounding); NaN for other estimators or unknown L/M."""
-    if estimator not in ("ffd", "cfd", "interpolation") or func.L is None or func.M is None:
+    """Berahas et al.'s deterministic bound on ‖g − ∇φ‖/‖∇φ‖ (the exact presets: ffd, cfd and
+    the interpolation ones with unit directions) at ε_f = max(noise, rounding); NaN for the
+    random estimators or unknown L/M."""
+    if not ESTIMATORS[estimator].deterministic or func.L is None or func.M is None:
         return float("nan")
     eps = max(noise.eps_f(func.fx), rounding_level(func.fx))
     bound = error_bound(estimator, n=func.n, sigma=sigma, eps_f=eps, L=func.L, M=func.M, N=func.n)

@@ -18,7 +18,11 @@ f = φ + ε, |ε| ≤ ε_f, ∇φ L-Lipschitz, ∇²φ M-Lipschitz:
 * forward FD:    ‖g − ∇φ‖ ≤ √n L σ/2 + 2 √n ε_f/σ   (= 2 √(n L ε_f) at σ = 2√(ε_f/L));
 * central FD:    ‖g − ∇φ‖ ≤ √n M σ²/6 + √n ε_f/σ;
 * interpolation: ‖g − ∇φ‖ ≤ ‖U⁻¹‖ √N (L σ/2 + 2 ε_f/σ) for unit directions
-  (‖U⁻¹‖ = 1 for orthonormal U, N = n).
+  (‖U⁻¹‖ = 1 for orthonormal U, N = n), and with (M σ²/6 + ε_f/σ) when central.
+
+These are the bounds of the presets' radius rules (:mod:`dfo.radius`); which curve
+and which bound belong to a preset is said by its registry entry
+(:data:`dfo.estimators.ESTIMATORS`).
 
 Sample counts for the norm condition ‖g − ∇φ‖ ≤ θ‖∇φ‖ with probability 1 − δ:
 the deterministic estimators need N = n (when their bound is ≤ θ‖∇φ‖); for the
@@ -34,57 +38,67 @@ import math
 
 import numpy as np
 
-_GAUSS = ("gaussian", "central-gaussian")
-_SPHERE = ("sphere", "central-sphere")
-_ORTHO = ("orthogonal", "central-orthogonal")
-_EXACT = ("ffd", "cfd", "interpolation", "central-interpolation")
+from ..estimators.registry import ESTIMATORS
 
 
-def relative_second_moment(estimator: str, n: int, N: int) -> float:
-    """E‖g − ∇f‖²/‖∇f‖² on a linear f without noise; NaN where no formula is given."""
-    if estimator in _GAUSS:
+def _entry(estimator: str):
+    entry = ESTIMATORS.get(estimator)
+    if entry is None:
+        raise ValueError(f"unknown estimator {estimator!r}; known: {', '.join(sorted(ESTIMATORS))}")
+    return entry
+
+
+def _curve(kind: str | None, n: int, N: int) -> float:
+    """The second-moment formulas above, by the curve name a registry entry gives."""
+    if kind == "gaussian":
         return (n + 1) / N
-    if estimator in _SPHERE:
+    if kind == "sphere":
         return (n - 1) / N
-    if estimator in _ORTHO:
+    if kind == "orthogonal":
         m = N % n
         return m * (n - m) / N**2
-    if estimator in _EXACT:
+    if kind == "exact":
         return 0.0
     return float("nan")
 
 
+def relative_second_moment(estimator: str, n: int, N: int) -> float:
+    """E‖g − ∇f‖²/‖∇f‖² on a linear f without noise; NaN where no formula is given."""
+    return _curve(_entry(estimator).theory, n, N)
+
+
 def evaluations(estimator: str, N: int) -> int:
     """Function evaluations of one estimate with N directions (f(x) counted for forward)."""
-    central = estimator.startswith("central") or estimator == "cfd"
-    return 2 * N if central else N + 1
+    return _entry(estimator).nfev(N)
 
 
 def error_bound(estimator: str, *, n: int, sigma: float, eps_f: float, L: float = 0.0,
                 M: float = 0.0, N: int | None = None, inv_norm: float = 1.0) -> float:
-    """The deterministic bound on ‖g − ∇φ‖ above (NaN for the random estimators)."""
-    if estimator == "ffd":
-        return math.sqrt(n) * (L * sigma / 2 + 2 * eps_f / sigma)
-    if estimator == "cfd":
-        return math.sqrt(n) * (M * sigma**2 / 6 + eps_f / sigma)
-    if estimator == "interpolation":
-        return inv_norm * math.sqrt(N or n) * (L * sigma / 2 + 2 * eps_f / sigma)
-    return float("nan")
+    """The deterministic bound on ‖g − ∇φ‖ of the exact estimators (NaN for the random ones):
+    the preset's radius-rule bound (:class:`dfo.radius.RadiusRule`), with N in place of n and
+    the factor ‖U⁻¹‖ for interpolation."""
+    entry = _entry(estimator)
+    if not entry.deterministic:
+        return float("nan")
+    rule = entry.radius
+    K = L if rule.needs == "L" else M
+    return inv_norm * rule.bound(sigma, eps_f, K, N or n)
 
 
 def chebyshev_directions(estimator: str, n: int, *, theta: float = 0.5, delta: float = 0.1) -> int:
     """Smallest N whose exact second moment s(N) satisfies s(N) ≤ δθ² (see module doc)."""
     target = delta * theta**2
-    if estimator in _GAUSS:
+    kind = _entry(estimator).theory
+    if kind == "gaussian":
         return math.ceil((n + 1) / target)
-    if estimator in _SPHERE:
+    if kind == "sphere":
         return max(1, math.ceil((n - 1) / target))
-    if estimator in _ORTHO:
+    if kind == "orthogonal":
         N = 1
-        while relative_second_moment(estimator, n, N) > target:
+        while _curve(kind, n, N) > target:
             N += 1
         return N
-    if estimator in _EXACT:
+    if kind == "exact":
         return n
     raise ValueError(f"no sample-count formula for estimator {estimator!r}")
 
