@@ -10,13 +10,17 @@ Example:
     (8,)
 """
 
-from envs.cache import clear_env_cache, get_env
-from envs.lean import GymStepper, LeanStepper, lean_supported, make_stepper
-from envs.make import make_env
+from envs.cache import clear_env_cache, get_env, get_stepper
+from envs.lean import LEAN_TASKS, GymStepper, LeanStepper, lean_supported, make_stepper
+from envs.make import env_dims, import_modules, make_env
 from envs.presets import PRESETS, TaskPreset, get_preset, known_presets
 
 __all__ = [
     "make_env",
+    "env_dims",
+    "import_modules",
+    "get_stepper",
+    "LEAN_TASKS",
     "get_env",
     "clear_env_cache",
     "TaskPreset",

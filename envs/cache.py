@@ -38,13 +38,36 @@ def get_env(env_id: str, **kwargs: Any):
     return env
 
 
+def get_stepper(env_id: str, env_kwargs: dict[str, Any] | None = None, *, lean: bool | None = None):
+    """The cached stepper (``envs.lean``) of ``(env_id, env_kwargs, lean)`` in this process.
+
+    Slot 0 uses the cached env of :func:`get_env`; a stepper on the ``env.step`` path
+    builds one more env per extra slot (``ensure_width``). The lean path is taken only
+    for an unwrapped registered task (``envs.lean.lean_supported``).
+    """
+    from envs.lean import make_stepper
+    from envs.make import make_env
+
+    kwargs = dict(env_kwargs or {})
+    env = get_env(env_id, **kwargs)  # also resets the caches in a forked child
+    key = ("stepper", lean, *_key(env_id, kwargs))
+    stepper = _CACHE.get(key)
+    if stepper is None:
+        stepper = _CACHE[key] = make_stepper(env, lean, factory=lambda: make_env(env_id, **kwargs))
+    return stepper
+
+
 def clear_env_cache() -> None:
-    """Close and forget all cached envs of this process."""
-    for env in _CACHE.values():
-        env.close()
+    """Close and forget all cached envs (and steppers) of this process."""
+    for key, obj in _CACHE.items():
+        if key[0] == "stepper":
+            for env in getattr(obj, "envs", [])[1:]:  # slot 0 is the cached env itself
+                env.close()
+        else:
+            obj.close()
     _CACHE.clear()
 
 
 def cache_size() -> int:
     """Number of envs cached in this process."""
-    return len(_CACHE)
+    return sum(1 for k in _CACHE if k[0] != "stepper")

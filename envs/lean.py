@@ -1,44 +1,57 @@
-"""Lean steppers: ``mujoco.mj_step`` on the env's own model/data, without gymnasium's wrappers.
+"""Steppers: many episodes of one task advanced in lockstep, lean (``mj_step``) or through ``env.step``.
 
-The gymnasium step path (wrappers, ``info`` dicts, ``mj_rnePostConstraint``, checks)
-costs a large share of the time of a small task. A lean stepper reproduces the
-gymnasium v5 ``step`` of a task exactly: same ``frame_skip``, same observation
-(``qpos`` without the x (and y) positions, ``qvel``, clipped to [-10, 10] for Hopper and
-Walker2d), same reward expression evaluated in the same order (forward velocity weight
-times ``(x_after - x_before) / dt``, plus the healthy reward, minus
-``ctrl_cost_weight * sum(a^2)``) and same termination. ``reset`` goes through
-``env.reset(seed=...)`` so initial states are gymnasium's own. The test suite checks
-observations, rewards and terminations for equality, step by step.
+A stepper owns ``width`` slots. ``reset(slot, seed)`` starts an episode in a slot and
+writes its first observation to ``stepper.obs[slot]``; ``step(slots, actions)``
+advances the given slots by one env step each, writes their observations to
+``stepper.obs`` and returns ``(reward, terminated, truncated)`` arrays. The caller (a
+rollout, :mod:`policies.rollout`) computes all the slots' actions at once.
 
-``mj_rnePostConstraint`` only fills ``cacc``/``cfrc_int``/``cfrc_ext``, which these
-tasks never read and the integrator does not use, so it is skipped.
+* :class:`LeanStepper`: one ``mujoco.MjData`` per slot on the env's own model. It
+  reproduces gymnasium v5's ``step`` exactly for the 11 MuJoCo tasks (same
+  ``frame_skip``, ``mj_rnePostConstraint`` where the task reads contact forces, the
+  same observation, reward and termination expressions in the same order), without
+  wrappers or ``info`` dicts. For InvertedPendulum, Swimmer, HalfCheetah, Hopper,
+  Walker2d and Ant the observation, reward and termination of all slots are computed
+  as arrays (``mj_getState`` gathers ``[qpos, qvel]`` of a slot in one call); the other
+  five evaluate gymnasium's expressions slot by slot (their simulation dominates, and
+  their reward terms — norms, einsum centre of mass — are kept exactly as written).
+  ``reset`` runs the env's own ``reset(seed=...)`` and copies the resulting
+  ``MjData`` into the slot, so initial states are gymnasium's. The test suite checks
+  observations, rewards, terminations and truncations for equality, step by step.
+* :class:`GymStepper`: the reference path, ``env.reset`` / ``env.step`` of gymnasium env
+  instances (one per slot), observations flattened with gymnasium's ``flatten``
+  (``FlattenObservation`` semantics) when the space is not a 1-D ``Box``.
 
-Supported: HalfCheetah-v5, Swimmer-v5, Hopper-v5, Walker2d-v5 (their gymnasium classes,
-any constructor arguments, ``render_mode=None``).
+The lean path is taken only for an *unwrapped registered task* (:func:`lean_supported`):
+one of the 11 ids, made by ``gymnasium.make`` from gymnasium's own entry point with the
+registered (default) kwargs, carrying only ``make``'s standard wrappers and no render
+mode. Anything wrapped, re-registered, custom or given env kwargs goes through
+``env.step``, so user wrappers always act.
+
+Example:
+    >>> import numpy as np
+    >>> from envs import make_env
+    >>> st = make_stepper(make_env("HalfCheetah-v5"))
+    >>> st.lean, st.obs.shape
+    (True, (1, 17))
+    >>> st.reset(0, seed=0)
+    >>> reward, terminated, truncated = st.step(np.array([0]), np.zeros((1, 6)))
+    >>> bool(terminated[0]), bool(truncated[0])
+    (False, False)
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import mujoco
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class _LeanSpec:
-    n_pos_excluded: int  # leading qpos entries dropped from the observation (x or x, y)
-    clip_qvel: bool  # Hopper/Walker2d clip velocities to [-10, 10] in the observation
-    health: str | None  # None, "hopper" (z, angle and state range) or "walker" (z, angle)
-
-
-_SPECS: dict[str, _LeanSpec] = {
-    "gymnasium.envs.mujoco.half_cheetah_v5.HalfCheetahEnv": _LeanSpec(n_pos_excluded=1, clip_qvel=False, health=None),
-    "gymnasium.envs.mujoco.swimmer_v5.SwimmerEnv": _LeanSpec(n_pos_excluded=2, clip_qvel=False, health=None),
-    "gymnasium.envs.mujoco.hopper_v5.HopperEnv": _LeanSpec(n_pos_excluded=1, clip_qvel=True, health="hopper"),
-    "gymnasium.envs.mujoco.walker2d_v5.Walker2dEnv": _LeanSpec(n_pos_excluded=1, clip_qvel=True, health="walker"),
-}
+#: wrappers ``gymnasium.make`` adds by itself (anything else is a user wrapper)
+_MAKE_WRAPPERS = frozenset(
+    f"gymnasium.wrappers.common.{n}" for n in ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
+)
+_QPOS_QVEL = int(mujoco.mjtState.mjSTATE_QPOS) | int(mujoco.mjtState.mjSTATE_QVEL)
 
 
 def _class_path(obj: Any) -> str:
@@ -46,110 +59,477 @@ def _class_path(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+# -- the tasks ----------------------------------------------------------------------------
+
+
+class _Task:
+    """One gymnasium v5 MuJoCo task's ``step`` on a batch of ``MjData`` slots."""
+
+    rne = False  # gymnasium calls mj_rnePostConstraint after mj_step; needed where cfrc_ext is read
+
+    def __init__(self, u: Any) -> None:
+        self.u = u
+        self.model = u.model
+        self.frame_skip = int(u.frame_skip)
+        self.dt = u.dt
+        self.obs_dim = int(u.observation_space.shape[0])
+        self.datas: list[Any] = []
+        self.ctrl: list[np.ndarray] = []
+        n_state = mujoco.mj_stateSize(self.model, _QPOS_QVEL)
+        self.S = np.zeros((0, n_state))  # [qpos, qvel] of every slot after its last step
+        self.rows: list[np.ndarray] = []
+        self.nq = self.model.nq
+
+    def add_slot(self, data: Any) -> None:
+        self.datas.append(data)
+        self.ctrl.append(data.ctrl)
+        self.S = np.vstack([self.S, np.zeros((1, self.S.shape[1]))])
+        self.rows = [self.S[j] for j in range(self.S.shape[0])]  # contiguous row views
+
+    def gather(self, slot: int) -> None:
+        mujoco.mj_getState(self.model, self.datas[slot], self.rows[slot], _QPOS_QVEL)
+
+    def advance(self, slots: list[int], actions: np.ndarray) -> None:
+        """``mj_step`` (× frame_skip) every slot with its action and gather its state."""
+        m, fs, rows, datas, ctrl = self.model, self.frame_skip, self.rows, self.datas, self.ctrl
+        step, get, rne = mujoco.mj_step, mujoco.mj_getState, self.rne
+        for i, j in enumerate(slots):
+            d = datas[j]
+            ctrl[j][:] = actions[i]
+            step(m, d, fs)
+            if rne:
+                mujoco.mj_rnePostConstraint(m, d)
+            get(m, d, rows[j], _QPOS_QVEL)
+
+    def step(self, obs: np.ndarray, slots: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance ``slots``, write their observations into ``obs``; return (reward, terminated)."""
+        raise NotImplementedError
+
+
+class _Forward(_Task):
+    """Swimmer / HalfCheetah: ``w_f (x' - x)/dt - w_c |a|^2``, observation ``[qpos[skip:], qvel]``."""
+
+    n_pos = 1  # x (HalfCheetah) or x, y (Swimmer) excluded from the observation
+
+    def __init__(self, u: Any) -> None:
+        super().__init__(u)
+        self.fw, self.cw = u._forward_reward_weight, u._ctrl_cost_weight
+        self.skip = self.n_pos if u._exclude_current_positions_from_observation else 0
+
+    def step(self, obs, slots, actions):
+        x_before = self.S[slots, 0]
+        self.advance(slots.tolist(), actions)
+        s = self.S[slots]
+        obs[slots] = s[:, self.skip:]
+        reward = self.fw * ((s[:, 0] - x_before) / self.dt) - self.cw * np.sum(np.square(actions), axis=1)
+        return reward, np.zeros(len(slots), dtype=bool)
+
+
+class _Swimmer(_Forward):
+    n_pos = 2
+
+
+class _Hopper(_Forward):
+    """Hopper / Walker2d: forward reward plus healthy reward, qvel clipped to [-10, 10]
+    in the observation, terminated when unhealthy (z, angle, and for Hopper every
+    ``state_vector()[2:]`` entry, inside open ranges)."""
+
+    check_state = True
+
+    def __init__(self, u: Any) -> None:
+        super().__init__(u)
+        self.healthy_reward = u._healthy_reward
+        self.terminate = bool(u._terminate_when_unhealthy)
+        self.z_range, self.angle_range = u._healthy_z_range, u._healthy_angle_range
+        self.state_range = getattr(u, "_healthy_state_range", None)
+
+    def step(self, obs, slots, actions):
+        x_before = self.S[slots, 0]
+        self.advance(slots.tolist(), actions)
+        s = self.S[slots]
+        nq, skip = self.nq, self.skip
+        obs[slots, : nq - skip] = s[:, skip:nq]
+        obs[slots, nq - skip:] = np.clip(s[:, nq:], -10, 10)
+        z, angle = s[:, 1], s[:, 2]
+        healthy = (self.z_range[0] < z) & (z < self.z_range[1])
+        healthy &= (self.angle_range[0] < angle) & (angle < self.angle_range[1])
+        if self.check_state:
+            lo, hi = self.state_range
+            st = s[:, 2:]
+            healthy &= np.all((lo < st) & (st < hi), axis=1)
+        forward = self.fw * ((s[:, 0] - x_before) / self.dt)
+        reward = (forward + healthy * self.healthy_reward) - self.cw * np.sum(np.square(actions), axis=1)
+        return reward, ~healthy & self.terminate
+
+
+class _Walker(_Hopper):
+    check_state = False
+
+
+class _Ant(_Task):
+    """Ant: torso xy velocity, healthy reward (finite state, z in a closed range),
+    control and contact costs; observation ``[qpos[2:], qvel, clip(cfrc_ext)[1:]]``."""
+
+    rne = True
+
+    def __init__(self, u: Any) -> None:
+        super().__init__(u)
+        self.fw, self.cw, self.kw = u._forward_reward_weight, u._ctrl_cost_weight, u._contact_cost_weight
+        self.healthy_reward = u._healthy_reward
+        self.terminate = bool(u._terminate_when_unhealthy)
+        self.z_range, self.force_range = u._healthy_z_range, u._contact_force_range
+        self.body = self.model.body(u._main_body).id
+        self.skip = 2 if u._exclude_current_positions_from_observation else 0
+        self.cfrc = bool(u._include_cfrc_ext_in_observation)
+        self.nb6 = self.model.nbody * 6
+        self.F = np.zeros((0, self.nb6))  # cfrc_ext of every slot
+        self.XY = np.zeros((0, 2))  # main body xy of every slot
+        self.frows: list[np.ndarray] = []
+        self.views: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add_slot(self, data):
+        super().add_slot(data)
+        self.F = np.vstack([self.F, np.zeros((1, self.nb6))])
+        self.XY = np.vstack([self.XY, np.zeros((1, 2))])
+        self.views.append((data.cfrc_ext.reshape(-1), data.xpos[self.body, :2]))
+
+    def gather(self, slot):
+        super().gather(slot)
+        f, xy = self.views[slot]
+        self.F[slot], self.XY[slot] = f, xy
+
+    def advance(self, slots, actions):
+        super().advance(slots, actions)
+        F, XY, views = self.F, self.XY, self.views
+        for j in slots:
+            f, xy = views[j]
+            F[j], XY[j] = f, xy
+
+    def step(self, obs, slots, actions):
+        xy_before = self.XY[slots]
+        self.advance(slots.tolist(), actions)
+        s = self.S[slots]
+        x_velocity = ((self.XY[slots] - xy_before) / self.dt)[:, 0]
+        forces = np.clip(self.F[slots], *self.force_range)
+        n = s.shape[1] - self.skip
+        obs[slots, :n] = s[:, self.skip:]
+        if self.cfrc:
+            obs[slots, n:] = forces[:, 6:]
+        z = s[:, 2]
+        healthy = np.all(np.isfinite(s), axis=1) & (self.z_range[0] <= z) & (z <= self.z_range[1])
+        ctrl_cost = self.cw * np.sum(np.square(actions), axis=1)
+        contact_cost = self.kw * np.sum(np.square(forces), axis=1)
+        reward = (x_velocity * self.fw + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
+        return reward, ~healthy & self.terminate
+
+
+class _InvertedPendulum(_Task):
+    """InvertedPendulum: observation ``[qpos, qvel]``, reward 1 while |angle| <= 0.2."""
+
+    def step(self, obs, slots, actions):
+        self.advance(slots.tolist(), actions)
+        s = self.S[slots]
+        obs[slots] = s
+        terminated = ~np.all(np.isfinite(s), axis=1) | (np.abs(s[:, 1]) > 0.2)
+        return (~terminated).astype(np.float64), terminated
+
+
+class _PerSlot(_Task):
+    """Tasks whose observation and reward are evaluated slot by slot (gymnasium's expressions)."""
+
+    rne = True
+
+    def step(self, obs, slots, actions):
+        m, fs = self.model, self.frame_skip
+        k = len(slots)
+        reward, terminated = np.empty(k), np.zeros(k, dtype=bool)
+        for i, j in enumerate(slots.tolist()):
+            d, a = self.datas[j], actions[i]
+            before = self.before(d)
+            self.ctrl[j][:] = a
+            mujoco.mj_step(m, d, fs)
+            mujoco.mj_rnePostConstraint(m, d)
+            obs[j], reward[i], terminated[i] = self.after(d, a, before)
+        return reward, terminated
+
+    def before(self, d: Any) -> Any:
+        return None
+
+    def after(self, d: Any, action: np.ndarray, before: Any) -> tuple[np.ndarray, float, bool]:
+        raise NotImplementedError
+
+
+class _InvertedDoublePendulum(_PerSlot):
+    def after(self, d, action, before):
+        x, _, y = d.site_xpos[0]
+        obs = np.concatenate([d.qpos[:1], np.sin(d.qpos[1:]), np.cos(d.qpos[1:]), np.clip(d.qvel, -10, 10),
+                              np.clip(d.qfrc_constraint, -10, 10)[:1]]).ravel()
+        terminated = bool(y <= 1)
+        v1, v2 = d.qvel[1:3]
+        dist_penalty = 0.01 * x**2 + (y - 2) ** 2
+        vel_penalty = 1e-3 * v1**2 + 5e-3 * v2**2
+        alive_bonus = self.u._healthy_reward * int(not terminated)
+        return obs, alive_bonus - dist_penalty - vel_penalty, terminated
+
+
+class _Reacher(_PerSlot):
+    def __init__(self, u):
+        super().__init__(u)
+        self.tip, self.target = self.model.body("fingertip").id, self.model.body("target").id
+        self.wd, self.wc = u._reward_dist_weight, u._reward_control_weight
+
+    def after(self, d, action, before):
+        vec = d.xpos[self.tip] - d.xpos[self.target]
+        reward = -np.linalg.norm(vec) * self.wd + -np.square(action).sum() * self.wc
+        theta = d.qpos.flatten()[:2]
+        obs = np.concatenate([np.cos(theta), np.sin(theta), d.qpos.flatten()[2:], d.qvel.flatten()[:2],
+                              (d.xpos[self.tip] - d.xpos[self.target])[:2]])
+        return obs, reward, False
+
+
+class _Pusher(_PerSlot):
+    def __init__(self, u):
+        super().__init__(u)
+        body = self.model.body
+        self.arm, self.obj, self.goal = body("tips_arm").id, body("object").id, body("goal").id
+        self.wn, self.wd, self.wc = u._reward_near_weight, u._reward_dist_weight, u._reward_control_weight
+
+    def after(self, d, action, before):
+        xpos = d.xpos
+        reward_near = -np.linalg.norm(xpos[self.obj] - xpos[self.arm]) * self.wn
+        reward_dist = -np.linalg.norm(xpos[self.obj] - xpos[self.goal]) * self.wd
+        reward_ctrl = -np.square(action).sum() * self.wc
+        obs = np.concatenate([d.qpos.flatten()[:7], d.qvel.flatten()[:7], xpos[self.arm], xpos[self.obj],
+                              xpos[self.goal]])
+        return obs, reward_dist + reward_ctrl + reward_near, False
+
+
+def _humanoid_obs(d: Any) -> np.ndarray:
+    return np.concatenate((d.qpos.flatten()[2:], d.qvel.flatten(), d.cinert[1:].flatten(), d.cvel[1:].flatten(),
+                           d.qfrc_actuator[6:].flatten(), d.cfrc_ext[1:].flatten()))
+
+
+class _Humanoid(_PerSlot):
+    def __init__(self, u):
+        super().__init__(u)
+        self.mass = self.model.body_mass
+        self.mass_sum = self.mass.sum()
+
+    def before(self, d):
+        return (np.einsum("b,bj->j", self.mass, d.xipos) / self.mass_sum)[0:2].copy()
+
+    def after(self, d, action, before):
+        u = self.u
+        after = self.before(d)
+        x_velocity = ((after - before) / self.dt)[0]
+        healthy = u._healthy_z_range[0] < d.qpos[2] < u._healthy_z_range[1]
+        ctrl_cost = u._ctrl_cost_weight * np.sum(np.square(d.ctrl))
+        contact_cost = np.clip(u._contact_cost_weight * np.sum(np.square(d.cfrc_ext)), *u._contact_cost_range)
+        reward = (u._forward_reward_weight * x_velocity + healthy * u._healthy_reward) - (ctrl_cost + contact_cost)
+        return _humanoid_obs(d), reward, (not healthy) and u._terminate_when_unhealthy
+
+
+class _HumanoidStandup(_PerSlot):
+    def after(self, d, action, before):
+        u = self.u
+        uph_cost = (d.qpos[2] - 0) / self.model.opt.timestep
+        quad_ctrl_cost = u._ctrl_cost_weight * np.square(d.ctrl).sum()
+        impact = np.clip(u._impact_cost_weight * np.square(d.cfrc_ext).sum(), *u._impact_cost_range)
+        return _humanoid_obs(d), uph_cost - quad_ctrl_cost - impact + 1, False
+
+
+#: task id -> (gymnasium entry point, task class)
+LEAN_TASKS: dict[str, tuple[str, type[_Task]]] = {
+    "InvertedPendulum-v5": ("gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv", _InvertedPendulum),
+    "InvertedDoublePendulum-v5": (
+        "gymnasium.envs.mujoco.inverted_double_pendulum_v5:InvertedDoublePendulumEnv", _InvertedDoublePendulum),
+    "Reacher-v5": ("gymnasium.envs.mujoco.reacher_v5:ReacherEnv", _Reacher),
+    "Pusher-v5": ("gymnasium.envs.mujoco.pusher_v5:PusherEnv", _Pusher),
+    "Swimmer-v5": ("gymnasium.envs.mujoco.swimmer_v5:SwimmerEnv", _Swimmer),
+    "Hopper-v5": ("gymnasium.envs.mujoco.hopper_v5:HopperEnv", _Hopper),
+    "HalfCheetah-v5": ("gymnasium.envs.mujoco.half_cheetah_v5:HalfCheetahEnv", _Forward),
+    "Walker2d-v5": ("gymnasium.envs.mujoco.walker2d_v5:Walker2dEnv", _Walker),
+    "Ant-v5": ("gymnasium.envs.mujoco.ant_v5:AntEnv", _Ant),
+    "Humanoid-v5": ("gymnasium.envs.mujoco.humanoid_v5:HumanoidEnv", _Humanoid),
+    "HumanoidStandup-v5": ("gymnasium.envs.mujoco.humanoidstandup_v5:HumanoidStandupEnv", _HumanoidStandup),
+}
+
+
 def lean_supported(env: Any) -> bool:
-    """Whether ``env`` (a gymnasium env, wrapped or not) has a lean stepper."""
-    u = env.unwrapped
-    return _class_path(u) in _SPECS and getattr(u, "render_mode", None) is None
+    """Whether ``env`` is an unwrapped registered task the lean path reproduces exactly.
+
+    True only for one of :data:`LEAN_TASKS`, made by ``gymnasium.make`` from gymnasium's
+    own entry point with the registered kwargs (no env kwargs), carrying only the
+    wrappers ``make`` adds (``TimeLimit`` at the spec's ``max_episode_steps``,
+    ``OrderEnforcing``, ``PassiveEnvChecker``) and no render mode.
+    """
+    import gymnasium as gym
+
+    spec = getattr(env, "spec", None)
+    if spec is None or spec.id not in LEAN_TASKS:
+        return False
+    entry, _ = LEAN_TASKS[spec.id]
+    registered = gym.registry.get(spec.id)
+    if registered is None or registered.entry_point != entry or spec.entry_point != entry:
+        return False
+    if dict(spec.kwargs) != dict(registered.kwargs) or spec.additional_wrappers:
+        return False
+    layer, limit = env, None
+    while isinstance(layer, gym.Wrapper):
+        if _class_path(layer) not in _MAKE_WRAPPERS:
+            return False
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            limit = layer._max_episode_steps
+        layer = layer.env
+    if not limit == spec.max_episode_steps == registered.max_episode_steps:  # truncate where make's TimeLimit does
+        return False
+    module, cls = entry.split(":")
+    return _class_path(layer) == f"{module}.{cls}" and getattr(layer, "render_mode", None) is None
+
+
+# -- the steppers -----------------------------------------------------------------------
 
 
 class GymStepper:
-    """The reference path: ``env.reset`` / ``env.step`` through gymnasium's wrappers."""
+    """The reference path: ``env.reset`` / ``env.step`` on one gymnasium env per slot.
+
+    Args:
+        env: the env of slot 0.
+        factory: builds the env of each further slot (``None``: one slot only).
+
+    Raises:
+        ValueError: an observation space gymnasium cannot flatten.
+    """
 
     lean = False
 
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.low = np.asarray(env.action_space.low, dtype=np.float64)
-        self.high = np.asarray(env.action_space.high, dtype=np.float64)
+    def __init__(self, env: Any, factory: Any = None) -> None:
+        import gymnasium as gym
 
-    def reset(self, seed: int | None) -> np.ndarray:
-        obs, _ = self.env.reset(seed=seed)
-        return obs
+        self.envs = [env]
+        self.factory = factory
+        self.space = env.observation_space
+        self.flat = isinstance(self.space, gym.spaces.Box) and len(self.space.shape) == 1
+        try:
+            self.obs_dim = int(self.space.shape[0]) if self.flat else int(gym.spaces.flatdim(self.space))
+        except (NotImplementedError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"observation space {self.space} cannot be flattened into a vector for a policy: {exc}"
+            ) from None
+        self.act_dim = int(np.prod(env.action_space.shape))
+        self.low = np.asarray(env.action_space.low, dtype=np.float64).reshape(-1)
+        self.high = np.asarray(env.action_space.high, dtype=np.float64).reshape(-1)
+        self.obs = np.zeros((1, self.obs_dim))
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
-        obs, reward, terminated, truncated, _ = self.env.step(action)
-        return obs, float(reward), bool(terminated), bool(truncated)
+    @property
+    def max_width(self) -> int:
+        return 1 if self.factory is None else 1 << 30
+
+    @property
+    def width(self) -> int:
+        return len(self.envs)
+
+    def ensure_width(self, width: int) -> None:
+        """Have at least ``min(width, max_width)`` slots."""
+        while len(self.envs) < min(width, self.max_width):
+            self.envs.append(self.factory())
+        if self.obs.shape[0] < len(self.envs):
+            self.obs = np.vstack([self.obs, np.zeros((len(self.envs) - self.obs.shape[0], self.obs_dim))])
+
+    def _flatten(self, obs: Any) -> np.ndarray:
+        if self.flat:
+            return obs
+        import gymnasium as gym
+
+        return gym.spaces.flatten(self.space, obs)
+
+    def reset(self, slot: int, seed: int | None) -> None:
+        obs, _ = self.envs[slot].reset(seed=seed)
+        self.obs[slot] = self._flatten(obs)
+
+    def step(self, slots: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k = len(slots)
+        reward = np.empty(k)
+        terminated, truncated = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
+        shape = self.envs[0].action_space.shape
+        for i, j in enumerate(slots.tolist()):
+            a = actions[i] if len(shape) == 1 else actions[i].reshape(shape)
+            obs, reward[i], terminated[i], truncated[i], _ = self.envs[j].step(a)
+            self.obs[j] = self._flatten(obs)
+        return reward, terminated, truncated
 
 
-class LeanStepper(GymStepper):
-    """Direct ``mj_step`` stepping for the supported locomotion tasks (see module doc).
+class LeanStepper:
+    """Direct ``mj_step`` stepping of the 11 MuJoCo v5 tasks (see the module doc).
 
     Raises:
-        ValueError: ``env`` is not a supported task (check ``lean_supported`` first).
+        ValueError: ``env`` is not an unwrapped registered task (see :func:`lean_supported`).
     """
 
     lean = True
+    max_width = 1 << 30
 
     def __init__(self, env: Any) -> None:
         if not lean_supported(env):
+            spec = getattr(env, "spec", None)
             raise ValueError(
-                f"no lean stepper for {_class_path(env.unwrapped)}; supported: {sorted(_SPECS)} with render_mode=None"
+                f"no lean stepper for {spec.id if spec else _class_path(env)}: the lean path needs an unwrapped "
+                f"registered task without env kwargs or render mode, one of {sorted(LEAN_TASKS)}"
             )
-        super().__init__(env)
-        u = env.unwrapped
-        spec = _SPECS[_class_path(u)]
-        self.model, self.data = u.model, u.data
-        self.frame_skip = int(u.frame_skip)
-        self.dt = u.dt
-        self.fw = u._forward_reward_weight
-        self.cw = u._ctrl_cost_weight
-        self.skip = spec.n_pos_excluded if u._exclude_current_positions_from_observation else 0
-        self.clip_qvel = spec.clip_qvel
-        self.health = spec.health
-        if self.health is not None:
-            self.healthy_reward = u._healthy_reward
-            self.terminate_unhealthy = bool(u._terminate_when_unhealthy)
-            self.z_range = u._healthy_z_range
-            self.angle_range = u._healthy_angle_range
-            self.state_range = getattr(u, "_healthy_state_range", None)
-        spec_env = getattr(env, "spec", None)
-        self.max_steps = spec_env.max_episode_steps if spec_env is not None else None
-        self._t = 0
+        self.env = env
+        self.u = env.unwrapped
+        self.task = LEAN_TASKS[env.spec.id][1](self.u)
+        self.model = self.u.model
+        self.obs_dim = self.task.obs_dim
+        self.act_dim = int(env.action_space.shape[0])
+        self.low = np.asarray(env.action_space.low, dtype=np.float64)
+        self.high = np.asarray(env.action_space.high, dtype=np.float64)
+        self.max_steps = env.spec.max_episode_steps
+        self.obs = np.zeros((0, self.obs_dim))
+        self.t = np.zeros(0, dtype=np.int64)
+        self.ensure_width(1)
 
-    def reset(self, seed: int | None) -> np.ndarray:
-        self._t = 0
-        return super().reset(seed)
+    @property
+    def width(self) -> int:
+        return len(self.task.datas)
 
-    def _is_healthy(self) -> bool:
-        qpos = self.data.qpos
-        z, angle = qpos[1:3]
-        ok = self.z_range[0] < z < self.z_range[1] and self.angle_range[0] < angle < self.angle_range[1]
-        if self.health == "hopper":
-            lo, hi = self.state_range
-            state = np.concatenate((qpos, self.data.qvel))[2:]
-            ok = bool(np.all(np.logical_and(lo < state, state < hi))) and ok
-        return bool(ok)
+    def ensure_width(self, width: int) -> None:
+        """Have at least ``width`` slots (one ``MjData`` each)."""
+        while self.width < width:
+            self.task.add_slot(mujoco.MjData(self.model))
+        if self.obs.shape[0] < self.width:
+            extra = self.width - self.obs.shape[0]
+            self.obs = np.vstack([self.obs, np.zeros((extra, self.obs_dim))])
+            self.t = np.concatenate([self.t, np.zeros(extra, dtype=np.int64)])
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
-        data = self.data
-        x_before = data.qpos[0]
-        data.ctrl[:] = action
-        mujoco.mj_step(self.model, data, nstep=self.frame_skip)
-        x_velocity = (data.qpos[0] - x_before) / self.dt
-        qvel = np.clip(data.qvel, -10, 10) if self.clip_qvel else data.qvel
-        obs = np.concatenate((data.qpos[self.skip :], qvel))
-        forward = self.fw * x_velocity
-        ctrl_cost = self.cw * np.sum(np.square(action))
-        terminated = False
-        if self.health is None:
-            reward = forward - ctrl_cost
+    def reset(self, slot: int, seed: int | None) -> None:
+        obs, _ = self.u.reset(seed=seed)  # gymnasium's own initial state (and its RNG)
+        mujoco.mj_copyData(self.task.datas[slot], self.model, self.u.data)
+        self.task.gather(slot)
+        self.obs[slot] = obs
+        self.t[slot] = 0
+
+    def step(self, slots: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        reward, terminated = self.task.step(self.obs, slots, actions)
+        self.t[slots] += 1
+        if self.max_steps is None:
+            truncated = np.zeros(len(slots), dtype=bool)
         else:
-            healthy = self._is_healthy()
-            reward = (forward + healthy * self.healthy_reward) - ctrl_cost
-            terminated = (not healthy) and self.terminate_unhealthy
-        self._t += 1
-        truncated = self.max_steps is not None and self._t >= self.max_steps
-        return obs, float(reward), terminated, bool(truncated)
+            truncated = self.t[slots] >= self.max_steps
+        return reward, terminated, truncated
 
 
-def make_stepper(env: Any, lean: bool | None = None) -> GymStepper:
-    """A stepper for ``env``: ``lean=None`` picks the lean path when supported.
+def make_stepper(env: Any, lean: bool | None = None, factory: Any = None) -> GymStepper | LeanStepper:
+    """A stepper for ``env``: ``lean=None`` takes the lean path when :func:`lean_supported`.
+
+    Args:
+        env: a gymnasium env.
+        lean: ``None`` (auto), ``True`` (require the lean path), ``False`` (``env.step``).
+        factory: for the ``env.step`` path, builds more env instances (more slots).
 
     Raises:
-        ValueError: ``lean=True`` for an unsupported env.
+        ValueError: ``lean=True`` for an env that is not an unwrapped registered task.
     """
     if lean is None:
         lean = lean_supported(env)
-    return LeanStepper(env) if lean else GymStepper(env)
-
-
+    return LeanStepper(env) if lean else GymStepper(env, factory)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 _SILENCED = ("settotalmass",)
 _installed = False
@@ -61,3 +66,49 @@ def make_env(env_id: str, **kwargs: Any):
             "gymnasium.spaces.Box action space (discrete action spaces are not supported)"
         )
     return env
+
+
+def import_modules(modules: Iterable[str]) -> None:
+    """Import user modules by name (e.g. ones that call ``gymnasium.register``).
+
+    Every rollout worker calls this before building its env, so an env registered in
+    a user module is known in loky, Dask and Ray workers too. The current directory
+    is searched last (as ``python -m`` would), after ``sys.path``.
+
+    Raises:
+        ValueError: a module that cannot be imported (one line naming it).
+    """
+    for name in modules:
+        if name in sys.modules:
+            continue
+        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+            raise ValueError(f"--import expects a module name like 'mypkg.envs', got {name!r}")
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.append(cwd)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import module {name!r} (--import): {exc}; is its folder on PYTHONPATH?") from None
+
+
+def env_dims(env_id: str, env_kwargs: dict[str, Any] | None = None, imports: Iterable[str] = ()) -> tuple[int, int]:
+    """``(obs_dim, act_dim)`` a policy sees: the flattened observation size (gymnasium
+    ``FlattenObservation`` semantics for Dict/Tuple/n-d spaces) and the action size.
+
+    Raises:
+        ValueError: unknown id, non-Box action space, or an observation space that
+            cannot be flattened.
+    """
+    import gymnasium as gym
+
+    from envs.cache import get_env
+
+    import_modules(imports)
+    env = get_env(env_id, **dict(env_kwargs or {}))
+    space = env.observation_space
+    try:
+        obs_dim = int(gym.spaces.flatdim(space))
+    except (NotImplementedError, ValueError, TypeError) as exc:
+        raise ValueError(f"{env_id}: observation space {space} cannot be flattened into a vector: {exc}") from None
+    return obs_dim, int(np.prod(env.action_space.shape))

@@ -54,6 +54,25 @@ class Policy(abc.ABC):
         params = self.check_params(params)
         return lambda obs: self.act(params, obs)
 
+    def batch_bind(self, params: np.ndarray) -> Callable[..., np.ndarray]:
+        """A batched actor for ``k`` parameter vectors (rows of ``params``, shape ``(k, n_params)``).
+
+        ``actor(obs)`` maps ``obs`` of shape ``(k, obs_dim)`` (row ``i`` for policy ``i``) to
+        ``(k, act_dim)`` actions; ``actor(obs, rows)`` does the same for the policies
+        ``rows`` only (``obs`` then has ``len(rows)`` rows). Row ``i`` of the result depends
+        only on ``params[i]`` and ``obs[i]``, never on the other rows (rollouts rely on it
+        for serial == parallel results). Subclasses override it with one stacked matrix
+        product; this default calls :meth:`bind` row by row.
+        """
+        params = np.asarray(params, dtype=np.float64)
+        actors = [self.bind(p) for p in params]
+
+        def actor(obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+            idx = range(len(actors)) if rows is None else rows
+            return np.array([actors[r](o) for r, o in zip(idx, obs)]).reshape(len(obs), self.act_dim)
+
+        return actor
+
     @property
     def n_params(self) -> int:
         """Length of the flat parameter vector."""

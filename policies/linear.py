@@ -64,5 +64,23 @@ class LinearPolicy(Policy):
         b = params[n_m:]
         return lambda obs: m.dot(obs) + b
 
+    def batch_bind(self, params: np.ndarray) -> Callable[..., np.ndarray]:
+        """Actions of ``k`` linear policies at once: ``a_i = M_i x_i (+ b_i)``, one stacked product."""
+        params = np.asarray(params, dtype=np.float64)
+        if params.ndim != 2 or params.shape[1] != self.n_params:
+            raise ValueError(f"batch_bind expects shape (k, {self.n_params}), got {params.shape}")
+        n_m = self.act_dim * self.obs_dim
+        ms = params[:, :n_m].reshape(-1, self.act_dim, self.obs_dim)
+        bs = params[:, n_m:] if self.bias else None
+
+        def actor(obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+            m = ms if rows is None else ms[rows]
+            out = np.matmul(m, obs[:, :, None])[:, :, 0]
+            if bs is not None:
+                out = out + (bs if rows is None else bs[rows])
+            return out
+
+        return actor
+
     def config(self) -> dict[str, Any]:
         return {"class": "LinearPolicy", "obs_dim": self.obs_dim, "act_dim": self.act_dim, "bias": self.bias}

@@ -90,5 +90,32 @@ class MLPPolicy(Policy):
         forward = self._forward
         return lambda obs: forward(layers, obs)
 
+    def batch_bind(self, params: np.ndarray) -> Callable[..., np.ndarray]:
+        """Actions of ``k`` MLPs at once: each layer is one stacked matrix product."""
+        params = np.asarray(params, dtype=np.float64)
+        if params.ndim != 2 or params.shape[1] != self.n_params:
+            raise ValueError(f"batch_bind expects shape (k, {self.n_params}), got {params.shape}")
+        layers, start = [], 0
+        for i in range(len(self._sizes) - 1):
+            (_, w_shape), (_, b_shape) = self.param_blocks()[2 * i: 2 * i + 2]
+            n_w, n_b = int(np.prod(w_shape)), int(b_shape[0])
+            w = params[:, start:start + n_w].reshape(-1, *w_shape)
+            b = params[:, start + n_w:start + n_w + n_b]
+            layers.append((w, b))
+            start += n_w + n_b
+        last = len(layers) - 1
+
+        def actor(obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+            h = obs
+            for i, (w, b) in enumerate(layers):
+                if rows is not None:
+                    w, b = w[rows], b[rows]
+                h = np.matmul(w, h[:, :, None])[:, :, 0] + b
+                if i < last:
+                    h = np.tanh(h)
+            return h
+
+        return actor
+
     def config(self) -> dict[str, Any]:
         return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden)}

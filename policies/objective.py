@@ -5,17 +5,19 @@ flip happens here and only here). Two entry points share one rollout routine:
 
 * :class:`RLObjective` is the picklable ``(params, seed) -> -return`` callable of the
   design map, usable with :func:`dfo.minimize` (``seeded=True``) or by hand.
-* :func:`rollout_worker` is the ``fn(shared, item)`` given to
-  ``evaluator.map``: ``shared`` is a :class:`RolloutBatch` (the spec, the estimator's
-  small :class:`dfo.Query` holding x and the direction seed, the frozen normalizer
-  snapshot), pickled once per worker chunk; each ``item`` is ``(index, sign, seed)``.
-  The worker regenerates its own perturbed parameters with ``query.point(index, sign)``
-  (Mania, Guy, Recht 2018; Salimans et al. 2017), runs one episode on its per-process
-  cached env (:func:`envs.get_env`) and returns only an :class:`EpisodeOutcome`
-  (scalars plus the observation statistics for the ARS V2 normalizer).
+* :func:`map_episodes` runs a list of items ``(index, sign, seed)`` through an
+  evaluator: it cuts them into one group per worker chunk and maps
+  :func:`rollout_group_worker` over the groups. ``shared`` is a :class:`RolloutBatch`
+  (the spec, the estimator's small :class:`dfo.Query` holding x and the direction
+  seed, the frozen normalizer snapshot), pickled once per worker chunk. A worker
+  regenerates its perturbed parameters with ``query.point(index, sign)`` (Mania, Guy,
+  Recht 2018; Salimans et al. 2017), runs all its episodes in lockstep on its
+  per-process cached stepper (:func:`envs.get_stepper`, :func:`policies.rollout.run_episodes`)
+  and returns only :class:`EpisodeOutcome` values (scalars plus the observation
+  statistics for the ARS V2 normalizer). :func:`rollout_worker` is the same for one item.
 
-The result is a pure function of ``(shared, item)``, so serial and parallel runs give
-identical numbers.
+Each outcome is a pure function of ``(shared, item)``, whatever group it ran in, so
+serial and parallel runs give identical numbers.
 
 Example:
     >>> import numpy as np
@@ -38,7 +40,11 @@ from typing import Any
 import numpy as np
 
 from policies.base import Policy, policy_from_config
-from policies.normalizer import NormalizerSnapshot, RunningStat
+from policies.normalizer import NormalizerSnapshot
+from policies.rollout import EpisodeOutcome, run_episodes
+
+__all__ = ["EpisodeOutcome", "RLObjective", "RolloutBatch", "RolloutSpec", "map_episodes", "rollout_group_worker",
+           "rollout_worker", "run_episode", "study_objective"]
 
 #: Test-only fault hook: a file with this name plus ``.<parent pid>`` in the temp directory
 #: arms it. The first rollout that runs in a *worker* process (never the main process)
@@ -61,7 +67,11 @@ class RolloutSpec:
         policy: ``Policy.config()`` of the policy.
         horizon: episode length cap.
         reward_shift: subtracted from every reward of a training return (survival bonus).
-        lean: use the lean ``mj_step`` path when the task has one (``None`` = auto).
+        lean: use the lean ``mj_step`` path when the task has one (``None`` = auto; only an
+            unwrapped registered task without env kwargs has one).
+        env_kwargs: keyword arguments of ``gymnasium.make`` (JSON values).
+        imports: modules every worker imports before building its env (e.g. one that
+            registers a custom env).
     """
 
     env_id: str
@@ -69,6 +79,8 @@ class RolloutSpec:
     horizon: int
     reward_shift: float = 0.0
     lean: bool | None = None
+    env_kwargs: dict = dataclasses.field(default_factory=dict)
+    imports: tuple[str, ...] = ()
 
     def build_policy(self) -> Policy:
         return _policy_cached(self)
@@ -86,25 +98,6 @@ def _policy_cached(spec: RolloutSpec) -> Policy:
     _POLICIES.clear()  # one spec at a time per process is the normal case
     _POLICIES[key] = (spec, pol)
     return pol
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
-class EpisodeOutcome:
-    """What comes back from one rollout (a few scalars and the observation statistics).
-
-    Attributes:
-        ret: training return (survival shift removed).
-        true_ret: return under the true reward.
-        steps: env steps taken.
-        obs_stats: statistics of the observations seen (``None`` when not collected).
-        nonfinite: a NaN/inf observation, action or reward ended the episode.
-    """
-
-    ret: float
-    true_ret: float
-    steps: int
-    obs_stats: RunningStat | None
-    nonfinite: bool
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -146,34 +139,61 @@ def _maybe_die() -> None:
     os._exit(17)
 
 
+def _stepper(spec: RolloutSpec):
+    from envs.cache import get_stepper
+    from envs.make import import_modules
+
+    import_modules(spec.imports)
+    return get_stepper(spec.env_id, spec.env_kwargs, lean=spec.lean)
+
+
+def run_group(shared: RolloutBatch, items: list[tuple[int, int, int]]) -> list[EpisodeOutcome]:
+    """The episodes of ``items`` (``(index, sign, seed)`` each), in lockstep on this process's stepper."""
+    spec = shared.spec
+    params = np.array([shared.params(int(i), int(s)) for i, s, _ in items])
+    return run_episodes(_stepper(spec), spec.build_policy(), params, [int(seed) for _, _, seed in items],
+                        normalizer_state=shared.snapshot, horizon=spec.horizon,
+                        reward_shift=spec.reward_shift if shared.training else 0.0, collect_stats=shared.training)
+
+
 def run_episode(spec: RolloutSpec, params: np.ndarray, seed: int, snapshot: NormalizerSnapshot | None,
                 *, training: bool = True) -> EpisodeOutcome:
-    """One episode of ``spec`` with ``params`` on this process's cached env."""
-    from envs.cache import get_env
-    from policies.rollout import rollout
-
-    env = get_env(spec.env_id)
-    res = rollout(
-        env,
-        spec.build_policy(),
-        params,
-        normalizer_state=snapshot,
-        seed=int(seed),
-        horizon=spec.horizon,
-        reward_shift=spec.reward_shift if training else 0.0,
-        collect_stats=training,
-        lean=spec.lean,
-    )
-    return EpisodeOutcome(ret=res.ret, true_ret=res.true_ret, steps=res.steps, obs_stats=res.obs_stats,
-                          nonfinite=res.nonfinite)
+    """One episode of ``spec`` with ``params`` on this process's cached stepper."""
+    batch = RolloutBatch(spec=spec, center=np.asarray(params, dtype=np.float64), snapshot=snapshot,
+                         training=training)
+    return run_group(batch, [(-1, 0, int(seed))])[0]
 
 
 def rollout_worker(shared: RolloutBatch, item: tuple[int, int, int]) -> EpisodeOutcome:
     """``fn(shared, item)`` for ``evaluator.map``: item = ``(index, sign, episode_seed)``."""
     _maybe_die()
-    index, sign, seed = item
-    return run_episode(shared.spec, shared.params(int(index), int(sign)), int(seed), shared.snapshot,
-                       training=shared.training)
+    return run_group(shared, [item])[0]
+
+
+def rollout_group_worker(shared: RolloutBatch, items: list[tuple[int, int, int]]) -> list[EpisodeOutcome]:
+    """``fn(shared, group)`` for ``evaluator.map``: a list of items run side by side."""
+    _maybe_die()
+    return run_group(shared, list(items))
+
+
+#: groups per evaluator worker (two, so that uneven episode lengths still balance)
+GROUPS_PER_WORKER = 2
+
+
+def map_episodes(evaluator: Any, batch: RolloutBatch, items: list[tuple[int, int, int]]) -> list[EpisodeOutcome]:
+    """Outcomes of ``items`` in order: one group of items per chunk of ``evaluator``.
+
+    A serial evaluator gets one group (all episodes side by side); a parallel one
+    ``GROUPS_PER_WORKER`` contiguous groups per worker. The grouping never changes
+    the numbers, only how many episodes share a lockstep batch.
+    """
+    from dfo.parallel import chunk_bounds
+
+    items = list(items)
+    n_workers = int(getattr(evaluator, "n_workers", 1))
+    n_groups = 1 if n_workers <= 1 else GROUPS_PER_WORKER * n_workers
+    groups = [items[a:b] for a, b in chunk_bounds(len(items), n_groups)]
+    return [o for group in evaluator.map(rollout_group_worker, groups, shared=batch) for o in group]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -193,3 +213,28 @@ class RLObjective:
 
     def __call__(self, params: np.ndarray, seed: int) -> float:
         return -run_episode(self.spec, np.asarray(params, dtype=np.float64), seed, self.snapshot).ret
+
+
+def study_objective(env_id: str, *, horizon: int = 100, hidden: tuple[int, ...] = ()) -> tuple[RLObjective, np.ndarray]:
+    """The seeded objective ``dfo study --problem rl:ENV`` uses, and its start point.
+
+    Registered by name in ``dfo.study.reference.SEEDED_OBJECTIVES`` (``dfo`` never imports
+    ``policies`` at import time).
+
+    Returns:
+        ``(fun, x0)``: ``fun(params, seed) -> -return`` of one episode of a linear policy
+        (an MLP with tanh layers ``hidden`` when given) and its initial parameters.
+    """
+    from envs.make import env_dims
+
+    obs_dim, act_dim = env_dims(env_id)
+    if hidden:
+        from policies.mlp import MLPPolicy
+
+        policy: Policy = MLPPolicy(obs_dim, act_dim, hidden=tuple(hidden))
+    else:
+        from policies.linear import LinearPolicy
+
+        policy = LinearPolicy(obs_dim, act_dim)
+    spec = RolloutSpec(env_id=env_id, policy=policy.config(), horizon=int(horizon))
+    return RLObjective(spec=spec), policy.init_params(0)

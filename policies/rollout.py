@@ -1,12 +1,18 @@
-"""One episode of a policy in an env: returns, step count, observation statistics.
+"""Episodes of policies in an env, many at once in lockstep: returns, step counts, observation statistics.
 
-A rollout resets the env with ``seed`` (so it is deterministic given the seed, the
-params and the normalizer snapshot), feeds each observation through the frozen
-normalizer snapshot and the policy, clips the action to the action space, and
-steps until termination, truncation or ``horizon`` steps.
+:func:`run_episodes` runs one episode per parameter vector. It keeps up to ``width``
+episodes in the slots of a stepper (:mod:`envs.lean`) and advances them together:
+per env step, one normalizer call and one batched matrix product give the actions of
+every running episode, and the stepper advances all slots (``mj_step`` per slot on the
+lean path). When an episode ends, its slot starts the next pending one. Each episode
+is reset with its own seed and only ever sees its own slot, and every array operation
+acts row by row, so an episode's outcome does not depend on which other episodes share
+the batch: serial and parallel runs (any chunking) give identical numbers.
 
-Training reward is ``r_t - reward_shift`` (ARS removes the survival bonus, e.g. 1 for
-Hopper); ``true_ret`` is always the sum of the true rewards.
+Per step an episode feeds its observation through the frozen normalizer snapshot and
+the policy, clips the action to the action space, and steps until termination,
+truncation or ``horizon`` steps. Training reward is ``r_t - reward_shift`` (ARS removes
+the survival bonus, e.g. 1 for Hopper); ``true_ret`` is always the sum of the true rewards.
 
 Faults: a NaN/inf observation, action or reward ends the episode and sets
 ``nonfinite=True``; the caller decides what the episode is worth (the run goes on).
@@ -26,19 +32,23 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from envs.lean import make_stepper
 from policies.base import Policy
 from policies.normalizer import NormalizerSnapshot, RunningStat
 
+#: most episodes one stepper runs side by side
+MAX_WIDTH = 64
+#: observation-statistics buffer budget per batch (bytes); bounds the width for large tasks
+STATS_BUDGET = 64 * 2**20
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
-class RolloutResult:
-    """Outcome of one episode.
+class EpisodeOutcome:
+    """Outcome of one episode (the one result type of rollouts, local or in a worker).
 
     Attributes:
         ret: training return, ``sum_t (r_t - reward_shift)``.
@@ -46,7 +56,9 @@ class RolloutResult:
         steps: env steps taken.
         obs_stats: statistics of the raw observations fed to the policy (``None`` when
             ``collect_stats=False``); merge them into an ``ObsNormalizer``.
-        nonfinite: a NaN/inf observation, action or reward ended the episode.
+        nonfinite: a NaN/inf observation, action or reward ended the episode; ``ret`` and
+            ``true_ret`` then hold the finite part only and must not be ranked as if the
+            episode had finished.
         terminated: the env signalled termination (e.g. the hopper fell).
     """
 
@@ -58,8 +70,139 @@ class RolloutResult:
     terminated: bool = False
 
 
-def _finite(x: np.ndarray) -> bool:
-    return math.isfinite(x.sum())  # NaN/inf in any entry makes the sum non-finite
+#: the same type under its older name
+RolloutResult = EpisodeOutcome
+
+
+def _width(stepper: Any, n: int, horizon: int, obs_dim: int, collect_stats: bool, width: int | None) -> int:
+    w = min(n, MAX_WIDTH if width is None else int(width), stepper.max_width)
+    if collect_stats:
+        w = min(w, max(1, STATS_BUDGET // (8 * horizon * obs_dim)))
+    return max(1, w)
+
+
+def run_episodes(
+    stepper: Any,
+    policy: Policy,
+    params: np.ndarray | Sequence[np.ndarray],
+    seeds: Sequence[int | None],
+    *,
+    normalizer_state: NormalizerSnapshot | None = None,
+    horizon: int,
+    reward_shift: float = 0.0,
+    collect_stats: bool = True,
+    width: int | None = None,
+) -> list[EpisodeOutcome]:
+    """One episode per row of ``params`` (with the matching seed), advanced in lockstep.
+
+    Args:
+        stepper: an ``envs.lean`` stepper (``envs.get_stepper`` / ``envs.make_stepper``).
+        policy: the policy.
+        params: ``(m, n_params)`` parameter vectors, one per episode.
+        seeds: ``m`` reset seeds.
+        normalizer_state: frozen snapshot (``ObsNormalizer.snapshot``); ``None`` = raw obs.
+        horizon: maximum number of steps (the env's own time limit also applies).
+        reward_shift: subtracted from every reward in ``ret`` (not in ``true_ret``).
+        collect_stats: gather observation statistics.
+        width: most episodes side by side (default: up to :data:`MAX_WIDTH`, bounded
+            by the statistics buffer budget).
+
+    Returns:
+        ``m`` :class:`EpisodeOutcome`, in input order.
+    """
+    horizon = int(horizon)
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    P = np.asarray(params, dtype=np.float64)
+    if P.ndim == 1:
+        P = P[None, :]
+    m = P.shape[0]
+    if len(seeds) != m:
+        raise ValueError(f"{m} parameter vectors but {len(seeds)} seeds")
+    if m == 0:
+        return []
+    for row in P:
+        policy.check_params(row)
+    if stepper.obs_dim != policy.obs_dim or stepper.act_dim != policy.act_dim:
+        raise ValueError(
+            f"the env has observations of size {stepper.obs_dim} and actions of size {stepper.act_dim}, "
+            f"the policy expects {policy.obs_dim} and {policy.act_dim}"
+        )
+    obs_dim = policy.obs_dim
+    W = _width(stepper, m, horizon, obs_dim, collect_stats, width)
+    stepper.ensure_width(W)
+    W = min(W, stepper.width)
+    low, high = stepper.low, stepper.high
+    obs = stepper.obs
+    snap = normalizer_state
+
+    slot_params = np.zeros((W, P.shape[1]))
+    item = np.full(W, -1)
+    steps = np.zeros(W, dtype=np.int64)
+    true_ret = np.zeros(W)
+    buf = np.empty((W, horizon, obs_dim)) if collect_stats else None
+    results: list[EpisodeOutcome | None] = [None] * m
+    pending = iter(range(m))
+
+    def finish(j: int, nonfinite: bool, terminated: bool, n_obs: int) -> None:
+        k, n = int(item[j]), int(steps[j])
+        tr = float(true_ret[j])
+        stats = RunningStat.from_batch(buf[j, :n_obs]) if buf is not None else None
+        results[k] = EpisodeOutcome(ret=float(tr - reward_shift * n) if reward_shift else tr, true_ret=tr,
+                                    steps=n, obs_stats=stats, nonfinite=nonfinite, terminated=terminated)
+        item[j] = -1
+
+    def start(j: int) -> bool:
+        """Start the next pending episode in slot ``j`` (False when none is left)."""
+        while True:
+            k = next(pending, None)
+            if k is None:
+                return False
+            item[j], steps[j], true_ret[j] = k, 0, 0.0
+            slot_params[j] = P[k]
+            stepper.reset(j, seeds[k])
+            if np.isfinite(obs[j]).all():
+                return True
+            finish(j, True, False, 0)  # a non-finite first observation: no step taken
+
+    active = [j for j in range(W) if start(j)]
+    actor = policy.batch_bind(slot_params)
+    while active:
+        act = np.array(active)
+        full = len(active) == W
+        x = obs[:W] if full else obs[act]
+        if buf is not None:
+            buf[act, steps[act]] = x
+        if snap is not None:
+            x = snap.normalize(x)
+        a = actor(x) if full else actor(x, act)
+        a = np.minimum(np.maximum(a, low), high)  # clip; NaN stays NaN
+        ended: dict[int, tuple[bool, bool, int]] = {}  # slot -> (nonfinite, terminated, observations kept)
+        ok = np.isfinite(a).all(axis=1)
+        if not ok.all():
+            for i in np.flatnonzero(~ok):
+                j = int(act[i])
+                ended[j] = (True, False, int(steps[j]) + 1)
+            act, a = act[ok], a[ok]
+        if act.size:
+            reward, terminated, truncated = stepper.step(act, a)
+            steps[act] += 1
+            good_r = np.isfinite(reward)
+            true_ret[act] = np.where(good_r, true_ret[act] + reward, true_ret[act])
+            good_o = np.isfinite(obs[act]).all(axis=1)
+            done = ~good_r | ~good_o | terminated | truncated | (steps[act] >= horizon)
+            for i in np.flatnonzero(done):
+                j = int(act[i])
+                n = int(steps[j])
+                ended[j] = (not (good_r[i] and good_o[i]), bool(terminated[i]), n)
+        if ended:
+            for j, (nonfinite, term, n_obs) in ended.items():
+                finish(j, nonfinite, term, n_obs)
+                if start(j):
+                    continue
+            active = [j for j in range(W) if item[j] >= 0]
+            actor = policy.batch_bind(slot_params)
+    return results  # type: ignore[return-value]
 
 
 def rollout(
@@ -73,8 +216,8 @@ def rollout(
     reward_shift: float = 0.0,
     collect_stats: bool = True,
     lean: bool | None = None,
-) -> RolloutResult:
-    """Run one episode.
+) -> EpisodeOutcome:
+    """Run one episode on ``env`` (see :func:`run_episodes` for many at once).
 
     Args:
         env: a gymnasium env with a Box action space (reuse it: see ``envs.get_env``).
@@ -85,52 +228,14 @@ def rollout(
         horizon: maximum number of steps (the env's own time limit also applies).
         reward_shift: subtracted from every reward in ``ret`` (not in ``true_ret``).
         collect_stats: gather observation statistics.
-        lean: ``None`` uses the lean ``mj_step`` path when the task has one,
-            ``False`` forces gymnasium's ``env.step``, ``True`` requires the lean path.
+        lean: ``None`` uses the lean ``mj_step`` path when ``env`` is an unwrapped
+            registered task, ``False`` forces ``env.step``, ``True`` requires the lean path.
 
     Returns:
-        A ``RolloutResult``.
+        An :class:`EpisodeOutcome`.
     """
-    horizon = int(horizon)
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    from envs.lean import make_stepper
+
     stepper = make_stepper(env, lean)
-    actor = policy.bind(params)
-    low, high = stepper.low, stepper.high
-    obs = stepper.reset(seed)
-    buf = np.empty((horizon, policy.obs_dim)) if collect_stats else None
-    n_obs = 0
-    steps = 0
-    true_ret = 0.0
-    nonfinite = not _finite(obs)
-    terminated = False
-    while not nonfinite and steps < horizon:
-        if buf is not None:
-            buf[n_obs] = obs
-            n_obs += 1
-        x = obs if normalizer_state is None else normalizer_state.normalize(obs)
-        action = np.minimum(np.maximum(actor(x), low), high)  # clip; NaN stays NaN
-        if not _finite(action):
-            nonfinite = True
-            break
-        obs, reward, terminated, truncated = stepper.step(action)
-        steps += 1
-        if not math.isfinite(reward):
-            nonfinite = True
-            break
-        true_ret += reward
-        if not _finite(obs):
-            nonfinite = True
-            break
-        if terminated or truncated:
-            break
-    ret = true_ret - reward_shift * steps if reward_shift else true_ret
-    stats = RunningStat.from_batch(buf[:n_obs]) if buf is not None else None
-    return RolloutResult(
-        ret=float(ret),
-        true_ret=float(true_ret),
-        steps=steps,
-        obs_stats=stats,
-        nonfinite=nonfinite,
-        terminated=bool(terminated),
-    )
+    return run_episodes(stepper, policy, np.asarray(params)[None, :], [seed], normalizer_state=normalizer_state,
+                        horizon=horizon, reward_shift=reward_shift, collect_stats=collect_stats, width=1)[0]

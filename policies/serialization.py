@@ -51,6 +51,60 @@ class LoadedPolicy:
             obs = self.normalizer.normalize(obs)
         return self.policy.act(self.params, obs)
 
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """Stable-Baselines3's ``predict``: ``(action, state)`` for one observation or a batch.
+
+        The action is the one training rollouts take: normalized observation, policy,
+        clipped to the env's action bounds (read from the env named in the metadata;
+        unclipped when the policy names no env). Dict observations are flattened like
+        ``gymnasium.wrappers.FlattenObservation``. The policy is deterministic and has no
+        recurrent state: ``deterministic`` and ``episode_start`` are accepted for SB3's
+        ``evaluate_policy`` and ignored, ``state`` is returned unchanged.
+
+        Example:
+            >>> from stable_baselines3.common.evaluation import evaluate_policy  # doctest: +SKIP
+            >>> evaluate_policy(load_policy("runs/x/best_policy"), env, n_eval_episodes=5)  # doctest: +SKIP
+        """
+        env = self._env()
+        obs = observation
+        if isinstance(obs, dict):
+            obs = _flatten_dict(env, obs)
+        obs = np.asarray(obs, dtype=np.float64)
+        batch = obs.reshape(-1, self.policy.obs_dim) if obs.ndim != 1 else obs
+        action = self.act(batch)
+        if env is not None:
+            low = np.asarray(env.action_space.low, dtype=np.float64).reshape(-1)
+            high = np.asarray(env.action_space.high, dtype=np.float64).reshape(-1)
+            action = np.minimum(np.maximum(action, low), high)
+        return action, state
+
+    def _env(self) -> Any:
+        """This process's cached env of the metadata's ``env_id`` and ``env_kwargs`` (``None``
+        without an env id). A custom env must be registered by the caller: no module named
+        in a file is ever imported."""
+        env_id = self.metadata.get("env_id")
+        if not env_id:
+            return None
+        from envs.cache import get_env
+
+        return get_env(env_id, **dict(self.metadata.get("env_kwargs") or {}))
+
+
+def _flatten_dict(env: Any, obs: dict) -> np.ndarray:
+    """Flatten a Dict observation (one, or a batch from a vector env) in the space's key order."""
+    if env is None:
+        raise ValueError("a Dict observation needs the env's observation space: save the policy with an env_id")
+    import gymnasium as gym
+
+    space = env.observation_space
+    first = next(iter(obs.values()))
+    single = np.asarray(first).shape == np.asarray(space[next(iter(space.keys()))].sample()).shape
+    if single:
+        return gym.spaces.flatten(space, obs)
+    n = len(first)
+    return np.stack([gym.spaces.flatten(space, {k: v[i] for k, v in obs.items()}) for i in range(n)])
+
 
 def _stem(path: str | os.PathLike) -> Path:
     p = Path(path)

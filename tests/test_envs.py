@@ -7,17 +7,19 @@ import numpy as np
 import pytest
 
 from envs import (
+    LEAN_TASKS,
     PRESETS,
-    GymStepper,
-    LeanStepper,
+    env_dims,
     get_env,
     get_preset,
+    get_stepper,
     lean_supported,
     make_env,
+    make_stepper,
 )
 from envs.cache import cache_size
 from policies import LinearPolicy, ObsNormalizer, RunningStat
-from policies.rollout import rollout
+from policies.rollout import rollout, run_episodes
 
 MUJOCO_V5 = [
     "Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5",
@@ -156,29 +158,42 @@ def test_nan_observation_ends_episode_flagged():
     assert res.obs_stats.count == 4 and np.all(np.isfinite(res.obs_stats.mean))
 
 
-@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5"])
+@pytest.mark.parametrize("env_id", MUJOCO_V5)
 def test_lean_stepper_identical_to_gymnasium(env_id):
-    gym_env, lean_env = make_env(env_id), make_env(env_id)
-    assert lean_supported(lean_env)
-    ref, lean = GymStepper(gym_env), LeanStepper(lean_env)
+    """Three lean slots against three gymnasium envs, same random actions, step by step;
+    an ended episode restarts its slot with a new seed (as batched rollouts do)."""
+    width = 3
+    lean = make_stepper(make_env(env_id))
+    assert lean.lean and lean_supported(lean.env)
+    lean.ensure_width(width)
+    refs = [make_env(env_id) for _ in range(width)]
     rng = np.random.default_rng(0)
-    n_steps = n_term = 0
-    ep = 0
-    while n_steps < 300:  # several episodes: Hopper/Walker2d fall within ~40 random steps
-        o_ref, o_lean = ref.reset(ep), lean.reset(ep)
-        ep += 1
-        np.testing.assert_array_equal(o_lean, o_ref)
-        for _ in range(150):
-            a = rng.uniform(ref.low, ref.high)
-            s_ref, s_lean = ref.step(a), lean.step(a)
-            n_steps += 1
-            np.testing.assert_array_equal(s_lean[0], s_ref[0])
-            assert s_lean[1:] == s_ref[1:]  # reward, terminated, truncated: exactly equal
-            if s_ref[2] or s_ref[3]:
-                n_term += 1
-                break
-    if env_id in ("Hopper-v5", "Walker2d-v5"):
+    seed = n_term = n_trunc = 0
+
+    def reset(j):
+        nonlocal seed
+        obs, _ = refs[j].reset(seed=seed)
+        lean.reset(j, seed)
+        seed += 1
+        np.testing.assert_array_equal(lean.obs[j], obs)
+
+    for j in range(width):
+        reset(j)
+    slots = np.arange(width)
+    for _ in range(60):
+        actions = rng.uniform(lean.low, lean.high, size=(width, lean.act_dim))
+        reward, terminated, truncated = lean.step(slots, actions)
+        for j in range(width):
+            obs, r, term, trunc, _ = refs[j].step(actions[j])
+            np.testing.assert_array_equal(lean.obs[j], obs)
+            assert (reward[j], terminated[j], truncated[j]) == (r, term, trunc)  # exactly equal
+            if term or trunc:
+                n_term, n_trunc = n_term + term, n_trunc + trunc
+                reset(j)
+    if env_id in ("Hopper-v5", "Walker2d-v5", "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Humanoid-v5"):
         assert n_term > 0  # random actions make them fall: the termination rule was exercised
+    if env_id == "Reacher-v5":
+        assert n_trunc > 0  # 50-step time limit
 
 
 def test_lean_rollout_equals_gym_rollout():
@@ -190,8 +205,92 @@ def test_lean_rollout_equals_gym_rollout():
     np.testing.assert_array_equal(a.obs_stats.m2, b.obs_stats.m2)
 
 
-def test_lean_unsupported_env_raises():
-    env = get_env("InvertedPendulum-v5")
-    assert not lean_supported(env)
+class _ZeroReward(gym.RewardWrapper):
+    def reward(self, reward):
+        return 0.0
+
+
+class _NaNReward(gym.RewardWrapper):
+    def reward(self, reward):
+        return float("nan")
+
+
+gym.register("DfoTestZeroRewardCheetah-v0", entry_point=lambda **kw: _ZeroReward(gym.make("HalfCheetah-v5", **kw)),
+             max_episode_steps=1000)
+
+
+def test_wrapped_or_custom_env_never_takes_the_lean_path():
+    assert lean_supported(make_env("HalfCheetah-v5"))
+    assert not lean_supported(_ZeroReward(make_env("HalfCheetah-v5")))  # user wrapper
+    assert not lean_supported(make_env("HalfCheetah-v5", ctrl_cost_weight=0.2))  # env kwargs
+    assert not lean_supported(make_env("HalfCheetah-v5").unwrapped)  # no spec chain of make
+    assert not lean_supported(make_env("DfoTestZeroRewardCheetah-v0"))  # custom id around a lean task
+    spec = gym.spec("HalfCheetah-v5")
+    with_extra = make_env("HalfCheetah-v5")
+    assert not lean_supported(gym.wrappers.ClipAction(with_extra))
+    assert get_stepper("HalfCheetah-v5").lean
+    assert not get_stepper("HalfCheetah-v5", {"ctrl_cost_weight": 0.2}).lean
+    assert not get_stepper("DfoTestZeroRewardCheetah-v0").lean
+    assert spec.entry_point == LEAN_TASKS["HalfCheetah-v5"][0]
     with pytest.raises(ValueError, match="no lean stepper"):
-        rollout(env, *_linear(env), seed=0, horizon=5, lean=True)
+        rollout(_ZeroReward(make_env("HalfCheetah-v5")), *_linear(with_extra), seed=0, horizon=5, lean=True)
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5"])
+def test_reward_wrappers_act_on_lean_tasks(env_id):
+    base = make_env(env_id)
+    pol, params = _linear(base, 0.1, seed=1)
+    plain = rollout(base, pol, params, seed=0, horizon=50)
+    assert plain.true_ret != 0.0
+    zero = rollout(_ZeroReward(make_env(env_id)), pol, params, seed=0, horizon=50)
+    assert zero.true_ret == 0.0 and zero.ret == 0.0 and zero.steps == plain.steps
+    nan = rollout(_NaNReward(make_env(env_id)), pol, params, seed=0, horizon=50)
+    assert nan.nonfinite and nan.steps == 1 and nan.true_ret == 0.0
+
+
+def test_env_kwargs_reach_the_env():
+    default = get_stepper("Reacher-v5")
+    heavy = get_stepper("Reacher-v5", {"reward_control_weight": 10.0})
+    assert default.lean and not heavy.lean
+    pol, params = _linear(default.env, 1.0, seed=2)
+    a = run_episodes(default, pol, params, [0], horizon=20)[0]
+    b = run_episodes(heavy, pol, params, [0], horizon=20)[0]
+    assert b.true_ret < a.true_ret  # control cost weighted 10x
+
+
+class _DictObsEnv(gym.Env):
+    """Tiny Dict-observation task: the policy must read both keys."""
+
+    observation_space = gym.spaces.Dict({"b": gym.spaces.Box(-1, 1, (2,)), "a": gym.spaces.Box(-1, 1, (1,))})
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return {"a": np.array([0.5], np.float32), "b": np.array([0.25, -0.25], np.float32)}, {}
+
+    def step(self, action):
+        self.t += 1
+        obs = {"a": np.array([0.5], np.float32), "b": np.array([0.25, -0.25], np.float32)}
+        return obs, float(action[0]), False, self.t >= 10, {}
+
+
+gym.register("DfoTestDictObs-v0", entry_point=_DictObsEnv)
+
+
+def test_dict_observations_are_flattened():
+    assert env_dims("DfoTestDictObs-v0") == (3, 1)
+    st = get_stepper("DfoTestDictObs-v0")
+    st.reset(0, 0)
+    np.testing.assert_array_equal(st.obs[0], [0.5, 0.25, -0.25])  # FlattenObservation order: sorted keys
+    pol = LinearPolicy(3, 1)
+    res = run_episodes(st, pol, np.array([1.0, 0.0, 0.0]), [0], horizon=50)[0]
+    assert res.steps == 10 and res.true_ret == 5.0  # action = obs["a"] = 0.5 per step
+
+
+def test_unflattenable_observation_space_is_one_clear_error():
+    class Seq(_DictObsEnv):
+        observation_space = gym.spaces.Sequence(gym.spaces.Box(-1, 1, (1,)))
+
+    with pytest.raises(ValueError, match="cannot be flattened"):
+        make_stepper(Seq())

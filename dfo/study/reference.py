@@ -145,26 +145,28 @@ def seeded_study_function(fun: SeededObjective, x, ref: ReferenceGradient, *, na
     return StudyFunction(name, x.size, x, ref.grad, SeededBatch(fun, rng, evaluator, crn=crn))
 
 
-def rl_objective(env_id: str, *, horizon: int = 100, hidden: tuple[int, ...] = ()):
-    """The seeded objective of a linear (or MLP) policy on a gymnasium task and its start x.
+#: Seeded objectives that live outside ``dfo`` and are reached by name: ``"module:function"``,
+#: imported only when a study asks for one (``dfo`` imports nothing from ``policies``/``envs``).
+SEEDED_OBJECTIVES: dict[str, str] = {"rl": "policies.objective:study_objective"}
 
-    Uses the colleague-built ``policies.objective.RLObjective`` (``-return`` of one episode).
 
-    Returns:
-        ``(fun, x0)`` with ``fun(params, seed) -> -return``.
-    """
+def seeded_objective(kind: str):
+    """The factory registered under ``kind`` in :data:`SEEDED_OBJECTIVES` (imported now)."""
+    import importlib
+
+    if kind not in SEEDED_OBJECTIVES:
+        raise ValueError(f"unknown seeded objective {kind!r}; known: {sorted(SEEDED_OBJECTIVES)}")
+    module_name, attr = SEEDED_OBJECTIVES[kind].split(":")
     try:
-        from envs import get_env
-        from policies import LinearPolicy
-        from policies.objective import RLObjective, RolloutSpec
+        module = importlib.import_module(module_name)
     except ImportError as exc:  # pragma: no cover - depends on the RL extra
-        raise ImportError(f"--problem rl:ENV needs the policies/envs packages and gymnasium[mujoco]: {exc}") from exc
-    env = get_env(env_id)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    if hidden:
-        from policies import MLPPolicy
-        policy = MLPPolicy(obs_dim, act_dim, hidden=tuple(hidden))
-    else:
-        policy = LinearPolicy(obs_dim, act_dim)
-    spec = RolloutSpec(env_id=env_id, policy=policy.config(), horizon=int(horizon))
-    return RLObjective(spec=spec), policy.init_params(0)
+        raise ImportError(f"--problem {kind}:ENV needs the policies/envs packages and gymnasium[mujoco]: {exc}") from exc
+    return getattr(module, attr)
+
+
+def rl_objective(env_id: str, *, horizon: int = 100, hidden: tuple[int, ...] = ()):
+    """The seeded RL objective ``(params, seed) -> -return`` of a linear (or MLP) policy and its start x.
+
+    Built by the factory registered as ``"rl"`` (``policies.objective.study_objective``).
+    """
+    return seeded_objective("rl")(env_id, horizon=horizon, hidden=hidden)

@@ -48,7 +48,11 @@ class TrainConfig:
         n_jobs: workers (``-1`` = all cores; ``1`` with loky runs serially).
         scheduler: ``tcp://host:port`` of a Dask scheduler (backend ``"dask"``).
         max_iterations: stop after this many iterations in total (``None`` = budget only).
-        lean: lean ``mj_step`` rollouts (``None`` = when the task has one).
+        lean: lean ``mj_step`` rollouts (``None`` = when the task has one: an unwrapped
+            registered task without ``env_kwargs``).
+        env_kwargs: keyword arguments for ``gymnasium.make(env_id, ...)`` (JSON values).
+        imports: modules imported (in this process and in every worker) before the env
+            is built, e.g. one that registers a custom env with ``gymnasium.register``.
     """
 
     env_id: str = "Swimmer-v5"
@@ -71,6 +75,8 @@ class TrainConfig:
     scheduler: str | None = None
     max_iterations: int | None = None
     lean: bool | None = None
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    imports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -103,12 +109,18 @@ class TrainConfig:
 
         p = get_preset(self.env_id)
         n_dir = self.n_directions if self.n_directions is not None else p.n_directions
+        _check_env_kwargs(self.env_kwargs)
+        if isinstance(self.imports, str) or not all(isinstance(m, str) and m for m in self.imports):
+            raise ValueError(f"imports must be a list of module names, got {self.imports!r}")
+        object.__setattr__(self, "imports", tuple(self.imports))
         top_b = self.top_b if self.top_b is not None else min(p.top_b, n_dir)
         if top_b > n_dir:
             raise ValueError(f"top_b={top_b} exceeds n_directions={n_dir}")
         eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
         return dataclasses.replace(
             self,
+        import_modules(self.imports)  # a custom env must be registered before its preset is read
+
             method=self.method if self.method is not None else p.method,
             episodes=self.episodes if self.episodes is not None else p.episodes,
             n_directions=n_dir,
@@ -131,7 +143,22 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
+        d["imports"] = list(self.imports)
         d = dict(d)
         if "hidden" in d:
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
+        if "imports" in d:
+            d["imports"] = tuple(d["imports"])
+
+
+def _check_env_kwargs(kwargs: Any) -> None:
+    """``env_kwargs`` must be a JSON object (str keys, JSON values): it is saved in config.json."""
+    import json
+
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"env_kwargs must be a dict with string keys, got {kwargs!r}")
+    try:
+        json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"env_kwargs must hold JSON values only: {exc}") from None
