@@ -116,6 +116,7 @@ class TrainConfig:
         top_b = self.top_b if self.top_b is not None else min(p.top_b, n_dir)
         if top_b > n_dir:
             raise ValueError(f"top_b={top_b} exceeds n_directions={n_dir}")
+        from envs.make import import_modules
         eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
         return dataclasses.replace(
             self,
