@@ -102,26 +102,26 @@ class TrainConfig:
                              "(or use backend 'local-dask' to start a cluster on this machine)")
         if self.top_b is not None and self.n_directions is not None and self.top_b > self.n_directions:
             raise ValueError(f"top_b={self.top_b} exceeds n_directions={self.n_directions}")
-
-    def resolved(self) -> TrainConfig:
-        """A copy with every ``None`` hyperparameter filled from the task preset."""
-        from envs.presets import get_preset
-
-        p = get_preset(self.env_id)
-        n_dir = self.n_directions if self.n_directions is not None else p.n_directions
         _check_env_kwargs(self.env_kwargs)
         if isinstance(self.imports, str) or not all(isinstance(m, str) and m for m in self.imports):
             raise ValueError(f"imports must be a list of module names, got {self.imports!r}")
         object.__setattr__(self, "imports", tuple(self.imports))
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` hyperparameter filled from the task preset."""
+        from envs.make import import_modules
+        from envs.presets import get_preset
+
+        import_modules(self.imports)  # a custom env must be registered before its preset is read
+
+        p = get_preset(self.env_id)
+        n_dir = self.n_directions if self.n_directions is not None else p.n_directions
         top_b = self.top_b if self.top_b is not None else min(p.top_b, n_dir)
         if top_b > n_dir:
             raise ValueError(f"top_b={top_b} exceeds n_directions={n_dir}")
-        from envs.make import import_modules
         eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
         return dataclasses.replace(
             self,
-        import_modules(self.imports)  # a custom env must be registered before its preset is read
-
             method=self.method if self.method is not None else p.method,
             episodes=self.episodes if self.episodes is not None else p.episodes,
             n_directions=n_dir,
@@ -136,6 +136,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        d["imports"] = list(self.imports)
         return d
 
     @classmethod
@@ -144,13 +145,12 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
-        d["imports"] = list(self.imports)
         d = dict(d)
         if "hidden" in d:
             d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
         if "imports" in d:
             d["imports"] = tuple(d["imports"])
+        return cls(**d)
 
 
 def _check_env_kwargs(kwargs: Any) -> None:

@@ -194,13 +194,20 @@ class Trainer:
         check_no_symlinks(run_dir)
         config = TrainConfig.from_dict(state["config"])
         allowed = {"episodes", "max_iterations", "backend", "n_jobs", "scheduler", "checkpoint_every"}
-        bad = sorted(set(overrides or {}) - allowed)
+        overrides = dict(overrides or {})
+        given_imports = list(overrides.pop("imports", None) or [])
+        bad = sorted(set(overrides) - allowed)
         if bad:
             raise ValueError(f"cannot change {bad} when resuming (allowed: {sorted(allowed)})")
         check_same_run(run_dir, ckpt, state["config"], state.get("run_id"), mutable=allowed)
+        # modules to import are code: never taken from a file, the caller names them again
+        wanted = list(state["config"].get("imports") or [])
+        if given_imports != wanted:
+            raise ValueError(f"this run imports {wanted}; resuming imports only modules named again by the "
+                             f"caller (--import), got {given_imports}")
         defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         where = {k: defaults[k] for k in ("backend", "n_jobs", "scheduler")}
-        config = dataclasses.replace(config, **{**where, **(overrides or {})})
+        config = dataclasses.replace(config, **{**where, **overrides})
         trainer = cls(config, out_dir=run_dir, **kw)
         trainer.load_state_dict(state)
         trainer.run_id = state.get("run_id") or trainer.run_id
