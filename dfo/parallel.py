@@ -35,6 +35,9 @@ import logging
 import math
 import os
 import pickle
+import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -48,6 +51,7 @@ __all__ = [
     "chunk_bounds",
     "make_evaluator",
     "payload_bytes",
+    "check_scheduler_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,49 @@ T = TypeVar("T")
 
 #: Backend names understood by :func:`make_evaluator`.
 BACKENDS: tuple[str, ...] = ("serial", "loky", "dask", "local-dask", "ray")
+
+#: seconds to wait for a Dask scheduler before giving up with a clear message
+DASK_CONNECT_TIMEOUT_S = 10.0
+
+#: seconds between a loky worker's checks that the process that started it is alive
+PARENT_CHECK_S = 1.0
+
+_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):(\d{1,5})")
+
+
+def check_scheduler_address(address: str) -> str:
+    """Return ``address`` if it reads ``tcp://HOST:PORT`` (or ``tls://``), else raise at once.
+
+    Example:
+        >>> check_scheduler_address("tcp://10.0.0.1:8786")
+        'tcp://10.0.0.1:8786'
+        >>> check_scheduler_address("10.0.0.1")
+        Traceback (most recent call last):
+        ...
+        ValueError: malformed Dask scheduler address '10.0.0.1': expected tcp://HOST:PORT, e.g. tcp://10.0.0.1:8786
+    """
+    m = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    if m is None or not 0 < int(m.group(3)) < 65536:
+        raise ValueError(f"malformed Dask scheduler address {address!r}: expected tcp://HOST:PORT, "
+                         "e.g. tcp://10.0.0.1:8786")
+    return address
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """loky worker initializer: end this worker when the process that started it is gone.
+
+    loky keeps idle workers for minutes; a trainer killed with SIGKILL cannot shut them
+    down, so each worker watches its parent from a daemon thread and exits when it has
+    been re-parented.
+    """
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(PARENT_CHECK_S)
+
+    threading.Thread(target=watch, name="dfo-parent-watch", daemon=True).start()
+
 
 #: ``batch="auto"`` cuts a map call into this many chunks per worker (two, so
 #: that uneven item costs, e.g. episodes that terminate early, still balance).
@@ -285,6 +332,8 @@ class JoblibEvaluator(_Closing):
             )
         if scheduler is not None and backend not in ("dask",):
             raise ValueError(f"scheduler is only used by backend 'dask', not {backend!r}")
+        if isinstance(scheduler, str):
+            check_scheduler_address(scheduler)
         self.backend = backend
         self.n_jobs = n_jobs
         self.max_retries = max_retries
@@ -303,7 +352,9 @@ class JoblibEvaluator(_Closing):
     # -- set-up and tear-down -------------------------------------------------
     def _start(self, scheduler: Any) -> None:
         if self.backend == "loky":
-            self._backend_arg: Any = "loky"
+            from joblib._parallel_backends import LokyBackend
+
+            self._backend_arg: Any = LokyBackend(initializer=_exit_with_parent, initargs=(os.getpid(),))
         elif self.backend in ("dask", "local-dask"):
             from distributed import Client
 
@@ -317,14 +368,20 @@ class JoblibEvaluator(_Closing):
                     n_workers=n,
                     threads_per_worker=1,
                     processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=":0",
+                    host="127.0.0.1",  # scheduler, workers and nannies listen on loopback only
+                    dashboard_address=None,  # no dashboard: nothing listens on other interfaces
+                    worker_dashboard_address=None,
                     silence_logs=logging.ERROR,
                 )
                 self._client = Client(self._cluster, set_as_default=False)
                 self._own_client = True
             elif isinstance(scheduler, str):
-                self._client = Client(scheduler, set_as_default=False)
+                try:
+                    self._client = Client(scheduler, set_as_default=False, timeout=DASK_CONNECT_TIMEOUT_S)
+                except (OSError, TimeoutError) as exc:
+                    raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler} within "
+                                          f"{DASK_CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}); "
+                                          "is it running, and is the address right?") from None
                 self._own_client = True
             elif isinstance(scheduler, Client):
                 self._client = scheduler

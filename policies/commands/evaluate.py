@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+GL_HELP = ("offscreen rendering needs EGL or OSMesa: install e.g. `apt-get install libegl1` (EGL) or "
+           "`apt-get install libosmesa6` (OSMesa) and set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,18 +32,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load(checkpoint: str | Path):
-    """The ``LoadedPolicy`` of a run/checkpoint directory or policy stem."""
-    from policies.checkpoint import CheckpointError, resolve_checkpoint
+    """The ``LoadedPolicy`` of a run/checkpoint directory or policy stem.
+
+    A checkpoint directory is verified against its manifest first.
+    """
+    from policies.checkpoint import MANIFEST, CheckpointError, resolve_checkpoint, verify_checkpoint
     from policies.serialization import load_policy
 
     p = Path(checkpoint)
     stem = p if p.suffix in (".npz", ".json") or (p.parent / f"{p.name}.json").exists() else None
     if stem is None:
         stem = resolve_checkpoint(p) / "policy"
+    if (stem.parent / MANIFEST).exists() or (stem.parent / "state.json").exists():
+        verify_checkpoint(stem.parent)
     try:
         return load_policy(stem)
     except FileNotFoundError as e:
         raise CheckpointError(str(e)) from None
+
+
+def import_mujoco(command: str) -> int | None:
+    """Import MuJoCo; on failure (usually a MUJOCO_GL that does not work here) print why and return 3."""
+    try:
+        import mujoco  # noqa: F401  (MUJOCO_GL=egl/osmesa load their GL library at import)
+    except Exception as exc:  # ImportError, AttributeError, RuntimeError: depends on the GL backend
+        gl = os.environ.get("MUJOCO_GL", "(unset)")
+        print(f"dfo {command}: error: MuJoCo cannot start with MUJOCO_GL={gl}: {type(exc).__name__}: {exc}. "
+              + ("(`dfo evaluate` renders nothing: unset MUJOCO_GL for it)" if command == "evaluate" else GL_HELP),
+              file=sys.stderr)
+        return 3
+    return None
+
+
+def check_dims(loaded, env_id: str) -> None:
+    """Raise ``ValueError`` when the env's observation/action sizes differ from the policy's."""
+    from envs.cache import get_env
+
+    env = get_env(env_id)
+    obs, act = env.observation_space.shape, env.action_space.shape
+    pol = loaded.policy
+    if tuple(obs) != (pol.obs_dim,) or tuple(act) != (pol.act_dim,):
+        raise ValueError(f"the policy takes {pol.obs_dim} observations and gives {pol.act_dim} actions, "
+                         f"but {env_id} has observation shape {tuple(obs)} and action shape {tuple(act)}")
 
 
 def evaluate_policy(loaded, env_id: str, *, episodes: int, horizon: int, seed: int = 0, n_jobs: int = 1):
@@ -57,17 +91,20 @@ def evaluate_policy(loaded, env_id: str, *, episodes: int, horizon: int, seed: i
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.presets import get_preset
-    from policies.checkpoint import CheckpointError
-
     if args.episodes < 1:
         print("dfo evaluate: error: --episodes must be >= 1", file=sys.stderr)
         return 2
+    if (code := import_mujoco("evaluate")) is not None:
+        return code
+    from envs.presets import get_preset
+    from policies.checkpoint import CheckpointError
+
     try:
         loaded = load(args.checkpoint)
         env_id = args.env or loaded.metadata.get("env_id")
         if not env_id:
             raise ValueError("the checkpoint does not name its env: pass --env ENV_ID")
+        check_dims(loaded, env_id)
         horizon = args.horizon or loaded.metadata.get("horizon") or get_preset(env_id).horizon
         rets, steps, bad = evaluate_policy(loaded, env_id, episodes=args.episodes, horizon=horizon,
                                            seed=args.seed, n_jobs=args.n_jobs)

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-GL_HELP = ("offscreen rendering needs EGL or OSMesa: install e.g. `apt-get install libegl1` (EGL) or "
-           "`apt-get install libosmesa6` (OSMesa) and set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+from policies.commands.evaluate import GL_HELP, import_mujoco
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +73,8 @@ def write_video(frames: list, out: Path, fps: float) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if (code := import_mujoco("render")) is not None:  # MUJOCO_GL=egl/osmesa load GL at import
+        return code
     from envs.presets import get_preset
     from policies.checkpoint import CheckpointError
     from policies.commands.evaluate import load

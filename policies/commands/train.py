@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help="parallel backend (default loky)")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (--backend dask)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue a run from its newest checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="clear the run files in a non-empty --out first (refused if it holds other files)")
     parser.add_argument("--n-directions", type=int, default=None, help="ARS N (default: task preset)")
     parser.add_argument("--top-b", type=int, default=None, help="ARS b, directions kept (default: task preset)")
     parser.add_argument("--step-size", type=float, default=None, help="ARS alpha (default: task preset)")
@@ -67,15 +69,25 @@ def _default_out(cfg: TrainConfig) -> Path:
     return out
 
 
+def _error(message: str, code: int = 2) -> int:
+    print(f"dfo train: error: {message}", file=sys.stderr)
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
     from policies.checkpoint import CheckpointError
+    from policies.training.interrupts import Terminated
+    from policies.training.rundir import clear_run_dir, prepare_run_dir
     from policies.training.trainer import Trainer
 
     given = _given(args)
     if given.get("backend") == "dask" and not given.get("scheduler"):
-        print("dfo train: error: --backend dask needs --scheduler tcp://HOST:PORT "
-              "(or use --backend local-dask to start a cluster here)", file=sys.stderr)
-        return 2
+        return _error("--backend dask needs --scheduler tcp://HOST:PORT "
+                      "(or use --backend local-dask to start a cluster here)")
+    if given.get("scheduler") and given.get("backend") != "dask":
+        return _error("--scheduler is only used with --backend dask")
+    if args.resume and (args.overwrite or args.out):
+        return _error("--resume DIR continues the run in DIR; it takes no --out or --overwrite")
     try:
         if args.resume:
             trainer = Trainer.resume(args.resume, overrides=given, progress=not args.no_progress)
@@ -87,12 +99,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             cfg = TrainConfig(env_id=args.env_id or DEFAULT_ENV, **given)
             out = Path(args.out) if args.out else _default_out(cfg)
-            if (out / "checkpoints").exists():
-                raise ValueError(f"{out} already holds a run: continue it with --resume {out} or pick a new --out")
+            if args.overwrite:
+                clear_run_dir(out)
+            prepare_run_dir(out, resume=False)  # before any work: writable, no links, empty
             trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress)
-    except (ValueError, TypeError, CheckpointError) as exc:
-        print(f"dfo train: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, CheckpointError, ImportError, OSError) as exc:
+        return _error(str(exc))
     cfg = trainer.config
     print(f"dfo train {cfg.env_id} method={cfg.method} episodes={cfg.episodes} N={cfg.n_directions} "
           f"b={cfg.top_b} alpha={cfg.step_size} nu={cfg.noise} horizon={cfg.horizon} "
@@ -100,10 +112,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with trainer:
             result = trainer.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after iteration {trainer.iteration}; checkpoint {trainer.last_checkpoint}. "
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{what} after iteration {trainer.iteration}; checkpoint {trainer.last_checkpoint}. "
               f"Continue with: dfo train --resume {trainer.out_dir}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    except (ValueError, CheckpointError, OSError) as exc:  # disk full, run-dir or log problems
+        return _error(f"{exc} (last checkpoint: {trainer.last_checkpoint})", 1)
     print(f"{result.message}: {result.iteration} iterations, {result.episodes} episodes, "
           f"{result.env_steps} env steps, eval return {result.eval_return:.2f}; "
           f"checkpoint {result.checkpoint}")

@@ -100,6 +100,13 @@ class TrainConfig:
         if self.backend == "dask" and not self.scheduler:
             raise ValueError("backend 'dask' needs a scheduler address, e.g. scheduler='tcp://host:8786' "
                              "(or use backend 'local-dask' to start a cluster on this machine)")
+        if self.scheduler is not None:
+            if self.backend != "dask":
+                raise ValueError(f"a scheduler address is only used with backend 'dask' (--backend dask), "
+                                 f"not {self.backend!r}")
+            from dfo.parallel import check_scheduler_address
+
+            check_scheduler_address(self.scheduler)
         if self.top_b is not None and self.n_directions is not None and self.top_b > self.n_directions:
             raise ValueError(f"top_b={self.top_b} exceeds n_directions={self.n_directions}")
         _check_env_kwargs(self.env_kwargs)
