@@ -122,11 +122,12 @@ class Store:
             for line in self.path.read_text().splitlines():
                 if line.strip():
                     self.records.append(json.loads(line))
+        self.runs = [r for r in self.records if r["kind"] in ("tune", "eval")]
 
     def lookup(self, spec_key: tuple, budget: int) -> dict | None:
         """A finished run that answers ``spec_key`` at ``budget`` (same budget, or reached within less)."""
         best = None
-        for r in self.records:
+        for r in self.runs:
             if run_key(r) != spec_key:
                 continue
             if r["budget"] == budget or (r["reached_episodes"] is not None and r["budget"] <= budget) or \
@@ -136,6 +137,8 @@ class Store:
 
     def add(self, r: dict) -> None:
         self.records.append(r)
+        if r["kind"] in ("tune", "eval"):
+            self.runs.append(r)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(r) + "\n")
@@ -195,7 +198,12 @@ def tune(env_id: str, args, store: Store) -> None:
                       eval_every_episodes=args.eval_every_episodes) for c in configs for s in args.tune_seeds]
         recs = run_all(specs, store, args.jobs)
         k = len(args.tune_seeds)
-        ranked = sorted(range(len(configs)), key=lambda i: score(recs[i * k:(i + 1) * k]))
+        scores = [score(recs[i * k:(i + 1) * k]) for i in range(len(configs))]
+        ranked = sorted(range(len(configs)), key=lambda i: scores[i])
+        store.add({"kind": "rung", "env_id": env_id, "rung": r, "budget": budget, "tune_seeds": args.tune_seeds,
+                   "ranked": [dict(configs[i], score=list(scores[i]),
+                                   episodes=[x["reached_episodes"] for x in recs[i * k:(i + 1) * k]])
+                              for i in ranked]})
         keep = max(1, math.ceil(len(configs) / args.eta)) if r < rungs - 1 else 1
         configs = [configs[i] for i in ranked[:keep]]
     print(f"{env_id}: best configuration {configs[0]}", flush=True)
@@ -232,16 +240,10 @@ def _median(rs: list[dict], key: str) -> str:
 def table(store: Store) -> str:
     lines = []
     evals: dict = {}
-    tunes: dict = {}
-    for r in store.records:
-        cfg = (r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
+    for r in store.runs:
         if r["kind"] == "eval":
+            cfg = (r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
             evals.setdefault((r["env_id"], cfg, r["budget"]), {})[r["seed"]] = r
-        else:
-            tunes.setdefault(r["env_id"], {}).setdefault(cfg, {})
-            prev = tunes[r["env_id"]][cfg].get(r["seed"])
-            if prev is None or r["budget"] >= prev["budget"]:
-                tunes[r["env_id"]][cfg][r["seed"]] = r
     lines += ["## Defaults on the evaluation seeds (`dfo train ENV`, no other argument)", "",
               "| task (threshold) | method | α | ν | N | b | budget (episodes) | seeds | episodes to threshold "
               "(per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) |",
@@ -253,23 +255,23 @@ def table(store: Store) -> str:
                      f"{', '.join(str(r['seed']) for r in rs)} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
                      f"{_median(rs, 'reached_episodes')} | {', '.join(_cell(r, 'steps') for r in rs)} | "
                      f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} |")
-    for env, cfgs in sorted(tunes.items()):
-        lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g}), best 12 configurations", "",
-                  "Largest budget each configuration reached in the halving; ranked as the search ranks them.", "",
-                  "| method | α | ν | N | b | budget | tuning seeds | reached | mean env steps to threshold "
-                  "(unreached = 2 x used) | episodes to threshold (per seed) | mean best eval |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        rows = []
-        for cfg, by_seed in cfgs.items():
-            rs = [by_seed[s] for s in sorted(by_seed)]
-            top_budget = max(r["budget"] for r in rs)
-            rows.append(((-top_budget,) + score(rs), cfg, rs, top_budget))
-        rows.sort(key=lambda t: t[0])
-        for key, (m, a, nu, n, b), rs, bud in rows[:12]:
-            lines.append(f"| {m} | {a:g} | {nu:g} | {n} | {b} | {bud} | {', '.join(str(r['seed']) for r in rs)} | "
-                         f"{-key[1]}/{len(rs)} | {key[2]:.0f} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
-                         f"{-key[3]:.1f} |")
-        lines.append(f"\n{len(cfgs)} configurations tried in all.")
+    rungs: dict = {}
+    for r in store.records:
+        if r["kind"] == "rung":
+            rungs.setdefault(r["env_id"], {})[r["rung"]] = r  # the latest search of each rung wins
+    for env, by_rung in sorted(rungs.items()):
+        lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g})", "",
+                  "| rung | budget (episodes) | configurations | tuning seeds | best 6: method α ν N:b → episodes "
+                  "to threshold per seed (– = not reached), mean env steps (unreached = 2 × used) |",
+                  "|---|---|---|---|---|"]
+        for rung in sorted(by_rung):
+            r = by_rung[rung]
+            best = "; ".join(
+                f"{c['method']} {c['step_size']:g} {c['noise']:g} {c['n_directions']}:{c['top_b']} → "
+                f"{', '.join('–' if e is None else str(e) for e in c['episodes'])}, {c['score'][1]:.0f}"
+                for c in r["ranked"][:6])
+            lines.append(f"| {rung} | {r['budget']} | {len(r['ranked'])} | "
+                         f"{', '.join(map(str, r['tune_seeds']))} | {best} |")
     return "\n".join(lines) + "\n"
 
 

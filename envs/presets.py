@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 
 ARS_PAPER = "ARS V2-t (Mania, Guy, Recht 2018)"
-OURS = "dfo default (task not in the ARS paper)"
+OURS = "dfo default (task not in the ARS paper; not tuned)"
+TUNED = "tuned by bench/tune_presets.py (bench/results/tune_presets.md)"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,7 +76,7 @@ PRESETS: dict[str, TaskPreset] = dict(
         _p("Ant-v5", survival_shift=1.0, n_directions=60, top_b=20, step_size=0.015, noise=0.025, source=ARS_PAPER),
         _p("Humanoid-v5", survival_shift=5.0, n_directions=230, top_b=230, step_size=0.02, noise=0.0075, source=ARS_PAPER),
         _p("HumanoidStandup-v5", n_directions=230, top_b=230, step_size=0.02, noise=0.0075),
-        _p("InvertedPendulum-v5", n_directions=4, top_b=4, step_size=0.02, noise=0.03),
+        _p("InvertedPendulum-v5", n_directions=8, top_b=4, step_size=0.45, noise=0.45, episodes=400, source=TUNED),
         _p("InvertedDoublePendulum-v5", n_directions=8, top_b=8, step_size=0.02, noise=0.03),
         _p("Reacher-v5", horizon=50, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
         _p("Pusher-v5", horizon=100, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
