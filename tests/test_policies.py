@@ -172,3 +172,186 @@ def test_load_detects_corruption(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         save_policy(tmp_path / "q", pol, np.ones(3), None, {"policy": 1})
     assert zipfile.is_zipfile(save_policy(tmp_path / "r", pol, np.ones(3))[0])
+
+
+# -- batched actors and lockstep rollouts ----------------------------------------------
+
+
+@pytest.mark.parametrize("pol", POLICIES + [LinearPolicy(17, 6)], ids=repr)
+def test_batch_actor_rows_depend_only_on_their_own_policy(pol):
+    rng = np.random.default_rng(0)
+    P = rng.standard_normal((9, pol.n_params))
+    X = rng.standard_normal((9, pol.obs_dim))
+    full = pol.batch_bind(P)(X)
+    for i in range(9):  # alone, in a subset, and through act(): bit for bit
+        np.testing.assert_array_equal(pol.batch_bind(P[i:i + 1])(X[i:i + 1])[0], full[i])
+        np.testing.assert_allclose(pol.act(P[i], X[i]), full[i], rtol=1e-13, atol=1e-13)
+    rows = np.array([1, 4, 8])
+    np.testing.assert_array_equal(pol.batch_bind(P)(X[rows], rows), full[rows])
+
+
+def _episodes(env_id, P, seeds, **kw):
+    from envs import get_stepper
+    from policies.rollout import run_episodes
+
+    pol = LinearPolicy(P.shape[1] // get_stepper(env_id).act_dim, get_stepper(env_id).act_dim)
+    return run_episodes(get_stepper(env_id, lean=kw.pop("lean", None)), pol, P, seeds, **kw)
+
+
+def _key(o):
+    stats = None if o.obs_stats is None else (o.obs_stats.count, o.obs_stats.mean.tobytes(), o.obs_stats.m2.tobytes())
+    return (o.ret, o.true_ret, o.steps, o.nonfinite, o.terminated, stats)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "InvertedDoublePendulum-v5"])
+def test_lockstep_episodes_equal_one_at_a_time(env_id):
+    """Episodes of different lengths (falls, refilled slots, a NaN policy) give the same
+    outcomes whatever else shares the batch: serial == parallel at any chunking."""
+    from envs import get_stepper
+
+    st = get_stepper(env_id)
+    n = st.obs_dim * st.act_dim
+    rng = np.random.default_rng(1)
+    P = 0.3 * rng.standard_normal((7, n))
+    P[3, 0] = np.nan  # ends at once, flagged
+    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=7)]
+    snap = NormalizerSnapshot(mean=0.1 * rng.standard_normal(st.obs_dim), inv_std=1 + rng.random(st.obs_dim))
+    kw = dict(normalizer_state=snap, horizon=80, reward_shift=1.0)
+    together = _episodes(env_id, P, seeds, **kw)
+    narrow = _episodes(env_id, P, seeds, width=3, **kw)  # slots are refilled as episodes end
+    alone = [_episodes(env_id, P[i:i + 1], seeds[i:i + 1], **kw)[0] for i in range(7)]
+    gym_path = _episodes(env_id, P, seeds, lean=False, **kw)
+    assert [_key(o) for o in together] == [_key(o) for o in narrow] == [_key(o) for o in alone]
+    assert [_key(o) for o in together] == [_key(o) for o in gym_path]  # lean == env.step, batched too
+    assert together[3].nonfinite and together[3].steps == 0
+    assert len({o.steps for o in together}) > 2  # episodes really had different lengths
+
+
+def test_map_episodes_serial_equals_loky():
+    from dfo.parallel import make_evaluator
+    from envs import get_stepper
+    from policies.objective import RolloutBatch, RolloutSpec, map_episodes
+
+    st = get_stepper("Swimmer-v5")
+    pol = LinearPolicy(st.obs_dim, st.act_dim)
+    spec = RolloutSpec(env_id="Swimmer-v5", policy=pol.config(), horizon=60)
+    center = 0.2 * np.random.default_rng(3).standard_normal(pol.n_params)
+    batch = RolloutBatch(spec=spec, center=center, snapshot=None, training=True)
+    items = [(-1, 0, s) for s in range(11)]
+    with make_evaluator("serial") as ev:
+        a = map_episodes(ev, batch, items)
+    with make_evaluator(2) as ev:
+        b = map_episodes(ev, batch, items)
+    assert [_key(o) for o in a] == [_key(o) for o in b]
+    assert len({o.true_ret for o in a}) == 11
+
+
+# -- custom envs, wrappers, env kwargs --------------------------------------------------
+
+
+def test_custom_env_from_a_user_module_trains_on_loky():
+    """The env is registered only by the module named in ``imports``: every loky worker imports it."""
+    from policies.training import TrainConfig, Trainer
+
+    kw = dict(env_id="DfoTestPointMass-v0", imports=("dfo_test_custom_env",), method="ars-v1", episodes=64,
+              n_directions=4, top_b=4, step_size=0.05, noise=0.1, eval_every=2, n_eval_episodes=4)
+    with Trainer(TrainConfig(backend="loky", n_jobs=2, **kw)) as tr:
+        par = tr.run()
+    with Trainer(TrainConfig(backend="serial", **kw)) as tr:
+        ser = tr.run()
+    np.testing.assert_array_equal(par.params, ser.params)  # identical numbers on 2 workers and serially
+    first = par.history[0]["eval_return"]
+    assert par.eval_return > first + 1.0  # it learned to move the mass to the origin
+
+
+def test_zero_and_nan_reward_wrappers_reach_training_rollouts():
+    """A registered id whose env wraps a lean task goes through env.step in a worker rollout."""
+    import gymnasium as gym
+
+    from policies.objective import RolloutBatch, RolloutSpec, run_group
+
+    class Zero(gym.RewardWrapper):
+        def reward(self, r):
+            return 0.0
+
+    class NaN(gym.RewardWrapper):
+        def reward(self, r):
+            return float("nan")
+
+    for name, wrapper in (("DfoTestZeroHopper-v0", Zero), ("DfoTestNaNHopper-v0", NaN)):
+        if name not in gym.registry:
+            gym.register(name, entry_point=lambda w=wrapper, **kw: w(gym.make("Hopper-v5", **kw)),
+                         max_episode_steps=1000)
+    pol = LinearPolicy(11, 3)
+    params = 0.05 * np.random.default_rng(0).standard_normal(pol.n_params)
+    outs = {}
+    for env_id in ("Hopper-v5", "DfoTestZeroHopper-v0", "DfoTestNaNHopper-v0"):
+        spec = RolloutSpec(env_id=env_id, policy=pol.config(), horizon=30, reward_shift=1.0)
+        batch = RolloutBatch(spec=spec, center=params, snapshot=None, training=True)
+        outs[env_id] = run_group(batch, [(-1, 0, 1), (-1, 0, 2)])
+    assert all(o.true_ret > 1 for o in outs["Hopper-v5"])
+    assert all(o.true_ret == 0.0 and o.ret == -o.steps for o in outs["DfoTestZeroHopper-v0"])
+    assert all(o.nonfinite and o.steps == 1 for o in outs["DfoTestNaNHopper-v0"])
+
+
+def test_cli_env_kwargs_and_import_errors_are_one_line(tmp_path, capsys):
+    from dfo.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "Hopper-v5", "--env-kwargs", "{ctrl: 1}", "--out", str(tmp_path / "a")])
+    assert e.value.code == 2 and "not valid JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "Hopper-v5", "--env-kwargs", "[1, 2]", "--out", str(tmp_path / "b")])
+    assert "expected a JSON object" in capsys.readouterr().err
+    code = main(["train", "Hopper-v5", "--import", "no_such_module_xyz", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot import module 'no_such_module_xyz'" in err and "Traceback" not in err
+
+
+def test_cli_trains_with_env_kwargs_and_a_user_module(tmp_path, monkeypatch):
+    import json as _json
+
+    from dfo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    code = main(["train", "DfoTestPointMass-v0", "--import", "dfo_test_custom_env", "--method", "ars-v1",
+                 "--episodes", "8", "--n-directions", "2", "--backend", "serial", "--no-progress", "--out", str(out)])
+    assert code == 0
+    code = main(["train", "Reacher-v5", "--env-kwargs", '{"reward_control_weight": 0.5}', "--episodes", "8",
+                 "--n-directions", "2", "--top-b", "2", "--backend", "serial", "--no-progress",
+                 "--out", str(tmp_path / "r")])
+    assert code == 0
+    assert _json.loads((tmp_path / "r" / "config.json").read_text())["env_kwargs"] == {"reward_control_weight": 0.5}
+
+
+# -- a saved policy in Stable-Baselines3 ---------------------------------------------------
+
+
+def test_saved_policy_predict_works_with_sb3_evaluate_policy(tmp_path):
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from envs import get_env
+    from policies.rollout import rollout
+
+    pol = LinearPolicy(11, 3)
+    params = 0.3 * np.random.default_rng(4).standard_normal(pol.n_params)  # large: actions get clipped
+    norm = ObsNormalizer(11)
+    norm.update(RunningStat.from_batch(np.random.default_rng(5).standard_normal((20, 11))))
+    norm.refresh()
+    save_policy(tmp_path / "pol", pol, params, norm, {"env_id": "Hopper-v5"})
+    loaded = load_policy(tmp_path / "pol")
+    obs = np.random.default_rng(6).standard_normal((4, 11))
+    action, state = loaded.predict(obs, state=None, episode_start=np.ones(4, bool), deterministic=True)
+    assert action.shape == (4, 3) and state is None and np.all(np.abs(action) <= 1.0)
+    assert loaded.predict(obs[0])[0].shape == (3,)
+
+    venv = DummyVecEnv([lambda: gym.make("Hopper-v5")])
+    venv.seed(17)  # the first episode resets with seed 17
+    rewards, lengths = evaluate_policy(loaded, venv, n_eval_episodes=1, return_episode_rewards=True, warn=False)
+    ours = rollout(get_env("Hopper-v5"), pol, params, normalizer_state=norm.snapshot, seed=17, horizon=1000,
+                   collect_stats=False)
+    assert lengths[0] == ours.steps
+    np.testing.assert_allclose(rewards[0], ours.true_ret, rtol=1e-5)  # SB3 stores rewards as float32

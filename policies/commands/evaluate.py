@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, help="env id (default: from the checkpoint)")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    from policies.commands.train import add_env_arguments
+
+    add_env_arguments(parser)
 
 
 def load(checkpoint: str | Path):
@@ -64,29 +67,30 @@ def import_mujoco(command: str) -> int | None:
     return None
 
 
-def check_dims(loaded, env_id: str) -> None:
-    """Raise ``ValueError`` when the env's observation/action sizes differ from the policy's."""
-    from envs.cache import get_env
+def check_dims(loaded, env_id: str, env_kwargs: dict | None = None, imports=()) -> None:
+    """Raise ``ValueError`` when the env's (flattened) observation/action sizes differ from the policy's."""
+    from envs.make import env_dims
 
-    env = get_env(env_id)
-    obs, act = env.observation_space.shape, env.action_space.shape
+    obs, act = env_dims(env_id, env_kwargs, imports)
     pol = loaded.policy
-    if tuple(obs) != (pol.obs_dim,) or tuple(act) != (pol.act_dim,):
+    if (obs, act) != (pol.obs_dim, pol.act_dim):
         raise ValueError(f"the policy takes {pol.obs_dim} observations and gives {pol.act_dim} actions, "
-                         f"but {env_id} has observation shape {tuple(obs)} and action shape {tuple(act)}")
+                         f"but {env_id} has {obs} (flattened) observations and {act} actions")
 
 
-def evaluate_policy(loaded, env_id: str, *, episodes: int, horizon: int, seed: int = 0, n_jobs: int = 1):
+def evaluate_policy(loaded, env_id: str, *, episodes: int, horizon: int, seed: int = 0, n_jobs: int = 1,
+                    env_kwargs: dict | None = None, imports=()):
     """True returns and steps of ``episodes`` episodes of a loaded policy."""
     from dfo.parallel import make_evaluator
-    from policies.objective import RolloutBatch, RolloutSpec, rollout_worker
+    from policies.objective import RolloutBatch, RolloutSpec, map_episodes
 
-    spec = RolloutSpec(env_id=env_id, policy=loaded.policy.config(), horizon=int(horizon))
+    spec = RolloutSpec(env_id=env_id, policy=loaded.policy.config(), horizon=int(horizon),
+                       env_kwargs=dict(env_kwargs or {}), imports=tuple(imports))
     snap = loaded.normalizer.snapshot if loaded.normalizer is not None else None
     batch = RolloutBatch(spec=spec, center=np.asarray(loaded.params), snapshot=snap, training=False)
     seeds = np.random.default_rng([seed, 104729]).integers(0, 2**31 - 1, size=episodes)
     with make_evaluator(None if n_jobs == 1 else n_jobs) as ev:
-        outs = ev.map(rollout_worker, [(-1, 0, int(s)) for s in seeds], shared=batch)
+        outs = map_episodes(ev, batch, [(-1, 0, int(s)) for s in seeds])
     return np.array([o.true_ret for o in outs]), np.array([o.steps for o in outs]), sum(o.nonfinite for o in outs)
 
 
@@ -100,14 +104,20 @@ def run(args: argparse.Namespace) -> int:
     from policies.checkpoint import CheckpointError
 
     try:
+        from envs.make import import_modules
+
+        imports = tuple(args.imports or ())
+        import_modules(imports)  # named on the command line only, never read from the checkpoint
         loaded = load(args.checkpoint)
         env_id = args.env or loaded.metadata.get("env_id")
         if not env_id:
             raise ValueError("the checkpoint does not name its env: pass --env ENV_ID")
-        check_dims(loaded, env_id)
+        env_kwargs = args.env_kwargs if args.env_kwargs is not None else loaded.metadata.get("env_kwargs") or {}
+        check_dims(loaded, env_id, env_kwargs, imports)
         horizon = args.horizon or loaded.metadata.get("horizon") or get_preset(env_id).horizon
         rets, steps, bad = evaluate_policy(loaded, env_id, episodes=args.episodes, horizon=horizon,
-                                           seed=args.seed, n_jobs=args.n_jobs)
+                                           seed=args.seed, n_jobs=args.n_jobs, env_kwargs=env_kwargs,
+                                           imports=imports)
     except (ValueError, CheckpointError) as exc:
         print(f"dfo evaluate: error: {exc}", file=sys.stderr)
         return 2

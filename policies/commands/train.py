@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -45,6 +46,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (10)")
     parser.add_argument("--max-iterations", type=int, default=None, help="stop after this many iterations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_env_arguments(parser)
+
+
+def json_object(text: str) -> dict:
+    """argparse type of ``--env-kwargs``: a JSON object (parsed with ``json.loads``, never evaluated)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"ctrl_cost_weight\": 0.2}}', got {text!r}")
+    return value
+
+
+def add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env-kwargs JSON`` and ``--import MODULE`` (shared by ``dfo train`` and ``dfo evaluate``)."""
+    parser.add_argument("--env-kwargs", type=json_object, default=None, metavar="JSON",
+                        help="keyword arguments for gymnasium.make as a JSON object, e.g. "
+                             "'{\"ctrl_cost_weight\": 0.2}' (such envs run through env.step, not the lean path)")
+    parser.add_argument("--import", dest="imports", action="append", default=None, metavar="MODULE",
+                        help="import MODULE first, in this process and every worker (e.g. one that calls "
+                             "gymnasium.register for a custom env); repeatable; searched on PYTHONPATH, then the "
+                             "current directory")
 
 
 _FIELDS = {  # CLI option -> TrainConfig field
@@ -52,6 +76,7 @@ _FIELDS = {  # CLI option -> TrainConfig field
     "scheduler": "scheduler", "n_directions": "n_directions", "top_b": "top_b", "step_size": "step_size",
     "noise": "noise", "horizon": "horizon", "policy": "policy", "eval_episodes": "n_eval_episodes",
     "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "max_iterations": "max_iterations",
+    "env_kwargs": "env_kwargs", "imports": "imports",
 }
 
 
