@@ -93,13 +93,21 @@ def run_generic(args) -> int:
 
     progress = not args.no_progress
     extra = {}
+    ests = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
+    noises = tuple(t.strip() for t in args.noise.split(","))
+    if args.dim is not None and args.dim < 1:
+        raise ValueError(f"--dim must be >= 1, got {args.dim}")
+    if args.jobs < 1 and args.jobs != -1:
+        raise ValueError(f"--jobs must be >= 1 or -1 (all cores), got {args.jobs}")
+    # every input is checked before any work (the RL reference gradient alone takes minutes)
+    StudySpec(estimators=ests, n_directions=args.n_directions or (1,), sigmas=args.sigma, noises=noises,
+              repeats=args.repeats, seed=args.seed)
     if args.problem.startswith("rl:"):
         func, extra = _rl_function(args, progress)
     else:
         func = make_function(args.problem, args.dim)
-    ests = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
     spec = StudySpec(estimators=ests, n_directions=args.n_directions or (func.n,), sigmas=args.sigma,
-                     noises=tuple(t.strip() for t in args.noise.split(",")), repeats=args.repeats, seed=args.seed)
+                     noises=noises, repeats=args.repeats, seed=args.seed)
     rows = run_study(func, spec, progress=progress)
     for r in rows:
         r.update(extra)
@@ -118,19 +126,41 @@ def _write_command(out) -> None:
     (Path(out) / "command.txt").write_text(cmd.strip() + "\n")
 
 
+def check_out(out) -> None:
+    """Create the output folder and prove it is writable, before any computing.
+
+    Raises:
+        ValueError: ``out`` is a file, or cannot be created or written.
+    """
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {p} exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".dfo-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to --out {p}: {e.strerror or e}") from None
+
+
 def run(args) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # effective only if numpy's BLAS is not yet started
     t0 = time.perf_counter()
-    if args.preset == "berahas":
-        from .presets import berahas_preset
-        code = berahas_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
-    elif args.preset == "profiles":
-        from .presets import profiles_preset
-        code = profiles_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
-    else:
-        if args.repeats < 2:
-            print("dfo study: --repeats must be >= 2", file=sys.stderr)
-            return 2
-        code = run_generic(args)
+    try:
+        check_out(args.out)
+        if args.preset == "berahas":
+            from .presets import berahas_preset
+            code = berahas_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
+        elif args.preset == "profiles":
+            from .presets import profiles_preset
+            code = profiles_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
+        else:
+            if args.repeats < 2:
+                raise ValueError(f"--repeats must be >= 2, got {args.repeats}")
+            code = run_generic(args)
+    except (ValueError, KeyError, OSError) as exc:  # input errors (unknown names, bad specs, --out)
+        print(f"dfo study: error: {exc}", file=sys.stderr)
+        return 2
     print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return code
