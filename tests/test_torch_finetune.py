@@ -1,105 +1,367 @@
-"""`dfo finetune` and its library layer on the tiny pretrained aidreams260K model."""
+"""Task registry, prompt classifier, checkpoints and `dfo finetune` (tiny real model aidreams260K, fake LMs)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytest.importorskip("safetensors")
 
-from dfo.torch.finetune import FinetuneConfig, finetune  # noqa: E402
-from dfo.torch.sst2 import PromptClassifier, load_sst2, shared_data_dir  # noqa: E402
+from dfo.torch.finetune import FinetuneConfig, FinetuneError, Stopped, finetune  # noqa: E402
+from dfo.torch.prompt import PromptClassifier  # noqa: E402
+from dfo.torch.tasks import (  # noqa: E402
+    TASKS,
+    TaskError,
+    balanced_subset,
+    get_task,
+    load_split,
+    parse_label_words,
+    resolve_data_dir,
+)
 
-AIDREAMS = shared_data_dir() / "models" / "aidreams260K"
+DATA = Path(os.environ.get("DFO_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+AIDREAMS = DATA / "models" / "aidreams260K"
 pytestmark = [
     pytest.mark.usefixtures("torch_one_thread"),
-    pytest.mark.skipif(not (AIDREAMS / "config.json").is_file(), reason=f"no model at {AIDREAMS}"),
+    pytest.mark.skipif(not (AIDREAMS / "config.json").is_file(), reason=f"no data/model at {DATA}"),
 ]
 
 
+# ----------------------------------------------------------------------------- task registry
 
 
-def test_sst2_splits_have_the_documented_sizes():
-    assert len(load_sst2("train", k=16, data_seed=13)) == 32
-    assert len(load_sst2("dev", k=16, data_seed=13)) == 32
-    assert len(load_sst2("test")) == 872
-    assert {e.label for e in load_sst2("train", k=16, data_seed=42)} == {0, 1}
-    with pytest.raises(FileNotFoundError, match="k=7"):
-        load_sst2("train", k=7)
+def test_splits_have_the_documented_sizes():
+    assert len(load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)) == 32
+    assert len(load_split("sst2", "dev", k=512, data_seed=13, data_dir=DATA)) == 1024
+    assert len(load_split("sst2", "test", data_dir=DATA)) == 872
+    rte = load_split("rte", "test", data_dir=DATA)
+    assert len(rte) == 277 and {e.label for e in rte} == {0, 1}
+    assert set(rte[0].fields) == {"premise", "hypothesis"} and rte[0].fields["hypothesis"]
+
+
+def test_every_template_formats_its_task_fields():
+    for task in TASKS.values():
+        assert len(set(task.template_names)) == len(task.templates) >= 3
+        example = load_split(task, "train", k=16, data_seed=13, data_dir=DATA)[0]
+        for t in task.templates:
+            assert len(t.label_words) == task.n_classes
+            prompt = t.format(example.fields)
+            assert all(v in prompt for v in example.fields.values()), (task.name, t.name)
+            for cf in task.content_free():
+                t.format(cf)
+
+
+def test_dev_subset_is_class_balanced_although_the_file_is_sorted():
+    dev = load_split("sst2", "dev", k=512, data_seed=13, data_dir=DATA)
+    assert [e.label for e in dev[:64]] == [dev[0].label] * 64  # the file is sorted by label
+    sub = balanced_subset(dev, 16, 2, seed=13)
+    assert sorted(e.label for e in sub) == [0] * 8 + [1] * 8
+    assert sub == balanced_subset(dev, 16, 2, seed=13) and sub != balanced_subset(dev, 16, 2, seed=21)
+    assert [e.label for e in balanced_subset(dev, 5, 2)].count(0) == 3
+    with pytest.raises(TaskError, match="cannot draw 10 examples of class 0: only 4"):  # 16 positives, then 4
+        balanced_subset(load_split("sst2", "dev", k=16, data_seed=13, data_dir=DATA)[:20], 19, 2)
+
+
+def test_registry_errors_name_the_problem(monkeypatch):
+    with pytest.raises(TaskError, match="available: sst2, rte"):
+        get_task("mnli")
+    with pytest.raises(TaskError, match="no template 'x'.*it-was"):
+        get_task("sst2").template("x")
+    with pytest.raises(TaskError, match="k=7"):
+        load_split("sst2", "train", k=7, data_dir=DATA)
+    monkeypatch.delenv("DFO_DATA", raising=False)
+    monkeypatch.delenv("DFO_SHARED_DATA", raising=False)
+    with pytest.raises(TaskError, match="--data-dir.*DFO_DATA"):
+        resolve_data_dir(None)
+    with pytest.raises(TaskError, match="does not exist"):
+        resolve_data_dir("/nonexistent/dfo-data")
+    monkeypatch.setenv("DFO_DATA", str(DATA))
+    assert resolve_data_dir(None) == DATA
+
+
+def test_label_words_follow_the_template_spacing():
+    sst2, rte = get_task("sst2"), get_task("rte")
+    assert parse_label_words("bad,good", sst2.template("it-was")) == (" bad", " good")
+    assert parse_label_words(" bad, good", sst2.template("it-was")) == (" bad", " good")
+    assert parse_label_words("Yes,No", rte.template("mezo")) == ("Yes", "No")
+    with pytest.raises(TaskError, match="2 non-empty"):
+        parse_label_words("bad,good,ok", sst2.template("it-was"))
+
+
+# ----------------------------------------------------------------------------- prompt classifier
+
+
+class _WordTokenizer:
+    """Whitespace tokenizer with a growing vocabulary (id 0 = padding / BOS)."""
+
+    pad_token_id = 0
+    eos_token_id = 0
+
+    def __init__(self):
+        self.vocab = {"<s>": 0}
+
+    def encode(self, text, add_special_tokens=True):
+        ids = [self.vocab.setdefault(w, len(self.vocab)) for w in text.split()]
+        return ([0] if add_special_tokens else []) + ids
+
+
+class _BiasedLM(torch.nn.Module):
+    """Always prefers " great" by 1.5 nats; "awful" adds 1.0 to " terrible", "superb" adds 0.5 to " great"."""
+
+    def __init__(self, tok):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.neg, self.pos = tok.encode("terrible great", add_special_tokens=False)
+        self.awful, self.superb = tok.encode("awful superb", add_special_tokens=False)
+
+    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep, use_cache):
+        logits = torch.zeros(input_ids.shape[0], 1, 64)
+        logits[:, 0, self.pos] = 1.5 + 0.5 * (input_ids == self.superb).any(1)
+        logits[:, 0, self.neg] = 1.0 * (input_ids == self.awful).any(1)
+        return type("Out", (), {"logits": logits + self.w})
+
+
+def test_contextual_calibration_removes_the_label_bias_exactly():
+    from dfo.torch.tasks import Example
+
+    tok = _WordTokenizer()
+    clf = PromptClassifier(_BiasedLM(tok), tok, task="sst2", template="it-was")
+    data = [Example(fields={"sentence": f"an awful film {i}"}, label=0) for i in range(3)] + [
+        Example(fields={"sentence": f"a superb film {i}"}, label=1) for i in range(3)]
+    ev = clf.evaluate(data, batch_size=4)
+    # raw: every example "great" (the 1.5 bias); calibrated: score differences shift by the content-free 1.5
+    assert ev.accuracy == 0.5 and ev.predicted == (0.0, 1.0)
+    assert ev.accuracy_calibrated == 1.0 and ev.predicted_calibrated == (0.5, 0.5)
+    p_great = 1 / (1 + torch.exp(torch.tensor(-1.5, dtype=torch.float64)))
+    assert ev.content_free_probs[1] == pytest.approx(float(p_great), rel=1e-12)
+    assert ev.loss == pytest.approx(
+        (3 * float(torch.nn.functional.softplus(torch.tensor(0.5, dtype=torch.float64)))
+         + 3 * float(torch.nn.functional.softplus(torch.tensor(-2.0, dtype=torch.float64)))) / 6, rel=1e-12)
 
 
 def test_left_padding_gives_the_same_logits_as_no_padding():
     from dfo.torch.models import load_causal_lm
 
     model, tok = load_causal_lm(AIDREAMS)
-    clf = PromptClassifier(model, tok)
-    sentences = ["a gorgeous , witty , seductive movie .", "bad ."]
-    with torch.no_grad():
-        both = clf.logits(sentences)
-        alone = torch.cat([clf.logits([s]) for s in sentences])
-    assert torch.allclose(both, alone, atol=1e-4)
+    for task, template in (("sst2", "review"), ("rte", "gpt3")):
+        clf = PromptClassifier(model, tok, task=task, template=template)
+        items = [e.fields for e in load_split(task, "train", k=16, data_seed=13, data_dir=DATA)[:3]]
+        with torch.no_grad():
+            both = clf.logits(items)
+            alone = torch.cat([clf.logits([f]) for f in items])
+        assert torch.allclose(both, alone, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- finetune runs
 
 
 def _cfg(tmp_path, name, steps, **kw):
-    base = dict(model=str(AIDREAMS), method="lozo-m", lr=3e-4, eps=1e-3, rank=4, refresh=4, steps=steps,
-                batch_size=8, checkpoint_every=5, test_size=32, dev_size=16, out_dir=str(tmp_path / name))
+    base = dict(model=str(AIDREAMS), template="it-was", method="lozo-m", lr=3e-4, eps=1e-3, rank=4, refresh=4,
+                steps=steps, batch_size=8, checkpoint_every=5, test_size=16, dev_size=8, data_dir=str(DATA),
+                out_dir=str(tmp_path / name), save_model=False)
     return FinetuneConfig(**{**base, **kw})
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path):
-    straight = finetune(_cfg(tmp_path, "a", 12), progress=False)
-    finetune(_cfg(tmp_path, "b", 7), progress=False)  # stops at 7 (checkpoint at 5 and 7)
-    resumed = finetune(_cfg(tmp_path, "b", 12), resume=True, progress=False)
-    # the uninterrupted run checkpointed at 5 and 10; resuming at 7 replays 8..12 with an extra fold at 7,
-    # so compare the part up to the interruption exactly and the rest to float tolerance
-    assert resumed["history"]["loss"][:7] == straight["history"]["loss"][:7]
-    assert resumed["history"]["loss"][7:] == pytest.approx(straight["history"]["loss"][7:], rel=1e-5)
-    assert json.loads((tmp_path / "b" / "results.json").read_text())["steps"] == 12
-
-
-def test_resume_at_a_checkpoint_is_bit_exact(tmp_path):
+def test_resume_at_a_checkpoint_is_bit_exact_and_loads_no_pickle(tmp_path, monkeypatch):
     straight = finetune(_cfg(tmp_path, "a", 10), progress=False)
     finetune(_cfg(tmp_path, "b", 5), progress=False)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint.json", "ckpt-00000005", "results.json"]
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called"))
     resumed = finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
     assert resumed["history"]["loss"] == straight["history"]["loss"]
+    assert resumed["test"] == straight["test"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint.json", "ckpt-00000010", "results.json"]
 
 
-def test_resume_refuses_other_settings(tmp_path):
-    finetune(_cfg(tmp_path, "a", 2), progress=False)
-    with pytest.raises(ValueError, match="different settings"):
-        finetune(_cfg(tmp_path, "a", 4, lr=1e-3), resume=True, progress=False)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_writes_a_checkpoint_and_the_run_resumes(tmp_path, signum):
+    straight = finetune(_cfg(tmp_path, "a", 8, method="mezo", checkpoint_every=0, eval_every=4), progress=False)
+    cfg = _cfg(tmp_path, "b", 8, method="mezo", checkpoint_every=0, eval_every=4)
+
+    def kill_at_3(info):
+        if info["step"] == 3:
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(Stopped, match=f"{signal.Signals(signum).name} after step 3") as stop:
+        finetune(cfg, progress=False, callback=kill_at_3)
+    assert stop.value.step == 3 and stop.value.saved == tmp_path / "b" / "checkpoint.json"
+    resumed = finetune(cfg, resume=True, progress=False)
+    # mezo writes its updates into the weights, so a checkpoint at any step resumes bit for bit
+    assert resumed["history"]["loss"] == straight["history"]["loss"]
+    assert [s for s, _ in resumed["history"]["dev"]] == [4, 8]
+    assert resumed["test"] == straight["test"]
 
 
-def test_cli_zero_shot_and_training(tmp_path, capsys):
+def test_tampered_or_foreign_checkpoints_are_refused(tmp_path):
+    finetune(_cfg(tmp_path, "a", 5), progress=False)
+    run = tmp_path / "a"
+    doc = json.loads((run / "checkpoint.json").read_text())
+    doc["body"]["step"] = 4
+    (run / "checkpoint.json").write_text(json.dumps(doc))
+    with pytest.raises(FinetuneError, match="checksum"):
+        finetune(_cfg(tmp_path, "a", 10), resume=True, progress=False)
+
+    finetune(_cfg(tmp_path, "b", 5), progress=False)
+    weights = tmp_path / "b" / "ckpt-00000005" / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-3] ^= 1
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(FinetuneError, match="model.safetensors fails its checksum"):
+        finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
+
+    finetune(_cfg(tmp_path, "c", 2), progress=False)
+    with pytest.raises(FinetuneError, match="different settings: lr"):
+        finetune(_cfg(tmp_path, "c", 4, lr=1e-3), resume=True, progress=False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "checkpoint.pt").write_bytes(b"\x80\x04crafted pickle")
+    with pytest.raises(FinetuneError, match="no checkpoint"):
+        finetune(_cfg(tmp_path, "d", 4), resume=True, progress=False)
+
+
+def test_existing_runs_are_not_overwritten_and_symlinks_are_refused(tmp_path):
+    finetune(_cfg(tmp_path, "a", 1, checkpoint_every=0), progress=False)
+    with pytest.raises(FinetuneError, match="already holds a run.*--resume.*--overwrite"):
+        finetune(_cfg(tmp_path, "a", 1), progress=False)
+    (tmp_path / "a" / "notes.txt").write_text("mine")
+    again = finetune(_cfg(tmp_path, "a", 2, checkpoint_every=0), overwrite=True, progress=False)
+    assert again["steps"] == 2 and (tmp_path / "a" / "notes.txt").read_text() == "mine"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(FinetuneError, match="symlink"):
+        finetune(_cfg(tmp_path, "b", 1), progress=False)
+    assert not (tmp_path / "elsewhere.json").exists()
+
+
+def test_saved_model_reloads_with_transformers_and_adam_learns(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    res = finetune(_cfg(tmp_path, "a", 12, method="adam", lr=3e-3, save_model=True, checkpoint_every=0),
+                   progress=False)
+    loss = res["history"]["loss"]
+    assert sum(loss[-4:]) < sum(loss[:4]) - 0.2, loss  # backprop on the label-word loss
+    assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+    assert not list((tmp_path / "a" / "model").glob("*.bin"))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "model")
+    from dfo.torch.models import load_causal_lm
+
+    tuned_tok = load_causal_lm(tmp_path / "a" / "model")[1]
+    clf = PromptClassifier(model.eval(), tuned_tok, template="it-was")
+    test = balanced_subset(load_split("sst2", "test", data_dir=DATA), 16, 2)
+    assert clf.evaluate(test).as_dict() == res["test"]
+
+
+def test_auto_template_is_the_best_on_dev_and_reported(tmp_path):
+    res = finetune(_cfg(tmp_path, "z", 0, template="auto", out_dir=None), progress=False)
+    scores = {k: v["accuracy"] for k, v in res["template_selection"].items() if "accuracy" in v}
+    assert res["template"] == max(scores, key=scores.get) and set(scores) <= set(get_task("sst2").template_names)
+    assert res["dev"]["accuracy"] == scores[res["template"]] and res["dev"]["n"] == 8
+    assert sum(res["test"]["predicted"]) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _cli(*args):
     from dfo.cli import main
 
-    assert main(["finetune", "--model", str(AIDREAMS), "--steps", "0", "--test-size", "16", "--dev-size", "8",
-                 "--no-progress"]) == 0
+    return main(["finetune", "--model", str(AIDREAMS), "--data-dir", str(DATA), "--no-progress", *args])
+
+
+def test_cli_zero_shot_rte_and_training(tmp_path, capsys):
+    assert _cli("--task", "rte", "--steps", "0", "--test-size", "16", "--dev-size", "8", "--template", "gpt3",
+                "--label-words", "yes,no", "--calibrate") == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["steps"] == 0 and out["forward_passes"] == 0 and 0.0 <= out["test_accuracy"] <= 1.0
-    assert main(["finetune", "--model", str(AIDREAMS), "--method", "subzero", "--steps", "4", "--rank", "4",
-                 "--lr", "1e-4", "--test-size", "16", "--dev-size", "8", "--eval-every", "2", "--no-progress",
-                 "--out", str(tmp_path / "run")]) == 0
+    assert out["task"] == "rte" and out["label_words"] == [" yes", " no"] and out["test_size"] == 16
+    assert len(out["test_predicted_fraction"]) == 2 and out["out"] is None
+    assert _cli("--method", "subzero", "--steps", "4", "--rank", "4", "--lr", "1e-4", "--test-size", "16",
+                "--dev-size", "8", "--eval-every", "2", "--template", "review", "--out", str(tmp_path / "run")) == 0
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert saved["forward_passes"] == 8 and len(saved["history"]["dev"]) == 2
-    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert saved["forward_passes_per_step"] == 2 and [s for s, _ in saved["history"]["dev"]] == [2, 4]
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
 
 
-def test_model_must_be_local(tmp_path):
-    from dfo.torch.models import resolve_model
+def test_cli_sigterm_exits_143_with_a_checkpoint(tmp_path, capsys, monkeypatch):
+    import dfo.torch.finetune_command as command
 
-    with pytest.raises(FileNotFoundError, match="local"):
-        resolve_model("HuggingFaceTB/SmolLM2-135M")
+    real = command.finetune
+
+    def with_kill(cfg, **kw):
+        return real(cfg, **kw, callback=lambda info: info["step"] == 2 and os.kill(os.getpid(), signal.SIGTERM))
+
+    monkeypatch.setattr(command, "finetune", with_kill)
+    assert _cli("--steps", "6", "--template", "it-was", "--test-size", "8", "--dev-size", "8",
+                "--out", str(tmp_path / "r")) == 143
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "SIGTERM after step 2" in err and "--resume" in err
+    monkeypatch.setattr(command, "finetune", real)
+    assert _cli("--steps", "6", "--template", "it-was", "--test-size", "8", "--dev-size", "8",
+                "--out", str(tmp_path / "r"), "--resume") == 0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--template", "nope"], "no template 'nope'"),
+        (["--label-words", "bad,good"], "needs an explicit --template"),
+        (["--template", "it-was", "--label-words", "bad"], "2 non-empty"),
+        (["--lr", "nan"], "--lr must be a positive finite"),
+        (["--eps", "0"], "--eps must be a positive finite"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--dev-size", "0"], "--dev-size must be >= 1"),
+        (["--k", "7"], "k=7"),
+        (["--data-seed", "5"], "data_seed=5"),
+        (["--device", "nonsense"], "not a device name"),
+        (["--device", "cuda:99"], "CUDA"),
+        (["--seed", str(2**70)], "--seed must be in"),
+        (["--resume"], "--resume needs --out"),
+        (["--resume", "--out", "{tmp}/none"], "does not exist"),
+        (["--out", "{tmp}/file"], "is not a folder"),
+        (["--resume", "--overwrite", "--out", "{tmp}/x"], "exclude each other"),
+        (["--data-dir", "{tmp}/nodata"], "data folder"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ],
+)
+def test_cli_input_errors_are_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "file").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert _cli("--steps", "0", "--test-size", "8", "--dev-size", "8", *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dfo finetune: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_cli_bad_model_folder_is_one_line(tmp_path, capsys):
+    from dfo.cli import main
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    for model, message in ((tmp_path / "none", "not a local Hugging Face folder"), (tmp_path / "m", "cannot load")):
+        assert main(["finetune", "--model", str(model), "--data-dir", str(DATA), "--steps", "0"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+
+
+def test_no_unpickling_in_the_torch_package():
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "dfo" / "torch"
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        for bad in (r"torch\.load\(", r"import pickle|pickle\.loads?\(", r"weights_only\s*=\s*False", r"(?<![\w.])(eval|exec)\("):
+            assert not re.search(bad, text), f"{path.name} matches {bad!r}"
 
 
 def test_example_script_runs():
     import importlib.util
 
-    path = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "finetune_sst2.py"
+    path = Path(__file__).resolve().parents[1] / "examples" / "finetune_sst2.py"
     spec = importlib.util.spec_from_file_location("finetune_sst2_example", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    acc = module.main(["--steps", "3", "--method", "lozo"])
+    acc = module.main(["--steps", "3", "--method", "lozo", "--data-dir", str(DATA)])
     assert 0.0 <= acc <= 1.0

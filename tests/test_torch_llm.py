@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +15,13 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from dfo.torch import ZerothOrder  # noqa: E402
-from dfo.torch.sst2 import PromptClassifier, load_sst2, shared_data_dir  # noqa: E402
+from dfo.torch.prompt import PromptClassifier  # noqa: E402
+from dfo.torch.tasks import load_split  # noqa: E402
 
 METHODS = ["mezo", "subzero", "lozo", "lozo-m"]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-AIDREAMS = shared_data_dir() / "models" / "aidreams260K"
+DATA = Path(os.environ.get("DFO_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+AIDREAMS = DATA / "models" / "aidreams260K"
 
 
 
@@ -91,7 +95,7 @@ def test_pretrained_aidreams_loss_decreases(method, lr):
     from dfo.torch.models import load_causal_lm
 
     model, tok = load_causal_lm(AIDREAMS)
-    train = load_sst2("train", k=16, data_seed=13)
+    train = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)
     tok.pad_token = tok.eos_token
     enc = tok([e.sentence for e in train[:4] + train[16:20]], return_tensors="pt", padding=True)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
@@ -116,7 +120,7 @@ def test_smollm2_prompt_loss_goes_down():
 
     model, tok = load_causal_lm("smollm2")
     clf = PromptClassifier(model, tok)
-    train = load_sst2("train", k=16, data_seed=13)
+    train = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)
     batch = train[:4] + train[16:20]  # 4 positive, 4 negative
 
     def closure():

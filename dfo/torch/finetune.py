@@ -1,24 +1,36 @@
-"""Zeroth-order prompt fine-tuning of a causal LM (the library layer of ``dfo finetune``).
+"""Prompt fine-tuning of a local causal LM (the library layer of ``dfo finetune``).
 
-A thin loop around :class:`dfo.torch.ZerothOrder` and
-:class:`dfo.torch.sst2.PromptClassifier`: each step samples a batch from the
-k-shot training set (indices drawn from ``default_rng([seed, step])``, so a
-resumed run sees the same batches), takes one ZO step, and every ``eval_every``
-steps measures dev accuracy. Checkpoints (model weights, optimizer state,
-history) are written atomically to ``out_dir/checkpoint.pt``; ``resume=True``
-continues from it and reproduces the uninterrupted run's losses. Models load
-from local folders only (``HF_HUB_OFFLINE=1``).
+A loop around :class:`dfo.torch.ZerothOrder` (or ``torch.optim.Adam`` with
+backprop, ``method="adam"``, the reference ceiling) and
+:class:`dfo.torch.prompt.PromptClassifier`: each step samples a batch from the
+k-shot training set (indices from ``default_rng([seed, step])``, so a resumed run
+sees the same batches), takes one step, and every ``eval_every`` steps evaluates
+on a class-balanced dev sample. ``template="auto"`` picks the prompt with the
+best zero-shot dev accuracy (never the test set) and reports every template's score.
+
+Run folder (``out_dir``): ``checkpoint.json`` + ``ckpt-<step>/`` (safetensors and
+checksummed JSON, see :mod:`dfo.torch.checkpoint`; nothing is unpickled),
+``results.json`` and, after training, ``model/`` written with ``save_pretrained``
+(safetensors) together with the tokenizer. An existing run is never overwritten
+unless asked (``overwrite=True``); ``resume=True`` continues it. Ctrl-C or SIGTERM
+during a run stops after the current step, writes a checkpoint and raises
+:class:`Stopped` (a second Ctrl-C aborts at once). Models load from local folders
+only (``HF_HUB_OFFLINE=1``).
 
 Example:
-    >>> cfg = FinetuneConfig(model="smollm2", method="subzero", steps=100, out_dir="runs/sst2")  # doctest: +SKIP
-    >>> result = finetune(cfg)                                                                    # doctest: +SKIP
-    >>> result["test_accuracy"]                                                                    # doctest: +SKIP
+    >>> cfg = FinetuneConfig(model="smollm2", method="subzero", steps=100, out_dir="runs/sst2",
+    ...                      data_dir="/data")                                    # doctest: +SKIP
+    >>> finetune(cfg)["test"]["accuracy"]                                          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +38,33 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dfo.fileio import atomic_write_bytes
+from dfo.torch import checkpoint as ckpt_io
 from dfo.torch.models import load_causal_lm
-from dfo.torch.sst2 import PromptClassifier, load_sst2
+from dfo.torch.prompt import Interrupted, PromptClassifier, choose_template
+from dfo.torch.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
 
-TASKS = ("sst2",)
+ZO_METHODS = ("mezo", "subzero", "lozo", "lozo-m")
+METHODS = ZO_METHODS + ("adam",)
+DTYPES = ("float32", "bfloat16", "float16")
+#: files and folders a run writes; ``overwrite`` removes exactly these
+ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", "*.tmp-*")
+#: settings that may differ when a run is resumed
+RESUME_MAY_CHANGE = ("steps", "device", "data_dir", "out_dir", "save_model", "test_size", "checkpoint_every")
+
+
+class FinetuneError(ValueError):
+    """A setting, file or folder that prevents the run; the message names it."""
+
+
+class Stopped(Exception):
+    """The run stopped on Ctrl-C / SIGTERM; ``step`` is the last completed step, ``saved`` the checkpoint (or None)."""
+
+    def __init__(self, signum: int, step: int, saved: Path | None) -> None:
+        self.signum, self.step, self.saved = signum, step, saved
+        name = signal.Signals(signum).name
+        where = f"checkpoint saved to {saved.parent}; continue with --resume" if saved else "nothing saved (no --out)"
+        super().__init__(f"stopped by {name} after step {step}: {where}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,24 +72,34 @@ class FinetuneConfig:
     """Everything a fine-tuning run depends on (saved with the results).
 
     Attributes:
-        model: local Hugging Face folder, or ``"smollm2"``.
-        task: only ``"sst2"`` for now.
-        method, lr, eps, rank, refresh, momentum, weight_decay, n_directions:
-            passed to :class:`dfo.torch.ZerothOrder`.
-        steps: optimizer steps (0: evaluate the model zero-shot).
-        batch_size: training examples per step (both forward passes share them).
+        model: local Hugging Face causal-LM folder, or ``"smollm2"``.
+        task: a :data:`dfo.torch.tasks.TASKS` name.
+        template: a template of the task, or ``"auto"`` (best zero-shot dev accuracy).
+        label_words: one word per class replacing the template's (needs an explicit template).
+        calibrate: report (and select templates by) contextually calibrated accuracy.
+        method: ``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (zeroth order) or ``adam`` (backprop).
+        lr, eps, rank, refresh, momentum, weight_decay, n_directions: optimizer settings
+            (see :class:`dfo.torch.ZerothOrder`; ``adam`` uses ``lr`` and ``weight_decay``).
+        steps: optimizer steps (0: evaluate zero-shot).
+        batch_size: training examples per step.
         k, data_seed: which k-shot split.
         seed: optimizer and batch-sampling seed.
         eval_every: dev evaluation period in steps (0: only at the end).
-        dev_size, test_size: evaluate on the first N dev/test examples (None: all).
-        checkpoint_every: steps between checkpoints (0: only at the end).
-        out_dir: where checkpoints and ``results.json`` go (None: nowhere).
+        dev_size, test_size: class-balanced samples of the dev / test sets (None: all).
+        checkpoint_every: steps between checkpoints (0: only at the end and on a stop).
+        out_dir: run folder (None: nothing is written).
+        data_dir: data folder (None: ``$DFO_DATA``).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-        max_length: prompt truncation length in tokens.
+        max_length: prompt length cap in tokens (None: the task's).
+        save_model: write ``out_dir/model`` with ``save_pretrained`` after training.
     """
 
     model: str
     task: str = "sst2"
+    template: str = "auto"
+    label_words: tuple[str, ...] | None = None
+    calibrate: bool = False
     method: str = "mezo"
     lr: float = 1e-6
     eps: float = 1e-3
@@ -73,120 +118,340 @@ class FinetuneConfig:
     test_size: int | None = None
     checkpoint_every: int = 0
     out_dir: str | None = None
+    data_dir: str | None = None
+    device: str = "auto"
     dtype: str = "float32"
-    max_length: int = 128
+    max_length: int | None = None
+    save_model: bool = True
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; available: {TASKS}")
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        task = get_task(self.task)
+        if self.template != "auto":
+            task.template(self.template)
+        elif self.label_words is not None:
+            raise FinetuneError("--label-words needs an explicit --template (the words belong to one prompt)")
+        if self.label_words is not None and len(self.label_words) != task.n_classes:
+            raise FinetuneError(f"{self.task} needs {task.n_classes} label words, got {list(self.label_words)}")
+        if self.method not in METHODS:
+            raise FinetuneError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for name in ("lr", "eps"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise FinetuneError(f"--{name} must be a positive finite number, got {v}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise FinetuneError(f"--weight-decay must be >= 0 and finite, got {self.weight_decay}")
+        ints = {"steps": 0, "batch_size": 1, "k": 1, "eval_every": 0, "checkpoint_every": 0, "rank": 1,
+                "refresh": 1, "n_directions": 1, "seed": 0}
+        for name, low in ints.items():
+            if getattr(self, name) < low:
+                raise FinetuneError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**63:
+            raise FinetuneError(f"--seed must be in [0, 2**63), got {self.seed}")
+        for name in ("dev_size", "test_size", "max_length"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise FinetuneError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        if self.dtype not in DTYPES:
+            raise FinetuneError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def resolve_device(name: str) -> Any:
+    """``torch.device`` for ``name`` (``"auto"``: CUDA if available, else CPU).
+
+    Raises:
+        FinetuneError: malformed name, or a device this machine does not have.
+    """
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise FinetuneError(f"--device {name!r} is not a device name (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FinetuneError(f"--device {name}: no CUDA device on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise FinetuneError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise FinetuneError(f"--device {name}: MPS is not available")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise FinetuneError(f"--device {name}: unsupported device type {dev.type!r}")
+    return dev
+
+
+def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check (and with ``overwrite`` clear) the run folder.
+
+    Raises:
+        FinetuneError: not a folder, unwritable, holds symlinks, or holds a run and neither flag was given.
+    """
+    if resume and overwrite:
+        raise FinetuneError("--resume and --overwrite exclude each other")
+    if out.is_symlink():
+        raise FinetuneError(f"--out {out} is a symlink; give the real folder")
+    if out.exists() and not out.is_dir():
+        raise FinetuneError(f"--out {out} exists and is not a folder")
+    if out.is_dir():
+        links = [p.name for p in out.iterdir() if p.is_symlink()]
+        if links:
+            raise FinetuneError(f"--out {out} holds symlinks ({', '.join(links[:3])}); a run folder holds real files only")
+        ours = [p for pat in ARTIFACTS for p in out.glob(pat)]
+        if resume:
+            if not (out / ckpt_io.POINTER).is_file():
+                raise FinetuneError(f"--resume: no checkpoint in {out} (no {ckpt_io.POINTER})")
+        elif ours:
+            if not overwrite:
+                raise FinetuneError(f"--out {out} already holds a run; pass --resume to continue it "
+                                    "or --overwrite to replace it")
+            for p in ours:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    elif resume:
+        raise FinetuneError(f"--resume: run folder {out} does not exist")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise FinetuneError(f"--out {out} is not writable ({exc.strerror or exc})") from None
+
+
+class _StopRequests:
+    """SIGINT / SIGTERM set a flag checked between steps; a second SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _load_model(cfg: FinetuneConfig, device: Any) -> tuple[Any, Any]:
+    import torch
+
+    try:
+        model, tok = load_causal_lm(cfg.model, dtype=getattr(torch, cfg.dtype))
+    except (FileNotFoundError, ModuleNotFoundError) as exc:
+        raise FinetuneError(str(exc)) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise FinetuneError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]}") from None
+    return model.to(device), tok
+
+
+def _check_resumable(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
+    now = asdict(cfg)
+    diff = [k for k in now if k not in RESUME_MAY_CHANGE and _jsonable(now[k]) != saved.get(k)]
+    if diff:
+        raise FinetuneError("--resume: the checkpoint was made with different settings: "
+                            + ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in diff))
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v))
 
 
 def finetune(
     cfg: FinetuneConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) a fine-tuning job; returns accuracies, loss history and timings.
+    """Run (or resume) a fine-tuning job.
 
     Args:
         cfg: the run.
-        resume: continue from ``cfg.out_dir/checkpoint.pt`` if it exists.
+        resume: continue from ``cfg.out_dir``'s checkpoint.
+        overwrite: replace a run already in ``cfg.out_dir``.
         progress: show a tqdm progress bar.
         callback: called with a dict (``step``, ``loss``, ...) after every step.
 
+    Returns:
+        ``config``, ``template``, ``label_words``, ``template_selection`` (dev scores when
+        ``template="auto"``), ``dev`` / ``test`` evaluations (accuracy raw and calibrated,
+        predicted-class balance), ``history`` (loss per step, dev evaluations), timings.
+
     Raises:
-        FileNotFoundError: ``resume`` without a checkpoint, or a missing model/data.
+        FinetuneError: a bad setting, folder or file (one-line message).
+        Stopped: Ctrl-C / SIGTERM (after writing a checkpoint when ``out_dir`` is set).
     """
     import torch
     from tqdm.auto import tqdm
 
-    from dfo.torch.optimizer import ZerothOrder
-
-    model, tokenizer = load_causal_lm(cfg.model, dtype=getattr(torch, cfg.dtype))
-    clf = PromptClassifier(model, tokenizer, max_length=cfg.max_length)
-    train = load_sst2("train", k=cfg.k, data_seed=cfg.data_seed)
-    dev = load_sst2("dev", k=cfg.k, data_seed=cfg.data_seed)[: cfg.dev_size]
-    test = load_sst2("test")[: cfg.test_size]
-    opt = ZerothOrder(
-        [p for p in model.parameters() if p.requires_grad],
-        method=cfg.method, lr=cfg.lr, eps=cfg.eps, rank=cfg.rank, refresh=cfg.refresh,
-        momentum=cfg.momentum, weight_decay=cfg.weight_decay, n_directions=cfg.n_directions,
-        model=model, seed=cfg.seed,
-    )
     out = Path(cfg.out_dir) if cfg.out_dir else None
-    ckpt = out / "checkpoint.pt" if out else None
+    if resume and out is None:
+        raise FinetuneError("--resume needs --out (the run folder to continue)")
+    device = resolve_device(cfg.device)
+    task = get_task(cfg.task)
+    try:
+        train = load_split(task, "train", k=cfg.k, data_seed=cfg.data_seed, data_dir=cfg.data_dir)
+        dev = balanced_subset(load_split(task, "dev", k=cfg.k, data_seed=cfg.data_seed, data_dir=cfg.data_dir),
+                              cfg.dev_size, task.n_classes, seed=cfg.data_seed)
+        test = balanced_subset(load_split(task, "test", data_dir=cfg.data_dir), cfg.test_size, task.n_classes)
+    except TaskError as exc:
+        raise FinetuneError(str(exc)) from None
+    if out is not None:
+        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    model, tok = _load_model(cfg, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.method == "adam":
+        opt: Any = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        from dfo.torch import ZerothOrder
+
+        opt = ZerothOrder(params, method=cfg.method, lr=cfg.lr, eps=cfg.eps, rank=cfg.rank, refresh=cfg.refresh,
+                          momentum=cfg.momentum, weight_decay=cfg.weight_decay, n_directions=cfg.n_directions,
+                          model=model, seed=cfg.seed)
     history: dict[str, list] = {"loss": [], "dev": []}
-    start = 0
-    if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(cfg) | {"steps": state["config"]["steps"]}:
-            raise ValueError("--resume: the checkpoint was made with different settings")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        history, start = state["history"], state["step"]
+    start, train_seconds, template, selection = 0, 0.0, cfg.template, None
+    with _StopRequests() as stop:
+        if resume:
+            try:
+                start, state, meta = ckpt_io.load(out, model)
+            except ckpt_io.CheckpointError as exc:
+                raise FinetuneError(f"--resume: {exc}") from None
+            _check_resumable(meta["config"], cfg)
+            if start > cfg.steps:
+                raise FinetuneError(f"--resume: the checkpoint is at step {start}, past --steps {cfg.steps}")
+            opt.load_state_dict(state["optimizer"])
+            history, train_seconds = state["history"], meta["train_seconds"]
+            template, selection = meta["template"], meta["template_selection"]
+        elif template == "auto":
+            try:
+                template, selection = choose_template(model, tok, task, dev, calibrate=cfg.calibrate,
+                                                      max_length=cfg.max_length, should_stop=stop)
+            except Interrupted:
+                raise Stopped(stop.signum, 0, None) from None
+            except TaskError as exc:
+                raise FinetuneError(str(exc)) from None
+        try:
+            clf = PromptClassifier(model, tok, task=task, template=template, label_words=cfg.label_words,
+                                   max_length=cfg.max_length)
+        except TaskError as exc:
+            raise FinetuneError(str(exc)) from None
 
-    def save(step: int) -> None:
-        if ckpt is not None:
-            opt_state = opt.state_dict()  # folds side-path updates into the weights first
-            _atomic_save(
-                {"config": asdict(cfg), "step": step, "model": model.state_dict(), "optimizer": opt_state,
-                 "history": history},
-                ckpt,
-            )
+        def meta_now() -> dict[str, Any]:
+            return {"config": _jsonable(asdict(cfg)), "template": template, "template_selection": selection,
+                    "train_seconds": train_seconds}
 
-    t0 = time.perf_counter()
-    bar = tqdm(range(start, cfg.steps), total=cfg.steps, initial=start, disable=not progress, desc=cfg.method)
-    for step in bar:
-        idx = np.random.default_rng([cfg.seed, step]).choice(len(train), size=min(cfg.batch_size, len(train)),
-                                                             replace=False)
-        batch = [train[i] for i in idx]
-        loss = opt.step(lambda: clf.loss(batch))
-        history["loss"].append(loss)
-        info = {"step": step + 1, "loss": loss}
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            acc = clf.accuracy(dev)
-            history["dev"].append((step + 1, acc))
-            info["dev_accuracy"] = acc
-        bar.set_postfix(loss=f"{np.mean(history['loss'][-20:]):.4f}",
-                        **({"dev": f"{history['dev'][-1][1]:.3f}"} if history["dev"] else {}))
-        if callback:
-            callback(info)
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-            save(step + 1)
-    train_time = time.perf_counter() - t0
-    opt.flush()
+        last_saved = start if resume else -1
+
+        def save(step: int) -> Path | None:
+            nonlocal last_saved
+            if out is None:
+                return None
+            if step != last_saved:
+                state = {"optimizer": opt.state_dict(), "history": history}  # ZO state_dict folds side paths first
+                ckpt_io.save(out, step=step, model=model, state=state, meta=meta_now())
+                last_saved = step
+            return out / ckpt_io.POINTER
+
+        def evaluate_dev(step: int) -> dict[str, Any]:
+            ev = clf.evaluate(dev, should_stop=stop).as_dict()
+            history["dev"].append([step, ev])
+            return ev
+
+        def stopped(step: int) -> Stopped:
+            return Stopped(stop.signum, step, save(step))
+
+        model.eval()  # dropout off in every forward pass (ZO and backprop alike)
+        bar = tqdm(range(start, cfg.steps), total=cfg.steps, initial=start, disable=not progress, desc=cfg.method)
+        try:
+            # an evaluation due at the resumed step that a stop cut short
+            if cfg.eval_every and start and start % cfg.eval_every == 0 and \
+                    not any(s == start for s, _ in history["dev"]):
+                evaluate_dev(start)
+            for step in bar:
+                idx = np.random.default_rng([cfg.seed, step]).choice(
+                    len(train), size=min(cfg.batch_size, len(train)), replace=False)
+                batch = [train[i] for i in idx]
+                t0 = time.perf_counter()
+                if cfg.method == "adam":
+                    opt.zero_grad(set_to_none=True)
+                    loss_t = clf.loss(batch)
+                    loss_t.backward()
+                    opt.step()
+                    loss = float(loss_t.detach())
+                else:
+                    try:
+                        loss = opt.step(lambda: clf.loss(batch))
+                    except FloatingPointError as exc:
+                        raise FinetuneError(f"step {step + 1}: {exc} (try a smaller --lr or --eps)") from None
+                train_seconds += time.perf_counter() - t0
+                history["loss"].append(float(loss))
+                info: dict[str, Any] = {"step": step + 1, "loss": float(loss)}
+                if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                    try:
+                        info["dev"] = evaluate_dev(step + 1)
+                    except Interrupted:
+                        raise stopped(step + 1) from None
+                bar.set_postfix(loss=f"{np.mean(history['loss'][-20:]):.4f}",
+                                **({"dev": f"{history['dev'][-1][1]['accuracy']:.3f}"} if history["dev"] else {}))
+                if callback:
+                    callback(info)
+                if stop():
+                    raise stopped(step + 1)
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+                    save(step + 1)
+            if cfg.steps > start:
+                save(cfg.steps)
+            if hasattr(opt, "flush"):
+                opt.flush()
+            dev_ev = clf.evaluate(dev, should_stop=stop)
+            test_ev = clf.evaluate(test, should_stop=stop)
+        except Interrupted:
+            raise stopped(max(start, len(history["loss"]))) from None
+        finally:
+            bar.close()
     result = {
-        "config": asdict(cfg),
+        "config": _jsonable(asdict(cfg)),
+        "task": task.name,
+        "template": template,
+        "label_words": list(clf.label_words),
+        "template_selection": selection,
+        "device": str(device),
         "steps": cfg.steps,
-        "forward_passes": 2 * cfg.n_directions * cfg.steps,
-        "dev_accuracy": clf.accuracy(dev),
-        "test_accuracy": clf.accuracy(test),
-        "test_size": len(test),
+        "forward_passes_per_step": 1 if cfg.method == "adam" else 2 * cfg.n_directions,
+        "backward_passes_per_step": 1 if cfg.method == "adam" else 0,
+        "dev": dev_ev.as_dict(),
+        "test": test_ev.as_dict(),
+        "accuracy": {"dev": dev_ev.headline(cfg.calibrate), "test": test_ev.headline(cfg.calibrate),
+                     "calibrated": cfg.calibrate},
         "final_train_loss": float(np.mean(history["loss"][-20:])) if history["loss"] else None,
         "history": history,
-        "train_seconds": train_time,
+        "train_seconds": train_seconds,
     }
     if out is not None:
-        if cfg.steps > start:
-            save(cfg.steps)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(result, indent=2))
-    opt.close()
+        if cfg.save_model and cfg.steps > 0:
+            tmp = out / f"model.tmp-{os.getpid()}"
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            if (out / "model").exists():
+                shutil.rmtree(out / "model")
+            os.replace(tmp, out / "model")
+        atomic_write_bytes(out / "results.json", json.dumps(result, indent=2).encode())
+    if hasattr(opt, "close"):
+        opt.close()
     return result
+
+
+__all__ = ["FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune", "resolve_device"]

@@ -1,0 +1,228 @@
+"""Fine-tuning quality on SST-2 (k = 512): zero-shot prompts vs MeZO / SubZero / LOZO / LOZO-M vs backprop.
+
+Every cell of the grid is its own resumable job whose result is a JSON file under
+``--runs``; a cell that already has its result is skipped, a half-done fine-tuning
+cell continues from its checkpoint (``dfo.torch.finetune``'s safetensors + JSON
+checkpoint). ``table`` turns whatever cells exist into the markdown table and the
+learning-curve PNG, and lists the cells that are missing.
+
+Stages:
+
+* ``zero-shot``: every registered template of the task, on the full test set and
+  on a class-balanced ``--dev-size`` sample of each data seed's dev file, raw and
+  contextually calibrated, with the predicted-class balance. The template used
+  for fine-tuning is the one with the best mean *dev* accuracy (never test).
+* ``cells``: for each data seed and method, fine-tune for ``--steps`` steps at batch
+  ``--batch`` (every ZO method costs 2 forward passes per step, so equal steps are
+  equal forward passes; ``adam`` is the backprop ceiling: same batches, same steps,
+  one forward + one backward per step), then evaluate on the full test set.
+* ``table``: ``--out`` markdown, ``--png`` learning curves (training loss, running
+  mean over 10 steps, and dev accuracy when measured).
+
+Example (what the committed table ran; see bench/results/torch_quality.md):
+    $ nice -n 10 python bench/torch_quality.py zero-shot --runs RUNS --data-dir ../shared/data
+    $ nice -n 10 python bench/torch_quality.py cells --runs RUNS --data-dir ../shared/data \\
+          --seeds 13 --methods mezo subzero lozo lozo-m adam --steps 60
+    $ python bench/torch_quality.py table --runs RUNS --out bench/results/torch_quality.md \\
+          --png bench/results/torch_quality.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LR = {"mezo": 1e-6, "subzero": 1e-6, "lozo": 1e-6, "lozo-m": 1e-6, "adam": 1e-5}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def zero_shot(args: argparse.Namespace) -> None:
+    import torch
+
+    from dfo.torch.models import load_causal_lm
+    from dfo.torch.prompt import PromptClassifier
+    from dfo.torch.tasks import balanced_subset, get_task, load_split
+
+    torch.set_num_threads(args.threads)
+    task = get_task(args.task)
+    model, tok = load_causal_lm(args.model)
+    test = load_split(task, "test", data_dir=args.data_dir)
+    for t in task.templates:
+        clf = PromptClassifier(model, tok, task=task, template=t)
+        jobs = [("test", None)] + [("dev", s) for s in args.seeds]
+        for split, seed in jobs:
+            path = Path(args.runs) / "zero-shot" / f"{t.name}-{split}{'' if seed is None else f'-{seed}'}.json"
+            if path.is_file():
+                continue
+            if split == "test":
+                data = test
+            else:
+                dev = load_split(task, "dev", k=args.k, data_seed=seed, data_dir=args.data_dir)
+                data = balanced_subset(dev, args.dev_size, task.n_classes, seed=seed)
+            t0 = time.perf_counter()
+            ev = clf.evaluate(data)
+            _write_json(path, {"template": t.name, "split": split, "data_seed": seed, "model": args.model,
+                               "seconds": time.perf_counter() - t0, **ev.as_dict()})
+            print(f"{t.name} {split} {seed}: acc {ev.accuracy:.3f} cal {ev.accuracy_calibrated:.3f} "
+                  f"pred {ev.predicted}", flush=True)
+
+
+def best_template(runs: Path, seeds: list[int], calibrated: bool) -> tuple[str, dict[str, float]]:
+    """Template with the best mean dev accuracy over ``seeds`` (from the zero-shot stage)."""
+    key = "accuracy_calibrated" if calibrated else "accuracy"
+    means = {}
+    for p in sorted((runs / "zero-shot").glob("*-test.json")):
+        name = p.name[: -len("-test.json")]
+        devs = [runs / "zero-shot" / f"{name}-dev-{s}.json" for s in seeds]
+        if all(d.is_file() for d in devs):
+            means[name] = statistics.mean(json.loads(d.read_text())[key] for d in devs)
+    if not means:
+        raise SystemExit("no complete zero-shot dev results: run the zero-shot stage first")
+    return max(means, key=means.get), means
+
+
+def cells(args: argparse.Namespace) -> None:
+    import torch
+
+    from dfo.torch.finetune import FinetuneConfig, finetune
+
+    torch.set_num_threads(args.threads)
+    runs = Path(args.runs)
+    template = args.template or best_template(runs, args.seeds, calibrated=False)[0]
+    for seed in args.seeds:
+        for method in args.methods:
+            out = runs / f"{method}-seed{seed}-steps{args.steps}"
+            if (out / "results.json").is_file():
+                continue
+            cfg = FinetuneConfig(
+                model=args.model, task=args.task, template=template, method=method, lr=args.lr or LR[method],
+                eps=args.eps, rank=args.rank, refresh=args.refresh, steps=args.steps, batch_size=args.batch,
+                k=args.k, data_seed=seed, seed=seed, eval_every=args.eval_every, dev_size=args.dev_size,
+                checkpoint_every=args.checkpoint_every, out_dir=str(out), data_dir=args.data_dir,
+                save_model=False,
+            )
+            resume = (out / "checkpoint.json").is_file()
+            print(f"cell {out.name} ({'resume' if resume else 'start'})", flush=True)
+            res = finetune(cfg, resume=resume, progress=False)
+            print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f} "
+                  f"pred {res['test']['predicted']} ({res['train_seconds']:.0f} s)", flush=True)
+
+
+def _mean_std(xs: list[float]) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.3f} (1 seed)"
+    return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f} ({len(xs)} seeds)"
+
+
+def table(args: argparse.Namespace) -> None:
+    runs = Path(args.runs)
+    lines = [f"Runs folder `{runs}`; test = all {args.test_n} SST-2 test sentences; accuracies from the "
+             "label-word argmax (raw) and after contextual calibration (cal). `pred` = fraction predicted "
+             "negative / positive.", ""]
+    zs = sorted((runs / "zero-shot").glob("*-test.json"))
+    if zs:
+        lines += ["### Zero-shot (no training)", "",
+                  "| template | dev acc, mean over seeds (raw / cal) | test acc raw | test acc cal | "
+                  "test pred raw | test pred cal |", "|---|---|---|---|---|---|"]
+        for p in zs:
+            r = json.loads(p.read_text())
+            name = r["template"]
+            devs = [json.loads(d.read_text()) for d in sorted((runs / "zero-shot").glob(f"{name}-dev-*.json"))]
+            dev = (f"{statistics.mean(d['accuracy'] for d in devs):.3f} / "
+                   f"{statistics.mean(d['accuracy_calibrated'] for d in devs):.3f} "
+                   f"(seeds {', '.join(str(d['data_seed']) for d in devs)}, n={devs[0]['n']} each)") if devs else "-"
+            pr = "/".join(f"{x:.2f}" for x in r["predicted"])
+            pc = "/".join(f"{x:.2f}" for x in r["predicted_calibrated"])
+            lines.append(f"| {name} | {dev} | {r['accuracy']:.3f} | {r['accuracy_calibrated']:.3f} | {pr} | {pc} |")
+        lines.append("")
+    results = [json.loads(p.read_text()) for p in sorted(runs.glob("*/results.json"))]
+    if results:
+        lines += ["### Fine-tuned (test after the last step)", "",
+                  "| method | steps | forward passes / step | lr | template | test acc raw | test acc cal | "
+                  "test pred raw | train loss first 10 -> last 10 | seeds |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        groups: dict[tuple, list] = {}
+        for r in results:
+            c = r["config"]
+            groups.setdefault((c["method"], c["steps"], c["lr"], r["template"]), []).append(r)
+        for (method, steps, lr, template), rs in sorted(groups.items()):
+            loss = [r["history"]["loss"] for r in rs]
+            first = statistics.mean(statistics.mean(x[:10]) for x in loss)
+            last = statistics.mean(statistics.mean(x[-10:]) for x in loss)
+            pred = "/".join(f"{statistics.mean(r['test']['predicted'][i] for r in rs):.2f}" for i in range(2))
+            lines.append(
+                f"| {method} | {steps} | {rs[0]['forward_passes_per_step']} | {lr:g} | {template} | "
+                f"{_mean_std([r['test']['accuracy'] for r in rs])} | "
+                f"{_mean_std([r['test']['accuracy_calibrated'] for r in rs])} | {pred} | {first:.3f} -> {last:.3f} | "
+                f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(args.header + "\n" + text if args.header else text)
+    if args.png and results:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in results:
+            y = np.asarray(r["history"]["loss"], dtype=float)
+            w = min(10, len(y))
+            ax.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"),
+                    label=f"{r['config']['method']} seed {r['config']['data_seed']}")
+        ax.set_xlabel("step (batch %d)" % results[0]["config"]["batch_size"])
+        ax.set_ylabel("training loss (running mean of 10)")
+        ax.set_title("SST-2 k=512, SmolLM2-135M-Instruct")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=("zero-shot", "cells", "table"))
+    p.add_argument("--runs", required=True, help="folder holding one result per cell")
+    p.add_argument("--data-dir", default=os.environ.get("DFO_DATA"))
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--task", default="sst2")
+    p.add_argument("--k", type=int, default=512)
+    p.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42])
+    p.add_argument("--methods", nargs="+", default=["mezo", "subzero", "lozo", "lozo-m", "adam"])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=None, help="default: %s" % LR)
+    p.add_argument("--eps", type=float, default=1e-3)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--refresh", type=int, default=50)
+    p.add_argument("--template", default=None, help="default: best mean dev accuracy of the zero-shot stage")
+    p.add_argument("--dev-size", type=int, default=256, help="class-balanced dev sample")
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    p.add_argument("--png", default=None)
+    p.add_argument("--header", default="", help="text put above the table in --out")
+    p.add_argument("--test-n", type=int, default=872, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    {"zero-shot": zero_shot, "cells": cells, "table": table}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

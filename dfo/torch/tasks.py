@@ -1,0 +1,302 @@
+"""Few-shot classification tasks for prompt fine-tuning: data layout, prompts and verbalizers as data.
+
+A task is one :class:`Task` entry in :data:`TASKS`: where its files live, which
+TSV columns feed which prompt fields, its label values in class order, and a
+tuple of :class:`Template` entries (prompt text + one label word per class).
+Adding a task or a prompt is adding an entry; no code changes.
+
+Data layout (LM-BFF / MeZO k-shot format, Gao et al. 2021): ``<data>/<folder>/K-SEED/train.tsv``,
+``K-SEED/dev.tsv`` (K examples per class, drawn with seed SEED; the dev files are
+sorted by label) and ``<data>/<folder>/test.tsv``. The data folder is never
+guessed: it is the ``data_dir`` argument, else ``$DFO_DATA``.
+
+Templates per task (the prompt ends just before the label word, whose first
+token's logit is read at the last position):
+
+* SST-2 ``it-was``: ``<sentence> It was`` + `` terrible`` / `` great`` — the manual
+  prompt of LM-BFF (Gao et al. 2021) and MeZO (Malladi et al. 2023).
+* SST-2 ``review``: ``Review: <sentence>\\nSentiment:`` + `` negative`` / `` positive`` (instruct style).
+* SST-2 ``question``: ``<sentence>\\nQuestion: Is this review positive or negative?\\nAnswer:``
+  + `` negative`` / `` positive`` (question answering style, as in GPT-3's few-shot prompts).
+* RTE ``mezo``: ``<premise>\\nDoes this mean that "<hypothesis>" is true? Yes or No?\\n``
+  + ``Yes`` / ``No`` — MeZO's prompt for autoregressive models.
+* RTE ``gpt3``: ``<premise>\\nQuestion: <hypothesis> True or False?\\nAnswer:`` + `` True`` /
+  `` False`` (Brown et al. 2020).
+* RTE ``instruct``: ``Premise: ...\\nHypothesis: ...\\nDoes the premise entail the hypothesis?
+  Answer yes or no.\\nAnswer:`` + `` yes`` / `` no``.
+
+Example:
+    >>> task = get_task("sst2")
+    >>> task.template("review").label_words
+    (' negative', ' positive')
+    >>> task.template("it-was").format({"sentence": "a gem ."})
+    'a gem . It was'
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+DATA_ENV = "DFO_DATA"
+#: earlier name of :data:`DATA_ENV`, still read
+LEGACY_DATA_ENV = "DFO_SHARED_DATA"
+
+
+class TaskError(ValueError):
+    """A task, split, template or data folder that does not exist or does not fit."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Template:
+    """A prompt and its verbalizer.
+
+    Attributes:
+        name: short identifier (``--template``).
+        text: ``str.format`` pattern over the task's fields; the label word follows it.
+        label_words: one word per class, in class order, exactly as appended to the prompt
+            (usually with a leading space).
+        source: where the prompt comes from.
+    """
+
+    name: str
+    text: str
+    label_words: tuple[str, ...]
+    source: str = ""
+
+    def format(self, fields: Mapping[str, str]) -> str:
+        """The prompt for one example."""
+        return self.text.format(**fields)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Example:
+    """One labelled example: the prompt fields (``sentence``, or ``premise``/``hypothesis``) and a class index."""
+
+    fields: Mapping[str, str]
+    label: int
+
+    @property
+    def sentence(self) -> str:
+        """The first field (the sentence of a single-sentence task)."""
+        return next(iter(self.fields.values()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A classification task in the k-shot TSV layout.
+
+    Attributes:
+        name: identifier (``--task``).
+        folder: sub-folder of the data folder.
+        columns: prompt field -> TSV column.
+        label_column: TSV column of the label.
+        labels: label values as written in the files, in class order.
+        templates: prompts; the first is the fallback when no dev measurement chose one.
+        max_length: prompts are cut to their last ``max_length`` tokens.
+        k_values, data_seeds: the k-shot splits the data set ships.
+    """
+
+    name: str
+    folder: str
+    columns: Mapping[str, str]
+    label_column: str
+    labels: tuple[str, ...]
+    templates: tuple[Template, ...]
+    max_length: int = 128
+    k_values: tuple[int, ...] = (16, 512)
+    data_seeds: tuple[int, ...] = (13, 21, 42, 87, 100)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def template_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.templates)
+
+    def template(self, name: str) -> Template:
+        """The template called ``name``.
+
+        Raises:
+            TaskError: no such template.
+        """
+        for t in self.templates:
+            if t.name == name:
+                return t
+        raise TaskError(f"task {self.name!r} has no template {name!r}; available: {', '.join(self.template_names)}")
+
+    def content_free(self) -> list[dict[str, str]]:
+        """Content-free inputs for contextual calibration (Zhao et al. 2021): every field "N/A", "" or "[MASK]"."""
+        return [{f: s for f in self.columns} for s in ("N/A", "", "[MASK]")]
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            name="sst2",
+            folder="sst2",
+            columns={"sentence": "sentence"},
+            label_column="label",
+            labels=("0", "1"),
+            templates=(
+                Template(name="it-was", text="{sentence} It was", label_words=(" terrible", " great"),
+                         source="LM-BFF (Gao et al. 2021) / MeZO (Malladi et al. 2023) manual SST-2 prompt"),
+                Template(name="review", text="Review: {sentence}\nSentiment:", label_words=(" negative", " positive"),
+                         source="instruct style"),
+                Template(name="question",
+                         text="{sentence}\nQuestion: Is this review positive or negative?\nAnswer:",
+                         label_words=(" negative", " positive"), source="question answering style"),
+            ),
+        ),
+        Task(
+            name="rte",
+            folder="rte",
+            columns={"premise": "sentence1", "hypothesis": "sentence2"},
+            label_column="label",
+            labels=("entailment", "not_entailment"),
+            max_length=256,
+            templates=(
+                Template(name="mezo", text='{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n',
+                         label_words=("Yes", "No"), source="MeZO (Malladi et al. 2023) prompt for OPT"),
+                Template(name="gpt3", text="{premise}\nQuestion: {hypothesis} True or False?\nAnswer:",
+                         label_words=(" True", " False"), source="GPT-3 (Brown et al. 2020)"),
+                Template(name="instruct",
+                         text="Premise: {premise}\nHypothesis: {hypothesis}\n"
+                              "Does the premise entail the hypothesis? Answer yes or no.\nAnswer:",
+                         label_words=(" yes", " no"), source="instruct style"),
+            ),
+        ),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    """The registry entry ``name``.
+
+    Raises:
+        TaskError: unknown task.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+
+
+def parse_label_words(text: str, template: Template) -> tuple[str, ...]:
+    """``"terrible,great"`` -> ``(" terrible", " great")`` for a template whose own words start with a space.
+
+    Words are comma-separated in class order. When the template's own label words
+    start with a space, a word given without leading whitespace gets one (the
+    prompt ends right before it); otherwise words are used as given.
+
+    Raises:
+        TaskError: wrong number of words or an empty word.
+    """
+    parts = text.split(",")
+    n = len(template.label_words)
+    if len(parts) != n or any(not p.strip() for p in parts):
+        raise TaskError(f"--label-words needs {n} non-empty comma-separated words (class order), got {text!r}")
+    spaced = all(w[:1] == " " for w in template.label_words)
+    return tuple(" " + p if spaced and not p[:1].isspace() else p for p in parts)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder: ``data_dir``, else ``$DFO_DATA`` (or the older ``$DFO_SHARED_DATA``).
+
+    Raises:
+        TaskError: none given, or it is not a folder.
+    """
+    chosen = data_dir if data_dir not in (None, "") else os.environ.get(DATA_ENV) or os.environ.get(LEGACY_DATA_ENV)
+    if not chosen:
+        raise TaskError(f"no data folder: pass --data-dir (data_dir=) or set ${DATA_ENV} "
+                        "to the folder holding sst2/ and rte/")
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise TaskError(f"data folder {str(path)!r} does not exist (from --data-dir or ${DATA_ENV})")
+    return path
+
+
+def split_path(task: Task, split: str, *, k: int, data_seed: int, data_dir: str | os.PathLike[str] | None) -> Path:
+    """Path of one split file (not checked)."""
+    base = resolve_data_dir(data_dir) / task.folder
+    if split == "test":
+        return base / "test.tsv"
+    if split in ("train", "dev"):
+        return base / f"{k}-{data_seed}" / f"{split}.tsv"
+    raise TaskError(f"split must be 'train', 'dev' or 'test', got {split!r}")
+
+
+def load_split(
+    task: str | Task, split: str, *, k: int = 16, data_seed: int = 13, data_dir: str | os.PathLike[str] | None = None
+) -> list[Example]:
+    """Read one split of a task.
+
+    Args:
+        task: registry name or entry.
+        split: ``"train"``, ``"dev"`` (k-shot files) or ``"test"``.
+        k: examples per class of the k-shot split.
+        data_seed: seed of the k-shot split.
+        data_dir: data folder (see :func:`resolve_data_dir`).
+
+    Raises:
+        TaskError: missing file, missing column or unknown label value.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    path = split_path(task, split, k=k, data_seed=data_seed, data_dir=data_dir)
+    if not path.is_file():
+        raise TaskError(f"{task.name} {split} split not found: {path} (k={k}, data_seed={data_seed}; "
+                        f"shipped: k in {task.k_values}, data seeds {task.data_seeds})")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows:
+        raise TaskError(f"{path} is empty")
+    header = rows[0]
+    wanted = list(task.columns.values()) + [task.label_column]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise TaskError(f"{path}: header {header} lacks column(s) {missing}")
+    col = {c: header.index(c) for c in wanted}
+    label_of = {v: i for i, v in enumerate(task.labels)}
+    out = []
+    for line, r in enumerate(rows[1:], start=2):
+        if not r:
+            continue
+        if len(r) < len(header):
+            raise TaskError(f"{path}:{line}: {len(r)} columns, expected {len(header)}")
+        raw = r[col[task.label_column]].strip()
+        if raw not in label_of:
+            raise TaskError(f"{path}:{line}: label {raw!r} is not one of {list(task.labels)}")
+        fields = {f: r[col[c]].strip() for f, c in task.columns.items()}
+        out.append(Example(fields=fields, label=label_of[raw]))
+    return out
+
+
+def balanced_subset(examples: Sequence[Example], n: int | None, n_classes: int, *, seed: int = 0) -> list[Example]:
+    """``n`` examples with the classes as equal as possible (the first classes get the remainder).
+
+    Within a class the examples are a uniform draw with ``default_rng(seed)``; the
+    result keeps the file order. ``n=None`` or ``n >= len(examples)`` returns all.
+
+    Raises:
+        TaskError: ``n < 1``, or a class has too few examples.
+    """
+    if n is None or n >= len(examples):
+        return list(examples)
+    if n < 1:
+        raise TaskError(f"subset size must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for c in range(n_classes):
+        idx = [i for i, e in enumerate(examples) if e.label == c]
+        want = n // n_classes + (1 if c < n % n_classes else 0)
+        if want > len(idx):
+            raise TaskError(f"cannot draw {want} examples of class {c}: only {len(idx)}")
+        chosen += [idx[j] for j in rng.choice(len(idx), size=want, replace=False)]
+    return [examples[i] for i in sorted(chosen)]
