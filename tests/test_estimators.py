@@ -263,3 +263,62 @@ def test_interpolation_directions_are_well_conditioned(n, extra):
         r = dfo.estimate_gradient(f, np.zeros(n), estimator="interpolation", n_directions=N, sigma=1e-2, rng=seed)
         assert r.info["cond"] <= (1 + 1e-9 if N == n else np.sqrt(2) + 1e-9)
         np.testing.assert_allclose(r.grad, a, rtol=1e-9, atol=1e-9)  # exact on linear functions
+
+
+def test_estimate_gradient_default_radius_is_measured():
+    """No sigma: the automatic radius (the probe dfo.minimize runs), counted and reported."""
+    n = 10
+    noise = np.random.default_rng(5)
+    noisy = lambda x: float(x @ x) + 1e-3 * noise.uniform(-1, 1)  # noqa: E731
+    x = np.ones(n)
+    for name in ("ffd", "cfd", "orthogonal"):
+        r = dfo.estimate_gradient(noisy, x, estimator=name, rng=0)
+        probe = r.info["auto_radius"]
+        assert probe["noise_kind"] == "stochastic" and 2e-4 < probe["eps_f"] < 2e-3  # std of U(±1e-3) = 5.8e-4
+        assert r.nfev == probe["nfev"] + dfo.ESTIMATORS[name].nfev(n)
+        assert 1e-3 < probe["sigma"] < 0.5
+        assert np.linalg.norm(r.grad - 2 * x) <= 0.2 * np.linalg.norm(2 * x)
+        # the old fixed default radius (L = M = 1, ε_f = 1e-15) drowns in the noise
+        fixed = dfo.estimate_gradient(noisy, x, estimator=name, sigma=dfo.radius.default_sigma(name, n), rng=0)
+        assert np.linalg.norm(fixed.grad - 2 * x) > 5 * np.linalg.norm(2 * x)
+    smooth = dfo.estimate_gradient(lambda z: float(z @ z), x, estimator="ffd", rng=0)
+    np.testing.assert_allclose(smooth.grad, 2 * x, rtol=1e-5)
+    assert dfo.estimate_gradient(lambda z: float(z @ z), x, estimator="cfd", sigma=1e-3).info.get("auto_radius") is None
+
+
+def test_lowrank_small_matrix_rule_and_spec_defaults():
+    """A 3×17 block at rank 8 uses rank 3 (the spec's rule, shared with dfo.torch); defaults come from the spec."""
+    from dfo.estimators import lowrank_spec as spec
+
+    for kind in spec.LOW_RANK_FAMILIES:
+        est = LowRankEstimator(kind=kind, blocks=[("W", (3, 17)), ("b", (3,))], rank=8, sigma=1e-3)
+        q = est.ask(np.zeros(54), rng=0)
+        assert q.directions.ranks == (3, 0)
+        assert q.directions.factors[0][1].shape == (17, 3)
+        default = LowRankEstimator(kind=kind)
+        assert (default.rank, default.refresh) == (spec.METHODS[kind].rank, spec.METHODS[kind].refresh)
+
+
+def test_lowrank_momentum_starts_at_first_estimate_and_carries_by_least_squares():
+    from dfo.estimators import lowrank_spec as spec
+
+    blocks = [("W", (5, 7))]
+    f, _ = _linear(35, seed=3)
+    plain = dfo.get_estimator("lozo", blocks=blocks, rank=2, refresh=2, sigma=1e-3)
+    mom = dfo.get_estimator("lozo-m", blocks=blocks, rank=2, refresh=2, sigma=1e-3)
+    q1, q2 = plain.ask(np.zeros(35), 4), mom.ask(np.zeros(35), 4)
+    g_plain = plain.tell(q1, [f(p) for p in q1.points]).grad
+    np.testing.assert_allclose(mom.tell(q2, [f(p) for p in q2.points]).grad, g_plain, rtol=1e-13)  # no 0.1x
+    rng = np.random.default_rng(1)
+    q = mom.ask(np.zeros(35), rng)
+    mom.tell(q, [f(p) for p in q.points])
+    n_old, v_old = mom._moment[0].copy(), mom._factors[0][1]
+    mom.ask(np.zeros(35), rng)  # step 2: refresh, momentum carried
+    v_new = mom._factors[0][1]
+    carried = mom._moment[0]
+    # least squares: carried V_newᵀ is the projection of N V_oldᵀ onto the row space of V_newᵀ
+    proj = n_old @ v_old.T @ v_new @ np.linalg.solve(v_new.T @ v_new, v_new.T)
+    np.testing.assert_allclose(carried @ v_new.T, proj, atol=1e-12)
+    # the LOZO paper's N V_oldᵀ V_new / n is the same map with V_newᵀ V_new replaced by n I
+    paper = n_old @ v_old.T @ v_new / 7
+    assert np.allclose(spec.carry_momentum(n_old, v_old, v_new) @ (v_new.T @ v_new) / 7, paper)

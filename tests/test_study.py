@@ -124,6 +124,28 @@ def test_study_grid_and_reproducibility():
     assert [r["rel_error_median"] for r in rows] == [r["rel_error_median"] for r in again]
 
 
+def test_auto_radius_is_the_default_and_beats_a_blind_rule():
+    """σ = "auto" (the default) measures the observed noise and curvature. A function whose
+    noise the study does not know (an RL objective, here a noisy quadratic) gets ε_f =
+    rounding and L = M = 1 from "rule", and that radius drowns in the noise."""
+    assert StudySpec().sigmas == ("auto",)
+    x = np.linspace(-1, 1, 8)
+
+    def noisy_quadratic():
+        gen = np.random.default_rng(7)
+        batch = lambda X: np.einsum("ij,ij->i", X, X) + 1e-3 * gen.uniform(-1, 1, X.shape[0])  # noqa: E731
+        return from_callable(lambda z: float(z @ z), lambda z: 2 * z, x, batch=batch)
+
+    rows = {s: run_cell(noisy_quadratic(), "cfd", n_directions=8, sigma=s, repeats=20, seed=0) for s in ("auto", "rule")}
+    auto = rows["auto"]
+    assert auto["sigma_mode"] == "auto" and auto["auto_noise_kind"] == "stochastic"
+    assert 2e-4 < auto["auto_eps_f"] < 2e-3 and auto["auto_nfev"] > 0
+    assert auto["rel_error_median"] < 0.05
+    assert rows["rule"]["rel_error_median"] > 10
+    again = run_cell(noisy_quadratic(), "cfd", n_directions=8, sigma="auto", repeats=20, seed=0)
+    assert again["sigma"] == auto["sigma"] and again["rel_error_median"] == auto["rel_error_median"]
+
+
 # -- theory -------------------------------------------------------------------------
 def test_theory_formulas():
     assert theory.relative_second_moment("gaussian", 10, 5) == pytest.approx(11 / 5)
@@ -162,7 +184,7 @@ def test_write_study_outputs(tmp_path):
         write_csv([{"estimator": "x"}], tmp_path / "bad.csv")
 
 
-def test_cli_generic(tmp_path):
+def test_cli_generic(tmp_path, capsys):
     from dfo.cli import main
 
     code = main(["study", "--problem", "quadratic", "--dim", "5", "--estimators", "cfd,sphere",
@@ -173,6 +195,8 @@ def test_cli_generic(tmp_path):
     assert [(r["estimator"], r["n_directions"]) for r in rows] == [("cfd", "5"), ("sphere", "5"), ("sphere", "10")]
     assert float(rows[0]["rel_error_median"]) < 1e-8  # cfd is exact on a quadratic
     assert (tmp_path / "command.txt").exists()
+    assert all(r["sigma_mode"] == "auto" for r in rows)  # no --sigma: the automatic radius
+    assert "sigma " in capsys.readouterr().out  # the chosen σ is reported
 
 
 # -- reference gradients of seeded objectives ----------------------------------------

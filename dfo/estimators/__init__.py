@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..rng import as_generator
 from .assembly import RankDeficientError
 from .base import GradEstimate, NonFiniteValueError, Query
 from .directions import StandardDirections
@@ -43,6 +44,29 @@ def get_estimator(name, **options):
         raise TypeError(f"estimator {name!r}: {exc}") from None
 
 
+def auto_radius(fun, x, estimator="orthogonal", *, n_directions: int | None = None, rng=None,
+                **options) -> dict:
+    """The automatic σ for ``estimator`` at ``x``: the probe :class:`dfo.Minimizer` runs at
+    its start, evaluated serially (one home for the default radius of ``minimize``,
+    :func:`estimate_gradient` and ``dfo study``).
+
+    The probe measures ε_f (repeated values at x: stochastic noise; otherwise ECNoise on
+    a line, Moré & Wild 2011), curvature bounds L, M from values on a random line
+    (Moré & Wild 2012) and applies the preset's radius rule (:mod:`dfo.radius`).
+
+    Returns:
+        dict with ``sigma``, ``eps_f``, ``noise_kind``, ``L``, ``M``, ``fx`` (f(x) as
+        measured) and ``nfev`` (the probe's evaluations).
+    """
+    from ..minimize import Minimizer
+
+    opt = Minimizer(x, estimator=estimator, n_directions=n_directions, rng=as_generator(rng), **options)
+    while opt.phase in ("noise", "curvature"):
+        opt.tell([float(fun(p)) for p in opt.ask()])
+    return {"sigma": float(opt.sigma), "eps_f": float(opt.eps_f), "noise_kind": opt.noise_kind,
+            "L": opt.L, "M": opt.M, "fx": opt.fx, "nfev": int(opt.nfev)}
+
+
 def estimate_gradient(
     fun, x, *, estimator="orthogonal", n_directions: int | None = None, sigma: float | None = None,
     fx: float | None = None, rng=None, **options
@@ -53,21 +77,36 @@ def estimate_gradient(
         fun: ``fun(x) -> float``.
         x: the point, a 1-D array.
         estimator: a preset name from :data:`ESTIMATORS` or an estimator object.
-        n_directions: N (default n); sigma: sampling radius (default per preset).
+        n_directions: N (default n).
+        sigma: sampling radius. None: the automatic radius of :func:`auto_radius` (the
+            same default as :func:`dfo.minimize`): its evaluations count in ``nfev`` and
+            ``info["auto_radius"]`` reports σ, ε_f, L, M and their cost.
         fx: f(x) if known (saves an evaluation for forward differences).
         rng: None, an int seed or a numpy Generator.
 
     Returns:
         :class:`GradEstimate` with ``grad``, ``fx`` (when evaluated), ``nfev``, ``info``.
     """
+    gen = as_generator(rng)
+    probe = None
+    if sigma is None and isinstance(estimator, str):
+        get_estimator(estimator, n_directions=n_directions, **options)  # bad names/options fail first
+        probe = auto_radius(fun, x, estimator, n_directions=n_directions, rng=gen)
+        sigma = probe["sigma"]
+        if fx is None and probe["noise_kind"] == "deterministic":
+            fx = probe["fx"]  # the same value a new evaluation would give
     est = get_estimator(estimator, n_directions=n_directions, sigma=sigma, **options)
-    query = est.ask(x, rng, fx=fx)
+    query = est.ask(x, gen, fx=fx)
     values = np.array([float(fun(p)) for p in query.points])
-    return est.tell(query, values)
+    result = est.tell(query, values)
+    if probe is None:
+        return result
+    return GradEstimate(grad=result.grad, fx=result.fx, nfev=result.nfev + probe["nfev"],
+                        info={**result.info, "auto_radius": probe})
 
 
 __all__ = [
-    "ESTIMATORS", "Preset", "register", "get_estimator", "estimate_gradient", "GradEstimate", "Query",
+    "ESTIMATORS", "Preset", "register", "get_estimator", "estimate_gradient", "auto_radius", "GradEstimate", "Query",
     "FiniteDifferenceEstimator", "LowRankEstimator", "StandardDirections", "LowRankDirections",
     "TopDirections", "StdNormalize", "CenteredRanks", "NonFiniteValueError", "RankDeficientError",
 ]

@@ -30,13 +30,13 @@ def _sigmas(text: str) -> tuple:
     out = []
     for t in text.split(","):
         t = t.strip()
-        if t == "rule":
-            out.append("rule")
+        if t in ("rule", "auto"):
+            out.append(t)
             continue
         try:
             out.append(float(t))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"sigma must be numbers or 'rule', got {t!r}") from None
+            raise argparse.ArgumentTypeError(f"sigma must be numbers, 'auto' or 'rule', got {t!r}") from None
     return tuple(out)
 
 
@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimators", default="gaussian,sphere,orthogonal,interpolation,ffd,cfd",
                         help="comma-separated presets (see dfo.ESTIMATORS)")
     parser.add_argument("--n-directions", type=_ints, default=None, help="comma-separated N values (default n)")
-    parser.add_argument("--sigma", type=_sigmas, default=("rule",), help="comma-separated radii or 'rule'")
+    parser.add_argument("--sigma", type=_sigmas, default=("auto",),
+                        help="comma-separated radii, 'auto' (default: measured noise and curvature, as "
+                             "dfo.minimize) or 'rule' (Berahas et al. at the known noise level, L, M)")
     parser.add_argument("--noise", default="none", help="comma-separated: none, uniform:EPS, gaussian:EPS, relative:EPS, wild3:EPS")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -113,6 +115,11 @@ def run_generic(args) -> int:
         r.update(extra)
     paths = write_study(rows, args.out, stem="study", title=f"dfo study on {func.name}")
     _write_command(args.out)
+    for r in rows:  # the radius each cell used, and how it was chosen
+        how = r.get("sigma_mode", "")
+        if how == "auto":
+            how += f": measured eps_f={r['auto_eps_f']:.3g} ({r['auto_noise_kind']}), {r['auto_nfev']} evaluations"
+        print(f"sigma {r['sigma']:.4g} for {r['estimator']} N={r['n_directions']} noise={r['noise']} ({how})")
     for p in paths:
         print(p)
     if extra:

@@ -25,7 +25,7 @@ import numpy as np
 REQUIRED_COLUMNS = ("estimator", "n", "n_directions", "sigma", "noise", "nfev", "rel_error_median",
                     "p_theta_0.5", "cosine_mean")
 
-DEFAULT_TABLE = ("estimator", "n", "n_directions", "nfev", "sigma", "noise", "rel_error_median",
+DEFAULT_TABLE = ("estimator", "n", "n_directions", "nfev", "sigma", "sigma_mode", "noise", "rel_error_median",
                  "rel_error_q10", "rel_error_q90", "p_theta_0.1", "p_theta_0.5", "cosine_mean",
                  "rel_bias", "rel_variance", "theory_rel_second_moment", "rel_second_moment")
 
@@ -168,7 +168,7 @@ def write_study(rows: Sequence[dict], out: str | Path, *, stem: str = "study", t
     paths.append(md)
     groups: dict = {}
     for r in rows:
-        key = (r.get("problem", "f"), r["noise"], "rule" if r.get("sigma_rule") else "fixed")
+        key = (r.get("problem", "f"), r["noise"], r.get("sigma_mode") or ("rule" if r.get("sigma_rule") else "fixed"))
         groups.setdefault(key, []).append(r)
     for (prob, noise, sig), sel in groups.items():
         if len({r["sigma"] for r in sel if not r.get("sigma_rule")}) > 1:

@@ -43,6 +43,8 @@ from .theory import error_bound, relative_second_moment
 #: the ten standard-direction presets (the low-rank ones are opt-in)
 STANDARD = ("ffd", "cfd", "gaussian", "central-gaussian", "sphere", "central-sphere",
             "orthogonal", "central-orthogonal", "interpolation", "central-interpolation")
+#: the radius choices besides a number
+SIGMA_MODES = ("auto", "rule")
 _MAX_CHUNK_FLOATS = 8_000_000  # points per evaluation chunk × n (64 MB of float64)
 
 
@@ -53,7 +55,9 @@ class StudySpec:
     Args:
         estimators: preset names.
         n_directions: values of N (coordinate presets always use N = n).
-        sigmas: radii: floats, or ``"rule"`` for the Berahas et al. rule at the noise level.
+        sigmas: radii: floats, ``"auto"`` for the automatic radius (measured noise and
+            curvature, :func:`dfo.estimators.auto_radius`, as ``dfo.minimize`` does) or
+            ``"rule"`` for the Berahas et al. rule at the known noise level and L, M.
         noises: noise specs (``"none"``, ``"uniform:1e-3"``, ``"relative:1e-3"``, ...).
         repeats: R estimates per cell (≥ 2; ≥ 100 for the published tables).
         seed: base seed; each cell derives its own stream from (seed, cell label).
@@ -61,7 +65,7 @@ class StudySpec:
 
     estimators: tuple[str, ...] = STANDARD
     n_directions: tuple[int, ...] = (10,)
-    sigmas: tuple = ("rule",)
+    sigmas: tuple = ("auto",)
     noises: tuple[str, ...] = ("none",)
     repeats: int = 100
     seed: int = 0
@@ -75,8 +79,8 @@ class StudySpec:
         if int(self.repeats) < 2:
             raise ValueError(f"repeats must be >= 2 (bias and variance need two draws), got {self.repeats}")
         for s in self.sigmas:
-            if s != "rule" and not (isinstance(s, (int, float)) and np.isfinite(s) and s > 0):
-                raise ValueError(f"sigma must be a positive number or 'rule', got {s!r}")
+            if s not in SIGMA_MODES and not (isinstance(s, (int, float)) and np.isfinite(s) and s > 0):
+                raise ValueError(f"sigma must be a positive number, 'auto' or 'rule', got {s!r}")
         for text in self.noises:
             Noise.parse(text)
 
@@ -110,16 +114,33 @@ def rounding_level(fx: float) -> float:
     return float(np.finfo(float).eps * max(1.0, abs(fx)))
 
 
-def resolve_sigma(sigma, estimator: str, func: StudyFunction, noise: Noise) -> float:
-    """σ itself, or for ``"rule"`` the Berahas et al. radius at ε_f = max(noise, rounding)
-    with the function's L and M (1 when unknown or zero)."""
+def resolve_sigma(sigma, estimator: str, func: StudyFunction, noise: Noise, *,
+                  rng: np.random.Generator | None = None, n_directions: int | None = None) -> tuple[float, dict]:
+    """The cell's σ and how it was chosen: ``(σ, info)``.
+
+    * a number: itself;
+    * ``"rule"``: the Berahas et al. radius at ε_f = max(noise, rounding) with the
+      function's L and M (1 when unknown or zero);
+    * ``"auto"``: :func:`dfo.estimators.auto_radius` on the *observed* function (noise
+      included, drawn from ``rng``): measured ε_f, L, M and the preset's rule — what
+      ``dfo.minimize`` and ``dfo.estimate_gradient`` use by default. ``info`` carries the
+      measured ε_f and the probe's evaluations.
+    """
+    if sigma == "auto":
+        from ..estimators import auto_radius
+
+        gen = np.random.default_rng(0) if rng is None else rng
+        probe = auto_radius(lambda p: float(_evaluate(func, p[None, :], noise, gen, 1)[0]), func.x,
+                            estimator, n_directions=n_directions, rng=gen)
+        return probe["sigma"], {"sigma_mode": "auto", "auto_eps_f": probe["eps_f"],
+                                "auto_noise_kind": probe["noise_kind"], "auto_nfev": probe["nfev"]}
     if sigma != "rule":
-        return float(sigma)
+        return float(sigma), {"sigma_mode": "given"}
     fx = func.fx
     eps_f = max(noise.eps_f(fx), rounding_level(fx))
     L = func.L if func.L else 1.0
     M = func.M if func.M else 1.0
-    return sampling_radius(estimator, eps_f, L=L, M=M, n=func.n)
+    return sampling_radius(estimator, eps_f, L=L, M=M, n=func.n), {"sigma_mode": "rule"}
 
 
 def relative_error_bound(estimator: str, func: StudyFunction, sigma: float, noise: Noise) -> float:
@@ -219,7 +240,7 @@ def run_cell(func: StudyFunction, estimator: str, *, n_directions: int, sigma, n
         func: the study function (with its gradient at ``func.x``).
         estimator: a preset name of :data:`dfo.ESTIMATORS`.
         n_directions: N (coordinate presets need N = n, interpolation N ≥ n).
-        sigma: a radius or ``"rule"``.
+        sigma: a radius, ``"auto"`` or ``"rule"`` (see :func:`resolve_sigma`).
         noise: a :class:`Noise` or its text form.
         repeats: R.
         seed: base seed (the cell stream also depends on the cell label).
@@ -235,11 +256,13 @@ def run_cell(func: StudyFunction, estimator: str, *, n_directions: int, sigma, n
     if int(repeats) < 2:
         raise ValueError(f"repeats must be >= 2, got {repeats}")
     check_gradient(func.grad, func.n, f"gradient of {func.name}")
-    sig = resolve_sigma(sigma, estimator, func, noise)
-    options = {"n_directions": int(n_directions), "sigma": sig}
-    probe = get_estimator(estimator, **options)
+    probe = get_estimator(estimator, n_directions=int(n_directions))
     if isinstance(probe, FiniteDifferenceEstimator):
         probe.n_for(func.n)  # clear error for N < n (interpolation) or N != n (coordinate)
+    radius_rng = np.random.default_rng(_cell_seed(seed, f"{func.name}|{estimator}|{n_directions}|auto|{noise.label}"))
+    sig, sigma_info = resolve_sigma(sigma, estimator, func, noise, rng=radius_rng, n_directions=int(n_directions))
+    options = {"n_directions": int(n_directions), "sigma": sig}
+    probe = get_estimator(estimator, **options)
     label = f"{func.name}|{estimator}|{n_directions}|{sig!r}|{noise.label}"
     ss = _cell_seed(seed, label)
     ask_ss, noise_ss = ss.spawn(2)
@@ -263,7 +286,7 @@ def run_cell(func: StudyFunction, estimator: str, *, n_directions: int, sigma, n
     row: dict = {
         "problem": func.name, "estimator": estimator, "n": func.n,
         "n_directions": queries[0].directions.n_directions, "sigma": sig,
-        "sigma_rule": sigma == "rule", "noise": noise.label,
+        "sigma_rule": sigma in SIGMA_MODES, **sigma_info, "noise": noise.label,
         "eps_f": noise.eps_f(func.fx), "repeats": int(repeats), "nfev": queries[0].nfev,
     }
     row.update(estimate_metrics(G, func.grad, thetas=thetas))
