@@ -10,12 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from dfo.torch import ZerothOrder  # noqa: E402
+from dfo.estimators import LowRankDirections  # noqa: E402
+from dfo.estimators import lowrank_spec as spec  # noqa: E402
+from dfo.torch import METHODS, ZerothOrder  # noqa: E402
 
-METHODS = ["mezo", "subzero", "lozo", "lozo-m"]
+LOW_RANK = [m for m in METHODS if spec.get_method(m).low_rank]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
 
 
 def _problem(dtype=torch.float64, seed=0):
@@ -113,7 +113,7 @@ def test_lozo_average_converges_to_gradient_times_vvt():
     assert est[0].norm() / target.norm() == pytest.approx(1.0, rel=0.15)
 
 
-@pytest.mark.parametrize("method", ["subzero", "lozo", "lozo-m"])
+@pytest.mark.parametrize("method", LOW_RANK)
 def test_side_path_equals_writing_into_weights(method):
     """Same seeds: the side-path run (model=) and the write-into-weights run see the same losses."""
     model_a, closure_a = _problem(torch.float64)
@@ -314,8 +314,183 @@ def test_lozo_m_momentum_is_projected_on_refresh():
     full = n_old @ v_old.T
     proj = full @ v_new @ torch.linalg.solve(v_new.T @ v_new, v_new.T)
     g = opt.last_step.projected_grad[0]
-    u = opt._direction(0, opt.last_step.seeds[0])  # regenerated from the step's seed
+    u = torch.from_numpy(spec.draw_core("lozo", tuple(w.shape), 2, opt.last_step.seed, 0, 0))  # the step's U
     n_proj = torch.linalg.solve(v_new.T @ v_new, v_new.T @ full.T).T
     assert torch.allclose(n_proj @ v_new.T, proj, atol=1e-10)
     expected = beta * n_proj + (1 - beta) * g * u.double() / 2
     assert torch.allclose(opt.state[w]["N"].double(), expected, rtol=1e-5, atol=1e-8)
+
+
+# ---------------------------------------------------------------- one low-rank source (numpy == torch)
+@pytest.mark.parametrize("method", LOW_RANK)
+@pytest.mark.parametrize("shape,rank", [((3, 17), 8), ((6, 5), 2), ((1, 4), 3), ((9, 9), 9)])
+def test_numpy_and_torch_draw_the_same_direction(method, shape, rank):
+    """Same seeds and shape: the torch optimizer's direction D V^T equals LowRankDirections' row, block by block."""
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(*shape, dtype=torch.float64))
+    bias = nn.Parameter(torch.randn(shape[0], dtype=torch.float64))
+    captured = {}
+
+    def closure():  # the first forward pass sees theta + eps P
+        captured.setdefault("w", weight.detach().clone())
+        return (weight.sum() + bias.sum()) * 0.0
+
+    before = weight.detach().clone()
+    opt = ZerothOrder([weight, bias], method=method, eps=1e-3, rank=rank, n_directions=2, lr=0.0, seed=7)
+    opt.step(closure)
+    fam = spec.get_method(method).family
+    r = spec.block_rank(shape, rank)
+    assert r == min(rank, *shape) and opt._kind[0] == "write" and opt._kind[1] == "dense"  # small-matrix rule
+    st = opt.state[weight]
+    u, v = spec.draw_subspace(fam, shape, r, st["subspace_seed"], 0)
+    assert torch.equal(st["V"], torch.from_numpy(v))  # bit-identical factors
+    if u is not None:
+        assert torch.equal(st["U"], torch.from_numpy(u))
+    blocks = (("W", shape), ("b", (shape[0],)))
+    dirs = LowRankDirections(fam, blocks, (r, 0), ((u, v), None), 2, opt.last_step.seed)
+    numpy_p = torch.tensor(dirs.row(0)[: shape[0] * shape[1]].reshape(shape))
+    torch_p = (captured["w"] - before) / 1e-3
+    assert torch.allclose(torch_p, numpy_p, rtol=1e-9, atol=1e-9)
+    # direction 1 too, straight from the optimizer's factors
+    core = torch.from_numpy(spec.draw_core(fam, shape, r, opt.last_step.seed, 0, 1))
+    left = spec.left_factor(fam, shape, r, core, None if u is None else torch.from_numpy(u))
+    numpy_p1 = torch.tensor(dirs.row(1)[: shape[0] * shape[1]].reshape(shape))
+    assert torch.allclose(left @ torch.from_numpy(v).T, numpy_p1, rtol=1e-12, atol=1e-12)
+
+
+def test_method_registry_is_the_spec():
+    assert set(METHODS) == set(spec.METHODS)
+    for name, entry in spec.METHODS.items():
+        opt = ZerothOrder([nn.Parameter(torch.zeros(4, 4))], method=name)
+        assert (opt.config.rank, opt.config.refresh, opt.config.momentum) == (entry.rank, entry.refresh, entry.momentum)
+        assert opt.config.family == entry.family
+
+
+def test_lozo_m_first_step_equals_lozo_step():
+    """LOZO-M's momentum starts at the first estimate (reference code), so step 1 is a LOZO step."""
+    outs = []
+    for method in ("lozo", "lozo-m"):
+        model, closure = _problem(torch.float64)
+        opt = ZerothOrder(model.parameters(), method=method, lr=1e-2, rank=2, model=model, seed=3)
+        opt.step(closure)
+        opt.flush()
+        outs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, rtol=0, atol=1e-14)
+
+
+# ---------------------------------------------------------------- torch conventions
+def test_add_param_group_is_trained():
+    model, closure = _problem(torch.float64)
+    first, second = list(model[0].parameters()), list(model[2].parameters())
+    opt = ZerothOrder(first, method="subzero", lr=1e-2, rank=2, model=model, seed=0)
+    opt.add_param_group({"params": second, "lr": 5e-3})
+    before = [p.detach().clone() for p in second]
+    opt.step(closure)
+    opt.flush()
+    assert all(not torch.equal(p, b) for p, b in zip(second, before))
+    assert opt._kind[2] == "side" and opt.param_groups[1]["lr"] == 5e-3
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "lr": float("nan")})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_parameter_frozen_after_construction_is_skipped(method):
+    model, closure = _problem(torch.float64)
+    opt = ZerothOrder(model.parameters(), method=method, lr=1e-2, rank=2, model=model, seed=0)
+    opt.step(closure)
+    opt.flush()
+    model[0].weight.requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    seen = []
+
+    def watching():
+        seen.append(torch.equal(model[0].weight, frozen))
+        return closure()
+
+    for _ in range(3):
+        opt.step(watching)
+    opt.flush()
+    assert all(seen) and torch.equal(model[0].weight, frozen)
+    with torch.no_grad():  # and its (folded) side path no longer moves: outputs use W exactly
+        x = torch.randn(3, 6, dtype=torch.float64)
+        assert torch.allclose(model[0](x), x @ frozen.T + model[0].bias, atol=1e-14)
+    model[0].weight.requires_grad_(True)  # unfreezing trains it again
+    opt.step(closure)
+    opt.flush()
+    assert not torch.equal(model[0].weight, frozen)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_lr_and_eps_must_be_finite(bad):
+    model, closure = _problem()
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        ZerothOrder(model.parameters(), lr=bad)
+    with pytest.raises(ValueError, match="eps must be a positive finite"):
+        ZerothOrder(model.parameters(), eps=bad)
+    with pytest.raises(ValueError, match="weight_decay must be a finite"):
+        ZerothOrder(model.parameters(), weight_decay=bad)
+    opt = ZerothOrder(model.parameters(), lr=1e-3, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.param_groups[0]["lr"] = bad  # e.g. a scheduler gone wrong: refused before any parameter moves
+    with pytest.raises(ValueError, match="param group 0 lr"):
+        opt.step(closure)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+@pytest.mark.parametrize("seed", [2**70, -1, 1.5, True, "0"])
+def test_seed_range_is_validated(seed):
+    model, _ = _problem()
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
+        ZerothOrder(model.parameters(), seed=seed)
+
+
+def test_foreign_states_are_refused_with_one_clear_error():
+    model, closure = _problem()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = ZerothOrder(model.parameters(), method="lozo", rank=2, model=model, seed=0)
+    with pytest.raises(ValueError, match="not a ZerothOrder state_dict.*another optimizer"):
+        opt.load_state_dict(sgd.state_dict())
+    opt.step(closure)
+    saved = opt.state_dict()
+    other = nn.Sequential(nn.Linear(6, 7), nn.Tanh(), nn.Linear(7, 4)).double()  # same count, other shapes
+    opt2 = ZerothOrder(other.parameters(), method="lozo", rank=2, model=other, seed=0)
+    with pytest.raises(ValueError, match=r"another model: parameter 0 has shape \(5, 6\) there and \(7, 6\) here"):
+        opt2.load_state_dict(saved)
+    bigger = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Linear(4, 4)).double()
+    opt3 = ZerothOrder(bigger.parameters(), method="lozo", rank=2, seed=0)
+    with pytest.raises(ValueError, match="other parameter groups"):
+        opt3.load_state_dict(saved)
+    tampered = copy.deepcopy(saved)
+    tampered["zo"].pop("shapes")
+    tampered["state"][0]["V"] = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="state 'V' of parameter 0 has shape"):
+        ZerothOrder(model.parameters(), method="lozo", rank=2, seed=0).load_state_dict(tampered)
+
+
+def test_closure_runs_in_eval_mode_and_modes_are_restored():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 1)).double()
+    model.train()
+    model[2].eval()  # a deliberately mixed state must come back as it was
+    x = torch.randn(64, 6, dtype=torch.float64)
+    modes = []
+
+    def closure():
+        modes.append([m.training for m in model.modules()])
+        return (model(x) ** 2).mean()
+
+    with torch.no_grad():
+        centre = float((model.eval()(x) ** 2).mean())
+    model.train()
+    model[2].eval()
+    opt = ZerothOrder(model.parameters(), lr=1e-3, eps=1e-6, model=model, seed=0)
+    opt.step(closure)
+    assert modes == [[False] * 4] * 2
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    # eval-mode forwards see one network: the two losses average to the centre's up to O(eps^2) (dropout: O(1))
+    lp, lm = opt.last_step.loss_plus[0], opt.last_step.loss_minus[0]
+    assert abs((lp + lm) / 2 - centre) < 1e-6 * centre
+    keep = ZerothOrder(model.parameters(), lr=1e-3, model=model.train(), seed=0, eval_mode=False)
+    with pytest.warns(RuntimeWarning, match="dropout is active"):
+        keep.step(closure)

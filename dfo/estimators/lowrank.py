@@ -4,18 +4,20 @@ The parameter vector is a concatenation of named blocks (``blocks=[("M", (m, k))
 ("b", (m,))]``). Matrix blocks get low-rank perturbations; vector blocks fall
 back to Gaussian ones. Differences are central.
 
-* ``subzero`` (Yu et al. 2024, "Zeroth-order fine-tuning of LLMs in random
-  subspaces"): P = √(mk)/r · U Z Vᵀ with U (m×r), V (k×r) column-orthonormal,
+The formulas (SubZero's √(mk)/r scale, LOZO's 1/r weight, LOZO-M's factored
+momentum and its least-squares carry at a refresh, the small-matrix rule, the QR
+sign fix, the random streams and the defaults) live in
+:mod:`dfo.estimators.lowrank_spec`, which the torch optimizer calls too:
+
+* ``subzero`` (Yu et al. 2024): P = √(mk)/r · U Z Vᵀ, U, V column-orthonormal,
   refreshed every T steps, Z ~ N(0, I_{r×r}) fresh per direction; g = (1/N) Σ δ_i P_i.
-  Given U, V: E[g] = (mk/r²) · U Uᵀ ∇_W f V Vᵀ for a linear f, i.e. proportional to
-  the gradient projected on the subspace (:meth:`LowRankEstimator.expected_given_subspace`).
-* ``lozo`` (Chen et al. 2024, "Enhancing zeroth-order fine-tuning for language
-  models with low-rank structures"): P = U Vᵀ, U ~ N(0) fresh per direction, V ~ N(0)
+  Given U, V: E[g] = (mk/r²) · U Uᵀ ∇_W f V Vᵀ for a linear f
+  (:meth:`LowRankEstimator.expected_given_subspace`).
+* ``lozo`` (Chen et al. 2024): P = U Vᵀ, U ~ N(0) fresh per direction, V ~ N(0)
   kept for ν steps; g = (1/N) Σ δ_i P_i / r, so that E[g] = ∇f for a linear f.
-* ``lozo-m``: LOZO with momentum kept in factored form: per matrix block the
-  momentum is an m×r factor Mₜ = β Mₜ₋₁ + (1−β) (1/N) Σ δ_i U_i / r and the returned
-  direction is Mₜ Vᵀ; at a V refresh the factor is carried over by least squares,
-  M ← M V_oldᵀ V_new (V_newᵀ V_new)⁻¹, i.e. the best M with M V_newᵀ ≈ M V_oldᵀ.
+* ``lozo-m``: per matrix block the momentum is an m×r factor M (the returned
+  direction is M Vᵀ), M ← β M + (1−β) (1/N) Σ δ_i U_i / r after the first step (which
+  sets M to the estimate), carried over a V refresh by least squares.
 
 The estimator is stateful (step counter, subspaces, momentum): ``state_dict()`` and
 ``load_state_dict()`` carry it so a run resumes exactly.
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..rng import as_generator, draw_seed
+from . import lowrank_spec as spec
 from .assembly import assemble
 from .base import GradEstimate, Query, as_point
 
@@ -43,17 +46,14 @@ def default_blocks(n: int) -> list[Block]:
     return [("x", (n // k, k))]
 
 
-def _orthonormal(rng: np.random.Generator, m: int, r: int) -> np.ndarray:
-    q, rr = np.linalg.qr(rng.standard_normal((m, r)))
-    return q * np.where(np.diag(rr) < 0, -1.0, 1.0)
-
-
 @dataclass(frozen=True)
 class LowRankDirections:
     """N low-rank directions, regenerable from ``seed`` given the block factors.
 
     ``factors[j]`` is (U, V) for a subzero block, (None, V) for a lozo block and
     None for a vector block. The arrays are small ((m + k) r numbers per block).
+    Block j of direction i is drawn from the spec's stream ``(seed, j, 1, i)``,
+    exactly as the torch optimizer draws tensor j (see :mod:`.lowrank_spec`).
     """
 
     kind: str
@@ -68,39 +68,33 @@ class LowRankDirections:
         return int(sum(np.prod(shape) for _, shape in self.blocks))
 
     def _generate(self) -> tuple[np.ndarray, list]:
-        """All N directions (rows) and the per-block lozo U factors, from the seed.
+        """All N directions (rows) and the per-block left factors D_i (P_i = D_i Vᵀ).
 
-        Drawn block by block from one generator, for all N directions at once;
-        cached per process (a worker evaluating many rows of one set builds it once).
+        Cached per process (a worker evaluating many rows of one set builds it once).
         """
         key = (self.kind, self.seed, self.n_directions, self.blocks,
                tuple(None if f is None else tuple(None if a is None else a.tobytes() for a in f) for f in self.factors))
         hit = _CACHE.get(key)
         if hit is not None:
             return hit
-        rng = np.random.default_rng(self.seed)
-        N, parts, us = self.n_directions, [], []
-        for (_, shape), r, fac in zip(self.blocks, self.ranks, self.factors):
+        N, parts, lefts = self.n_directions, [], []
+        for j, ((_, shape), r, fac) in enumerate(zip(self.blocks, self.ranks, self.factors)):
+            size = int(np.prod(shape))
             if fac is None:
-                parts.append(rng.standard_normal((N, int(np.prod(shape)))))
-                us.append(None)
-            elif self.kind == "subzero":
-                u, v = fac
-                z = rng.standard_normal((N, r, r))
-                m, k = shape
-                parts.append((np.sqrt(m * k) / r * np.einsum("ma,nab,kb->nmk", u, z, v)).reshape(N, -1))
-                us.append(None)
-            else:
-                _, v = fac
-                u = rng.standard_normal((N, shape[0], r))
-                parts.append(np.einsum("nma,ka->nmk", u, v).reshape(N, -1))
-                us.append(u)
+                parts.append(np.stack([spec.draw_dense(self.seed, j, i, size) for i in range(N)]))
+                lefts.append(None)
+                continue
+            u, v = fac
+            d = np.stack([spec.left_factor(self.kind, shape, r, spec.draw_core(self.kind, shape, r, self.seed, j, i), u)
+                          for i in range(N)])
+            parts.append(np.einsum("nma,ka->nmk", d, v).reshape(N, -1))
+            lefts.append(d)
         matrix = np.concatenate(parts, axis=1)
         matrix.setflags(write=False)
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (matrix, us)
-        return matrix, us
+        _CACHE[key] = (matrix, lefts)
+        return matrix, lefts
 
     def row(self, i: int) -> np.ndarray:
         if not 0 <= i < self.n_directions:
@@ -110,9 +104,9 @@ class LowRankDirections:
     def matrix(self) -> np.ndarray:
         return self._generate()[0]
 
-    def lozo_factors(self, i: int) -> list:
-        """The per-block U_i of direction i (lozo), None for other blocks."""
-        return [None if u is None else u[i] for u in self._generate()[1]]
+    def left_factors(self, i: int) -> list:
+        """The per-block left factor D_i of direction i (P_i = D_i Vᵀ), None for vector blocks."""
+        return [None if d is None else d[i] for d in self._generate()[1]]
 
 
 @dataclass(kw_only=True)
@@ -120,13 +114,13 @@ class LowRankEstimator:
     """SubZero / LOZO / LOZO-M gradient estimator (central differences).
 
     Args:
-        kind: ``"subzero"`` or ``"lozo"``.
+        kind: a low-rank family of :mod:`.lowrank_spec`, ``"subzero"`` or ``"lozo"``.
         blocks: ``[(name, shape), ...]`` splitting x; None = one near-square matrix.
-        rank: r (clipped to min(m, k) per block).
-        refresh: steps between subspace refreshes (T for subzero, ν for lozo).
+        rank: r (clipped to min(m, k) per block); None = the spec's default.
+        refresh: steps between subspace refreshes (T for subzero, ν for lozo); None = default.
         n_directions: N perturbations per step.
         sigma: sampling radius.
-        momentum: β of lozo-m's factored momentum (0 = plain lozo).
+        momentum: β of the factored momentum (0 = plain; the ``lozo-m`` preset uses 0.9).
         shaping: shapers applied before assembly.
 
     Example:
@@ -138,8 +132,8 @@ class LowRankEstimator:
 
     kind: str = "subzero"
     blocks: list | None = None
-    rank: int = 2
-    refresh: int = 10
+    rank: int | None = None
+    refresh: int | None = None
     n_directions: int = 1
     sigma: float = 1e-3
     momentum: float = 0.0
@@ -147,10 +141,14 @@ class LowRankEstimator:
     step: int = field(default=0, init=False)
     _factors: tuple | None = field(default=None, init=False, repr=False)
     _moment: list | None = field(default=None, init=False, repr=False)
+    _refreshed_at: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("subzero", "lozo"):
-            raise ValueError(f"unknown low-rank kind {self.kind!r}; known: subzero, lozo")
+        if self.kind not in spec.LOW_RANK_FAMILIES:
+            raise ValueError(f"unknown low-rank kind {self.kind!r}; known: {', '.join(spec.LOW_RANK_FAMILIES)}")
+        default = spec.get_method(self.kind)
+        self.rank = default.rank if self.rank is None else self.rank
+        self.refresh = default.refresh if self.refresh is None else self.refresh
         if self.rank < 1 or self.refresh < 1 or self.n_directions < 1:
             raise ValueError("rank, refresh and n_directions must all be >= 1")
         if not 0.0 <= self.momentum < 1.0:
@@ -170,18 +168,11 @@ class LowRankEstimator:
         return tuple(blocks)
 
     def ranks_for(self, blocks) -> tuple:
-        return tuple(min(self.rank, *shape) if len(shape) == 2 else 0 for _, shape in blocks)
+        return tuple(spec.block_rank(shape, self.rank) for _, shape in blocks)
 
-    def _refresh(self, blocks, ranks, rng: np.random.Generator) -> tuple:
-        factors = []
-        for (_, shape), r in zip(blocks, ranks):
-            if len(shape) == 1:
-                factors.append(None)
-            elif self.kind == "subzero":
-                factors.append((_orthonormal(rng, shape[0], r), _orthonormal(rng, shape[1], r)))
-            else:
-                factors.append((None, rng.standard_normal((shape[1], r))))
-        return tuple(factors)
+    def _refresh(self, blocks, ranks, seed: int) -> tuple:
+        return tuple(None if r == 0 else spec.draw_subspace(self.kind, shape, r, seed, j)
+                     for j, ((_, shape), r) in enumerate(zip(blocks, ranks)))
 
     def _carry_momentum(self, new_factors) -> None:
         if self._moment is None or self._factors is None:
@@ -189,8 +180,7 @@ class LowRankEstimator:
         for j, (old, new) in enumerate(zip(self._factors, new_factors)):
             if old is None or self._moment[j] is None:
                 continue
-            v_old, v_new = old[1], new[1]
-            self._moment[j] = self._moment[j] @ (v_old.T @ v_new) @ np.linalg.inv(v_new.T @ v_new)
+            self._moment[j] = spec.carry_momentum(self._moment[j], old[1], new[1])
 
     # -- ask / tell -------------------------------------------------------------
     def ask(self, x, rng=None, *, fx: float | None = None) -> Query:
@@ -198,20 +188,19 @@ class LowRankEstimator:
         gen = as_generator(rng)
         blocks = self._resolve_blocks(x.size)
         ranks = self.ranks_for(blocks)
-        if self._factors is None or self.step % self.refresh == 0:
-            new = self._refresh(blocks, ranks, gen)
+        if self._factors is None or spec.refresh_due(self.step, self._refreshed_at, self.refresh):
+            new = self._refresh(blocks, ranks, draw_seed(gen))
             self._carry_momentum(new)
-            self._factors = new
+            self._factors, self._refreshed_at = new, self.step
         self.step += 1
         dirs = LowRankDirections(self.kind, blocks, ranks, self._factors, int(self.n_directions), draw_seed(gen))
         return Query(x=x, sigma=float(self.sigma), directions=dirs, signs=(1, -1), needs_fx=False, fx=fx)
 
     def _weights(self, dirs: LowRankDirections) -> np.ndarray | None:
-        if self.kind != "lozo":
+        w = [spec.estimate_weight(self.kind, r) if r else 1.0 for r in dirs.ranks]
+        if all(x == 1.0 for x in w):
             return None
-        return np.concatenate([
-            np.full(int(np.prod(s)), 1.0 / r if len(s) == 2 else 1.0) for (_, s), r in zip(dirs.blocks, dirs.ranks)
-        ])
+        return np.concatenate([np.full(int(np.prod(s)), x) for (_, s), x in zip(dirs.blocks, w)])
 
     def tell(self, query: Query, values) -> GradEstimate:
         dirs = query.directions
@@ -224,7 +213,6 @@ class LowRankEstimator:
         """LOZO-M: fold this step's estimate into the factored momentum."""
         dirs = query.directions
         keep, delta = est.info["kept"], est.info["delta"]
-        beta = self.momentum
         if self._moment is None:
             self._moment = [None] * len(dirs.blocks)
         out, offset = [], 0
@@ -232,14 +220,11 @@ class LowRankEstimator:
             size = int(np.prod(shape))
             if fac is None:  # vector block: ordinary momentum on the estimate
                 piece = est.grad[offset:offset + size]
-                prev = self._moment[j] if self._moment[j] is not None else np.zeros(size)
-                self._moment[j] = beta * prev + (1 - beta) * piece
-                out.append(self._moment[j])
             else:
-                u_mean = sum(d * dirs.lozo_factors(int(i))[j] for d, i in zip(delta, keep)) / (len(keep) * r)
-                prev = self._moment[j] if self._moment[j] is not None else np.zeros_like(u_mean)
-                self._moment[j] = beta * prev + (1 - beta) * u_mean
-                out.append((self._moment[j] @ fac[1].T).ravel())
+                w = spec.estimate_weight(self.kind, r)
+                piece = sum(d * dirs.left_factors(int(i))[j] for d, i in zip(delta, keep)) * (w / len(keep))
+            self._moment[j] = spec.momentum_update(self._moment[j], piece, self.momentum)
+            out.append(self._moment[j] if fac is None else (self._moment[j] @ fac[1].T).ravel())
             offset += size
         return GradEstimate(grad=np.concatenate(out), fx=est.fx, nfev=est.nfev, info=est.info)
 
@@ -257,21 +242,21 @@ class LowRankEstimator:
             piece = grad[offset:offset + size]
             if fac is None:
                 out.append(piece)
-            elif self.kind == "subzero":
-                u, v = fac
-                g = piece.reshape(shape)
-                out.append((shape[0] * shape[1] / r**2 * (u @ (u.T @ g @ v) @ v.T)).ravel())
             else:
-                v = fac[1]
-                out.append((piece.reshape(shape) @ v @ v.T / r).ravel())
+                out.append(spec.expected_given_subspace(self.kind, piece.reshape(shape), r, *fac).ravel())
             offset += size
         return np.concatenate(out)
 
     # -- state ------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"step": self.step, "factors": self._factors, "moment": self._moment}
+        return {"step": self.step, "factors": self._factors, "moment": self._moment,
+                "refreshed_at": self._refreshed_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self._factors = state["factors"]
         self._moment = state["moment"]
+        at = state.get("refreshed_at")
+        if at is None and self._factors is not None:  # older states: refreshes happened at multiples of refresh
+            at = (self.step - 1) // self.refresh * self.refresh
+        self._refreshed_at = at

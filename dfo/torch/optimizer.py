@@ -1,46 +1,34 @@
-"""Zeroth-order optimizers for torch modules: MeZO, SubZero, LOZO and LOZO-M.
+"""Zeroth-order optimizer for torch modules: MeZO, SubZero, LOZO and LOZO-M.
 
-All four estimate the gradient from two forward passes at ``theta +- eps P``
-(two-sided SPSA) and differ in the distribution of the direction ``P``:
+Every method estimates the gradient from two forward passes at ``theta +- eps P``
+(two-sided SPSA), ``g = (L(theta + eps P) - L(theta - eps P)) / (2 eps)``, and the
+update is ``theta <- theta - lr (w g P + wd theta)``. A method is a *direction
+family* for P (dense Gaussian, SubZero, LOZO; LOZO-M adds factored momentum)
+taken from :mod:`dfo.estimators.lowrank_spec`, which the numpy estimators use too:
+the scales, the LOZO weight ``w = 1/r``, the momentum and its carry at a refresh,
+the small-matrix rule, the refresh schedule, the random factor streams and the
+defaults are defined there once (see that module for the formulas and papers).
 
-* ``mezo`` (Malladi et al. 2023, "Fine-Tuning Language Models with Just Forward
-  Passes"): ``P = z ~ N(0, I)`` for every tensor. Projected gradient
-  ``g = (L(theta + eps z) - L(theta - eps z)) / (2 eps)``, update
-  ``theta <- theta - lr (g z + wd theta)``.
-* ``subzero`` (Yu et al. 2024, "Random Subspace Zeroth-order Optimization for
-  Memory-Efficient LLM Fine-Tuning"): for each 2-D weight W (m x n),
-  ``P = sqrt(m n) / r * U Z V^T`` with column-orthonormal U (m x r), V (n x r)
-  redrawn every ``refresh`` steps and ``Z ~ N(0, I_{r x r})`` each step; the update
-  is ``W <- W - lr g P``. Its mean is ``(m n / r^2) U U^T grad V V^T``: the gradient
-  projected onto the subspace.
-* ``lozo`` (Chen et al. 2024, "Enhancing Zeroth-order Fine-tuning for Language
-  Models with Low-rank Structures"): ``P = U V^T`` with Gaussian U (m x r) new each
-  step and Gaussian V (n x r) redrawn every ``refresh`` steps (the paper's nu); the
-  estimate is ``g U V^T / r``, whose mean given V is ``grad V V^T / r``.
-* ``lozo-m``: LOZO with momentum kept as an m x r factor N (the full momentum is
-  ``N V^T``): ``N <- beta N + (1 - beta) g U / r`` and ``W <- W - lr N V^T``. When V is
-  redrawn the momentum ``N V_old^T`` is projected onto the row space of the new
-  ``V^T``: ``N <- N V_old^T V_new (V_new^T V_new)^{-1}``.
+Each tensor gets a *placement*:
 
-Tensors that are not 2-D (biases, norm scales) and 2-D tensors smaller than the
-rank get dense Gaussian directions in every method. Weight decay is applied to
-tensors with at least two dimensions only (set ``decay_1d=True`` in a group to
-decay the others too).
+* ``dense``: tensors that are not 2-D (biases, norm scales), and every tensor for
+  MeZO: Gaussian ``z`` regenerated from a seed, added in place chunk by chunk
+  (:mod:`dfo.torch.directions`). Restore and update are one fused pass
+  (``+eps z``, ``-2 eps z``, then ``+(eps - lr g) z``).
+* ``write``: low-rank directions ``D V^T`` written into the weight with ``addmm_``
+  (no m x n temporary): tied weights and 2-D tensors of modules other than
+  ``nn.Linear``, or every 2-D tensor when ``model`` is not given.
+* ``side``: with ``model=`` given, the weights of unshared ``nn.Linear`` layers are
+  never touched during a step: the perturbation and the updates of the current
+  subspace ride along as a side path ``x (W + L V^T)^T = x W^T + (x V) L^T``
+  (:mod:`dfo.torch.sidepath`) with ``L = A + offset * D``; ``A`` accumulates the
+  updates and is folded into W (``W += A V^T``) when the subspace is refreshed, on
+  :meth:`ZerothOrder.flush`, and before any ``state_dict`` of the layer or the optimizer.
 
-Memory design: directions are regenerated from seeds by a private generator per
-device (:mod:`dfo.torch.directions`) and applied in place with
-``empty_like(p).normal_``; the restore after the second forward pass and the
-update are one fused pass (MeZO: ``+eps z``, ``-2 eps z``, then
-``+(eps - lr g) z``). With ``model=`` given, the low-rank methods never touch the
-weights of unshared ``nn.Linear`` layers during a step: the perturbation and the
-updates of the current subspace ride along as a side path
-``x (W + L V^T)^T = x W^T + (x V) L^T`` (:mod:`dfo.torch.sidepath`), where the
-m x r factor ``L = A + eps D`` holds the accumulated update ``A`` (for SubZero
-``A = U C`` with the r x r core C) and the direction ``D``. ``A V^T`` is folded into
-W when the subspace is refreshed, on :meth:`ZerothOrder.flush`, and before any
-``state_dict`` of the layer or the optimizer is taken. Other 2-D weights (tied
-embeddings, layers of modules other than ``nn.Linear``) get the low-rank
-perturbation written in place with ``addmm_``.
+Conventions: only parameters with ``requires_grad=True`` at the time of a step are
+perturbed and updated (freezing after construction works), ``add_param_group``
+works, lr / weight decay / eps must be finite, and with ``model=`` the closure runs
+with the model in eval mode (dropout off), its train/eval flags restored afterwards.
 
 Example:
     >>> import torch
@@ -57,17 +45,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from dfo.torch.directions import Generators, factor_dtype, gaussian, gaussian_like, mix, orthonormal
+from dfo.estimators import lowrank_spec as spec
+from dfo.torch.directions import Generators, add_gaussian_, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
-METHODS = ("mezo", "subzero", "lozo", "lozo-m")
+METHODS = tuple(spec.METHODS)
+_SEED_LIMIT = 2**63
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,11 +67,11 @@ class ZOConfig:
     """Hyperparameters shared by all parameter groups.
 
     Attributes:
-        method: ``"mezo"``, ``"subzero"``, ``"lozo"`` or ``"lozo-m"``.
+        method: a name of :data:`dfo.estimators.lowrank_spec.METHODS`.
         eps: perturbation radius.
         rank: r of the low-rank methods.
         refresh: steps between subspace redraws (SubZero's T, LOZO's nu).
-        momentum: beta of LOZO-M (only ``lozo-m`` accepts a non-zero value).
+        momentum: beta of the factored momentum (only methods whose default has one).
         n_directions: directions averaged per step (2 forward passes each).
     """
 
@@ -91,32 +83,72 @@ class ZOConfig:
     n_directions: int = 1
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
-        if not (self.eps > 0 and math.isfinite(self.eps)):
-            raise ValueError(f"eps must be a positive finite number, got {self.eps}")
-        if self.rank < 1 or self.refresh < 1 or self.n_directions < 1:
-            raise ValueError(
-                f"rank, refresh and n_directions must be >= 1, got {self.rank}, {self.refresh}, {self.n_directions}"
-            )
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.momentum and self.method != "lozo-m":
+        entry = spec.get_method(self.method)
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (
+                math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps must be a positive finite number, got {self.eps!r}")
+        for name in ("rank", "refresh", "n_directions"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.momentum, (int, float)) and 0.0 <= self.momentum < 1.0):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.momentum and not entry.momentum:
             raise ValueError(f"momentum is only used by 'lozo-m' (method is {self.method!r})")
 
     @property
+    def family(self) -> str:
+        return spec.get_method(self.method).family
+
+    @property
     def low_rank(self) -> bool:
-        return self.method != "mezo"
+        return spec.get_method(self.method).low_rank
 
 
 @dataclass
 class StepInfo:
-    """What the last step saw: losses on both sides and projected gradients per direction."""
+    """What the last step saw: losses on both sides, projected gradients per direction, the step seed."""
 
     loss_plus: list[float] = field(default_factory=list)
     loss_minus: list[float] = field(default_factory=list)
     projected_grad: list[float] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class _Slot:
+    """One tensor: its index k (stable across groups), group, placement and rank."""
+
+    k: int
+    p: torch.Tensor
+    group: dict[str, Any]
+    placement: str  # "dense" | "write" | "side"
+    rank: int
+
+
+def _finite_nonneg(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return seed
+
+
+def _dropout_active(model: nn.Module) -> bool:
+    """Whether a forward pass of ``model`` in its current mode would apply dropout."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+            return True
+    cfg = getattr(model, "config", None)
+    if model.training and cfg is not None:
+        for key, v in vars(cfg).items():
+            if "dropout" in key and isinstance(v, float) and v > 0:
+                return True
+    return False
 
 
 class ZerothOrder(torch.optim.Optimizer):
@@ -125,19 +157,22 @@ class ZerothOrder(torch.optim.Optimizer):
     Args:
         params: parameters or parameter groups (dicts with ``params`` and optional
             ``lr``, ``weight_decay``, ``decay_1d``). Parameters with
-            ``requires_grad=False`` are never perturbed or updated.
-        method: ``"mezo"``, ``"subzero"``, ``"lozo"`` or ``"lozo-m"``.
-        lr: learning rate.
-        eps: perturbation radius.
-        rank: rank r of the low-rank directions.
-        refresh: steps between subspace redraws.
-        momentum: LOZO-M's beta (default 0.9 for ``lozo-m``, 0 otherwise).
-        weight_decay: decoupled from nothing: ``theta <- theta - lr wd theta`` each step,
-            on tensors with >= 2 dimensions unless the group sets ``decay_1d``.
+            ``requires_grad=False`` when a step starts are neither perturbed nor updated.
+        method: a name of :data:`METHODS` (``"mezo"``, ``"subzero"``, ``"lozo"``, ``"lozo-m"``).
+        lr: learning rate (finite, >= 0).
+        eps: perturbation radius (finite, > 0).
+        rank: rank r of the low-rank directions (None: the method's default).
+        refresh: steps between subspace redraws (None: the method's default).
+        momentum: beta of the factored momentum (None: the method's default, 0.9 for ``lozo-m``).
+        weight_decay: ``theta <- theta - lr wd theta`` each step, on tensors with >= 2
+            dimensions unless the group sets ``decay_1d``.
         n_directions: directions per step; the update averages their estimates.
-        model: the module owning the parameters; enables side paths on
-            ``nn.Linear`` weights for the low-rank methods.
-        seed: seed of the optimizer's generator (``None``: fresh entropy).
+        model: the module owning the parameters; enables side paths on ``nn.Linear``
+            weights for the low-rank methods and eval-mode forward passes.
+        seed: seed of the optimizer's generator, an integer in [0, 2**63) (None: fresh entropy).
+        eval_mode: with ``model`` given, run the closure with the model in eval mode
+            (dropout off, as the MeZO/LOZO reference trainers do); False keeps the
+            caller's mode and warns once if dropout is active.
 
     ``step(closure)`` calls ``closure`` ``2 * n_directions`` times, under
     ``torch.no_grad``. The closure returns a scalar (tensor or float); it may
@@ -152,44 +187,44 @@ class ZerothOrder(torch.optim.Optimizer):
         method: str = "mezo",
         lr: float = 1e-6,
         eps: float = 1e-3,
-        rank: int = 8,
-        refresh: int = 50,
+        rank: int | None = None,
+        refresh: int | None = None,
         momentum: float | None = None,
         weight_decay: float = 0.0,
         n_directions: int = 1,
         *,
         model: nn.Module | None = None,
         seed: int | None = None,
+        eval_mode: bool = True,
     ) -> None:
-        if momentum is None:
-            momentum = 0.9 if method == "lozo-m" else 0.0
+        entry = spec.get_method(method)
         self.config = ZOConfig(
-            method=method, eps=eps, rank=rank, refresh=refresh, momentum=momentum, n_directions=n_directions
+            method=method, eps=eps, rank=entry.rank if rank is None else rank,
+            refresh=entry.refresh if refresh is None else refresh,
+            momentum=entry.momentum if momentum is None else momentum, n_directions=n_directions,
         )
-        if lr < 0 or weight_decay < 0:
-            raise ValueError(f"lr and weight_decay must be >= 0, got {lr}, {weight_decay}")
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, decay_1d=False))
-        self._params: list[tuple[int, torch.Tensor, dict[str, Any]]] = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.requires_grad:
-                    self._params.append((len(self._params), p, group))
-        self._gens = Generators()
-        self._master = torch.Generator()
-        self._master.manual_seed(int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed))
-        self._step = 0
-        self.last_step = StepInfo()
+        defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
+                        decay_1d=False)
+        self._model = model
+        self._eval_mode = bool(eval_mode)
+        self._warned_dropout = False
+        self._owners = linear_owners(model) if (model is not None and self.config.low_rank) else {}
+        self._slots: list[_Slot] = []
         self._kind: dict[int, str] = {}
         self._side: dict[int, SidePath] = {}
-        owners = linear_owners(model) if (model is not None and self.config.low_rank) else {}
-        for k, p, _ in self._params:
-            if self.config.low_rank and p.ndim == 2 and min(p.shape) > self.config.rank:
-                self._kind[k] = "side" if id(p) in owners else "write"
-                if id(p) in owners:
-                    self._side[k] = SidePath(owners[id(p)], on_state_dict=self.flush)
-            else:
-                self._kind[k] = "dense"
+        self._offset: dict[int, tuple[float, int]] = {}
         self._dcache: dict[tuple[int, int], torch.Tensor] = {}
+        self._step_seed = 0
+        self._ready = False
+        super().__init__(params, defaults)
+        self._ready = True
+        for group in self.param_groups:
+            self._register(group)
+        self._gens = Generators()
+        self._master = torch.Generator()
+        self._master.manual_seed(int(torch.randint(0, 2**62, ()).item()) if seed is None else _check_seed(seed))
+        self._step = 0
+        self.last_step = StepInfo()
 
     # ------------------------------------------------------------------ public
     @property
@@ -197,47 +232,63 @@ class ZerothOrder(torch.optim.Optimizer):
         """Number of completed steps."""
         return self._step
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (torch semantics); its tensors get placements and are trained from the next step."""
+        for key in ("lr", "weight_decay"):
+            if key in param_group:
+                _finite_nonneg(key, param_group[key])
+        super().add_param_group(param_group)
+        if self._ready:
+            self._register(self.param_groups[-1])
+
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor | float] | None = None) -> float:  # type: ignore[override]
         """One zeroth-order step; returns the mean of the ``2 n_directions`` losses.
 
         Raises:
             TypeError: no closure, or it returned something that is not a scalar.
+            ValueError: a group's lr or weight_decay is not a finite number >= 0.
             FloatingPointError: a loss is NaN or infinite (parameters are restored).
         """
         if closure is None:
             raise TypeError("ZerothOrder.step needs a closure that runs a forward pass and returns the loss")
+        for i, group in enumerate(self.param_groups):
+            _finite_nonneg(f"param group {i} lr", group["lr"])
+            _finite_nonneg(f"param group {i} weight_decay", group["weight_decay"])
         cfg = self.config
-        self._refresh_due()
-        seeds = [int(torch.randint(0, 2**62, (), generator=self._master).item()) for _ in range(cfg.n_directions)]
-        info = StepInfo(seeds=list(seeds))
-        offset, cur = 0.0, seeds[0]
-        try:
-            for i, seed in enumerate(seeds):
-                cur = seed
-                self._perturb(seed, cfg.eps)
-                offset = cfg.eps
-                lp = self._evaluate(closure, "+eps", i)
-                self._perturb(seed, -2 * cfg.eps)
-                offset = -cfg.eps
-                lm = self._evaluate(closure, "-eps", i)
-                g = (lp - lm) / (2 * cfg.eps)
-                info.loss_plus.append(lp)
-                info.loss_minus.append(lm)
-                info.projected_grad.append(g)
-                if i < len(seeds) - 1:
-                    self._perturb(seed, cfg.eps)
-                    offset = 0.0
-            self._restore_and_update(seeds, info.projected_grad)
-            offset = 0.0
-        finally:
-            if offset != 0.0:
-                self._perturb(cur, -offset)
-            self._sync_side()
-            self._dcache.clear()
+        active = [s for s in self._slots if s.p.requires_grad]
+        with self._forward_mode():
+            self._refresh_due(active)
+            seed = int(torch.randint(0, 2**62, (), generator=self._master).item())
+            self._step_seed = seed
+            info = StepInfo(seed=seed)
+            offset, cur = 0.0, 0
+            try:
+                for i in range(cfg.n_directions):
+                    cur = i
+                    self._perturb(active, i, cfg.eps)
+                    offset = cfg.eps
+                    lp = self._evaluate(closure, "+eps", i)
+                    self._perturb(active, i, -2 * cfg.eps)
+                    offset = -cfg.eps
+                    lm = self._evaluate(closure, "-eps", i)
+                    info.loss_plus.append(lp)
+                    info.loss_minus.append(lm)
+                    info.projected_grad.append((lp - lm) / (2 * cfg.eps))
+                    if i < cfg.n_directions - 1:
+                        self._perturb(active, i, cfg.eps)
+                        offset = 0.0
+                self._restore_and_update(active, info.projected_grad)
+                offset = 0.0
+            finally:
+                if offset != 0.0:
+                    self._perturb(active, cur, -offset)
+                self._offset.clear()
+                self._sync_side()
+                self._dcache.clear()
         self._step += 1
         self.last_step = info
-        return (sum(info.loss_plus) + sum(info.loss_minus)) / (2 * len(seeds))
+        return (sum(info.loss_plus) + sum(info.loss_minus)) / (2 * cfg.n_directions)
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -256,14 +307,17 @@ class ZerothOrder(torch.optim.Optimizer):
         for side in self._side.values():
             side.remove()
         self._side.clear()
+        for s in self._slots:
+            if s.placement == "side":
+                s.placement = self._kind[s.k] = "write"
 
     def state_dict(self) -> dict[str, Any]:
-        """Step, generator state, hyperparameters, subspaces and momentum (after :meth:`flush`)."""
+        """Step, generator state, hyperparameters, shapes, subspaces and momentum (after :meth:`flush`)."""
         self.flush()
         state = {
-            k: {key: (v.detach().clone() if torch.is_tensor(v) else v) for key, v in self.state[p].items()}
-            for k, p, _ in self._params
-            if p in self.state
+            s.k: {key: (v.detach().clone() if torch.is_tensor(v) else v) for key, v in self.state[s.p].items()}
+            for s in self._slots
+            if s.p in self.state and self.state[s.p]
         }
         groups = []
         for group in self.param_groups:
@@ -271,36 +325,106 @@ class ZerothOrder(torch.optim.Optimizer):
             g["n_params"] = len(group["params"])
             groups.append(g)
         return {
-            "zo": {"step": self._step, "rng": self._master.get_state(), "config": asdict(self.config)},
+            "zo": {"step": self._step, "rng": self._master.get_state(), "config": asdict(self.config),
+                   "shapes": [list(s.p.shape) for s in self._slots]},
             "param_groups": groups,
             "state": state,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; a resumed run repeats the same losses."""
+        """Restore what :meth:`state_dict` saved; a resumed run repeats the same losses.
+
+        Raises:
+            ValueError: the state is not a ZerothOrder state, or was made with other
+                settings, parameter groups or parameter shapes (another model).
+        """
+        self._validate_state(state_dict)
         zo = state_dict["zo"]
-        if zo["config"] != asdict(self.config):
-            raise ValueError(f"optimizer config differs from the checkpoint: {zo['config']} vs {asdict(self.config)}")
-        if len(state_dict["param_groups"]) != len(self.param_groups):
-            raise ValueError("checkpoint has a different number of parameter groups")
         for group, saved in zip(self.param_groups, state_dict["param_groups"]):
-            if saved["n_params"] != len(group["params"]):
-                raise ValueError("checkpoint has a different number of parameters in a group")
-            group.update({key: v for key, v in saved.items() if key != "n_params"})
+            group.update({key: v for key, v in saved.items() if key not in ("n_params", "params")})
         self.flush()
         self.state.clear()
-        for k, p, _ in self._params:
-            saved = state_dict["state"].get(k)
+        for s in self._slots:
+            saved = state_dict["state"].get(s.k)
             if saved is None:
                 continue
-            self.state[p] = {key: (v.to(p.device).clone() if torch.is_tensor(v) else v) for key, v in saved.items()}
+            self.state[s.p] = {key: (v.to(s.p.device).clone() if torch.is_tensor(v) else v)
+                               for key, v in saved.items()}
         self._master.set_state(zo["rng"])
         self._step = int(zo["step"])
         self._sync_side()
 
     # ----------------------------------------------------------------- private
-    def _param(self, k: int) -> torch.Tensor:
-        return self._params[k][1]
+    def _register(self, group: dict[str, Any]) -> None:
+        cfg = self.config
+        for p in group["params"]:
+            k = len(self._slots)
+            r = spec.block_rank(tuple(p.shape), cfg.rank) if cfg.low_rank else 0
+            placement = "dense" if r == 0 else ("side" if id(p) in self._owners else "write")
+            self._slots.append(_Slot(k, p, group, placement, r))
+            self._kind[k] = placement
+            if placement == "side":
+                self._side[k] = SidePath(self._owners[id(p)], on_state_dict=self.flush)
+
+    def _validate_state(self, sd: Any) -> None:
+        foreign = "cannot load it into ZerothOrder"
+        if not isinstance(sd, dict) or not isinstance(sd.get("zo"), dict) or "param_groups" not in sd \
+                or "state" not in sd:
+            keys = sorted(map(str, sd)) if isinstance(sd, dict) else type(sd).__name__
+            raise ValueError(f"not a ZerothOrder state_dict (keys {keys}; another optimizer's state?): {foreign}")
+        zo = sd["zo"]
+        if zo.get("config") != asdict(self.config):
+            raise ValueError(f"optimizer config differs from the checkpoint: {zo.get('config')} vs {asdict(self.config)}")
+        groups = sd["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                g.get("n_params") != len(mine["params"]) for g, mine in zip(groups, self.param_groups)):
+            raise ValueError("the checkpoint has other parameter groups (another model or parameter selection): "
+                             f"{[g.get('n_params') for g in groups]} parameters per group vs "
+                             f"{[len(g['params']) for g in self.param_groups]}")
+        shapes = zo.get("shapes")
+        mine = [list(s.p.shape) for s in self._slots]
+        if shapes is not None and [list(x) for x in shapes] != mine:
+            bad = next(i for i, (a, b) in enumerate(zip(shapes, mine)) if list(a) != b)
+            raise ValueError(f"the checkpoint was made for another model: parameter {bad} has shape "
+                             f"{tuple(shapes[bad])} there and {tuple(mine[bad])} here")
+        for k, st in sd["state"].items():
+            if not isinstance(k, int) or not 0 <= k < len(self._slots) or not isinstance(st, dict):
+                raise ValueError(f"the checkpoint holds state for parameter {k!r}, which this optimizer does not have")
+            s = self._slots[k]
+            m = s.p.shape[0] if s.p.ndim else 1
+            n = s.p.shape[1] if s.p.ndim == 2 else None
+            want = {"U": (m, s.rank), "V": (n, s.rank), "N": (m, s.rank), "A": (m, s.rank),
+                    "momentum_buffer": tuple(s.p.shape)}
+            for key, v in st.items():
+                if key in want and (not torch.is_tensor(v) or tuple(v.shape) != want[key]):
+                    got = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
+                    raise ValueError(f"the checkpoint was made for another model: state {key!r} of parameter {k} "
+                                     f"has shape {got}, expected {want[key]}")
+        if not (torch.is_tensor(zo.get("rng")) and zo["rng"].dtype == torch.uint8):
+            raise ValueError("the checkpoint's generator state is not a uint8 tensor")
+
+    @contextlib.contextmanager
+    def _forward_mode(self) -> Iterator[None]:
+        """Eval mode for the closure (flags restored after), or a one-time warning when dropout stays on."""
+        model = self._model
+        if model is None:
+            yield
+            return
+        if not self._eval_mode:
+            if not self._warned_dropout and _dropout_active(model):
+                self._warned_dropout = True
+                warnings.warn("ZerothOrder(eval_mode=False): dropout is active, so the two forward passes of a step "
+                              "see different networks and the loss difference is mostly dropout noise; put the "
+                              "model in eval mode or use eval_mode=True", RuntimeWarning, stacklevel=3)
+            yield
+            return
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def _evaluate(self, closure: Callable[[], Any], side: str, i: int) -> float:
         out = closure()
@@ -319,152 +443,132 @@ class ZerothOrder(torch.optim.Optimizer):
             )
         return value
 
-    def _refresh_due(self) -> None:
+    def _refresh_due(self, active: list[_Slot]) -> None:
         """Redraw the subspaces whose ``refresh`` steps are over; fold side-path updates first."""
         cfg = self.config
-        if not cfg.low_rank:
-            return
         seed = None
-        for k, p, _ in self._params:
-            if self._kind[k] == "dense":
+        for s in active:
+            if s.placement == "dense":
                 continue
-            st = self.state[p]
-            if "V" in st and self._step - st["refreshed_at"] < cfg.refresh:
+            st = self.state[s.p]
+            if not spec.refresh_due(self._step, st.get("refreshed_at"), cfg.refresh):
                 continue
             if seed is None:
                 seed = int(torch.randint(0, 2**62, (), generator=self._master).item())
-            self._fold(k)
-            m, n = p.shape
-            fd = factor_dtype(p)
-            old_v = st.get("V")
-            if cfg.method == "subzero":
-                st["U"] = orthonormal(m, cfg.rank, p.device, self._gens, mix(seed, 2 * k), fd)
-                st["V"] = orthonormal(n, cfg.rank, p.device, self._gens, mix(seed, 2 * k + 1), fd)
-            else:
-                st["V"] = gaussian((n, cfg.rank), p.device, self._gens, mix(seed, 2 * k + 1), fd)
-            if cfg.method == "lozo-m":
-                if "N" not in st:
-                    st["N"] = torch.zeros(m, cfg.rank, device=p.device, dtype=fd)
-                elif old_v is not None:
-                    new_v = st["V"]
-                    coef = torch.linalg.solve(new_v.T @ new_v, new_v.T @ old_v)  # r x r: (V'^T V')^-1 V'^T V
-                    st["N"] = st["N"] @ coef.T
+            self._fold(s.k)
+            u, v = spec.draw_subspace(cfg.family, tuple(s.p.shape), s.rank, seed, s.k)
+            v = to_torch(v, s.p)
+            if "N" in st and "V" in st:
+                st["N"] = spec.carry_momentum(st["N"], st["V"], v)
+            if u is not None:
+                st["U"] = to_torch(u, s.p)
+            st["V"] = v
             st["refreshed_at"] = self._step
-            if self._kind[k] == "side":
-                st.setdefault("A", torch.zeros(m, cfg.rank, device=p.device, dtype=fd))
+            st["subspace_seed"] = seed
+            if s.placement == "side":
+                st.setdefault("A", torch.zeros(s.p.shape[0], s.rank, device=s.p.device, dtype=v.dtype))
                 st["A_active"] = False
 
     def _fold(self, k: int) -> None:
-        st = self.state[self._param(k)]
+        st = self.state[self._slots[k].p]
         if self._kind[k] == "side" and st.get("A_active"):
-            w = self._param(k)
+            w = self._slots[k].p
             w.addmm_(st["A"].to(w.dtype), st["V"].T.to(w.dtype))
             st["A"].zero_()
             st["A_active"] = False
 
-    def _direction(self, k: int, seed: int) -> torch.Tensor:
-        """The m x r left factor D of the low-rank direction ``D V^T`` of tensor ``k``."""
-        key = (seed, k)
+    def _direction(self, s: _Slot, i: int) -> torch.Tensor:
+        """The m x r left factor D of direction ``i`` of tensor ``s`` (P = D V^T), from the spec's stream."""
+        key = (s.k, i)
         d = self._dcache.get(key)
         if d is None:
-            p = self._param(k)
-            st = self.state[p]
-            r = self.config.rank
-            if self.config.method == "subzero":
-                z = gaussian((r, r), p.device, self._gens, mix(seed, k), factor_dtype(p))
-                d = st["U"] @ z * (math.sqrt(p.shape[0] * p.shape[1]) / r)
-            else:
-                d = gaussian((p.shape[0], r), p.device, self._gens, mix(seed, k), factor_dtype(p))
+            fam, shape = self.config.family, tuple(s.p.shape)
+            core = to_torch(spec.draw_core(fam, shape, s.rank, self._step_seed, s.k, i), s.p)
+            d = spec.left_factor(fam, shape, s.rank, core, self.state[s.p].get("U"))
             self._dcache[key] = d
         return d
 
-    def _perturb(self, seed: int, alpha: float) -> None:
-        """Move every tensor by ``alpha`` times its direction (side paths: change the factor)."""
-        for k, p, _ in self._params:
-            kind = self._kind[k]
-            if kind == "dense":
-                p.add_(gaussian_like(p, self._gens, mix(seed, k)), alpha=alpha)
-            elif kind == "write":
-                v = self.state[p]["V"]
-                p.addmm_(self._direction(k, seed).to(p.dtype), v.T.to(p.dtype), alpha=alpha)
+    def _dense_seed(self, s: _Slot, i: int) -> int:
+        return mix(mix(self._step_seed, i), s.k)
+
+    def _perturb(self, active: list[_Slot], i: int, alpha: float) -> None:
+        """Move every active tensor by ``alpha`` times direction ``i`` (side paths: change the factor)."""
+        for s in active:
+            if s.placement == "dense":
+                add_gaussian_(s.p, self._gens, self._dense_seed(s, i), alpha)
+            elif s.placement == "write":
+                v = self.state[s.p]["V"]
+                s.p.addmm_(self._direction(s, i).to(s.p.dtype), v.T.to(s.p.dtype), alpha=alpha)
             else:
-                st = self.state[p]
-                st["offset"] = st.get("offset", 0.0) + alpha
-                st["offset_seed"] = seed
+                self._offset[s.k] = (self._offset.get(s.k, (0.0, i))[0] + alpha, i)
         self._sync_side()
 
     def _sync_side(self) -> None:
         """Set each side path to ``A + offset D`` (or off when both are zero)."""
         for k, side in self._side.items():
-            p = self._param(k)
-            st = self.state[p]
-            off = st.get("offset", 0.0)
-            if abs(off) < 1e-300:
-                off = st["offset"] = 0.0
+            s = self._slots[k]
+            st = self.state[s.p]
             if "V" not in st:
                 side.set(None, None)
                 continue
             left = st["A"] if st.get("A_active") else None
+            off, i = self._offset.get(k, (0.0, 0))
             if off != 0.0:
-                d = self._direction(k, st["offset_seed"]) * off
+                d = self._direction(s, i) * off
                 left = d if left is None else left + d
             side.set(left, st["V"] if left is not None else None)
 
-    def _restore_and_update(self, seeds: list[int], grads: list[float]) -> None:
+    def _restore_and_update(self, active: list[_Slot], grads: list[float]) -> None:
         """Undo the last ``-eps`` perturbation and apply the averaged update, fused per tensor."""
         cfg = self.config
-        n = len(seeds)
-        last = seeds[-1]
+        n, last = len(grads), len(grads) - 1
         beta = cfg.momentum
-        for k, p, group in self._params:
+        for s in active:
+            p, group = s.p, s.group
             lr, wd = group["lr"], group["weight_decay"]
             if p.ndim < 2 and not group["decay_1d"]:
                 wd = 0.0
             shrink = 1.0 - lr * wd
-            kind = self._kind[k]
             st = self.state[p]
-            if kind == "dense":
-                use_momentum = beta > 0
-                z = gaussian_like(p, self._gens, mix(last, k))
+            if s.placement == "dense":
                 if shrink != 1.0:
                     p.mul_(shrink)
-                if use_momentum:
+                if beta > 0:
                     buf = st.get("momentum_buffer")
+                    keep, add = spec.momentum_coefficients(beta, buf is None)
                     if buf is None:
                         buf = st["momentum_buffer"] = torch.zeros_like(p)
-                    buf.mul_(beta).add_(z, alpha=(1 - beta) * grads[-1] / n)
-                    p.add_(z, alpha=shrink * cfg.eps)
-                    for seed, g in zip(seeds[:-1], grads[:-1]):
-                        buf.add_(gaussian_like(p, self._gens, mix(seed, k)), alpha=(1 - beta) * g / n)
+                    buf.mul_(keep)
+                    for i, g in enumerate(grads):
+                        add_gaussian_(buf, self._gens, self._dense_seed(s, i), add * g / n)
+                    add_gaussian_(p, self._gens, self._dense_seed(s, last), shrink * cfg.eps)
                     p.add_(buf, alpha=-lr)
                 else:
-                    p.add_(z, alpha=shrink * cfg.eps - lr * grads[-1] / n)
-                    for seed, g in zip(seeds[:-1], grads[:-1]):
-                        p.add_(gaussian_like(p, self._gens, mix(seed, k)), alpha=-lr * g / n)
+                    add_gaussian_(p, self._gens, self._dense_seed(s, last), shrink * cfg.eps - lr * grads[last] / n)
+                    for i, g in enumerate(grads[:-1]):
+                        add_gaussian_(p, self._gens, self._dense_seed(s, i), -lr * g / n)
                 continue
-            scale = 1.0 if cfg.method == "subzero" else 1.0 / cfg.rank
-            if kind == "side":
-                st["offset"] = 0.0
-            # estimate's left factor: sum_i g_i scale D_i / n (an m x r matrix)
-            est = torch.zeros_like(self._direction(k, last))
-            for seed, g in zip(seeds, grads):
-                est.add_(self._direction(k, seed), alpha=g * scale / n)
-            if cfg.method == "lozo-m":
-                st["N"].mul_(beta).add_(est, alpha=1 - beta)
+            w = spec.estimate_weight(cfg.family, s.rank)
+            est = self._direction(s, 0) * (grads[0] * w / n)
+            for i in range(1, n):
+                est.add_(self._direction(s, i), alpha=grads[i] * w / n)
+            if beta > 0:
+                st["N"] = spec.momentum_update(st.get("N"), est, beta)
                 step_left = st["N"]
             else:
                 step_left = est
-            if kind == "write":
+            if s.placement == "write":
                 v_t = st["V"].T.to(p.dtype)
                 if shrink != 1.0:
                     p.mul_(shrink)
-                if cfg.method == "lozo-m":
-                    p.addmm_(self._direction(k, last).to(p.dtype), v_t, alpha=shrink * cfg.eps)
+                if beta > 0:
+                    p.addmm_(self._direction(s, last).to(p.dtype), v_t, alpha=shrink * cfg.eps)
                     p.addmm_(step_left.to(p.dtype), v_t, alpha=-lr)
                 else:  # restore and update share one rank-r product
-                    left = self._direction(k, last) * (shrink * cfg.eps) - step_left * lr
+                    left = self._direction(s, last) * (shrink * cfg.eps) - step_left * lr
                     p.addmm_(left.to(p.dtype), v_t)
             else:
+                self._offset.pop(s.k, None)
                 if shrink != 1.0:
                     p.mul_(shrink)
                     st["A"].mul_(shrink)
