@@ -26,6 +26,15 @@ from .radius import sampling_radius
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``dfo.train``: RL policy search (the ``policies`` package, ``rl`` extra), imported on first use."""
+    if name == "train":
+        from policies.api import train
+
+        return train
+    raise AttributeError(f"module 'dfo' has no attribute {name!r}")
+
 __all__ = [
     "ESTIMATORS", "GradEstimate", "NonFiniteValueError", "RankDeficientError",
     "estimate_gradient", "get_estimator", "minimize", "Minimizer",

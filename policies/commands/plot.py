@@ -1,7 +1,10 @@
 """``dfo plot RUN_DIR...``: learning curves (evaluation return vs training episodes) as PNG.
 
-Runs are grouped by (env id, method) from their ``config.json``. A group of one run is
-drawn as a line; a group of several runs (seeds) as the median with a min–max band,
+Runs are grouped by (env id, method, settings) from their ``config.json``: runs that
+differ only in the seed (or where they ran) form one group; runs with other settings
+(step size, noise, N, b, horizon, policy, ...) never share a band. When groups of one
+env differ in settings, each label names the settings that differ. A group of one run
+is drawn as a line; a group of several runs (seeds) as the median with a min–max band,
 at each x over the runs that got that far. One panel per env.
 
 Example:
@@ -28,6 +31,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-group", action="store_true", help="one line per run, no median/band")
 
 
+#: config fields that do not change what a run learns (seed and where/how long it ran)
+NOT_SETTINGS = frozenset({"env_id", "method", "seed", "backend", "n_jobs", "scheduler", "episodes",
+                          "max_iterations", "checkpoint_every", "n_eval_episodes", "eval_every", "run_id"})
+
+
+def settings_of(cfg: dict) -> tuple[tuple[str, str], ...]:
+    """The learning settings of a run config, as a hashable, sorted tuple of (name, value text)."""
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in cfg.items() if k not in NOT_SETTINGS))
+
+
+def group_labels(keys: list[tuple[str, str, tuple]]) -> dict[tuple, str]:
+    """A label per (env, method, settings) group: the method, plus the settings that differ in its env."""
+    labels = {}
+    for key in keys:
+        env, method, settings = key
+        others = [dict(k[2]) for k in keys if k[0] == env]
+        mine = dict(settings)
+        differ = sorted(n for n in set().union(*others) if len({o.get(n) for o in others}) > 1)
+        extra = ", ".join(f"{n}={mine.get(n, '-')}" for n in differ)
+        labels[key] = f"{method} ({extra})" if extra else method
+    return labels
+
+
 def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
     """(config, x, eval_return) of one run, evaluated rows only."""
     from policies.training.runlog import read_progress
@@ -36,7 +62,10 @@ def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
     if not csv_path.exists():
         raise ValueError(f"{run_dir} has no progress.csv (is it a `dfo train` run directory?)")
     cfg_path = run_dir / "config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {"env_id": "?", "method": run_dir.name}
+    try:
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {"env_id": "?", "method": run_dir.name}
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"corrupt {cfg_path}: {e}") from None
     rows = [r for r in read_progress(csv_path) if not math.isnan(r["eval_return"])]
     return cfg, np.array([r[x] for r in rows]), np.array([r["eval_return"] for r in rows])
 
@@ -59,32 +88,33 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[tuple[str, str], list] = defaultdict(list)
+    groups: dict[tuple, list] = defaultdict(list)
     try:
         for d in args.runs:
             cfg, xs, ys = load_curve(Path(d), args.x)
             if xs.size == 0:
                 print(f"dfo plot: {d}: no evaluated iterations yet, skipped", file=sys.stderr)
                 continue
-            key = (cfg.get("env_id", "?"), cfg.get("method", "?") if not args.no_group else f"{cfg.get('method')} {d}")
-            groups[key].append((xs, ys))
+            method = cfg.get("method", "?") if not args.no_group else f"{cfg.get('method')} {d}"
+            groups[(cfg.get("env_id", "?"), method, settings_of(cfg))].append((xs, ys))
     except ValueError as exc:
         print(f"dfo plot: error: {exc}", file=sys.stderr)
         return 2
     if not groups:
         print("dfo plot: error: nothing to plot", file=sys.stderr)
         return 2
+    labels = group_labels(sorted(groups))
     envs = sorted({k[0] for k in groups})
     fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
     for ax, env in zip(axes[0], envs):
-        for (e, method), curves in sorted(groups.items()):
-            if e != env:
+        for key, curves in sorted(groups.items()):
+            if key[0] != env:
                 continue
             if len(curves) == 1:
-                ax.plot(*curves[0], label=method)
+                ax.plot(*curves[0], label=labels[key])
             else:
                 grid, med, lo, hi = group_band(curves)
-                (line,) = ax.plot(grid, med, label=f"{method} (median of {len(curves)})")
+                (line,) = ax.plot(grid, med, label=f"{labels[key]}, median of {len(curves)}")
                 ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2)
         ax.set_title(env)
         ax.set_xlabel(args.x.replace("_", " "))

@@ -9,6 +9,9 @@ Example:
 from policies.training.config import DEFAULT_EPISODES, TrainConfig
 from policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS, RunLog, read_progress
 from policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
+from policies.training.interrupts import Terminated
+from policies.training.rundir import RunDirError
+from policies.training.runlog import LogError
 
 __all__ = [
     "TrainConfig",
@@ -22,4 +25,7 @@ __all__ = [
     "read_progress",
     "COLUMNS",
     "DETERMINISTIC_COLUMNS",
+    "Terminated",
+    "RunDirError",
+    "LogError",
 ]

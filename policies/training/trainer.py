@@ -56,7 +56,7 @@ from policies.methods import Method, get_method
 from policies.mlp import MLPPolicy
 from policies.normalizer import ObsNormalizer
 from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
-from policies.serialization import atomic_write, save_policy
+from policies.serialization import LoadedPolicy, atomic_write, save_policy
 from policies.training.config import TrainConfig
 from policies.training.interrupts import InterruptGuard
 from policies.training.rundir import check_no_symlinks, check_same_run, prepare_run_dir
@@ -79,6 +79,8 @@ class TrainResult:
         history: one dict per iteration (the progress.csv rows).
         message: why the run stopped.
         checkpoint: last checkpoint directory (``None`` without an output directory).
+        policy: the final policy with its normalizer, ready to act (``act``/``predict``),
+            as ``dfo evaluate`` would load it from the checkpoint.
     """
 
     params: np.ndarray
@@ -89,6 +91,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     message: str
     checkpoint: Path | None
+    policy: LoadedPolicy | None = None
 
 
 def build_policy(config: TrainConfig, obs_dim: int, act_dim: int) -> Policy:
@@ -513,9 +516,13 @@ class Trainer:
             self.evaluator = evaluator
             if bar is not None:
                 bar.close()
+        norm = ObsNormalizer.from_state(self.normalizer.state) if self.method.normalize else None
+        loaded = LoadedPolicy(policy=self.policy, params=self.params.copy(), normalizer=norm,
+                              metadata={"env_id": self.config.env_id, "method": self.config.method,
+                                        "iteration": self.iteration, "horizon": self.config.horizon})
         return TrainResult(params=self.params.copy(), iteration=self.iteration, episodes=self.episodes,
                            env_steps=self.env_steps, eval_return=self.last_eval, history=list(self.history),
-                           message=message, checkpoint=self.last_checkpoint)
+                           message=message, checkpoint=self.last_checkpoint, policy=loaded)
 
     def close(self) -> None:
         """Close the log files and the evaluator (if the trainer built it)."""
