@@ -233,6 +233,11 @@ def test_tiny_profile_run(tmp_path):
     with pytest.raises(BudgetExhausted):
         obj(np.ones(2))
     assert obj.values == [2.0, 0.0]
+    # the incumbent (lowest observed value) and the true value along the run
+    obj = CountingObjective(lambda x: float(x @ x) + 0.5, 5, truth=lambda x: float(x @ x))
+    for v in (2.0, 3.0, 1.0, 1.5):
+        obj(np.array([np.sqrt(v)]))
+    assert obj.best_x.tolist() == [1.0] and obj.trajectory == [(1, pytest.approx(2.0)), (3, pytest.approx(1.0))]
 
     cfg = ProfileConfig(budget_gradients=10, problems=(0, 4, 12), solvers=("ls-orthogonal", "neldermead"),
                         settings=("smooth", "noisy"), taus=(1e-1, 1e-3), jobs=1)

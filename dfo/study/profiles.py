@@ -36,18 +36,34 @@ class BudgetExhausted(Exception):
 
 
 class CountingObjective:
-    """Counts evaluations and records observed values; raises at ``maxfev``."""
+    """Counts evaluations, records observed values and the incumbent; raises at ``maxfev``.
 
-    def __init__(self, fun, maxfev: int) -> None:
+    The incumbent is the point with the lowest *observed* value so far (what a solver
+    stopped by the budget would return). With ``truth`` (the noise-free function), the
+    true value at each new incumbent is recorded in ``trajectory`` as
+    ``(evaluation count, truth(incumbent))`` pairs, so data profiles can be judged on
+    the true function while every solver only ever sees the noisy one.
+    """
+
+    def __init__(self, fun, maxfev: int, truth=None) -> None:
         self.fun = fun
         self.maxfev = int(maxfev)
+        self.truth = truth
         self.values: list[float] = []
+        self.best_value = math.inf
+        self.best_x: np.ndarray | None = None
+        self.trajectory: list[tuple[int, float]] = []
 
     def __call__(self, x, *args) -> float:
         if len(self.values) >= self.maxfev:
             raise BudgetExhausted
-        v = float(self.fun(np.asarray(x, dtype=float)))
+        x = np.array(x, dtype=float)
+        v = float(self.fun(x))
         self.values.append(v if math.isfinite(v) else math.inf)
+        if v < self.best_value:
+            self.best_value, self.best_x = v, x
+            if self.truth is not None:
+                self.trajectory.append((len(self.values), float(self.truth(x))))
         return v
 
 
