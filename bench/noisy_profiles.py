@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from dfo.problems import AdditiveGaussian, RelativeUniform, Wild3, more_wild_problems
-from dfo.study.profiles import BudgetExhausted, CountingObjective
+from dfo.study.profiles import BudgetExhausted, CountingObjective, data_profile
 
 HERE = Path(__file__).resolve().parent
 NOISES = {"relative": (RelativeUniform, 1e-3), "wild3": (Wild3, 1e-3), "gaussian": (AdditiveGaussian, 1e-3),
@@ -71,13 +71,14 @@ def _objective(problem, noise: str, seed: int):
     return problem.fun if cls is None else cls(problem.fun, eps, rng=seed)
 
 
-def _run_solver(solver: str, obj: CountingObjective, x0: np.ndarray, budget: int, noisy: bool, seed: int):
+def _run_solver(solver: str, obj: CountingObjective, x0: np.ndarray, budget: int, noisy: bool, seed: int,
+                best: dict):
     """Run one solver on ``obj``; returns (x it returned or None, message)."""
     import scipy.optimize
 
     if solver.startswith("dfo-"):
         import dfo
-        opts = {} if solver == "dfo-default" else dict(DFO_BEST)
+        opts = {} if solver == "dfo-default" else dict(best)
         res = dfo.minimize(obj, x0, maxfev=budget, rng=seed, **opts)
         return res.x, str(res.message)
     if solver == "pybobyqa":
@@ -95,7 +96,7 @@ def _run_solver(solver: str, obj: CountingObjective, x0: np.ndarray, budget: int
     return res.x, str(res.message)
 
 
-def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: int) -> dict:
+def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: int, best: dict = DFO_BEST) -> dict:
     """One run: the returned point's true value and the observed-best trajectory."""
     problem = more_wild_problems()[index]
     budget = budget_gradients * (problem.n + 1)
@@ -104,7 +105,7 @@ def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: in
     t0 = time.perf_counter()
     x_out, message = None, "budget exhausted"
     try:
-        x_out, message = _run_solver(solver, obj, x0, budget, noise != "none", seed)
+        x_out, message = _run_solver(solver, obj, x0, budget, noise != "none", seed, best)
     except BudgetExhausted:
         pass
     except Exception as exc:  # a crashing solver is a failed run from its last evaluation on
@@ -116,7 +117,8 @@ def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: in
             "seed": seed, "budget": budget, "nfev": len(obj.values), "f0": float(problem.fun(x0)),
             "phi_out": phi_out if math.isfinite(phi_out) else None,
             "trajectory": [[k, v if math.isfinite(v) else None] for k, v in obj.trajectory],
-            "message": message, "time_s": round(time.perf_counter() - t0, 4)}
+            "message": message, "time_s": round(time.perf_counter() - t0, 4),
+            **({"options": best} if solver == "dfo-best" else {})}
 
 
 def reference_minimum(problem) -> float:
@@ -214,10 +216,11 @@ def plot(rows: list[dict], fstars: dict, solvers, noises, budget_gradients: int,
                 rs = [r for r in rows if r["solver"] == s and r["noise"] == noise]
                 if not rs:
                     continue
-                t = np.array([solve_time(r, fstars[r["problem"]], tau) / (r["n"] + 1) for r in rs])
-                d = [(t <= a).mean() for a in alphas]
-                style = "-" if s.startswith("dfo") else "--"
-                ax.plot(alphas, d, style, color=plt.get_cmap("tab10")(k), label=s, lw=1.6)
+                times = {(r["problem"], r["seed"]): {s: solve_time(r, fstars[r["problem"]], tau)} for r in rs}
+                dims = {(r["problem"], r["seed"]): r["n"] for r in rs}
+                style = ":" if s.endswith("-before") else ("-" if s.startswith("dfo") else "--")
+                ax.plot(alphas, data_profile(times, dims, s, alphas), style, color=plt.get_cmap("tab10")(k % 10),
+                        label=s, lw=1.6)
             ax.set_title(f"{noise}, τ = {tau:g}", fontsize=10)
             ax.set_ylim(0, 1.02)
             ax.grid(alpha=0.3)
@@ -226,7 +229,9 @@ def plot(rows: list[dict], fstars: dict, solvers, noises, budget_gradients: int,
             if j == 0:
                 ax.set_ylabel("fraction solved d_s(α)")
     axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Moré–Wild data profiles on the true function (53 problems × seeds)", fontsize=11)
+    n_inst = len({(r["problem"], r["seed"]) for r in rows})
+    fig.suptitle(f"Moré–Wild data profiles on the true function ({n_inst} problem × seed instances per noise)",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -278,9 +283,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "noisy_profiles"),
                     help="stem of the .md and .png outputs")
     ap.add_argument("--fresh", default="", help="solvers whose cached runs are dropped and re-run")
+    ap.add_argument("--best-options", default="", help="JSON dict of dfo.minimize options for dfo-best "
+                    f"(default {json.dumps(DFO_BEST)})")
     ap.add_argument("--report-only", action="store_true", help="only write the table and PNG from the cache")
+    ap.add_argument("--baseline", default="", help="another cache (e.g. an older dfo): its dfo rows are shown "
+                    "as '<solver>-before' next to the current ones")
     args = ap.parse_args(argv)
 
+    best = dict(DFO_BEST)
+    if args.best_options:
+        try:
+            best = json.loads(args.best_options)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"noisy_profiles: --best-options is not a JSON object: {exc}") from None
+        if not isinstance(best, dict):
+            raise SystemExit("noisy_profiles: --best-options must be a JSON object")
     problems = more_wild_problems()
     indices = _parse_indices(args.problems, len(problems))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -298,7 +315,7 @@ def main(argv=None) -> int:
         rows = [r for r in rows if r["solver"] not in fresh]
         cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = {_key(r) for r in rows}
-    tasks = [(s, i, nz, sd, args.budget) for nz in noises for sd in seeds for i in indices for s in solvers
+    tasks = [(s, i, nz, sd, args.budget, best) for nz in noises for sd in seeds for i in indices for s in solvers
              if (s, i, nz, sd) not in done]
     if not args.report_only and tasks:
         print(f"{len(tasks)} runs to do ({len(done)} cached) -> {cache}", file=sys.stderr)
@@ -318,6 +335,12 @@ def main(argv=None) -> int:
                 rows.append(r)
                 if k % 50 == 0 or k == len(tasks):
                     print(f"  {k}/{len(tasks)} runs, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.baseline:
+        before = [dict(r, solver=r["solver"] + "-before") for r in load_cache(Path(args.baseline))
+                  if r["solver"].startswith("dfo")]
+        names = list(dict.fromkeys(r["solver"] for r in before))
+        rows = rows + before
+        solvers = [x for s in solvers for x in ([s] + [b for b in names if b == s + "-before"])]
     sel = [r for r in rows if r["index"] in set(indices) and r["seed"] in set(seeds)
            and r["noise"] in noises and r["solver"] in solvers]
     if not sel:
