@@ -170,15 +170,7 @@ def sampling_radius(estimator: str, eps_f: float, *, L: float | None = None,
     return r.radius(float(eps_f), float(K), n)
 
 
-def default_sigma(estimator, n: int, eps_f: float = 0.0) -> float | None:
-    """σ for a fixed, non-adaptive default: the preset's rule with L = M = 1 and ε_f at
-    least the rounding level 1e-15. An estimator object carries its own σ: None."""
-    if not isinstance(estimator, str):
-        return None
-    return sampling_radius(estimator, max(float(eps_f), 1e-15), L=1.0, M=1.0, n=n)
-
-
-__all__ = ["RadiusRule", "rule", "sampling_radius", "default_sigma", "FORWARD_FD", "CENTRAL_FD",
+__all__ = ["RadiusRule", "rule", "sampling_radius", "FORWARD_FD", "CENTRAL_FD",
            "GAUSSIAN", "SPHERE", "CENTRAL_GAUSSIAN", "CENTRAL_SPHERE"]
 
 

@@ -278,8 +278,9 @@ def test_estimate_gradient_default_radius_is_measured():
         assert r.nfev == probe["nfev"] + dfo.ESTIMATORS[name].nfev(n)
         assert 1e-3 < probe["sigma"] < 0.5
         assert np.linalg.norm(r.grad - 2 * x) <= 0.2 * np.linalg.norm(2 * x)
-        # the old fixed default radius (L = M = 1, ε_f = 1e-15) drowns in the noise
-        fixed = dfo.estimate_gradient(noisy, x, estimator=name, sigma=dfo.radius.default_sigma(name, n), rng=0)
+        # the old fixed default radius (the rule at L = M = 1, ε_f = 1e-15) drowns in the noise
+        old = dfo.sampling_radius(name, 1e-15, L=1.0, M=1.0, n=n)
+        fixed = dfo.estimate_gradient(noisy, x, estimator=name, sigma=old, rng=0)
         assert np.linalg.norm(fixed.grad - 2 * x) > 5 * np.linalg.norm(2 * x)
     smooth = dfo.estimate_gradient(lambda z: float(z @ z), x, estimator="ffd", rng=0)
     np.testing.assert_allclose(smooth.grad, 2 * x, rtol=1e-5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dfo.estimators import ESTIMATORS
-from dfo.radius import RadiusRule, default_sigma, rule, sampling_radius
+from dfo.radius import RadiusRule, rule, sampling_radius
 
 
 def test_radius_rules():
@@ -18,7 +18,6 @@ def test_radius_rules():
         sampling_radius("ffd", eps)
     with pytest.raises(ValueError, match="eps_f"):
         sampling_radius("ffd", -1.0, L=1.0)
-    assert default_sigma("ffd", 5) == pytest.approx(2 * np.sqrt(1e-15))
 
 
 @pytest.mark.parametrize("n", [1, 3, 10, 100, 1000])
@@ -57,9 +56,8 @@ def test_rules_say_which_constant_they_need():
 def test_missing_rule_is_an_error_not_a_fallback():
     with pytest.raises(ValueError, match="no radius rule for estimator 'nope'"):
         sampling_radius("nope", 1e-6, L=1.0, M=1.0, n=3)
-    with pytest.raises(ValueError, match="no radius rule"):
-        default_sigma("nope", 3)
-    assert default_sigma(object(), 3) is None  # an estimator object carries its own σ
+    with pytest.raises(TypeError, match="preset name"):
+        rule(object())
     with pytest.raises(ValueError):
         RadiusRule("H", 1.0, 0.0, 1.0, 0.0)
 
