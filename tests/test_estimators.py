@@ -230,6 +230,11 @@ def test_registry_entry_matches_the_built_estimator(name):
     assert entry.radius.needs in ("L", "M")
     assert entry.low_rank == (name in LOWRANK)
     assert isinstance(est, LowRankEstimator) == entry.low_rank
+    if entry.central_version is not None:  # same directions and assembly, central differences
+        cen = dfo.ESTIMATORS[entry.central_version]
+        assert not entry.central and cen.central
+        a, b = entry(sigma=1e-3), cen(sigma=1e-3)
+        assert (a.directions, a.interpolation) == (b.directions, b.interpolation)
 
 
 def test_register_needs_a_radius_rule():

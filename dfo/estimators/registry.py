@@ -43,6 +43,8 @@ class Preset:
             (``gaussian`` (n+1)/N, ``sphere`` (n−1)/N, ``orthogonal`` m(n−m)/N², ``exact`` 0),
             or None when no formula is given.
         low_rank: a matrix-block (low-rank) estimator.
+        central_version: for a forward preset, the preset with the same directions and
+            central differences (what an optimizer switches to when noise dominates).
         note: anything a user should know about the rule or the theory.
     """
 
@@ -52,6 +54,7 @@ class Preset:
     central: bool
     theory: str | None = None
     low_rank: bool = False
+    central_version: str | None = None
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -78,26 +81,27 @@ _FD = FiniteDifferenceEstimator
 _LOWRANK_NOTE = "CFD's per-direction rule, kept as before; no bound derived for matrix directions"
 
 
-def _fd(name, directions, central, radius, theory, **kw) -> Preset:
-    return Preset(name, partial(_FD, directions=directions, central=central, **kw), radius, central, theory)
+def _fd(name, directions, central, radius, theory, central_version=None, **kw) -> Preset:
+    return Preset(name, partial(_FD, directions=directions, central=central, **kw), radius, central, theory,
+                  central_version=central_version)
 
 
 #: preset name -> :class:`Preset` (callable: ``ESTIMATORS[name](**options)`` builds it)
 ESTIMATORS: dict[str, Preset] = {p.name: p for p in (
-    _fd("ffd", "coordinate", False, FORWARD_FD, "exact"),
+    _fd("ffd", "coordinate", False, FORWARD_FD, "exact", "cfd"),
     _fd("cfd", "coordinate", True, CENTRAL_FD, "exact"),
-    _fd("gaussian", "gaussian", False, GAUSSIAN, "gaussian"),
+    _fd("gaussian", "gaussian", False, GAUSSIAN, "gaussian", "central-gaussian"),
     _fd("central-gaussian", "gaussian", True, CENTRAL_GAUSSIAN, "gaussian"),
-    _fd("sphere", "sphere", False, SPHERE, "sphere"),
+    _fd("sphere", "sphere", False, SPHERE, "sphere", "central-sphere"),
     _fd("central-sphere", "sphere", True, CENTRAL_SPHERE, "sphere"),
-    _fd("orthogonal", "orthogonal", False, FORWARD_FD, "orthogonal"),
+    _fd("orthogonal", "orthogonal", False, FORWARD_FD, "orthogonal", "central-orthogonal"),
     _fd("central-orthogonal", "orthogonal", True, CENTRAL_FD, "orthogonal"),
-    _fd("interpolation", "orthogonal", False, FORWARD_FD, "exact", interpolation=True),
+    _fd("interpolation", "orthogonal", False, FORWARD_FD, "exact", "central-interpolation", interpolation=True),
     _fd("central-interpolation", "orthogonal", True, CENTRAL_FD, "exact", interpolation=True),
-    Preset("subzero", partial(LowRankEstimator, kind="subzero"), CENTRAL_FD, True, None, True, _LOWRANK_NOTE),
-    Preset("lozo", partial(LowRankEstimator, kind="lozo"), CENTRAL_FD, True, None, True, _LOWRANK_NOTE),
-    Preset("lozo-m", partial(LowRankEstimator, kind="lozo", momentum=0.9), CENTRAL_FD, True, None, True,
-           _LOWRANK_NOTE),
+    Preset("subzero", partial(LowRankEstimator, kind="subzero"), CENTRAL_FD, True, low_rank=True, note=_LOWRANK_NOTE),
+    Preset("lozo", partial(LowRankEstimator, kind="lozo"), CENTRAL_FD, True, low_rank=True, note=_LOWRANK_NOTE),
+    Preset("lozo-m", partial(LowRankEstimator, kind="lozo", momentum=0.9), CENTRAL_FD, True, low_rank=True,
+           note=_LOWRANK_NOTE),
 )}
 
 
