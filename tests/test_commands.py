@@ -10,6 +10,7 @@ from policies.checkpoint import list_checkpoints
 from policies.training import COLUMNS, read_progress
 
 TRAIN = ["train", "InvertedPendulum-v5", "--episodes", "24", "--horizon", "60", "--n-jobs", "1",
+         "--n-directions", "4", "--top-b", "2", "--method", "ars-v2t",
          "--eval-episodes", "2", "--eval-every", "1", "--checkpoint-every", "2", "--no-progress"]
 
 
