@@ -325,6 +325,8 @@ def test_cli_sigterm_exits_143_with_a_checkpoint(tmp_path, capsys, monkeypatch):
         (["--resume", "--overwrite", "--out", "{tmp}/x"], "exclude each other"),
         (["--data-dir", "{tmp}/nodata"], "data folder"),
         (["--threads", "0"], "--threads must be >= 1"),
+        (["--method", "lozo-m", "--momentum", "1.5"], "momentum"),
+        (["--method", "mezo", "--momentum", "0.5"], "momentum"),
     ],
 )
 def test_cli_input_errors_are_one_line(tmp_path, capsys, args, message):

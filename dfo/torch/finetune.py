@@ -63,7 +63,7 @@ class Stopped(Exception):
     def __init__(self, signum: int, step: int, saved: Path | None) -> None:
         self.signum, self.step, self.saved = signum, step, saved
         name = signal.Signals(signum).name
-        where = f"checkpoint saved to {saved.parent}; continue with --resume" if saved else "nothing saved (no --out)"
+        where = f"checkpoint saved to {saved.parent}; continue with --resume" if saved else "nothing to save yet"
         super().__init__(f"stopped by {name} after step {step}: {where}")
 
 
@@ -318,9 +318,12 @@ def finetune(
     else:
         from dfo.torch import ZerothOrder
 
-        opt = ZerothOrder(params, method=cfg.method, lr=cfg.lr, eps=cfg.eps, rank=cfg.rank, refresh=cfg.refresh,
-                          momentum=cfg.momentum, weight_decay=cfg.weight_decay, n_directions=cfg.n_directions,
-                          model=model, seed=cfg.seed)
+        try:
+            opt = ZerothOrder(params, method=cfg.method, lr=cfg.lr, eps=cfg.eps, rank=cfg.rank, refresh=cfg.refresh,
+                              momentum=cfg.momentum, weight_decay=cfg.weight_decay, n_directions=cfg.n_directions,
+                              model=model, seed=cfg.seed)
+        except ValueError as exc:  # settings only the optimizer checks (e.g. momentum range)
+            raise FinetuneError(str(exc)) from None
     history: dict[str, list] = {"loss": [], "dev": []}
     start, train_seconds, template, selection = 0, 0.0, cfg.template, None
     with _StopRequests() as stop:
