@@ -29,11 +29,13 @@ class ArmijoLineSearch:
     Args:
         alpha0: first trial step.
         alpha_max: cap on the step after successes.
-        alpha_min: the search gives up (the run stops) below this step.
+        alpha_min: a step below this counts as a failed search (the optimizer then
+            re-measures the noise: a recovery); α never drops below it.
         tau: shrink factor in (0, 1).
         c1: sufficient-decrease constant in (0, 1).
         eps_f: the noise bound ε_f (0 for noise-free functions).
-        max_backtracks: trials per iteration before keeping x and moving on.
+        max_backtracks: trials per iteration before the search counts as failed
+            (x is kept; α has shrunk by τ^max_backtracks).
     """
 
     alpha0: float = 1.0
@@ -42,15 +44,22 @@ class ArmijoLineSearch:
     tau: float = 0.5
     c1: float = 1e-4
     eps_f: float = 0.0
-    max_backtracks: int = 30
+    max_backtracks: int = 10
 
     def __post_init__(self) -> None:
+        for name in ("alpha0", "alpha_max", "alpha_min", "tau", "c1", "eps_f"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+                raise ValueError(f"line search {name} must be a number, got {value!r}")
         if not 0 < self.tau < 1:
             raise ValueError(f"tau must be in (0, 1), got {self.tau}")
         if not 0 < self.c1 < 1:
             raise ValueError(f"c1 must be in (0, 1), got {self.c1}")
         if not 0 < self.alpha0 <= self.alpha_max:
             raise ValueError(f"need 0 < alpha0 <= alpha_max, got {self.alpha0}, {self.alpha_max}")
+        if isinstance(self.max_backtracks, bool) or not isinstance(self.max_backtracks, int) \
+                or self.max_backtracks < 1:
+            raise ValueError(f"max_backtracks must be an integer >= 1, got {self.max_backtracks!r}")
         if self.eps_f < 0:
             raise ValueError(f"eps_f must be >= 0, got {self.eps_f}")
 

@@ -1,19 +1,39 @@
-"""The optimization driver: line-search or fixed-rule SGD on estimated gradients.
+"""The optimization loop: line-search or fixed-rule descent on estimated gradients.
 
-:class:`Minimizer` is an ask/tell object for users who evaluate points themselves
-(on a cluster, in a simulator, by hand); :func:`minimize` drives it with an
-evaluator and returns a ``scipy.optimize.OptimizeResult``. One iteration is:
+:class:`Minimizer` is an explicit-state ask/tell object: ``request`` describes the
+next batch of evaluations, ``tell(values)`` reports them, and everything the run
+knows lives in plain attributes, so a Minimizer pickles mid-run and
+``state_dict()``/``load_state_dict()`` give a JSON tree plus arrays that resume bit
+for bit. :func:`minimize` drives it with an evaluator (serial, joblib, dask) and
+returns a ``scipy.optimize.OptimizeResult``; the RL trainer drives the same object
+with rollouts. One iteration is:
 
-1. ask the estimator for points around x and evaluate them;
-2. assemble the gradient estimate g;
-3. ``step="armijo"``: noise-tolerant backtracking on x + α d, d = −g or the
-   L-BFGS direction (``direction="lbfgs"``) (see
-   :mod:`dfo.linesearch`), evaluating f(x) first when the estimator did not;
-   ``step="sgd" | "momentum" | "adam"``: apply the update rule.
+1. ask the estimator for points around x (optionally with episode seeds for common
+   random numbers and repeated centre evaluations) and assemble the estimate g;
+2. ``step="armijo"``: the noise-tolerant backtracking of Berahas, Cao & Scheinberg
+   (2021) on x + α d, d = −g or the L-BFGS direction (:mod:`dfo.linesearch`);
+   ``step="sgd" | "momentum" | "adam"``: the update rule (:mod:`dfo.optim`).
 
-Every evaluation is counted in ``nfev``. Non-finite values at the estimation
-points raise :class:`dfo.NonFiniteValueError`; a non-finite line-search trial is a
-rejected trial.
+Noise is measured, not assumed (``eps_f="auto"``, the default). At the start,
+every ``reestimate_every`` iterations and after each failed line search (a
+*recovery*, after Berahas, Byrd & Nocedal 2019):
+
+* repeated evaluations at x: differing values mean stochastic noise, ε_f is their
+  standard deviation; equal values mean deterministic noise, measured by ECNoise
+  (Moré & Wild 2011) on a ladder of spacings scaled to |x|, floored at the
+  rounding level machine-ε·|f|;
+* five values along a random line give curvature bounds L, M (second and third
+  differences, Moré & Wild 2012), hence σ from :func:`dfo.radius.sampling_radius`;
+* with ``estimator="auto"`` the forward estimator is swapped for its central
+  version while the forward error bound 2√(ε_f L) exceeds 1 % of the directional
+  slope (noise dominates).
+
+The run stops, and says why, on: the budget (``success=False``, status 1), the
+iteration limit (status 2), ‖g‖ ≤ gtol or the noise floor (‖g‖ ≤ √n × the estimate's
+error bound, or a predicted gain ‖g‖²/2L ≤ 2ε_f, on consecutive iterations, with fresh estimates after the first: twice
+when the line search failed, else three times; ``success=True``, status 0),
+``max_recoveries`` consecutive failed recoveries (status 3), or the callback (99).
+Every evaluation, noise estimation included, is counted in ``nfev``.
 
 Example:
     >>> import numpy as np
@@ -26,138 +46,725 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator
+import dataclasses
+import inspect
+import json
+import numbers
+from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from .bounds import Box
 from .estimators import get_estimator
-from .estimators.base import as_point, check_finite
+from .estimators.base import NonFiniteValueError, Query, as_point, check_finite
 from .lbfgs import LBFGSMemory
 from .linesearch import ArmijoLineSearch
+from .noise import curvature_bounds, difference_errors, ecnoise_verdict
 from .optim import UPDATE_RULES
-from .radius import default_sigma
+from .radius import sampling_radius
 from .rng import as_generator
 
 STEPS = ("armijo", *UPDATE_RULES)
+SEED_HIGH = 2**31 - 1  # episode seeds (env.reset takes 32-bit seeds)
+EPS = float(np.finfo(float).eps)
+#: forward preset -> its central version (used by estimator="auto" when noise dominates)
+CENTRAL_OF = {"ffd": "cfd", "gaussian": "central-gaussian", "sphere": "central-sphere",
+              "orthogonal": "central-orthogonal", "interpolation": "central-interpolation"}
+AUTO_ESTIMATOR = "orthogonal"
+STATUS = {0: "converged", 1: "maxfev", 2: "maxiter", 3: "line search failed after recoveries",
+          99: "callback"}
+
+
+def _int_option(name: str, value, *, low: int = 1, none_ok: bool = True) -> int | None:
+    """An integer option (not a bool, float or string), at least ``low``."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | numbers.Integral) and \
+            float(value).is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _float_option(name: str, value, *, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not np.isfinite(value) or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One batch of evaluations the Minimizer needs.
+
+    Attributes:
+        kind: ``"noise"`` (repeats or an ECNoise line), ``"curvature"``, ``"estimate"``
+            (gradient-estimate points, then centre repeats), ``"trial"`` (line search).
+        points: the points, one per row, in the order the values are expected.
+        seeds: one episode seed per point when the Minimizer was built with
+            ``seeded=True`` (common random numbers: a central direction's ± points share
+            one seed, forward differences share the centre's; trials reuse the centre's).
+        query: for ``estimate`` requests, the estimator's query (workers may regenerate a
+            point from ``(index, sign)``); None when bounds moved some points.
+        items: for ``estimate`` requests, ``(index, sign)`` of each point in
+            ``query.items`` order followed by ``(-1, 0)`` for each extra centre repeat.
+    """
+
+    kind: str
+    points: np.ndarray
+    seeds: np.ndarray | None = None
+    query: Query | None = None
+    items: tuple = ()
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
 
 
 class Minimizer:
-    """Ask/tell driver of one optimization run.
+    """Ask/tell driver of one optimization run, with explicit picklable state.
 
     Args:
         x0: starting point (1-D).
-        estimator: preset name or estimator object.
+        estimator: preset name, ``"auto"`` (orthogonal directions, central differences
+            when noise dominates) or an estimator object.
         step: ``"armijo"`` or an update rule: ``"sgd"``, ``"momentum"``, ``"adam"``.
-        n_directions, sigma: estimator options (sigma defaults to the Berahas et al.
-            rule with L = M = 1 at noise level ``eps_f``).
-        eps_f: noise level used by the line search and the default radius.
-        lr: step size of the update rule (ignored by ``armijo``).
-        line_search: :class:`ArmijoLineSearch` options (``eps_f`` is filled in).
-        direction: ``"gradient"`` (line-search SGD, d = −g) or ``"lbfgs"`` (d = −H g from
-            the last ``memory`` curvature pairs of estimated gradients; armijo only).
+        n_directions: N per estimate (default n).
+        sigma: sampling radius; None: the Berahas et al. rule with measured ε_f, L, M.
+        eps_f: ``"auto"`` (measured and re-measured), ``"repeats"`` (each iteration, the
+            standard error of the ``repeats`` centre values; needs repeats ≥ 2) or a
+            number used exactly.
+        lr: step size of an update rule (ignored by ``armijo``).
+        line_search: :class:`ArmijoLineSearch` or a dict of its options.
+        direction: ``"gradient"`` (d = −g), ``"lbfgs"`` (armijo only) or ``"auto"``
+            (L-BFGS with the line search, the gradient with an update rule).
+        memory: L-BFGS pairs kept.
+        repeats: centre evaluations per iteration and per line-search trial (armijo).
+        first_step: the first trial step is ``first_step·√n/‖g‖`` (an ARS-sized step)
+            instead of ``line_search.alpha0``.
+        seeded: requests carry episode seeds drawn from the run's generator.
+        bounds: box bounds (scipy ``Bounds`` or pairs); nothing is evaluated outside.
+        max_step: a line-search trial moves at most ``max_step``·max(‖x‖∞, 1) (None: no
+            cap); keeps a huge early gradient from throwing x onto a distant plateau.
+        reestimate_every: iterations between noise/curvature re-estimates (eps_f="auto").
+        max_recoveries: consecutive failed recoveries before the run stops.
+        nonfinite: ``"raise"`` (:class:`dfo.NonFiniteValueError`) or ``"worst"`` (a
+            non-finite estimation value ranks behind every finite one of its batch).
         rng: None, int or Generator: drives every random choice of the run.
         estimator_options: extra options for the estimator preset (shaping, rank, ...).
 
     Example:
-        >>> opt = Minimizer(np.zeros(2), estimator="cfd", step="sgd", lr=0.25, rng=0)
+        >>> opt = Minimizer(np.zeros(2), estimator="cfd", step="sgd", lr=0.25, sigma=1e-3, rng=0)
         >>> for _ in range(50):
         ...     pts = opt.ask()
         ...     opt.tell([float(np.sum((p - 3) ** 2)) for p in pts])
-        >>> np.allclose(opt.x, 3)
+        >>> bool(np.allclose(opt.x, 3))
         True
     """
 
-    def __init__(self, x0, *, estimator="orthogonal", step: str = "armijo", n_directions: int | None = None,
-                 sigma: float | None = None, eps_f: float = 0.0, lr: float | None = None,
-                 line_search: ArmijoLineSearch | dict | None = None, direction: str = "gradient",
-                 memory: int = 10, rng=None, **estimator_options: Any):
-        if direction not in ("gradient", "lbfgs"):
-            raise ValueError(f"unknown direction {direction!r}; known: gradient, lbfgs")
-        self.x = as_point(x0, name="x0").copy()
+    def __init__(self, x0, *, estimator="auto", step: str = "armijo", n_directions: int | None = None,
+                 sigma: float | None = None, eps_f: float | str = "auto", lr: float | None = None,
+                 line_search: ArmijoLineSearch | dict | None = None, direction: str = "auto",
+                 memory: int = 10, repeats: int = 1, first_step: float | None = None, seeded: bool = False,
+                 bounds=None, max_step: float = 1.0, reestimate_every: int = 10, max_recoveries: int = 3, nonfinite: str = "raise",
+                 rng=None, **estimator_options: Any):
+        if direction not in ("auto", "gradient", "lbfgs"):
+            raise ValueError(f"unknown direction {direction!r}; known: auto, gradient, lbfgs")
+        if direction == "auto":  # L-BFGS for the line search (measured: bench/results/noisy_profiles.md)
+            direction = "lbfgs" if step == "armijo" else "gradient"
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
-        if sigma is None:
-            sigma = default_sigma(estimator, self.x.size, eps_f)
-        self.estimator = get_estimator(estimator, n_directions=n_directions, sigma=sigma, **estimator_options)
+        if nonfinite not in ("raise", "worst"):
+            raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+        x = as_point(x0, name="x0").copy()
+        n = x.size
+        self.box = Box.parse(bounds, n)
+        if self.box is not None:
+            x = self.box.project(x)
+        self.x = x
+        n_directions = _int_option("n_directions", n_directions)
+        self.repeats = _int_option("repeats", repeats)
+        self.reestimate_every = _int_option("reestimate_every", reestimate_every)
+        self.max_recoveries = _int_option("max_recoveries", max_recoveries, low=0)
+        memory = _int_option("memory", memory)
+        if isinstance(eps_f, str):
+            if eps_f not in ("auto", "repeats"):
+                raise ValueError(f"eps_f must be a number, 'auto' or 'repeats', got {eps_f!r}")
+            if eps_f == "repeats" and self.repeats < 2:
+                raise ValueError("eps_f='repeats' needs repeats >= 2")
+            self.eps_mode = eps_f
+            self.eps_f = 0.0
+        else:
+            self.eps_mode = "fixed"
+            self.eps_f = _float_option("eps_f", eps_f, positive=False)
+        self.sigma_fixed = sigma is not None
+        if sigma is not None:
+            sigma = _float_option("sigma", sigma)
+        # estimators: the named preset and (for "auto") its central version
+        self.auto_estimator = isinstance(estimator, str) and estimator == "auto"
+        name = AUTO_ESTIMATOR if self.auto_estimator else estimator
+        self.preset = name if isinstance(name, str) else None
+        opts = dict(n_directions=n_directions, sigma=sigma, **estimator_options)
+        self.estimator = get_estimator(name, **(opts if isinstance(name, str) else {}))
+        if not isinstance(name, str):
+            if any(v is not None for v in opts.values()):
+                raise ValueError("options cannot be applied to an estimator instance; build it with them")
+            self.sigma_fixed = True
+            sigma = getattr(self.estimator, "sigma", None)
+        self.central_estimator = (get_estimator(CENTRAL_OF[name], **opts)
+                                  if self.auto_estimator and name in CENTRAL_OF else None)
+        self.use_central = False
+        self.sigma = float(sigma) if sigma is not None else float("nan")  # measured before the first estimate
+        self.L: float | None = None
+        self.M: float | None = None
+        self.slope: float | None = None
         self.step_name = step
+        self.first_step = None if first_step is None else _float_option("first_step", first_step)
+        self.max_step = np.inf if max_step is None else _float_option("max_step", max_step)
         if step == "armijo":
-            opts = line_search if isinstance(line_search, dict) else {}
-            base = line_search if isinstance(line_search, ArmijoLineSearch) else ArmijoLineSearch(eps_f=eps_f, **opts)
+            opts_ls = line_search if isinstance(line_search, dict) else {}
+            base = line_search if isinstance(line_search, ArmijoLineSearch) else ArmijoLineSearch(**opts_ls)
             self.line_search: ArmijoLineSearch | None = base
-            self.alpha = base.alpha0
+            self.alpha: float | None = None if self.first_step is not None else base.alpha0
             self.rule = None
+            self.rule_state: dict = {}
             self.memory = LBFGSMemory(size=memory) if direction == "lbfgs" else None
         else:
             if direction != "gradient":
                 raise ValueError(f"direction={direction!r} needs step='armijo'")
             self.line_search = None
+            self.alpha = None
             self.memory = None
-            self.rule = UPDATE_RULES[step](**({} if lr is None else {"lr": lr}))
-            self.rule_state = self.rule.init(self.x.size)
+            self.rule = UPDATE_RULES[step](**({} if lr is None else {"lr": _float_option("lr", lr)}))
+            self.rule_state = self.rule.init(n)
+        self.seeded = bool(seeded)
+        self.nonfinite = nonfinite
         self.rng = as_generator(rng)
+        # run state
         self.fx: float | None = None
         self.grad: np.ndarray | None = None
         self.nfev = 0
         self.nit = 0
+        self.n_nonfinite = 0
         self.stopped: str | None = None
-        self.history: dict[str, list] = {"nit": [], "nfev": [], "fun": [], "grad_norm": [], "step_size": []}
-        self._pending: np.ndarray | None = None
-        self._pending_pair: tuple | None = None
+        self.status: int | None = None
+        self.recoveries = 0
+        self.failed_streak = 0
+        self.floor_hits = 0
         self.direction: np.ndarray | None = None
-        self._gen = self._iterations()
-        self._pending = next(self._gen)
+        self.pair: tuple | None = None  # (s, g) of the last accepted step, for L-BFGS
+        self.history: dict[str, list] = {"nit": [], "nfev": [], "fun": [], "grad_norm": [], "step_size": []}
+        self.noise_history: dict[str, list] = {"nit": [], "nfev": [], "eps_f": [], "sigma": [], "L": [],
+                                               "M": [], "kind": [], "reason": []}
+        self.noise_kind = "given" if self.eps_mode == "fixed" else None
+        self.ecnoise_h: float | None = None
+        # the phase machine: what the pending request is and what it needs on tell
+        self.phase = ""
+        self.work: dict[str, Any] = {}
+        self.pending: Request | None = None
+        self._ask_state: tuple | None = None
+        self._begin_start()
 
-    # -- the algorithm, written as a coroutine over batches of points -------------
-    def _iterations(self) -> Generator[np.ndarray, np.ndarray, None]:
-        while True:
-            query = self.estimator.ask(self.x, self.rng, fx=self.fx)
-            estimate = self.estimator.tell(query, (yield query.points))
-            if estimate.fx is not None:
-                self.fx = estimate.fx
-            g = estimate.grad
-            if self._pending_pair is not None:
-                s_k, g_old = self._pending_pair
-                self.memory.update(s_k, g - g_old)
-                self._pending_pair = None
-            self.grad = g
-            if self.line_search is not None:
-                if self.fx is None:
-                    self.fx = float(check_finite((yield self.x[None, :]))[0])
-                ls = self.line_search
-                if not np.any(g):
-                    self.stopped = "the gradient estimate is exactly zero"
-                    self.nit += 1
-                    self._record(0.0, self.alpha)
-                    continue
-                d = -g if self.memory is None else self.memory.direction(g)
-                decrease = float(-(g @ d))
-                if decrease <= 0:  # L-BFGS gave no descent direction for this estimate: reset it
-                    self.memory.pairs.clear()
-                    d, decrease = -g, float(g @ g)
-                self.direction = d
-                accepted = False
-                for _ in range(ls.max_backtracks):
-                    trial = self.x + self.alpha * d
-                    f_trial = float(np.asarray((yield trial[None, :]), dtype=float)[0])
-                    if ls.accepts(f_trial, self.fx, self.alpha, decrease):
-                        if self.memory is not None:
-                            self._pending_pair = (trial - self.x, g)
-                        self.x, self.fx, accepted = trial, f_trial, True
-                        break
-                    self.alpha = ls.shrink(self.alpha)
-                    if self.alpha < ls.alpha_min:
-                        break
-                step_size = self.alpha
-                if accepted:
-                    self.alpha = ls.grow(self.alpha)
-                elif self.alpha < ls.alpha_min:
-                    self.stopped = f"line search step fell below alpha_min={ls.alpha_min:g}"
-            else:
-                self.x, self.rule_state = self.rule.update(self.x, g, self.rule_state)
-                self.fx, step_size = None, self.rule.lr
-            self.nit += 1
-            self._record(float(np.linalg.norm(g)), step_size)
+    # -- small helpers ----------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.x.size)
+
+    @property
+    def active_estimator(self):
+        return self.central_estimator if self.use_central else self.estimator
+
+    def _central(self) -> bool:
+        return bool(getattr(self.active_estimator, "central", False)) or self.active_preset in (
+            "cfd", "central-gaussian", "central-sphere", "central-orthogonal", "central-interpolation",
+            "subzero", "lozo", "lozo-m")
+
+    @property
+    def active_preset(self) -> str | None:
+        if self.use_central and self.preset in CENTRAL_OF:
+            return CENTRAL_OF[self.preset]
+        return self.preset
+
+    def _scale(self) -> float:
+        return max(float(np.max(np.abs(self.x))), 1.0)
+
+    def _seeds(self, k: int) -> np.ndarray | None:
+        return self.rng.integers(0, SEED_HIGH, size=k) if self.seeded else None
+
+    def _unit(self) -> np.ndarray:
+        """A random unit direction (zero along coordinates pinned at a bound)."""
+        p = self.rng.standard_normal(self.n)
+        if self.box is not None:
+            free = (self.x > self.box.lb) & (self.x < self.box.ub)
+            if free.any():
+                p = np.where(free, p, 0.0)
+        return p / np.linalg.norm(p)
+
+    def _line_fit(self, p: np.ndarray, h: float, reach: float) -> float:
+        """Shrink h so that x ± reach·h·p stays inside the box."""
+        if self.box is None:
+            return h
+        up, down = self.box.step_limits(self.x, p)
+        room = min(up, down)
+        return min(h, room / reach) if room > 0 else h
+
+    def _set(self, kind: str, points: np.ndarray, seeds=None, **extra) -> None:
+        points = np.atleast_2d(np.asarray(points, dtype=float))
+        if self.box is not None:
+            points = self.box.project(points)  # guards against rounding at the faces
+        self.phase = kind
+        self.pending = Request(kind=kind, points=points, seeds=seeds, query=extra.pop("query", None),
+                               items=extra.pop("items", ()))
+
+    # -- phases ------------------------------------------------------------------------
+    def _begin_start(self) -> None:
+        if self.eps_mode == "auto":
+            self._begin_noise("start")
+        elif not self.sigma_fixed:
+            self.work = {"reason": "start"}
+            self._begin_curvature()
+        else:
+            self._begin_estimate()
+
+    def _begin_noise(self, reason: str) -> None:
+        self.work = {"reason": reason}
+        if self.noise_kind == "deterministic" and self.fx is not None:
+            self._begin_line()
+            return
+        k = 2 if self.noise_kind != "stochastic" else 6
+        self._set("noise", np.repeat(self.x[None, :], k, axis=0), self._seeds(k))
+        self.work["stage"] = "repeats"
+
+    def _begin_line(self, h: float | None = None, tries: int = 0) -> None:
+        p = self._unit()
+        if h is None:
+            h = self.ecnoise_h if self.ecnoise_h is not None else 1e-2 * self._scale()
+        h = self._line_fit(p, h, 3.0)
+        ts = np.array([-3, -2, -1, 1, 2, 3], dtype=float)
+        self.work.update(stage="line", p=p, h=h, tries=tries)
+        seeds = np.repeat(self._seeds(1), ts.size) if self.seeded else None  # one seed: the line's structure
+        self._set("noise", self.x[None, :] + (ts * h)[:, None] * p[None, :], seeds)
+
+    def _tell_noise(self, values: np.ndarray) -> None:
+        w = self.work
+        if w["stage"] == "repeats":
+            values = check_finite(values)
+            if np.ptp(values) > 0:
+                if values.size < 6:  # stochastic: a few more repeats for a usable spread
+                    w["first"] = values
+                    self._set("noise", np.repeat(self.x[None, :], 4, axis=0), self._seeds(4))
+                    w["stage"] = "more-repeats"
+                    return
+                self._noise_found("stochastic", float(np.std(values, ddof=1)), float(values.mean()))
+                return
+            self.fx = float(values[0])
+            self._begin_line()
+            return
+        if w["stage"] == "more-repeats":
+            values = np.concatenate([w["first"], check_finite(values)])
+            self._noise_found("stochastic", float(np.std(values, ddof=1)), float(values.mean()))
+            return
+        # an ECNoise line: values at t = -3..3 with the centre in the middle
+        if not np.all(np.isfinite(values)):  # the line reached an overflow: a shorter one
+            if w["tries"] < 4:
+                self._begin_line(w["h"] * 1e-2, w["tries"] + 1)
+                return
+            check_finite(values)
+        line = np.concatenate([values[:3], [self.fx], values[3:]])
+        verdict, eps, _ = ecnoise_verdict(line)
+        h, tries = w["h"], w["tries"]
+        if verdict == "noise":
+            self.ecnoise_h = h
+            self._noise_found("deterministic", eps, self.fx)
+        elif tries < 2:
+            self._begin_line(h * (1e-2 if verdict == "h-too-large" else 1e2), tries + 1)
+        else:  # no noise visible at any spacing: rounding level
+            self._noise_found("deterministic", 0.0, self.fx)
+
+    def _noise_found(self, kind: str, eps: float, fx: float) -> None:
+        self.noise_kind = kind
+        self.fx = float(fx)
+        self.eps_f = max(eps, EPS * abs(self.fx), 1e-300)
+        if self.sigma_fixed:
+            self._noise_done()
+        else:
+            self._begin_curvature()
+
+    def _begin_curvature(self, h: float | None = None, tries: int = 0, move: float = 0.0) -> None:
+        p = self._unit()
+        h = self._line_fit(p, 0.1 * self._scale() if h is None else h, 2.0)
+        ts = np.array([-2, -1, 1, 2], dtype=float)
+        pts = self.x[None, :] + (ts * h)[:, None] * p[None, :]
+        need_fx = self.fx is None
+        if need_fx:
+            pts = np.vstack([self.x[None, :], pts])
+        seeds = None
+        if self.seeded:
+            seeds = np.repeat(self._seeds(1), pts.shape[0])
+        self.work.update(stage="curvature", h=h, need_fx=need_fx, tries=tries, move=move)
+        self._set("curvature", pts, seeds)
+
+    def _tell_curvature(self, values: np.ndarray) -> None:
+        if self.work["need_fx"]:
+            check_finite(values[:1])
+        if not np.all(np.isfinite(values)) and self.work["tries"] < 4:  # probe too wide: overflow
+            if self.work["need_fx"]:
+                self.fx = float(values[0])
+            self._begin_curvature(self.work["h"] * 0.1, self.work["tries"] + 1, -1.0)
+            return
+        values = check_finite(values)
+        if self.work["need_fx"]:
+            self.fx, values = float(values[0]), values[1:]
+        eps = max(self.eps_f, EPS * abs(self.fx), 1e-300)
+        f_m2, f_m1, f_p1, f_p2 = values
+        h, tries, move = self.work["h"], self.work["tries"], self.work["move"]
+        # adapt the probe width (Moré & Wild 2012): wider while the noise hides the curvature,
+        # narrower while the h and 2h second differences disagree (higher-order terms)
+        d2, d2w = abs(f_p1 - 2 * self.fx + f_m1), abs(f_p2 - 2 * self.fx + f_m2)
+        d3 = abs(f_p2 - 2 * f_p1 + 2 * f_m1 - f_m2)
+        if tries < 3:
+            if d2 <= 16 * eps and d3 <= 24 * eps and move >= 0 and h < self._scale():
+                self._begin_curvature(h * 10.0, tries + 1, 1.0)
+                return
+            if d2 > 16 * eps and not 0.5 <= d2w / (4 * d2) <= 2.0 and move <= 0:
+                self._begin_curvature(h * 0.1, tries + 1, -1.0)
+                return
+        self.work["probe"] = h
+        self.L, self.M, self.slope = curvature_bounds(f_m2, f_m1, self.fx, f_p1, f_p2, h, eps)
+        if self.auto_estimator and self.central_estimator is not None:
+            fwd, _ = difference_errors(eps, self.L, self.M)
+            self.use_central = fwd > 1e-2 * self.slope
+        name = self.active_preset or "cfd"
+        try:
+            sigma = sampling_radius(name, eps, L=self.L, M=self.M, n=self.n)
+        except ValueError:
+            sigma = sampling_radius("cfd" if self._central() else "ffd", eps, L=self.L, M=self.M, n=self.n)
+        floor = (1e-6 if self._central() else 1e-8) * self._scale()
+        self.sigma = float(min(max(sigma, floor), h))
+        self._noise_done()
+
+    def _noise_done(self) -> None:
+        h = self.noise_history
+        for k, v in (("nit", self.nit), ("nfev", self.nfev), ("eps_f", self.eps_f), ("sigma", self.sigma),
+                     ("L", np.nan if self.L is None else self.L), ("M", np.nan if self.M is None else self.M),
+                     ("kind", self.noise_kind or ""), ("reason", self.work.get("reason", ""))):
+            h[k].append(v)
+        self._begin_estimate()
+
+    def _begin_estimate(self) -> None:
+        est = self.active_estimator
+        rng_before = self.rng.bit_generator.state
+        est_before = est.state_dict() if hasattr(est, "state_dict") else None
+        query = est.ask(self.x, self.rng, fx=self._query_fx())
+        query = self._query_sigma(query)
+        self._ask_state = (rng_before, est_before)
+        central = len(query.signs) == 2
+        items = list(query.items)
+        extra = 0  # centre repeats after the estimate's own points (armijo)
+        if self.line_search is not None and (self.repeats > 1 or self.seeded):
+            extra = self.repeats - int(query.needs_fx)
+        seeds = centre_seeds = None
+        if self.seeded:
+            if central:  # one seed per direction, shared by its + and − points
+                dir_seeds = [int(s) for s in self._seeds(query.directions.n_directions)]
+                seeds = [dir_seeds[i] if i >= 0 else dir_seeds[0] for i, _ in items]
+                centre_seeds = [int(s) for s in self._seeds(extra)] if extra else []
+            else:  # forward: the centre's seed for every direction (common random numbers)
+                own = [int(s) for s in self._seeds(max(self.repeats if self.line_search else 1, 1))]
+                seeds = [own[0]] * len(items)
+                centre_seeds = own[:self.repeats] if self.line_search is not None else []
+                if not query.needs_fx:
+                    centre_seeds = centre_seeds[:extra]
+            seeds = np.array(seeds + (centre_seeds[-extra:] if extra else []), dtype=np.int64)
+            centre_seeds = np.array(centre_seeds, dtype=np.int64)
+        items += [(-1, 0)] * extra
+        self.work = {"extra": extra, "centre_seeds": centre_seeds}
+        if self.box is None:
+            points = query.points
+            if extra:
+                points = np.vstack([points, np.repeat(self.x[None, :], extra, axis=0)])
+            self._set("estimate", points, seeds, query=query, items=tuple(items))
+            return
+        # bounds: move each point inside and remember how to rebuild the query's values
+        plan, pts = self._bounded_plan(query)
+        self.work["plan"] = plan
+        if extra:
+            pts += [self.x] * extra
+        point_seeds = None
+        if seeds is not None:
+            point_seeds = np.array([seeds[0]] * len(pts), dtype=np.int64)
+        self._set("estimate", np.array(pts), point_seeds, query=None, items=())
+        self.work["query"] = query
+
+    def _query_fx(self) -> float | None:
+        """f(x) handed to the estimator: None when the centre is re-evaluated (repeats, seeds)."""
+        if self.repeats > 1 or self.seeded:
+            return None
+        return self.fx
+
+    def _query_sigma(self, query: Query) -> Query:
+        """The query at the run's current radius (capped at a quarter of the box)."""
+        if self.sigma_fixed and self.box is None:
+            return query
+        sigma = self.sigma
+        if self.box is not None and self.box.width() > 0:
+            sigma = min(sigma, 0.25 * self.box.width())
+        return dataclasses.replace(query, sigma=float(sigma))
+
+    def _bounded_plan(self, query: Query) -> tuple[np.ndarray, list]:
+        """Points inside the box and a matrix W with query values ≈ W @ [evaluated values, f(x)].
+
+        Forward: x + h u with |h| ≤ σ (flipped or shortened at a face); the value at
+        x + σu is rebuilt as f(x) + (σ/h)(f(x+hu) − f(x)). Central: the pair ±t u with
+        t ≤ σ, rebuilt as c ± (σ/t)(f₊ − f₋)/2; when no symmetric room is left, two
+        points on the inner side give the slope. A direction blocked on both sides (x in
+        a corner) uses the projected point P(x ± σu): only its blocked components err.
+        """
+        x, sig, box = query.x, query.sigma, self.box
+        n_dir = query.directions.n_directions
+        central = len(query.signs) == 2
+        pts: list = []
+        rows: list = []  # one row per query value: list of (point index, coefficient)
+
+        def add(p):
+            pts.append(np.asarray(p, dtype=float))
+            return len(pts) - 1
+
+        c0 = -1  # -1 stands for the known f(x) = query.fx (a constant term)
+        if query.needs_fx:
+            c0 = add(x)
+            rows.append([(c0, 1.0)])
+        pos_rows, neg_rows = [], []
+        for i in range(n_dir):
+            u = query.directions.row(i)
+            up, down = box.step_limits(x, u)
+            if not central:
+                if up >= sig or down >= sig or max(up, down) > 1e-3 * sig:
+                    h = sig if up >= sig else -sig if down >= sig else (up if up >= down else -down)
+                    k = add(x + h * u)
+                    pos_rows.append([(c0, 1.0 - sig / h), (k, sig / h)])
+                else:  # cornered: the projected point (only the blocked components are lost)
+                    pos_rows.append([(add(box.project(x + sig * u)), 1.0)])
+                continue
+            t = min(up, down, sig)
+            if t >= 1e-3 * sig:
+                kp, km = add(x + t * u), add(x - t * u)
+                r = sig / t
+                pos_rows.append([(kp, 0.5 + 0.5 * r), (km, 0.5 - 0.5 * r)])
+                neg_rows.append([(kp, 0.5 - 0.5 * r), (km, 0.5 + 0.5 * r)])
+                continue
+            s, room = (1.0, up) if up >= down else (-1.0, down)
+            h = min(sig, 0.5 * room)
+            if h < 1e-3 * sig:  # cornered: the projected pair
+                pos_rows.append([(add(box.project(x + sig * u)), 1.0)])
+                neg_rows.append([(add(box.project(x - sig * u)), 1.0)])
+                continue
+            k1, k2 = add(x + s * h * u), add(x + 2 * s * h * u)
+            slope = s * sig / h  # σ·(directional slope) = slope·(f2 − f1)
+            pos_rows.append([(k1, 0.5 - slope), (k2, 0.5 + slope)])
+            neg_rows.append([(k1, 0.5 + slope), (k2, 0.5 - slope)])
+        rows += pos_rows + neg_rows
+        W = np.zeros((len(rows), len(pts) + 1))  # last column: the constant f(x)
+        for r, row in enumerate(rows):
+            for k, c in row:
+                W[r, k] += c
+        return W, pts
+
+    def _rank_nonfinite(self, values: np.ndarray) -> np.ndarray:
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return values
+        if self.nonfinite == "raise":
+            check_finite(values)
+        good = values[~bad]
+        if good.size == 0:
+            raise NonFiniteValueError(f"all {values.size} values of an estimate are non-finite")
+        worst = float(good.max()) + max(float(np.ptp(good)), abs(float(good.max())) * 1e-12, 1e-12)
+        values = values.copy()
+        values[bad] = worst
+        self.n_nonfinite += int(bad.sum())
+        return values
+
+    def _tell_estimate(self, values: np.ndarray) -> None:
+        values = self._rank_nonfinite(values)
+        extra = self.work["extra"]
+        if "plan" in self.work:
+            query = self.work["query"]
+            plan = self.work["plan"]
+            est_vals = plan[:, :-1] @ values[:values.size - extra]
+            if query.fx is not None:
+                est_vals = est_vals + plan[:, -1] * query.fx
+        else:
+            query = self.pending.query
+            est_vals = values[:values.size - extra]
+        centre = values[values.size - extra:] if extra else np.empty(0)
+        estimate = self.active_estimator.tell(query, est_vals)
+        if query.needs_fx:
+            centre = np.concatenate([values[:1], centre])
+        g = estimate.grad
+        if centre.size:
+            self.fx = float(centre.mean())
+            if self.eps_mode == "repeats":
+                self.eps_f = float(centre.std(ddof=1) / np.sqrt(centre.size))
+        elif estimate.fx is not None:
+            self.fx = float(estimate.fx)
+        centre_seeds = self.work.get("centre_seeds")
+        self.work = {"centre_seeds": centre_seeds}
+        if self.memory is not None and self.pair is not None:
+            s_k, g_old = self.pair
+            self.memory.update(s_k, g - g_old)
+        self.pair = None
+        self.grad = g
+        if self.line_search is None:
+            self.x, self.rule_state = self.rule.update(self.x, g, self.rule_state)
+            if self.box is not None:
+                self.x = self.box.project(self.x)
+            self.fx = None
+            self._end_iteration(self.rule.lr, failed=False)
+            return
+        if self.fx is None:  # central estimate without f(x): evaluate it
+            self._set("center", np.repeat(self.x[None, :], self.repeats, axis=0), self._seeds(self.repeats))
+            self.work["centre_seeds"] = self.pending.seeds
+            return
+        self._begin_search()
+
+    def _tell_center(self, values: np.ndarray) -> None:
+        values = check_finite(values)
+        self.fx = float(values.mean())
+        if self.eps_mode == "repeats":
+            self.eps_f = float(values.std(ddof=1) / np.sqrt(values.size))
+        self._begin_search()
+
+    def _free_gradient(self) -> np.ndarray:
+        g = self.grad
+        if self.box is None:
+            return g
+        out = ((self.x <= self.box.lb) & (g > 0)) | ((self.x >= self.box.ub) & (g < 0))
+        return np.where(out, 0.0, g)
+
+    def _begin_search(self) -> None:
+        g = self.grad
+        if not np.any(self._free_gradient()):
+            self._stop("the gradient estimate is exactly zero" if not np.any(g) else
+                       "the projected gradient estimate is zero", 0)
+            self._end_iteration(0.0 if self.alpha is None else self.alpha, failed=False)
+            return
+        d = -g if self.memory is None else self.memory.direction(g)
+        if float(g @ d) >= 0:  # L-BFGS gave no descent direction for this estimate: reset it
+            self.memory.pairs.clear()
+            d = -g
+        self.direction = d
+        if self.alpha is None:
+            self.alpha = float(self.first_step * np.sqrt(self.n) / max(float(np.linalg.norm(g)), 1e-300))
+        self.work.update(trials=0)
+        self._begin_trial()
+
+    def _trial_point(self) -> np.ndarray:
+        """x + α d, its length capped at ``max_step``·max(‖x‖∞, 1) (projected onto the box)."""
+        step = self.alpha * self.direction
+        cap = self.max_step * self._scale()
+        length = float(np.linalg.norm(step))
+        if length > cap:
+            step = step * (cap / length)
+        t = self.x + step
+        return t if self.box is None else self.box.project(t)
+
+    def _begin_trial(self) -> None:
+        trial = self._trial_point()
+        seeds = self.work.get("centre_seeds")
+        if self.seeded and seeds is None:
+            seeds = self._seeds(self.repeats)
+        if seeds is not None:
+            seeds = np.asarray(seeds)[: self.repeats]
+        self._set("trial", np.repeat(trial[None, :], self.repeats, axis=0), seeds)
+        self.work["trial"] = trial
+
+    def _tell_trial(self, values: np.ndarray) -> None:
+        ls = self.line_search
+        f_trial = float(np.mean(values)) if np.all(np.isfinite(values)) else np.nan
+        trial = self.work["trial"]
+        step = trial - self.x
+        decrease = float(-(self.grad @ step))
+        if decrease <= 0 and self.box is not None and self.memory is not None:
+            self.memory.pairs.clear()
+        test = dataclasses.replace(ls, eps_f=self.eps_f) if ls.eps_f != self.eps_f else ls
+        if decrease > 0 and test.accepts(f_trial, self.fx, 1.0, decrease):
+            if self.memory is not None:
+                self.pair = (step, self.grad)
+            self.x, self.fx = trial, f_trial
+            used = self.alpha
+            self.alpha = ls.grow(self.alpha)
+            self._end_iteration(used, failed=False)
+            return
+        self.alpha = ls.shrink(self.alpha)
+        self.work["trials"] += 1
+        if self.work["trials"] < ls.max_backtracks and self.alpha >= ls.alpha_min:
+            self._begin_trial()
+            return
+        self.alpha = max(self.alpha, ls.alpha_min)
+        self._end_iteration(self.alpha, failed=True)
+
+    def _end_iteration(self, step_size: float, *, failed: bool) -> None:
+        self.nit += 1
+        gn = float(np.linalg.norm(self.grad)) if self.grad is not None else 0.0
+        self._record(gn, step_size)
+        if self.stopped:
+            self._begin_estimate()
+            return
+        auto = self.eps_mode == "auto"
+        # noise floor: ‖g‖ within the estimate's own error bound on consecutive iterations
+        # (fresh estimates after the first): twice if the line search failed, else three times
+        at_floor = False
+        if self.L is not None and self.M is not None and self.grad is not None:
+            gn = float(np.linalg.norm(self._free_gradient()))
+            eps = max(self.eps_f, EPS * abs(self.fx or 0.0))
+            # within the estimate's error, or a gradient step would gain less than the noise
+            at_floor = gn <= self._error_bound() or gn * gn / (2.0 * self.L) <= 2.0 * eps
+        self.floor_hits = self.floor_hits + 1 if at_floor else 0
+        if self.floor_hits >= (2 if failed else 3):
+            self._stop(f"noise floor: the gradient estimate is within its error bound or promises less "
+                       f"than the noise (eps_f={self.eps_f:.3g}, sigma={self.sigma:.3g})", 0)
+            self._begin_estimate()
+            return
+        if failed:
+            self.failed_streak += 1
+            if self.eps_mode != "repeats" and self.failed_streak > self.max_recoveries:
+                self._stop(f"line search failed after {self.max_recoveries} recoveries "
+                           f"(noise level eps_f={self.eps_f:.3g})", 3)
+                self._begin_estimate()
+                return
+            if auto or not self.sigma_fixed:
+                self.recoveries += 1
+                self._begin_noise("recovery") if auto else self._begin_recovery_curvature()
+                return
+        else:
+            self.failed_streak = 0
+        if auto and self.floor_hits == 1:
+            self._begin_noise("noise floor check")
+            return
+        if auto and self.nit % self.reestimate_every == 0:
+            self._begin_noise("periodic")
+            return
+        self._begin_estimate()
+
+    def _begin_recovery_curvature(self) -> None:
+        self.work = {"reason": "recovery"}
+        self._begin_curvature()
+
+    def _error_bound(self) -> float:
+        """√n × the per-direction error bound of the current estimate (Berahas et al. 2022)."""
+        s, eps = self.sigma, max(self.eps_f, EPS * abs(self.fx or 0.0))
+        per = self.M * s * s / 6.0 + eps / s if self._central() else self.L * s / 2.0 + 2.0 * eps / s
+        return float(np.sqrt(self.n) * per)
+
+    def _stop(self, message: str, status: int) -> None:
+        if self.stopped is None:
+            self.stopped, self.status = message, status
 
     def _record(self, grad_norm: float, step_size: float) -> None:
         h = self.history
@@ -168,23 +775,136 @@ class Minimizer:
         h["step_size"].append(step_size)
 
     # -- ask / tell ---------------------------------------------------------------
+    @property
+    def request(self) -> Request:
+        """The pending :class:`Request` (points, seeds, kind, query)."""
+        return self.pending
+
     def ask(self) -> np.ndarray:
         """The next batch of points to evaluate, shape ``(k, n)``."""
-        return self._pending.copy()
+        return self.pending.points.copy()
 
     def tell(self, values) -> None:
-        """Report f at the points of the last :meth:`ask`, in order."""
-        values = np.asarray(values, dtype=float).ravel()
-        if values.size != self._pending.shape[0]:
-            raise ValueError(f"expected {self._pending.shape[0]} values, got {values.size}")
-        self.nfev += values.size
-        self._pending = self._gen.send(values)
+        """Report f at the points of the last :meth:`ask`, in order.
 
-    def result(self, message: str, success: bool) -> OptimizeResult:
+        A :class:`dfo.NonFiniteValueError` leaves the state untouched: the same request
+        is still pending and may be told again.
+        """
+        values = np.asarray(values, dtype=float).ravel()
+        if values.size != len(self.pending):
+            raise ValueError(f"expected {len(self.pending)} values, got {values.size}")
+        snapshot = None
+        if not np.all(np.isfinite(values)) and self.phase != "trial":
+            import copy
+            snapshot = copy.deepcopy(self.__dict__)
+        try:
+            handler = {"noise": self._tell_noise, "curvature": self._tell_curvature,
+                       "estimate": self._tell_estimate, "center": self._tell_center,
+                       "trial": self._tell_trial}[self.phase]
+            self.nfev += values.size
+            handler(values)
+        except BaseException:
+            if snapshot is not None:
+                self.__dict__.update(snapshot)
+            raise
+
+    # -- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The run's state as a JSON-able tree with numpy arrays (no pickle needed).
+
+        The pending request is stored by its ingredients (for an estimate: the
+        generator and estimator state before the ask, which regenerate the query).
+        """
+        def arr(v):
+            return None if v is None else np.array(v, dtype=float)
+
+        work = {}
+        for k, v in self.work.items():
+            if k == "query":
+                continue
+            work[k] = np.array(v) if isinstance(v, np.ndarray) else v
+        return {
+            "x": self.x.copy(), "fx": self.fx, "grad": arr(self.grad), "nfev": self.nfev, "nit": self.nit,
+            "alpha": self.alpha, "eps_f": self.eps_f, "sigma": self.sigma, "L": self.L, "M": self.M,
+            "slope": self.slope, "use_central": self.use_central, "noise_kind": self.noise_kind,
+            "ecnoise_h": self.ecnoise_h, "stopped": self.stopped, "status": self.status,
+            "recoveries": self.recoveries, "failed_streak": self.failed_streak, "floor_hits": self.floor_hits,
+            "n_nonfinite": self.n_nonfinite, "direction": arr(self.direction),
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "rule_state": {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in self.rule_state.items()},
+            "memory": None if self.memory is None else [[s.copy(), y.copy()] for s, y, _ in self.memory.pairs],
+            "pair": None if getattr(self, "pair", None) is None else [self.pair[0].copy(), self.pair[1].copy()],
+            "history": {k: list(v) for k, v in self.history.items()},
+            "noise_history": {k: list(v) for k, v in self.noise_history.items()},
+            "phase": self.phase, "work": work,
+            "pending": {"points": self.pending.points.copy(),
+                        "seeds": None if self.pending.seeds is None else self.pending.seeds.copy(),
+                        "items": [list(i) for i in self.pending.items]},
+            "ask_state": None if self._ask_state is None else [json.dumps(self._ask_state[0]), self._ask_state[1]],
+            "estimator": (self.active_estimator.state_dict()
+                          if hasattr(self.active_estimator, "state_dict") else None),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output into a Minimizer built with the same options."""
+        self.x = np.array(state["x"], dtype=float)
+        self.fx = None if state["fx"] is None else float(state["fx"])
+        self.grad = None if state["grad"] is None else np.array(state["grad"], dtype=float)
+        for k in ("nfev", "nit", "recoveries", "failed_streak", "floor_hits", "n_nonfinite"):
+            setattr(self, k, int(state[k]))
+        for k in ("alpha", "eps_f", "sigma", "L", "M", "slope", "ecnoise_h"):
+            setattr(self, k, None if state[k] is None else float(state[k]))
+        self.use_central = bool(state["use_central"])
+        self.noise_kind, self.stopped = state["noise_kind"], state["stopped"]
+        self.status = None if state["status"] is None else int(state["status"])
+        self.direction = None if state["direction"] is None else np.array(state["direction"], dtype=float)
+        self.rule_state = {k: (np.array(v) if isinstance(v, np.ndarray | list) else v)
+                           for k, v in state["rule_state"].items()}
+        if self.memory is not None:
+            self.memory.pairs.clear()
+            for s, y in state["memory"]:
+                self.memory.update(np.array(s, dtype=float), np.array(y, dtype=float))
+        self.pair = None if state["pair"] is None else (np.array(state["pair"][0]), np.array(state["pair"][1]))
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.noise_history = {k: list(v) for k, v in state["noise_history"].items()}
+        self.phase = state["phase"]
+        self.work = dict(state["work"])
+        pend = state["pending"]
+        seeds = None if pend["seeds"] is None else np.array(pend["seeds"], dtype=np.int64)
+        query = None
+        if self.phase == "estimate":
+            rng_before, est_before = state["ask_state"]
+            est = self.active_estimator
+            rng = np.random.default_rng()
+            rng.bit_generator.state = json.loads(rng_before)
+            if est_before is not None:
+                est.load_state_dict(est_before)
+            query = self._query_sigma(est.ask(self.x, rng, fx=self._query_fx()))
+            self._ask_state = (json.loads(rng_before), est_before)
+            if self.box is not None:
+                self.work["query"], query = query, None
+        if state.get("estimator") is not None:
+            self.active_estimator.load_state_dict(state["estimator"])
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.pending = Request(kind=self.phase, points=np.array(pend["points"], dtype=float), seeds=seeds,
+                               query=query, items=tuple(tuple(i) for i in pend["items"]))
+
+    # -- result -----------------------------------------------------------------------
+    def result(self, message: str | None = None, success: bool | None = None, status: int | None = None
+               ) -> OptimizeResult:
+        """The run so far as an ``OptimizeResult`` (``message``/``status`` default to the stop reason)."""
+        status = self.status if status is None else status
+        message = self.stopped if message is None else message
+        if success is None:
+            success = status == 0
         return OptimizeResult(
             x=self.x.copy(), fun=self.fx, jac=self.grad, nfev=self.nfev, nit=self.nit,
-            success=success, message=message,
+            success=bool(success), status=status, message=message,
+            eps_f=self.eps_f, sigma=self.sigma, recoveries=self.recoveries, n_nonfinite=self.n_nonfinite,
+            estimator=self.active_preset,
             history={k: np.asarray(v) for k, v in self.history.items()},
+            noise_history={k: np.asarray(v) for k, v in self.noise_history.items()},
         )
 
 
@@ -195,71 +915,124 @@ def _evaluate(fun: Callable, item) -> float:
     return float(fun(item))
 
 
-def minimize(fun: Callable, x0, *, estimator="orthogonal", step: str = "armijo", maxfev: int | None = None,
-             maxiter: int | None = None, gtol: float = 0.0, evaluator=None, callback: Callable | None = None,
-             rng=None, seeded: bool = False, progress: bool = False, **options: Any) -> OptimizeResult:
-    """Minimize ``fun`` with gradient estimates and line-search (or fixed-rule) SGD.
+class _WithArgs:
+    """``fun(x, *args)`` as a picklable one-argument callable."""
+
+    def __init__(self, fun, args):
+        self.fun, self.args = fun, tuple(args)
+
+    def __call__(self, x, *seed):
+        return self.fun(x, *seed, *self.args)
+
+
+def _callback_kind(callback) -> str:
+    """'new' if the callback takes ``intermediate_result`` (scipy ≥ 1.11), else 'legacy' (xk)."""
+    try:
+        params = inspect.signature(callback).parameters
+    except (TypeError, ValueError):
+        return "legacy"
+    return "new" if "intermediate_result" in params else "legacy"
+
+
+def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str = "armijo",
+             bounds=None, tol: float | None = None, options: dict | None = None,
+             callback: Callable | None = None, maxfev: int | None = None, maxiter: int | None = None,
+             gtol: float = 0.0, evaluator=None, rng=None, seeded: bool = False, progress: bool = False,
+             jac=None, hess=None, hessp=None, constraints=(), **kwargs: Any) -> OptimizeResult:
+    """Minimize ``fun`` with gradient estimates and line-search (or fixed-rule) descent.
+
+    Follows ``scipy.optimize.minimize`` conventions and works as a callable
+    ``method=`` there: ``scipy.optimize.minimize(f, x0, method=dfo.minimize, options={...})``.
 
     Args:
-        fun: ``fun(x) -> float``; with ``seeded=True``, ``fun(x, seed) -> float`` so that
+        fun: ``fun(x, *args) -> float``; with ``seeded=True``, ``fun(x, seed, *args)`` so
             noisy objectives are reproducible and identical in serial and parallel runs.
-        x0: starting point.
-        estimator: preset name (see :data:`dfo.ESTIMATORS`) or estimator object.
+        x0: starting point. args: extra arguments of ``fun``.
+        estimator: preset name (see :data:`dfo.ESTIMATORS`), ``"auto"`` or an estimator.
         step: ``"armijo"`` (noise-tolerant line search) or ``"sgd"``, ``"momentum"``, ``"adam"``.
-        maxfev: evaluation budget (default 100 (n + 1)); the run stops before an
-            iteration that would exceed it.
+        bounds: scipy ``Bounds`` or (low, high) pairs; no evaluation leaves the box.
+        tol: tolerance on the gradient-estimate norm (sets ``gtol``).
+        options: dict of further options (scipy style); merged with ``**kwargs``.
+        callback: ``callback(intermediate_result)`` or legacy ``callback(xk)`` after each
+            iteration; raising ``StopIteration`` ends the run (status 99).
+        maxfev: evaluation budget (default 100 (n + 1)); the run stops before a batch
+            that would exceed it.
         maxiter: iteration limit. gtol: stop when ‖g‖ ≤ gtol.
-        evaluator: None (serial), an int (joblib jobs), a backend name or an evaluator
-            (see :func:`dfo.parallel.make_evaluator`).
-        callback: ``callback(intermediate_result)`` after each iteration; raising
-            ``StopIteration`` ends the run.
+        evaluator: None (serial), an int (joblib jobs), a backend name or an evaluator.
         rng: seed or Generator. progress: show a tqdm progress bar over evaluations.
-        **options: passed to :class:`Minimizer` (n_directions, sigma, eps_f, lr, line_search, ...).
+        jac, hess, hessp: accepted for scipy compatibility and ignored (derivative-free).
+        constraints: only an empty sequence is supported.
+        **kwargs: :class:`Minimizer` options (n_directions, sigma, eps_f, lr, line_search,
+            direction, repeats, reestimate_every, ...).
 
     Returns:
-        ``OptimizeResult`` with x, fun, jac (last estimate), nfev, nit, success, message, history.
+        ``OptimizeResult`` with x, fun, jac (last estimate), nfev, nit, success, status,
+        message, eps_f, sigma, recoveries, history and noise_history.
     """
     from .parallel import make_evaluator
 
-    opt = Minimizer(x0, estimator=estimator, step=step, rng=rng, **options)
+    if constraints:
+        raise ValueError("dfo.minimize supports box bounds only, not general constraints")
+    kw = dict(options or {})
+    kw.update(kwargs)
+    maxfev = kw.pop("maxfev", maxfev)
+    maxiter = kw.pop("maxiter", maxiter)
+    gtol = kw.pop("gtol", gtol)
+    tol = kw.pop("tol", tol)
+    kw.pop("disp", None)
+    if tol is not None:
+        gtol = _float_option("tol", tol, positive=False)
+    gtol = _float_option("gtol", gtol, positive=False)
+    maxiter = _int_option("maxiter", maxiter)
+    if args:
+        fun = _WithArgs(fun, args if isinstance(args, tuple) else (args,))
+    opt = Minimizer(x0, estimator=estimator, step=step, rng=rng, bounds=bounds, seeded=seeded, **kw)
     n = opt.x.size
-    maxfev = 100 * (n + 1) if maxfev is None else int(maxfev)
-    seeds = np.random.default_rng(opt.rng.integers(2**63)) if seeded else None
+    maxfev = 100 * (n + 1) if maxfev is None else _int_option("maxfev", maxfev)
+    first_estimate = opt.active_estimator.n_for(n) if hasattr(opt.active_estimator, "n_for") else n
+    if maxfev <= first_estimate:
+        raise ValueError(f"maxfev={maxfev} is below the cost of one gradient estimate "
+                         f"(about {first_estimate + 1} evaluations at n={n})")
+    cb_kind = None if callback is None else _callback_kind(callback)
     own = not hasattr(evaluator, "map")
     ev = make_evaluator(evaluator)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=maxfev, unit="fev", desc="minimize")
-    message, success = f"evaluation budget maxfev={maxfev} reached", True
+    message, status = f"evaluation budget maxfev={maxfev} reached", 1
     try:
         while True:
-            points = opt.ask()
-            if opt.nfev + len(points) > maxfev:
+            req = opt.request
+            if opt.nfev + len(req) > maxfev:
                 break
-            items = list(points) if seeds is None else [(p, int(s)) for p, s in zip(points, seeds.integers(2**63, size=len(points)))]
+            items = list(req.points) if req.seeds is None else [(p, int(s)) for p, s in zip(req.points, req.seeds)]
             nit = opt.nit
             opt.tell(ev.map(_evaluate, items, shared=fun))
             if bar is not None:
-                bar.update(len(points))
+                bar.update(len(req))
                 if opt.fx is not None:
                     bar.set_postfix(f=f"{opt.fx:.4g}", refresh=False)
             if opt.nit == nit:
                 continue
             if opt.stopped:
-                message, success = opt.stopped, True
+                message, status = opt.stopped, opt.status
                 break
             if callback is not None:
                 try:
-                    callback(OptimizeResult(x=opt.x.copy(), fun=opt.fx, nit=opt.nit, nfev=opt.nfev))
+                    if cb_kind == "new":
+                        callback(intermediate_result=OptimizeResult(x=opt.x.copy(), fun=opt.fx, nit=opt.nit,
+                                                                    nfev=opt.nfev))
+                    else:
+                        callback(opt.x.copy())
                 except StopIteration:
-                    message = "stopped by the callback"
+                    message, status = "stopped by the callback", 99
                     break
-            if gtol > 0 and np.linalg.norm(opt.grad) <= gtol:
-                message = f"gradient estimate norm <= gtol={gtol:g}"
+            if gtol > 0 and np.linalg.norm(opt._free_gradient()) <= gtol:
+                message, status = f"gradient estimate norm <= gtol={gtol:g}", 0
                 break
             if maxiter is not None and opt.nit >= maxiter:
-                message = f"iteration limit maxiter={maxiter} reached"
+                message, status = f"iteration limit maxiter={maxiter} reached", 2
                 break
     finally:
         if bar is not None:
@@ -269,6 +1042,7 @@ def minimize(fun: Callable, x0, *, estimator="orthogonal", step: str = "armijo",
     if opt.fx is None:
         # fixed-rule steps with central differences never evaluate x itself: one more
         # evaluation (counted) so that the result reports f at the returned x
-        opt.fx = _evaluate(fun, opt.x if seeds is None else (opt.x, int(seeds.integers(2**63))))
+        seed = int(opt.rng.integers(0, SEED_HIGH)) if seeded else None
+        opt.fx = _evaluate(fun, opt.x if seed is None else (opt.x, seed))
         opt.nfev += 1
-    return opt.result(message, success)
+    return opt.result(message, status == 0, status)

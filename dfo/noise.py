@@ -79,3 +79,53 @@ def estimate_noise(fun, x, *, n_repeats: int = 10, n_line: int = 8, h: float | N
     if found is None:
         return NoiseEstimate(0.0, "none", nfev)
     return NoiseEstimate(found[0], "deterministic", nfev, level=found[1])
+
+
+# -- pieces for an optimizer that requests its own evaluations ---------------------
+
+def ecnoise_verdict(values: np.ndarray) -> tuple[str, float, int | None]:
+    """ECNoise on one line of values, with the Moré–Wild diagnosis when it fails.
+
+    Returns ``("noise", ε_f, order)``; ``("h-too-small", 0, None)`` when fewer than
+    half of the values are distinct (the spacing h is below the noise's resolution);
+    ``("h-too-large", 0, None)`` otherwise (the differences are dominated by the
+    smooth part: no sign change or orders that disagree).
+    """
+    values = np.asarray(values, dtype=float)
+    if np.unique(values).size < max(2, (values.size + 1) // 2):
+        return "h-too-small", 0.0, None
+    found = ecnoise(values)
+    if found is None:
+        return "h-too-large", 0.0, None
+    return "noise", found[0], found[1]
+
+
+def curvature_bounds(f_m2: float, f_m1: float, f0: float, f_p1: float, f_p2: float, h: float,
+                     eps_f: float) -> tuple[float, float, float]:
+    """Directional curvature bounds from five values f(x + t h p), t = −2..2.
+
+    Second and third central differences (Moré & Wild 2012, "Estimating derivatives
+    of noisy simulations"), each widened by its worst-case noise so that the result is
+    an upper bound consistent with the data:
+
+        L ≤ (|f₁ − 2f₀ + f₋₁| + 4 ε_f) / h²,
+        M ≤ (|f₂ − 2f₁ + 2f₋₁ − f₋₂| + 6 ε_f) / (2 h³).
+
+    When the noise dominates, the radius rules fed with these bounds return σ ≈ h:
+    the probe width is the largest radius the data can justify.
+    Also returns |slope| = |f₁ − f₋₁| / (2h), the directional derivative.
+    """
+    d2 = abs(f_p1 - 2.0 * f0 + f_m1)
+    d3 = abs(f_p2 - 2.0 * f_p1 + 2.0 * f_m1 - f_m2)
+    L = (d2 + 4.0 * eps_f) / h**2
+    M = (d3 + 6.0 * eps_f) / (2.0 * h**3)
+    return float(L), float(M), float(abs(f_p1 - f_m1) / (2.0 * h))
+
+
+def difference_errors(eps_f: float, L: float, M: float) -> tuple[float, float]:
+    """Per-direction error bounds at the optimal radius (Berahas et al. 2022):
+    forward 2√(ε_f L) (σ = 2√(ε_f/L)), central ≈ 1.04 (ε_f² M)^{1/3} (σ = (3ε_f/M)^{1/3})."""
+    fwd = 2.0 * np.sqrt(eps_f * L)
+    sig = (3.0 * eps_f / M) ** (1.0 / 3.0)
+    cen = M * sig**2 / 6.0 + eps_f / sig
+    return float(fwd), float(cen)
