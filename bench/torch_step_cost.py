@@ -1,15 +1,20 @@
 """Cost of one zeroth-order step relative to inference, per method, side by side.
 
-For each method a fresh subprocess loads the model, then alternates plain
-forward passes and ZO steps on the same fixed batch (SST-2 prompts, verbalizer
-loss) and reports
+For each method a fresh subprocess builds the model, then alternates plain
+forward passes and ZO steps on the same fixed batch (interleaved, so that load
+from other processes hits both alike) and reports
 
-* time ratio = median over pairs of (step time) / (2 x forward time), the pair
-  measured back to back so that load from other processes hits both alike;
+* time ratio = min over steps / (2 x min over forwards) (the minima are the
+  least disturbed runs), and the median of the per-pair ratios;
 * memory ratio = peak RSS during the steps / peak RSS during the forward passes.
   Peaks come from the kernel's high-water mark ``VmHWM`` (``/proc/self/status``),
   reset before each phase by writing 5 to ``/proc/self/clear_refs``; both peaks
   include the weights. (On CUDA the script uses ``torch.cuda.max_memory_allocated``.)
+
+Models: ``smollm2`` (SmolLM2-135M, SST-2 prompts, verbalizer loss; forward about
+1.3 s at batch 16 on 2 cores) and ``mlp`` (6 x Linear(768, 768) + ReLU, MSE on a
+fixed random batch of 64: a cheap forward, about 4 ms, where the per-step work
+outside the forward passes shows). Threads default to all cores (``os.cpu_count()``).
 
 Methods: ``mezo-naive`` (the reference MeZO loop: ``torch.manual_seed`` then
 ``torch.normal`` four times per step, perturbation written into the weights,
@@ -17,7 +22,7 @@ Methods: ``mezo-naive`` (the reference MeZO loop: ``torch.manual_seed`` then
 ``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (side paths on ``nn.Linear``).
 
 Example:
-    $ python bench/torch_step_cost.py --model smollm2 --batch 16 --pairs 3 --threads 1 \\
+    $ flock /work/coord/bench.lock python bench/torch_step_cost.py --model mlp --batch 64 --pairs 12 \\
           --out bench/results/torch_step_cost.md
 """
 
@@ -89,22 +94,39 @@ class NaiveMeZO:
         return (l1 + l2) / 2
 
 
-def worker(args: argparse.Namespace) -> dict:
+def _build(args: argparse.Namespace, device):
+    """(model, closure) of the benchmark model."""
     import torch
 
-    from dfo.torch import ZerothOrder
+    dtype = getattr(torch, args.dtype)
+    if args.model == "mlp":
+        gen = torch.Generator().manual_seed(0)
+        layers = []
+        for _ in range(6):
+            layers += [torch.nn.Linear(768, 768), torch.nn.ReLU()]
+        model = torch.nn.Sequential(*layers).to(device=device, dtype=dtype).eval()
+        x = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
+        y = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
+        return model, lambda: ((model(x) - y).float() ** 2).mean()
     from dfo.torch.models import load_causal_lm
     from dfo.torch.sst2 import PromptClassifier, load_sst2
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model, tok = load_causal_lm(args.model, dtype=getattr(torch, args.dtype))
+    model, tok = load_causal_lm(args.model, dtype=dtype)
     model.to(device)
     clf = PromptClassifier(model, tok)
     train = load_sst2("train", k=16, data_seed=13)
     batch = (train * (1 + args.batch // len(train)))[: args.batch]
-    closure = lambda: clf.loss(batch)  # noqa: E731
+    return model, lambda: clf.loss(batch)
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from dfo.torch import ZerothOrder
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model, closure = _build(args, device)
     if args.method == "mezo-naive":
         opt = NaiveMeZO(model.parameters(), lr=args.lr, eps=1e-3)
     else:
@@ -142,9 +164,10 @@ def worker(args: argparse.Namespace) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "method": args.method,
-        "forward_s": statistics.median(fwd_t),
-        "step_s": statistics.median(step_t),
-        "time_ratio": statistics.median(ratios),
+        "forward_s": min(fwd_t),
+        "step_s": min(step_t),
+        "time_ratio": min(step_t) / (2 * min(fwd_t)),
+        "median_ratio": statistics.median(ratios),
         "inference_peak_mb": peaks["inference"] / 2**20,
         "step_peak_mb": peaks["step"] / 2**20,
         "memory_ratio": peaks["step"] / peaks["inference"],
@@ -160,7 +183,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--refresh", type=int, default=50)
     parser.add_argument("--lr", type=float, default=1e-7)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--methods", nargs="+", default=METHODS)
@@ -172,6 +195,7 @@ def main() -> None:
         print("RESULT " + json.dumps(worker(args)), flush=True)
         return
     rows = []
+    load_before = _loadavg()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for method in args.methods:
         cmd = [sys.executable, __file__, "--worker", method, *_passthrough(args)]
@@ -183,14 +207,16 @@ def main() -> None:
         print(f"{method}: {rows[-1]}", file=sys.stderr, flush=True)
     head = (
         f"model={args.model} batch={args.batch} rank={args.rank} dtype={args.dtype} device={args.device} "
-        f"threads={args.threads} pairs={args.pairs} params={rows[0]['n_params']:,}"
+        f"threads={args.threads} pairs={args.pairs} params={rows[0]['n_params']:,} "
+        f"load average (1 min) before/after: {load_before}/{_loadavg()} on {os.cpu_count()} cores"
     )
-    lines = [head, "", "| method | forward s | step s | step / (2 x forward) | inference peak MB | step peak MB "
-             "| peak / inference peak |", "|---|---|---|---|---|---|---|"]
+    lines = [head, "", "| method | min forward s | min step s | min step / (2 x min forward) | median pair ratio "
+             "| inference peak MB | step peak MB | peak / inference peak |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['forward_s']:.3f} | {r['step_s']:.3f} | {r['time_ratio']:.3f} | "
-            f"{r['inference_peak_mb']:.0f} | {r['step_peak_mb']:.0f} | {r['memory_ratio']:.3f} |"
+            f"| {r['method']} | {r['forward_s']:.4f} | {r['step_s']:.4f} | {r['time_ratio']:.3f} | "
+            f"{r['median_ratio']:.3f} | {r['inference_peak_mb']:.0f} | {r['step_peak_mb']:.0f} | "
+            f"{r['memory_ratio']:.3f} |"
         )
     table = "\n".join(lines)
     print(table)
@@ -200,11 +226,17 @@ def main() -> None:
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
-    out = ["--model", args.model, "--batch", str(args.batch), "--pairs", str(args.pairs), "--rank", str(args.rank),
-           "--refresh", str(args.refresh), "--lr", str(args.lr), "--device", args.device, "--dtype", args.dtype]
-    if args.threads:
-        out += ["--threads", str(args.threads)]
-    return out
+    return ["--model", args.model, "--batch", str(args.batch), "--pairs", str(args.pairs), "--rank", str(args.rank),
+            "--refresh", str(args.refresh), "--lr", str(args.lr), "--device", args.device, "--dtype", args.dtype,
+            "--threads", str(args.threads)]
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return fh.read().split()[0]
+    except OSError:
+        return "?"
 
 
 if __name__ == "__main__":

@@ -494,3 +494,26 @@ def test_closure_runs_in_eval_mode_and_modes_are_restored():
     keep = ZerothOrder(model.parameters(), lr=1e-3, model=model.train(), seed=0, eval_mode=False)
     with pytest.warns(RuntimeWarning, match="dropout is active"):
         keep.step(closure)
+
+
+@pytest.mark.parametrize("method", ["mezo", "lozo-m"])
+def test_noise_threads_give_bit_identical_steps(method):
+    """Dense noise is drawn chunk by chunk by a thread pool: 1 and 2 threads give the same numbers."""
+    from dfo.torch.directions import CHUNK
+
+    runs = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(600, 600), nn.Tanh(), nn.Linear(600, 1))  # 360k weights > CHUNK
+        assert model[0].weight.numel() > CHUNK
+        x = torch.randn(16, 600)
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            opt = ZerothOrder(model.parameters(), method=method, lr=1e-3, rank=2, n_directions=2, seed=1)
+            losses = [opt.step(lambda: (model(x) ** 2).mean()) for _ in range(3)]
+        finally:
+            torch.set_num_threads(old)
+        runs.append((losses, [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from dfo.estimators import lowrank_spec as spec
-from dfo.torch.directions import Generators, add_gaussian_, mix, to_torch
+from dfo.torch.directions import Generators, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
 METHODS = tuple(spec.METHODS)
@@ -493,14 +493,16 @@ class ZerothOrder(torch.optim.Optimizer):
 
     def _perturb(self, active: list[_Slot], i: int, alpha: float) -> None:
         """Move every active tensor by ``alpha`` times direction ``i`` (side paths: change the factor)."""
+        dense = []
         for s in active:
             if s.placement == "dense":
-                add_gaussian_(s.p, self._gens, self._dense_seed(s, i), alpha)
+                dense.append((s.p, self._dense_seed(s, i), alpha))
             elif s.placement == "write":
                 v = self.state[s.p]["V"]
                 s.p.addmm_(self._direction(s, i).to(s.p.dtype), v.T.to(s.p.dtype), alpha=alpha)
             else:
                 self._offset[s.k] = (self._offset.get(s.k, (0.0, i))[0] + alpha, i)
+        self._gens.add_gaussian(dense)
         self._sync_side()
 
     def _sync_side(self) -> None:
@@ -523,54 +525,62 @@ class ZerothOrder(torch.optim.Optimizer):
         cfg = self.config
         n, last = len(grads), len(grads) - 1
         beta = cfg.momentum
+        dense = [s for s in active if s.placement == "dense"]
+        shrink = {s.k: 1.0 - s.group["lr"] * self._decay(s) for s in active}
         for s in active:
-            p, group = s.p, s.group
-            lr, wd = group["lr"], group["weight_decay"]
-            if p.ndim < 2 and not group["decay_1d"]:
-                wd = 0.0
-            shrink = 1.0 - lr * wd
-            st = self.state[p]
-            if s.placement == "dense":
-                if shrink != 1.0:
-                    p.mul_(shrink)
-                if beta > 0:
-                    buf = st.get("momentum_buffer")
-                    keep, add = spec.momentum_coefficients(beta, buf is None)
-                    if buf is None:
-                        buf = st["momentum_buffer"] = torch.zeros_like(p)
-                    buf.mul_(keep)
-                    for i, g in enumerate(grads):
-                        add_gaussian_(buf, self._gens, self._dense_seed(s, i), add * g / n)
-                    add_gaussian_(p, self._gens, self._dense_seed(s, last), shrink * cfg.eps)
-                    p.add_(buf, alpha=-lr)
-                else:
-                    add_gaussian_(p, self._gens, self._dense_seed(s, last), shrink * cfg.eps - lr * grads[last] / n)
-                    for i, g in enumerate(grads[:-1]):
-                        add_gaussian_(p, self._gens, self._dense_seed(s, i), -lr * g / n)
-                continue
-            w = spec.estimate_weight(cfg.family, s.rank)
-            est = self._direction(s, 0) * (grads[0] * w / n)
-            for i in range(1, n):
-                est.add_(self._direction(s, i), alpha=grads[i] * w / n)
-            if beta > 0:
-                st["N"] = spec.momentum_update(st.get("N"), est, beta)
-                step_left = st["N"]
-            else:
-                step_left = est
-            if s.placement == "write":
-                v_t = st["V"].T.to(p.dtype)
-                if shrink != 1.0:
-                    p.mul_(shrink)
-                if beta > 0:
-                    p.addmm_(self._direction(s, last).to(p.dtype), v_t, alpha=shrink * cfg.eps)
-                    p.addmm_(step_left.to(p.dtype), v_t, alpha=-lr)
-                else:  # restore and update share one rank-r product
-                    left = self._direction(s, last) * (shrink * cfg.eps) - step_left * lr
-                    p.addmm_(left.to(p.dtype), v_t)
-            else:
-                self._offset.pop(s.k, None)
-                if shrink != 1.0:
-                    p.mul_(shrink)
-                    st["A"].mul_(shrink)
-                st["A"].add_(step_left, alpha=-lr)
-                st["A_active"] = True
+            if shrink[s.k] != 1.0:
+                s.p.mul_(shrink[s.k])
+        if beta > 0 and dense:  # momentum buffers for the dense tensors
+            firsts = {s.k: "momentum_buffer" not in self.state[s.p] for s in dense}
+            for s in dense:
+                keep, _ = spec.momentum_coefficients(beta, firsts[s.k])
+                buf = self.state[s.p].setdefault("momentum_buffer", torch.zeros_like(s.p))
+                buf.mul_(keep)
+            for i, g in enumerate(grads):
+                self._gens.add_gaussian([
+                    (self.state[s.p]["momentum_buffer"], self._dense_seed(s, i),
+                     spec.momentum_coefficients(beta, firsts[s.k])[1] * g / n) for s in dense])
+            self._gens.add_gaussian([(s.p, self._dense_seed(s, last), shrink[s.k] * cfg.eps) for s in dense])
+            for s in dense:
+                s.p.add_(self.state[s.p]["momentum_buffer"], alpha=-s.group["lr"])
+        elif dense:  # restore and update in one pass per direction
+            self._gens.add_gaussian([(s.p, self._dense_seed(s, last),
+                                      shrink[s.k] * cfg.eps - s.group["lr"] * grads[last] / n) for s in dense])
+            for i, g in enumerate(grads[:-1]):
+                self._gens.add_gaussian([(s.p, self._dense_seed(s, i), -s.group["lr"] * g / n) for s in dense])
+        for s in active:
+            if s.placement != "dense":
+                self._low_rank_update(s, grads, shrink[s.k])
+
+    def _decay(self, s: _Slot) -> float:
+        """Weight decay of tensor ``s``: its group's, except 0 for tensors below 2-D unless ``decay_1d``."""
+        return 0.0 if (s.p.ndim < 2 and not s.group["decay_1d"]) else s.group["weight_decay"]
+
+    def _low_rank_update(self, s: _Slot, grads: list[float], shrink: float) -> None:
+        """Restore and update of one low-rank tensor (after its weight was shrunk by weight decay)."""
+        cfg = self.config
+        n, last, lr, p = len(grads), len(grads) - 1, s.group["lr"], s.p
+        st = self.state[p]
+        w = spec.estimate_weight(cfg.family, s.rank)
+        est = self._direction(s, 0) * (grads[0] * w / n)
+        for i in range(1, n):
+            est.add_(self._direction(s, i), alpha=grads[i] * w / n)
+        if cfg.momentum > 0:
+            st["N"] = spec.momentum_update(st.get("N"), est, cfg.momentum)
+            step_left = st["N"]
+        else:
+            step_left = est
+        if s.placement == "write":
+            v_t = st["V"].T.to(p.dtype)
+            if cfg.momentum > 0:
+                p.addmm_(self._direction(s, last).to(p.dtype), v_t, alpha=shrink * cfg.eps)
+                p.addmm_(step_left.to(p.dtype), v_t, alpha=-lr)
+            else:  # restore and update share one rank-r product
+                left = self._direction(s, last) * (shrink * cfg.eps) - step_left * lr
+                p.addmm_(left.to(p.dtype), v_t)
+        else:
+            self._offset.pop(s.k, None)
+            if shrink != 1.0:
+                st["A"].mul_(shrink)
+            st["A"].add_(step_left, alpha=-lr)
+            st["A_active"] = True
