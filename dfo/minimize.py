@@ -57,7 +57,7 @@ from scipy.optimize import OptimizeResult
 
 from .bounds import Box
 from .estimators import get_estimator
-from .estimators.base import NonFiniteValueError, Query, as_point, check_finite
+from .estimators.base import Query, as_point, check_finite
 from .lbfgs import LBFGSMemory
 from .linesearch import ArmijoLineSearch
 from .noise import curvature_bounds, difference_errors, ecnoise_verdict
@@ -582,12 +582,13 @@ class Minimizer:
         if self.nonfinite == "raise":
             check_finite(values)
         good = values[~bad]
-        if good.size == 0:
-            raise NonFiniteValueError(f"all {values.size} values of an estimate are non-finite")
-        worst = float(good.max()) + max(float(np.ptp(good)), abs(float(good.max())) * 1e-12, 1e-12)
         values = values.copy()
-        values[bad] = worst
         self.n_nonfinite += int(bad.sum())
+        if good.size == 0:  # all tie: nothing to learn from this batch (a zero estimate)
+            values[:] = 0.0
+            return values
+        worst = float(good.max()) + max(float(np.ptp(good)), abs(float(good.max())) * 1e-12, 1e-12)
+        values[bad] = worst
         return values
 
     def _tell_estimate(self, values: np.ndarray) -> None:

@@ -7,6 +7,7 @@ import pytest
 from scipy.optimize import least_squares
 
 import dfo
+from dfo.estimators import CenteredRanks
 from dfo.linesearch import ArmijoLineSearch
 from dfo.minimize import Minimizer
 from dfo.problems import AdditiveUniform, get_problem, quadratic, rosenbrock
@@ -358,9 +359,19 @@ def test_minimizer_usable_after_nonfinite_value():
 
 
 def test_nonfinite_values_rank_last_when_asked():
-    opt = Minimizer(np.zeros(2), estimator="central-gaussian", step="sgd", lr=0.1, sigma=0.1, eps_f=0.0,
-                    n_directions=4, nonfinite="worst", rng=0)
-    vals = np.arange(8.0)
-    vals[3] = np.inf
-    opt.tell(vals)
-    assert opt.n_nonfinite == 1
+    def run(vals, shaping=(CenteredRanks(),)):
+        opt = Minimizer(np.zeros(2), estimator="central-gaussian", step="sgd", lr=0.1, sigma=0.1, eps_f=0.0,
+                        n_directions=4, nonfinite="worst", rng=0, shaping=shaping)
+        opt.tell(vals)
+        return opt
+
+    vals = np.array([3.0, 1.0, 7.0, 2.0, 5.0, 0.5, 4.0, 6.0])
+    bad = vals.copy()
+    bad[5] = np.nan  # was the best value; now it must rank behind every finite one
+    worst = vals.copy()
+    worst[5] = 100.0
+    got, ref = run(bad), run(worst)
+    assert got.n_nonfinite == 1
+    np.testing.assert_array_equal(got.x, ref.x)
+    every = run(np.full(8, np.inf), ())  # nothing finite: a zero estimate, no step
+    assert every.n_nonfinite == 8 and np.all(every.x == 0)

@@ -71,6 +71,37 @@ def test_ars_update_equals_the_paper_formula(name, b):
     np.testing.assert_allclose(new, ars, rtol=1e-12, atol=1e-14)
 
 
+def test_trainer_step_equals_the_ars_formula():
+    """One Trainer iteration (dfo.Minimizer, sgd rule, lr = 2να) against ARS V1-t written out:
+    θ' = θ + α/(b σ_R) Σ_top-b (r+ − r−) u_i, the returns r± of θ ± ν u_i computed here from
+    explicit points with each direction's episode seed (common random numbers)."""
+    from policies.objective import RolloutBatch, rollout_worker
+
+    alpha, nu, b = 0.05, 0.1, 2
+    cfg = _cfg(method="ars-v1t", n_directions=4, top_b=b, step_size=alpha, noise=nu, max_iterations=1,
+               episodes=10**6)
+    with Trainer(cfg) as tr:
+        tr.params = tr.params + 0.05 * np.arange(tr.params.size) / tr.params.size  # a non-zero start
+        tr.minimizer = tr._make_minimizer()
+        theta = tr.params.copy()
+        req = tr.minimizer.request
+        u = req.query.directions.matrix()
+        seed_of = {i: int(s) for (i, _), s in zip(req.items, req.seeds)}
+
+        def ret(point, seed):
+            batch = RolloutBatch(spec=tr.spec, center=point, snapshot=None, training=True)
+            return rollout_worker(batch, (-1, 0, seed)).ret
+
+        r_plus = np.array([ret(theta + nu * ui, seed_of[i]) for i, ui in enumerate(u)])
+        r_minus = np.array([ret(theta - nu * ui, seed_of[i]) for i, ui in enumerate(u)])
+        tr.step()
+        keep = np.argsort(-np.maximum(r_plus, r_minus), kind="stable")[:b]
+        sigma_r = np.std(np.concatenate([r_plus[keep], r_minus[keep]]))
+        ars = theta + alpha / (b * sigma_r) * ((r_plus - r_minus)[keep] @ u[keep])
+        assert np.any(ars != theta)
+        np.testing.assert_allclose(tr.params, ars, rtol=1e-12, atol=1e-12)
+
+
 def test_unknown_method_and_bad_config_are_clear():
     with pytest.raises(ValueError, match="unknown method 'ars-v9'.*ars-v2t"):
         TrainConfig(method="ars-v9")
@@ -143,7 +174,7 @@ def test_smoke_training_improves_inverted_pendulum():
 
 
 # -- checkpoints and resume -------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["ars-v2t", "subzero"])
+@pytest.mark.parametrize("method", ["ars-v2t", "subzero", "interpolation"])
 def test_resume_continues_exactly(tmp_path, method):
     cfg = _cfg(method=method, episodes=10**6, max_iterations=6, checkpoint_every=2, n_directions=4, top_b=2)
     with Trainer(cfg, out_dir=tmp_path / "full") as tr:

@@ -15,6 +15,9 @@ Per iteration (Mania, Guy, Recht 2018, Algorithm 2, generalized to any dfo estim
    search of Berahas, Cao, Scheinberg (2021) on the mean return over ``ls_repeats``
    seeds, with ``ε_f`` = the standard error of the centre's repeated returns. Line-search
    trial rollouts are training episodes and count against the budget.
+   Steps 2–4 are :class:`dfo.Minimizer` (the one optimizer loop of the package): the
+   trainer only turns its requests into rollouts. An episode that hit a non-finite value
+   ranks behind every finite one of its batch (and is counted).
 5. Merge the workers' statistics into the normalizer in item order, refresh the snapshot.
 6. Every ``eval_every`` iterations: ``n_eval_episodes`` true-reward episodes of the
    unperturbed policy (not counted in the budget, as in ARS).
@@ -35,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -47,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from dfo.linesearch import ArmijoLineSearch
+from dfo.minimize import Minimizer
 from dfo.parallel import make_evaluator
 from policies.base import Policy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -151,6 +155,7 @@ class Trainer:
         self.params = self.policy.init_params(np.random.default_rng(cfg.seed))
         self.normalizer = ObsNormalizer(obs_dim)
         self.rng = np.random.default_rng(cfg.seed)
+        self.minimizer = self._make_minimizer()
         self.iteration = 0
         self.episodes = 0
         self.env_steps = 0
@@ -237,6 +242,7 @@ class Trainer:
             "nonfinite": self.nonfinite,
             "elapsed": self.elapsed,
             "alpha": self.alpha,
+            "minimizer": self.minimizer.state_dict(),
             "last_eval": self.last_eval,
             "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
         }
@@ -254,6 +260,12 @@ class Trainer:
         self.nonfinite = int(state["nonfinite"])
         self.elapsed = float(state["elapsed"])
         self.alpha = None if state["alpha"] is None else float(state["alpha"])
+        if state.get("minimizer") is not None:
+            self.minimizer.load_state_dict(state["minimizer"])
+            self.rng = self.minimizer.rng
+        else:  # a checkpoint from before the trainer drove dfo.Minimizer: same numbers
+            self.minimizer = self._make_minimizer()
+            self.minimizer.alpha = self.alpha
         self.last_eval = float(state["last_eval"])
         self.best_eval = -math.inf if state.get("best_eval") is None else float(state["best_eval"])
         self._needs_initial_row = False  # progress.csv already has it
@@ -312,75 +324,56 @@ class Trainer:
         return float(rets.mean()), float(rets.std()), int(sum(o.steps for o in outs))
 
     # -- one iteration ----------------------------------------------------------------
-    def _iterate(self, rng: np.random.Generator) -> dict[str, Any]:
-        """Run one iteration on ``rng``; returns the new state pieces (nothing committed)."""
-        snap = self._snapshot()
-        query = self.estimator.ask(self.params, rng)
-        items_dir = query.items
-        armijo = self.method.step == "armijo"
-        if armijo:  # one seed for the centre and every direction; more seeds for the centre only
-            seeds = [int(s) for s in rng.integers(0, SEED_HIGH, size=self.method.ls_repeats)]
-            items = [(i, s, seeds[0]) for i, s in items_dir]
-            if not query.needs_fx:
-                items = [(-1, 0, seeds[0])] + items
-            items += [(-1, 0, s) for s in seeds[1:]]
-        else:  # one seed per direction, shared by its + and - rollouts
-            dir_seeds = rng.integers(0, SEED_HIGH, size=query.directions.n_directions)
-            items = [(i, s, int(dir_seeds[i]) if i >= 0 else int(dir_seeds[0])) for i, s in items_dir]
-        outs, traffic = self._map(query, items, training=True, snapshot=snap)
-        values = np.array([-o.ret for o in outs])
-        all_outs = list(outs)
-        info: dict[str, Any] = {}
-        if armijo:
-            n_q = query.nfev
-            lead = 0 if query.needs_fx else 1  # an extra centre rollout was put first
-            est_vals = values[lead:lead + n_q]
-            centre_vals = np.concatenate([values[:1], values[lead + n_q:]])
-            estimate = self.estimator.tell(query, est_vals)
-            g = estimate.grad
-            fx = float(centre_vals.mean())
-            eps_f = float(centre_vals.std(ddof=1) / math.sqrt(centre_vals.size))
-            ls = ArmijoLineSearch(eps_f=eps_f, alpha0=1.0, max_backtracks=LS_MAX_TRIALS)
-            gnorm2 = float(g @ g)
-            alpha = self.alpha
-            if alpha is None:  # first trial step as long as an ARS step: alpha·√n
-                alpha = float(self.config.step_size) * math.sqrt(g.size) / max(math.sqrt(gnorm2), 1e-300)
-            new_params, accepted = self.params, False
-            for _ in range(LS_MAX_TRIALS):
-                trial = self.params - alpha * g
-                t_outs, t_traffic = self._map(trial, [(-1, 0, s) for s in seeds], training=True, snapshot=snap)
-                for k in ("sent", "received"):
-                    traffic[k] = traffic.get(k, 0) + t_traffic.get(k, 0)
-                all_outs += t_outs
-                f_trial = float(np.mean([-o.ret for o in t_outs]))
-                if ls.accepts(f_trial, fx, alpha, gnorm2):
-                    new_params, accepted = trial, True
-                    break
-                alpha = ls.shrink(alpha)
-            info["step_size"] = alpha
-            new_alpha = ls.grow(alpha) if accepted else alpha
+    def _make_minimizer(self) -> Minimizer:
+        """The optimizer loop of this run at ``self.params``, drawing from ``self.rng``.
+
+        ARS methods: the SGD rule with ``lr = 2να`` on the shaped estimate. Line-search
+        methods: Armijo on the mean of ``ls_repeats`` seeded centre/trial episodes, ε_f from
+        their standard error, first step ``α·√n/‖g‖`` (as long as an ARS step).
+        """
+        m = self.method
+        if m.step == "armijo":
+            kw: dict[str, Any] = dict(step="armijo", eps_f="repeats", repeats=int(m.ls_repeats),
+                                      first_step=float(self.config.step_size), direction="gradient",
+                                      line_search={"max_backtracks": LS_MAX_TRIALS}, max_step=None)
         else:
-            estimate = self.estimator.tell(query, values)
-            g = estimate.grad
-            new_params = self.params - self.lr * g
-            new_alpha = None
-            info["step_size"] = self.lr
-        info.update(params=new_params, alpha=new_alpha, outs=all_outs, grad_norm=float(np.linalg.norm(g)),
-                    traffic=traffic)
-        return info
+            kw = dict(step="sgd", lr=self.lr, eps_f=0.0)
+        return Minimizer(self.params, estimator=self.estimator, seeded=True, nonfinite="worst", rng=self.rng,
+                         **kw)
+
+    def _iterate(self, opt: Minimizer) -> dict[str, Any]:
+        """Run one iteration of ``opt`` (a copy: nothing is committed here) with rollouts.
+
+        Each request becomes one map of episodes: estimate points are ``(index, sign, seed)``
+        items regenerated from the query by the workers; centre and trial requests repeat
+        one point with the request's seeds.
+        """
+        snap = self._snapshot()
+        nit = opt.nit
+        all_outs: list[EpisodeOutcome] = []
+        traffic: dict[str, int] = {}
+        while opt.nit == nit:
+            req = opt.request
+            if req.kind == "estimate" and req.query is not None:
+                center: Any = req.query
+                items = [(int(i), int(s), int(seed)) for (i, s), seed in zip(req.items, req.seeds)]
+            elif np.all(req.points == req.points[:1]):
+                center, items = req.points[0], [(-1, 0, int(seed)) for seed in req.seeds]
+            else:
+                raise RuntimeError(f"the trainer cannot run a {req.kind!r} request of distinct points")
+            outs, t = self._map(center, items, training=True, snapshot=snap)
+            for k in ("sent", "received", "retries"):
+                traffic[k] = traffic.get(k, 0) + int(t.get(k, 0))
+            all_outs += outs
+            opt.tell(np.array([np.nan if o.nonfinite else -o.ret for o in outs]))
+        return {"params": opt.x.copy(), "alpha": opt.alpha, "outs": all_outs, "traffic": traffic,
+                "grad_norm": float(np.linalg.norm(opt.grad)), "step_size": opt.history["step_size"][-1]}
 
     def step(self) -> dict[str, Any]:
         """One iteration, committed atomically: on any exception the state is unchanged."""
         t0 = time.perf_counter()
-        rng = np.random.default_rng()
-        rng.bit_generator.state = self.rng.bit_generator.state
-        est_state = self.estimator.state_dict() if hasattr(self.estimator, "state_dict") else None
-        try:
-            info = self._iterate(rng)
-        except BaseException:
-            if est_state is not None:
-                self.estimator.load_state_dict(est_state)
-            raise
+        opt = copy.deepcopy(self.minimizer)  # committed below only when the iteration completes
+        info = self._iterate(opt)
         outs: list[EpisodeOutcome] = info["outs"]
         # the new normalizer and the evaluation are computed before anything is committed,
         # so an interrupt anywhere in an iteration leaves the state at the previous one
@@ -396,7 +389,9 @@ class Trainer:
             snap = normalizer.snapshot if self.method.normalize else None
             eval_ret, eval_std, eval_steps = self.evaluate(info["params"], iteration=iteration, snapshot=snap)
         # commit
-        self.rng = rng
+        self.minimizer = opt
+        self.estimator = opt.estimator
+        self.rng = opt.rng
         self.params = info["params"]
         self.alpha = info["alpha"]
         self.normalizer = normalizer
