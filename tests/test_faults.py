@@ -278,6 +278,13 @@ def test_a_non_empty_run_dir_needs_resume_or_overwrite(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main([*args, "--overwrite"]) == 2  # never deletes files that are not run files
     assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").exists()
+    (out / "notes.txt").unlink()
+    outside = tmp_path / "outside"
+    shutil.move(str(out / "checkpoints"), str(outside))
+    (out / "checkpoints").symlink_to(outside, target_is_directory=True)
+    kept = sorted(p.name for p in outside.iterdir())
+    assert main([*args, "--overwrite"]) == 0  # the link is removed, not followed
+    assert sorted(p.name for p in outside.iterdir()) == kept and not (out / "checkpoints").is_symlink()
 
 
 def test_torn_last_lines_are_cut_back_to_the_checkpoint(tmp_path, reference):
@@ -460,6 +467,35 @@ def test_tensorboard_events_without_torch_on_env_steps_with_hparams(tmp_path):
 
     start = plugin_data_pb2.HParamsPluginData.FromString(meta["_hparams_/session_start_info"]).session_start_info
     assert start.hparams["method"].string_value == "ars-v2t" and start.hparams["step_size"].number_value > 0
+
+
+def test_tensorboard_after_a_resume_has_no_duplicate_points(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    _run(out, dataclasses.replace(CFG, max_iterations=4, checkpoint_every=2))
+    shutil.rmtree(out / "checkpoints" / "iter_000004")  # as if killed after logging 3 and 4
+    time.sleep(1.1)  # a new event file name (they are named by the second)
+    _resume_to_end(out)
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("charts/episodic_return")]
+    assert steps == [int(r["env_steps"]) for r in read_progress(out / "progress.csv")]
+    assert len(steps) == 6 and steps == sorted(set(steps))
+
+
+def test_training_imports_no_torch(tmp_path):
+    code = ("import sys; from policies.training import TrainConfig, Trainer\n"
+            "cfg = TrainConfig(env_id='InvertedPendulum-v5', max_iterations=1, horizon=20, n_directions=2, top_b=2,"
+            " n_eval_episodes=1, backend='serial')\n"
+            f"Trainer(cfg, out_dir={str(tmp_path / 'run')!r}).run()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_subprocess_env(),
+                       cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
 
 
 def test_no_carriage_return_frames_off_a_terminal(tmp_path):
