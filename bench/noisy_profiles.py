@@ -96,8 +96,10 @@ def _run_solver(solver: str, obj: CountingObjective, x0: np.ndarray, budget: int
     return res.x, str(res.message)
 
 
-def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: int, best: dict = DFO_BEST) -> dict:
-    """One run: the returned point's true value and the observed-best trajectory."""
+def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: int, best: dict | None = None) -> dict:
+    """One run: the returned point's true value and the observed-best trajectory
+    (``best``: the dfo-best options; None means the module's ``DFO_BEST`` at call time)."""
+    best = DFO_BEST if best is None else best
     problem = more_wild_problems()[index]
     budget = budget_gradients * (problem.n + 1)
     obj = CountingObjective(_objective(problem, noise, seed), budget, truth=problem.fun)
