@@ -51,6 +51,8 @@ import numpy as np
 _MAKE_WRAPPERS = frozenset(
     f"gymnasium.wrappers.common.{n}" for n in ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
 )
+#: most env instances a ``GymStepper`` builds per process (its slots)
+GYM_MAX_WIDTH = 8
 _QPOS_QVEL = int(mujoco.mjtState.mjSTATE_QPOS) | int(mujoco.mjtState.mjSTATE_QVEL)
 
 
@@ -121,7 +123,7 @@ class _Forward(_Task):
         self.advance(slots.tolist(), actions)
         s = self.S[slots]
         obs[slots] = s[:, self.skip:]
-        reward = self.fw * ((s[:, 0] - x_before) / self.dt) - self.cw * np.sum(np.square(actions), axis=1)
+        reward = self.fw * ((s[:, 0] - x_before) / self.dt) - self.cw * np.add.reduce(np.square(actions), axis=1)
         return reward, np.zeros(len(slots), dtype=bool)
 
 
@@ -140,25 +142,30 @@ class _Hopper(_Forward):
         super().__init__(u)
         self.healthy_reward = u._healthy_reward
         self.terminate = bool(u._terminate_when_unhealthy)
-        self.z_range, self.angle_range = u._healthy_z_range, u._healthy_angle_range
-        self.state_range = getattr(u, "_healthy_state_range", None)
+        # healthy <=> lo < s[1:last] < hi entrywise, every range folded into one pair of
+        # bound vectors (two strict bounds on one entry are the tighter one): z = qpos[1],
+        # angle = qpos[2], and for Hopper every entry of state_vector()[2:]
+        n = self.S.shape[1] if self.check_state else 3
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+        lo[1], hi[1] = u._healthy_z_range
+        lo[2], hi[2] = u._healthy_angle_range
+        if self.check_state:
+            lo[2:], hi[2:] = np.maximum(lo[2:], u._healthy_state_range[0]), np.minimum(hi[2:], u._healthy_state_range[1])
+        self.lo, self.hi, self.last = lo[1:], hi[1:], n
+        # observation [qpos[skip:], clip(qvel, -10, 10)] as one clip with infinite bounds on qpos
+        n_pos = self.nq - self.skip
+        self.obs_lo = np.concatenate([np.full(n_pos, -np.inf), np.full(self.model.nv, -10.0)])
+        self.obs_hi = -self.obs_lo
 
     def step(self, obs, slots, actions):
         x_before = self.S[slots, 0]
         self.advance(slots.tolist(), actions)
         s = self.S[slots]
-        nq, skip = self.nq, self.skip
-        obs[slots, : nq - skip] = s[:, skip:nq]
-        obs[slots, nq - skip:] = np.clip(s[:, nq:], -10, 10)
-        z, angle = s[:, 1], s[:, 2]
-        healthy = (self.z_range[0] < z) & (z < self.z_range[1])
-        healthy &= (self.angle_range[0] < angle) & (angle < self.angle_range[1])
-        if self.check_state:
-            lo, hi = self.state_range
-            st = s[:, 2:]
-            healthy &= np.all((lo < st) & (st < hi), axis=1)
+        obs[slots] = np.minimum(np.maximum(s[:, self.skip:], self.obs_lo), self.obs_hi)
+        h = s[:, 1:self.last]
+        healthy = np.logical_and.reduce((self.lo < h) & (h < self.hi), axis=1)
         forward = self.fw * ((s[:, 0] - x_before) / self.dt)
-        reward = (forward + healthy * self.healthy_reward) - self.cw * np.sum(np.square(actions), axis=1)
+        reward = (forward + healthy * self.healthy_reward) - self.cw * np.add.reduce(np.square(actions), axis=1)
         return reward, ~healthy & self.terminate
 
 
@@ -210,14 +217,14 @@ class _Ant(_Task):
         self.advance(slots.tolist(), actions)
         s = self.S[slots]
         x_velocity = ((self.XY[slots] - xy_before) / self.dt)[:, 0]
-        forces = np.clip(self.F[slots], *self.force_range)
+        forces = np.minimum(np.maximum(self.F[slots], self.force_range[0]), self.force_range[1])
         n = s.shape[1] - self.skip
         obs[slots, :n] = s[:, self.skip:]
         if self.cfrc:
             obs[slots, n:] = forces[:, 6:]
         z = s[:, 2]
-        healthy = np.all(np.isfinite(s), axis=1) & (self.z_range[0] <= z) & (z <= self.z_range[1])
-        ctrl_cost = self.cw * np.sum(np.square(actions), axis=1)
+        healthy = np.logical_and.reduce(np.isfinite(s), axis=1) & (self.z_range[0] <= z) & (z <= self.z_range[1])
+        ctrl_cost = self.cw * np.add.reduce(np.square(actions), axis=1)
         contact_cost = self.kw * np.sum(np.square(forces), axis=1)
         reward = (x_velocity * self.fw + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
         return reward, ~healthy & self.terminate
@@ -230,7 +237,7 @@ class _InvertedPendulum(_Task):
         self.advance(slots.tolist(), actions)
         s = self.S[slots]
         obs[slots] = s
-        terminated = ~np.all(np.isfinite(s), axis=1) | (np.abs(s[:, 1]) > 0.2)
+        terminated = ~np.logical_and.reduce(np.isfinite(s), axis=1) | (np.abs(s[:, 1]) > 0.2)
         return (~terminated).astype(np.float64), terminated
 
 
@@ -423,7 +430,8 @@ class GymStepper:
 
     @property
     def max_width(self) -> int:
-        return 1 if self.factory is None else 1 << 30
+        """One slot per env instance: at most :data:`GYM_MAX_WIDTH` (``env.step`` dominates anyway)."""
+        return 1 if self.factory is None else GYM_MAX_WIDTH
 
     @property
     def width(self) -> int:

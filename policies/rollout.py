@@ -137,7 +137,7 @@ def run_episodes(
     snap = normalizer_state
 
     slot_params = np.zeros((W, P.shape[1]))
-    item = np.full(W, -1)
+    item = np.full(W, -1, dtype=np.intp)
     steps = np.zeros(W, dtype=np.int64)
     true_ret = np.zeros(W)
     buf = np.empty((W, horizon, obs_dim)) if collect_stats else None
@@ -165,11 +165,12 @@ def run_episodes(
                 return True
             finish(j, True, False, 0)  # a non-finite first observation: no step taken
 
-    active = [j for j in range(W) if start(j)]
+    isfinite, add, either = np.isfinite, np.add.reduce, np.logical_or.reduce
+    act = np.array([j for j in range(W) if start(j)], dtype=np.intp)
     actor = policy.batch_bind(slot_params)
-    while active:
-        act = np.array(active)
-        full = len(active) == W
+    left = horizon - int(steps[act].max()) if act.size else 0  # lockstep iterations until one reaches horizon
+    while act.size:
+        full = act.size == W
         x = obs[:W] if full else obs[act]
         if buf is not None:
             buf[act, steps[act]] = x
@@ -178,8 +179,8 @@ def run_episodes(
         a = actor(x) if full else actor(x, act)
         a = np.minimum(np.maximum(a, low), high)  # clip; NaN stays NaN
         ended: dict[int, tuple[bool, bool, int]] = {}  # slot -> (nonfinite, terminated, observations kept)
-        ok = np.isfinite(a).all(axis=1)
-        if not ok.all():
+        if not isfinite(add(a, axis=None)):  # quick test (exact per-row test below)
+            ok = isfinite(a).all(axis=1)
             for i in np.flatnonzero(~ok):
                 j = int(act[i])
                 ended[j] = (True, False, int(steps[j]) + 1)
@@ -187,21 +188,28 @@ def run_episodes(
         if act.size:
             reward, terminated, truncated = stepper.step(act, a)
             steps[act] += 1
-            good_r = np.isfinite(reward)
-            true_ret[act] = np.where(good_r, true_ret[act] + reward, true_ret[act])
-            good_o = np.isfinite(obs[act]).all(axis=1)
-            done = ~good_r | ~good_o | terminated | truncated | (steps[act] >= horizon)
-            for i in np.flatnonzero(done):
-                j = int(act[i])
-                n = int(steps[j])
-                ended[j] = (not (good_r[i] and good_o[i]), bool(terminated[i]), n)
+            left -= 1
+            o = obs[:W] if act.size == W else obs[act]
+            finite = isfinite(add(reward) + add(o, axis=None))  # quick test: no NaN/inf anywhere
+            if finite:
+                true_ret[act] += reward
+            else:
+                good_r = isfinite(reward)
+                true_ret[act] = np.where(good_r, true_ret[act] + reward, true_ret[act])
+            if not finite or left <= 0 or either(terminated | truncated):
+                good_r = isfinite(reward)
+                good_o = isfinite(o).all(axis=1)
+                done = ~good_r | ~good_o | terminated | truncated | (steps[act] >= horizon)
+                for i in np.flatnonzero(done):
+                    j = int(act[i])
+                    ended[j] = (not (good_r[i] and good_o[i]), bool(terminated[i]), int(steps[j]))
         if ended:
-            for j, (nonfinite, term, n_obs) in ended.items():
-                finish(j, nonfinite, term, n_obs)
-                if start(j):
-                    continue
-            active = [j for j in range(W) if item[j] >= 0]
+            for j in ended:
+                finish(j, *ended[j])
+                start(j)
+            act = np.flatnonzero(item[:W] >= 0)
             actor = policy.batch_bind(slot_params)
+            left = horizon - int(steps[act].max()) if act.size else 0
     return results  # type: ignore[return-value]
 
 
