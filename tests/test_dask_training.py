@@ -107,6 +107,29 @@ def test_dask_worker_killed_mid_run(loky_run, cluster, kill_one_worker):
     assert [r["episodes"] for r in got[0].history] == [r["episodes"] for r in loky_run[0].history]
 
 
+def test_resume_runs_where_the_caller_says_not_where_the_run_dir_says(loky_run, cluster, tmp_path):
+    """A Dask run resumed without naming a backend continues on loky: the scheduler address in
+    its checkpoint is never used (issue 10), and the numbers are those of an uninterrupted run."""
+    from policies.training import read_progress
+
+    cfg = TrainConfig(**{**RUN, "max_iterations": 1, "backend": "dask", "scheduler": cluster.scheduler_address})
+    with Trainer(cfg, out_dir=tmp_path / "run") as tr:
+        tr.run()
+    with Trainer.resume(tmp_path / "run", overrides={"max_iterations": RUN["max_iterations"], "n_jobs": 2}) as tr:
+        assert (tr.config.backend, tr.config.scheduler) == ("loky", None)
+        res = tr.run()
+        norm = tr.normalizer.state
+    ref, ref_norm = loky_run
+    assert np.array_equal(res.params, ref.params)
+    assert all(np.array_equal(np.asarray(norm[k]), np.asarray(ref_norm[k])) for k in ref_norm)
+    rows = read_progress(tmp_path / "run" / "progress.csv")
+    assert len(rows) == len(ref.history)
+    for row, ref_row in zip(rows, ref.history):
+        for col in DETERMINISTIC_COLUMNS:
+            if col in ref_row:
+                assert _same(row[col], ref_row[col]), (row["iteration"], col)
+
+
 def test_local_dask_backend_equals_loky(loky_run):
     """``backend="local-dask"``: the trainer starts (and closes) its own LocalCluster."""
     _assert_same_run(_train(backend="local-dask", n_jobs=2), loky_run)
