@@ -29,9 +29,10 @@ every ``reestimate_every`` iterations and after each failed line search (a
   slope (noise dominates).
 
 The run stops, and says why, on: the budget (``success=False``, status 1), the
-iteration limit (status 2), ‖g‖ ≤ gtol or the noise floor (‖g‖ ≤ √n × the estimate's
-error bound, or a predicted gain ‖g‖²/2L ≤ 2ε_f, on consecutive iterations, with fresh estimates after the first: twice
-when the line search failed, else three times; ``success=True``, status 0),
+iteration limit (status 2), ‖g‖ ≤ gtol or the noise floor (``success=True``, status 0:
+a failed line search with ‖g‖ ≤ √n × the estimate's error bound, twice in a row; or,
+when the noise is at the rounding level, ``stall_iterations`` iterations that do not
+beat the best earlier f by 2ε_f, twice in a row),
 ``max_recoveries`` consecutive failed recoveries (status 3), or the callback (99).
 Every evaluation, noise estimation included, is counted in ``nfev``.
 
@@ -152,6 +153,8 @@ class Minimizer:
         max_step: a line-search trial moves at most ``max_step``·max(‖x‖∞, 1) (None: no
             cap); keeps a huge early gradient from throwing x onto a distant plateau.
         reestimate_every: iterations between noise/curvature re-estimates (eps_f="auto").
+        stall_iterations: the noise-floor window: when this many iterations do not beat the
+            best earlier f by 2ε_f, twice in a row, the run stops.
         max_recoveries: consecutive failed recoveries before the run stops.
         nonfinite: ``"raise"`` (:class:`dfo.NonFiniteValueError`) or ``"worst"`` (a
             non-finite estimation value ranks behind every finite one of its batch).
@@ -171,7 +174,7 @@ class Minimizer:
                  sigma: float | None = None, eps_f: float | str = "auto", lr: float | None = None,
                  line_search: ArmijoLineSearch | dict | None = None, direction: str = "auto",
                  memory: int = 10, repeats: int = 1, first_step: float | None = None, seeded: bool = False,
-                 bounds=None, max_step: float = 1.0, reestimate_every: int = 10, max_recoveries: int = 3, nonfinite: str = "raise",
+                 bounds=None, max_step: float = 1.0, reestimate_every: int = 10, stall_iterations: int = 10, max_recoveries: int = 3, nonfinite: str = "raise",
                  rng=None, **estimator_options: Any):
         if direction not in ("auto", "gradient", "lbfgs"):
             raise ValueError(f"unknown direction {direction!r}; known: auto, gradient, lbfgs")
@@ -190,6 +193,7 @@ class Minimizer:
         n_directions = _int_option("n_directions", n_directions)
         self.repeats = _int_option("repeats", repeats)
         self.reestimate_every = _int_option("reestimate_every", reestimate_every)
+        self.stall_iterations = _int_option("stall_iterations", stall_iterations)
         self.max_recoveries = _int_option("max_recoveries", max_recoveries, low=0)
         memory = _int_option("memory", memory)
         if isinstance(eps_f, str):
@@ -256,6 +260,7 @@ class Minimizer:
         self.recoveries = 0
         self.failed_streak = 0
         self.floor_hits = 0
+        self.stall_hits = 0
         self.direction: np.ndarray | None = None
         self.pair: tuple | None = None  # (s, g) of the last accepted step, for L-BFGS
         self.history: dict[str, list] = {"nit": [], "nfev": [], "fun": [], "grad_norm": [], "step_size": []}
@@ -718,18 +723,28 @@ class Minimizer:
             self._begin_estimate()
             return
         auto = self.eps_mode == "auto"
-        # noise floor: ‖g‖ within the estimate's own error bound on consecutive iterations
-        # (fresh estimates after the first): twice if the line search failed, else three times
+        # noise floor, two tests: (a) a failed line search with ‖g‖ within the estimate's own
+        # error bound, twice in a row (fresh estimates in between); (b) with noise at the
+        # rounding level only, the last ``stall_iterations`` iterations did not beat the best
+        # earlier f by 2ε_f, twice in a row (on noisy functions progress below the noise
+        # level per window is still progress: measured on the noisy Moré–Wild set)
         at_floor = False
-        if self.L is not None and self.M is not None and self.grad is not None:
-            gn = float(np.linalg.norm(self._free_gradient()))
-            eps = max(self.eps_f, EPS * abs(self.fx or 0.0))
-            # within the estimate's error, or a gradient step would gain less than the noise
-            at_floor = gn <= self._error_bound() or gn * gn / (2.0 * self.L) <= 2.0 * eps
+        if failed and self.L is not None and self.M is not None and self.grad is not None:
+            at_floor = float(np.linalg.norm(self._free_gradient())) <= self._error_bound()
         self.floor_hits = self.floor_hits + 1 if at_floor else 0
-        if self.floor_hits >= (2 if failed else 3):
-            self._stop(f"noise floor: the gradient estimate is within its error bound or promises less "
-                       f"than the noise (eps_f={self.eps_f:.3g}, sigma={self.sigma:.3g})", 0)
+        funs = self.history["fun"]
+        w = self.stall_iterations
+        stalled = False
+        rounding_only = self.eps_f <= 1e3 * EPS * max(abs(self.fx or 0.0), 1e-300)
+        if self.eps_mode != "repeats" and rounding_only and len(funs) > w:
+            before, recent = np.asarray(funs[:-w], dtype=float), np.asarray(funs[-w:], dtype=float)
+            if np.isfinite(before).any() and np.isfinite(recent).any():
+                stalled = bool(np.nanmin(recent) > np.nanmin(before) - 2.0 * self.eps_f)
+        self.stall_hits = self.stall_hits + 1 if stalled else 0
+        if self.floor_hits >= 2 or self.stall_hits >= 2:
+            what = ("the gradient estimate is within its error bound" if self.floor_hits >= 2 else
+                    f"no decrease beyond 2 eps_f in {w + 1} iterations")
+            self._stop(f"noise floor: {what} (eps_f={self.eps_f:.3g}, sigma={self.sigma:.3g})", 0)
             self._begin_estimate()
             return
         if failed:
@@ -745,7 +760,7 @@ class Minimizer:
                 return
         else:
             self.failed_streak = 0
-        if auto and self.floor_hits == 1:
+        if auto and self.stall_hits == 1:
             self._begin_noise("noise floor check")
             return
         if auto and self.nit % self.reestimate_every == 0:
@@ -830,6 +845,7 @@ class Minimizer:
             "slope": self.slope, "use_central": self.use_central, "noise_kind": self.noise_kind,
             "ecnoise_h": self.ecnoise_h, "stopped": self.stopped, "status": self.status,
             "recoveries": self.recoveries, "failed_streak": self.failed_streak, "floor_hits": self.floor_hits,
+            "stall_hits": self.stall_hits,
             "n_nonfinite": self.n_nonfinite, "direction": arr(self.direction),
             "rng": json.dumps(self.rng.bit_generator.state),
             "rule_state": {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in self.rule_state.items()},
@@ -851,7 +867,7 @@ class Minimizer:
         self.x = np.array(state["x"], dtype=float)
         self.fx = None if state["fx"] is None else float(state["fx"])
         self.grad = None if state["grad"] is None else np.array(state["grad"], dtype=float)
-        for k in ("nfev", "nit", "recoveries", "failed_streak", "floor_hits", "n_nonfinite"):
+        for k in ("nfev", "nit", "recoveries", "failed_streak", "floor_hits", "stall_hits", "n_nonfinite"):
             setattr(self, k, int(state[k]))
         for k in ("alpha", "eps_f", "sigma", "L", "M", "slope", "ecnoise_h"):
             setattr(self, k, None if state[k] is None else float(state[k]))
