@@ -67,11 +67,11 @@ DASK_CONNECT_TIMEOUT_S = 10.0
 #: seconds between a loky worker's checks that the process that started it is alive
 PARENT_CHECK_S = 1.0
 
-_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):(\d{1,5})")
+_ADDRESS = re.compile(r"(tcp|tls|ws|wss|ucx)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):(\d{1,5})")
 
 
 def check_scheduler_address(address: str) -> str:
-    """Return ``address`` if it reads ``tcp://HOST:PORT`` (or ``tls://``), else raise at once.
+    """Return ``address`` if it reads ``tcp://HOST:PORT`` (or tls, ws, wss, ucx), else raise at once.
 
     Example:
         >>> check_scheduler_address("tcp://10.0.0.1:8786")

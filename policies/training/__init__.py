@@ -2,8 +2,8 @@
 
 Example:
     >>> from policies.training import TrainConfig
-    >>> TrainConfig(env_id="Swimmer-v5").method
-    'ars-v2t'
+    >>> TrainConfig(env_id="Swimmer-v5", episodes=400).episodes
+    400
 """
 
 from policies.training.config import DEFAULT_EPISODES, TrainConfig
