@@ -134,6 +134,29 @@ def _steps(env_id: str, mode: str, n_steps: int, seed: int, batch: int) -> int:
     return done
 
 
+def overhead_us(env_id: str, width: int, repeats: int) -> float:
+    """CPU microseconds per env step that dfo's batched loop spends *around* the simulator:
+    the same episodes with ``mj_step``/``mj_rnePostConstraint`` replaced by no-ops (best of
+    ``repeats``, ``time.process_time``, so other load on the machine hardly matters)."""
+    import mujoco
+
+    from policies.rollout import run_episodes
+
+    st, pol, params, snap = _policy(env_id, np.random.default_rng(0), width)
+    horizon = 1000
+    saved = mujoco.mj_step, mujoco.mj_rnePostConstraint
+    mujoco.mj_step = mujoco.mj_rnePostConstraint = lambda *a, **k: None
+    try:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.process_time()
+            outs = run_episodes(st, pol, params, list(range(width)), normalizer_state=snap, horizon=horizon)
+            best = min(best, (time.process_time() - t0) / sum(o.steps for o in outs) * 1e6)
+        return best
+    finally:
+        mujoco.mj_step, mujoco.mj_rnePostConstraint = saved
+
+
 def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int):
     """Best wall-clock rate per (task, mode, processes), the best steps per worker CPU-second, and
     the best share of time inside ``mj_step`` (1 process)."""
@@ -170,7 +193,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--batch", type=int, default=16, help="episodes side by side in a dfo worker")
+    ap.add_argument("--overhead-widths", nargs="*", type=int, default=[1, 4, 16, 32, 64],
+                    help="also print dfo's CPU time per step around a no-op simulator at these widths")
     args = ap.parse_args()
+
+    if args.overhead_widths:
+        print("dfo loop overhead, CPU us per env step with mj_step a no-op (in this process):\n")
+        print("| task | " + " | ".join(f"width {w}" for w in args.overhead_widths) + " |")
+        print("|" + "---|" * (len(args.overhead_widths) + 1))
+        for env_id in args.envs:
+            cells = [f"{overhead_us(env_id, w, args.repeats):.2f}" for w in args.overhead_widths]
+            print(f"| {env_id} | " + " | ".join(cells) + " |")
+        print()
 
     rates, cpu, share = measure(args.envs, args.jobs, args.steps, args.repeats, args.batch)
     j1, jn = min(args.jobs), max(args.jobs)
