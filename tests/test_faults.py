@@ -333,6 +333,24 @@ def test_checkpoints_of_another_run_are_refused(tmp_path, capsys):
     assert "another run" in capsys.readouterr().err
 
 
+def test_two_processes_never_write_one_run(tmp_path):
+    out = tmp_path / "run"
+    _run(out, dataclasses.replace(CFG, max_iterations=1))
+    before = (out / "progress.csv").read_bytes()
+    with Trainer.resume(out, overrides={"max_iterations": 2}) as first:
+        with pytest.raises(RunDirError, match="another process is writing"):
+            Trainer.resume(out, overrides={"max_iterations": 3})
+        from policies.training.rundir import clear_run_dir
+
+        with pytest.raises(RunDirError, match="another process is writing"):
+            clear_run_dir(out)  # --overwrite
+        assert (out / "progress.csv").read_bytes() == before
+        first.run()
+    with Trainer.resume(out, overrides={"max_iterations": 3}) as again:  # released on close
+        again.run()
+    assert [r["iteration"] for r in read_progress(out / "progress.csv")] == [0, 1, 2, 3]
+
+
 def test_stale_temporary_checkpoint_folders_are_removed(tmp_path):
     out = tmp_path / "run"
     _run(out, dataclasses.replace(CFG, max_iterations=1))

@@ -1,7 +1,7 @@
 """What a run directory may contain, and the checks made before anything is written to it.
 
-A run directory holds only the files ``dfo train`` writes (:data:`RUN_ENTRIES`), all of
-them real files or directories: a symbolic link anywhere in it is refused, so a run
+A run directory holds only the files ``dfo train`` writes (:data:`RUN_ENTRIES`, plus the
+``.lock`` a writing process holds), all of them real files or directories: a symbolic link anywhere in it is refused, so a run
 never writes, truncates or deletes anything outside its directory. A new run refuses a
 non-empty directory (``--resume`` continues it, ``--overwrite`` clears it first, and
 only when it holds nothing but run files).
@@ -25,6 +25,9 @@ from pathlib import Path
 #: top-level entries a run directory may hold (``checkpoints/`` and ``tb/`` are directories)
 RUN_ENTRIES = ("config.json", "progress.csv", "metrics.jsonl", "best_policy.npz", "best_policy.json",
                "checkpoints", "tb")
+
+#: lock file held while a process writes to a run directory
+LOCK = ".lock"
 
 
 class RunDirError(ValueError):
@@ -92,11 +95,15 @@ def clear_run_dir(path: str | os.PathLike) -> None:
     if other:
         raise RunDirError(f"--overwrite refused: {p} holds files that are not run files ({other[:5]}); "
                           "pick another --out")
-    for e in p.iterdir():
-        if e.is_symlink() or not e.is_dir():
-            e.unlink()
-        else:
-            shutil.rmtree(e)
+    fd = lock_run_dir(p)  # never clear a run another process is writing
+    try:
+        for e in p.iterdir():
+            if e.is_symlink() or not e.is_dir():
+                e.unlink()
+            else:
+                shutil.rmtree(e)
+    finally:
+        unlock_run_dir(fd)
 
 
 def prepare_run_dir(path: str | os.PathLike, *, resume: bool) -> None:
@@ -142,3 +149,32 @@ def check_same_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, ck
         what = ", ".join(f"{k}={ckpt_config[k]!r} vs {run_cfg[k]!r}" for k in differ[:4]) or "its run id differs"
         raise RunDirError(f"checkpoint {checkpoint} belongs to another run than {cfg_path} ({what}); "
                           "refusing to mix two runs in one directory")
+
+
+def lock_run_dir(path: str | os.PathLike) -> int | None:
+    """Take the run directory's lock (``.lock``, an exclusive ``flock``); the file descriptor to release.
+
+    Two processes writing one run (e.g. the same ``--resume`` started twice) would interleave
+    their logs and checkpoints; the second one is refused instead. The lock goes away with
+    the process, however it ends. Returns ``None`` where ``flock`` does not exist.
+
+    Raises:
+        RunDirError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    fd = os.open(Path(path) / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunDirError(f"another process is writing to {path} (it holds {Path(path) / LOCK}); "
+                          "wait for it to end or stop it first") from None
+    return fd
+
+
+def unlock_run_dir(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock

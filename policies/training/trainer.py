@@ -63,7 +63,13 @@ from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_ep
 from policies.serialization import LoadedPolicy, atomic_write, save_policy
 from policies.training.config import TrainConfig
 from policies.training.interrupts import InterruptGuard
-from policies.training.rundir import check_no_symlinks, check_same_run, prepare_run_dir
+from policies.training.rundir import (
+    check_no_symlinks,
+    check_same_run,
+    lock_run_dir,
+    prepare_run_dir,
+    unlock_run_dir,
+)
 from policies.training.runlog import Progress, RunLog
 
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
@@ -174,6 +180,7 @@ class Trainer:
         self.evaluator = build_evaluator(cfg) if evaluator is None else evaluator
         self._log: RunLog | None = None
         self._resumed = False
+        self._lock_fd: int | None = None  # the run directory's lock, held until close()
         self.run_id = uuid.uuid4().hex  # ties config.json and every checkpoint to this run
         self.last_checkpoint: Path | None = None
 
@@ -217,9 +224,14 @@ class Trainer:
         where = {k: defaults[k] for k in ("backend", "n_jobs", "scheduler")}
         config = dataclasses.replace(config, **{**where, **overrides})
         trainer = cls(config, out_dir=run_dir, **kw)
-        trainer.load_state_dict(state)
-        trainer.run_id = state.get("run_id") or trainer.run_id
-        kept = RunLog.truncate(run_dir, trainer.iteration)
+        try:
+            trainer.load_state_dict(state)
+            trainer.run_id = state.get("run_id") or trainer.run_id
+            trainer._lock_fd = lock_run_dir(run_dir)  # before the logs are cut back
+            kept = RunLog.truncate(run_dir, trainer.iteration)
+        except BaseException:
+            trainer.close()  # releases the evaluator and the lock
+            raise
         # an interrupt during the first evaluation leaves a checkpoint at 0 without row 0
         trainer._needs_initial_row = trainer.iteration == 0 and 0 not in kept
         trainer._resumed = True
@@ -432,6 +444,8 @@ class Trainer:
         if self.out_dir is None or self._log is not None:
             return
         prepare_run_dir(self.out_dir, resume=self._resumed)
+        if self._lock_fd is None:
+            self._lock_fd = lock_run_dir(self.out_dir)
         cfg = self.config.to_dict()
         atomic_write(self.out_dir / "config.json", json.dumps({**cfg, "run_id": self.run_id}, indent=2).encode())
         hparams = {k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()
@@ -524,6 +538,8 @@ class Trainer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        unlock_run_dir(self._lock_fd)
+        self._lock_fd = None
         if self._own_evaluator and self.evaluator is not None:
             self.evaluator.close()
             self.evaluator = None
