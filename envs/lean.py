@@ -2,7 +2,8 @@
 
 A stepper owns ``width`` slots. ``reset(slot, seed)`` starts an episode in a slot and
 writes its first observation to ``stepper.obs[slot]``; ``step(slots, actions)``
-advances the given slots by one env step each, writes their observations to
+advances the given slots (an index array, or a slice for "all of 0..W-1") by one env
+step each, writes their observations to
 ``stepper.obs`` and returns ``(reward, terminated, truncated)`` arrays. The caller (a
 rollout, :mod:`policies.rollout`) computes all the slots' actions at once.
 
@@ -56,6 +57,13 @@ GYM_MAX_WIDTH = 8
 _QPOS_QVEL = int(mujoco.mjtState.mjSTATE_QPOS) | int(mujoco.mjtState.mjSTATE_QVEL)
 
 
+def _indices(slots: np.ndarray | slice) -> list[int]:
+    """The slot numbers of an index array or a ``slice`` (the caller's cheap "all of 0..W-1")."""
+    if isinstance(slots, slice):
+        return list(range(slots.start or 0, slots.stop, slots.step or 1))
+    return slots.tolist()
+
+
 def _class_path(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -103,8 +111,9 @@ class _Task:
                 mujoco.mj_rnePostConstraint(m, d)
             get(m, d, rows[j], _QPOS_QVEL)
 
-    def step(self, obs: np.ndarray, slots: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Advance ``slots``, write their observations into ``obs``; return (reward, terminated)."""
+    def step(self, obs: np.ndarray, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance ``slots`` (index array or slice), write their observations into ``obs``;
+        return (reward, terminated)."""
         raise NotImplementedError
 
 
@@ -119,12 +128,12 @@ class _Forward(_Task):
         self.skip = self.n_pos if u._exclude_current_positions_from_observation else 0
 
     def step(self, obs, slots, actions):
-        x_before = self.S[slots, 0]
-        self.advance(slots.tolist(), actions)
+        x_before = self.S[slots, 0].copy()
+        self.advance(_indices(slots), actions)
         s = self.S[slots]
         obs[slots] = s[:, self.skip:]
         reward = self.fw * ((s[:, 0] - x_before) / self.dt) - self.cw * np.add.reduce(np.square(actions), axis=1)
-        return reward, np.zeros(len(slots), dtype=bool)
+        return reward, np.zeros(len(reward), dtype=bool)
 
 
 class _Swimmer(_Forward):
@@ -158,8 +167,8 @@ class _Hopper(_Forward):
         self.obs_hi = -self.obs_lo
 
     def step(self, obs, slots, actions):
-        x_before = self.S[slots, 0]
-        self.advance(slots.tolist(), actions)
+        x_before = self.S[slots, 0].copy()
+        self.advance(_indices(slots), actions)
         s = self.S[slots]
         obs[slots] = np.minimum(np.maximum(s[:, self.skip:], self.obs_lo), self.obs_hi)
         h = s[:, 1:self.last]
@@ -213,8 +222,8 @@ class _Ant(_Task):
             F[j], XY[j] = f, xy
 
     def step(self, obs, slots, actions):
-        xy_before = self.XY[slots]
-        self.advance(slots.tolist(), actions)
+        xy_before = self.XY[slots].copy()
+        self.advance(_indices(slots), actions)
         s = self.S[slots]
         x_velocity = ((self.XY[slots] - xy_before) / self.dt)[:, 0]
         forces = np.minimum(np.maximum(self.F[slots], self.force_range[0]), self.force_range[1])
@@ -234,7 +243,7 @@ class _InvertedPendulum(_Task):
     """InvertedPendulum: observation ``[qpos, qvel]``, reward 1 while |angle| <= 0.2."""
 
     def step(self, obs, slots, actions):
-        self.advance(slots.tolist(), actions)
+        self.advance(_indices(slots), actions)
         s = self.S[slots]
         obs[slots] = s
         terminated = ~np.logical_and.reduce(np.isfinite(s), axis=1) | (np.abs(s[:, 1]) > 0.2)
@@ -248,9 +257,9 @@ class _PerSlot(_Task):
 
     def step(self, obs, slots, actions):
         m, fs = self.model, self.frame_skip
-        k = len(slots)
-        reward, terminated = np.empty(k), np.zeros(k, dtype=bool)
-        for i, j in enumerate(slots.tolist()):
+        idx = _indices(slots)
+        reward, terminated = np.empty(len(idx)), np.zeros(len(idx), dtype=bool)
+        for i, j in enumerate(idx):
             d, a = self.datas[j], actions[i]
             before = self.before(d)
             self.ctrl[j][:] = a
@@ -455,12 +464,14 @@ class GymStepper:
         obs, _ = self.envs[slot].reset(seed=seed)
         self.obs[slot] = self._flatten(obs)
 
-    def step(self, slots: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        k = len(slots)
+    def step(self, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Step ``slots`` (index array or slice) with ``actions`` (one row each)."""
+        idx = _indices(slots)
+        k = len(idx)
         reward = np.empty(k)
         terminated, truncated = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
         shape = self.envs[0].action_space.shape
-        for i, j in enumerate(slots.tolist()):
+        for i, j in enumerate(idx):
             a = actions[i] if len(shape) == 1 else actions[i].reshape(shape)
             obs, reward[i], terminated[i], truncated[i], _ = self.envs[j].step(a)
             self.obs[j] = self._flatten(obs)
@@ -517,11 +528,12 @@ class LeanStepper:
         self.obs[slot] = obs
         self.t[slot] = 0
 
-    def step(self, slots: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Step ``slots`` (index array or slice) with ``actions`` (one row each)."""
         reward, terminated = self.task.step(self.obs, slots, actions)
         self.t[slots] += 1
         if self.max_steps is None:
-            truncated = np.zeros(len(slots), dtype=bool)
+            truncated = np.zeros(len(reward), dtype=bool)
         else:
             truncated = self.t[slots] >= self.max_steps
         return reward, terminated, truncated

@@ -138,16 +138,24 @@ def run_episodes(
 
     slot_params = np.zeros((W, P.shape[1]))
     item = np.full(W, -1, dtype=np.intp)
-    steps = np.zeros(W, dtype=np.int64)
+    born = np.zeros(W, dtype=np.int64)  # lockstep iteration at which the slot's episode took its first step
     true_ret = np.zeros(W)
-    buf = np.empty((W, horizon, obs_dim)) if collect_stats else None
+    # observations of iteration t go to ring[t % horizon] (all slots at once, one basic-slice copy);
+    # an episode's <= horizon observations sit in consecutive ring rows of its slot's column
+    ring = np.empty((horizon, W, obs_dim)) if collect_stats else None
     results: list[EpisodeOutcome | None] = [None] * m
     pending = iter(range(m))
+    it = 0  # lockstep iterations done
 
-    def finish(j: int, nonfinite: bool, terminated: bool, n_obs: int) -> None:
-        k, n = int(item[j]), int(steps[j])
+    def finish(j: int, nonfinite: bool, terminated: bool, n: int, n_obs: int) -> None:
+        k = int(item[j])
         tr = float(true_ret[j])
-        stats = RunningStat.from_batch(buf[j, :n_obs]) if buf is not None else None
+        stats = None
+        if ring is not None:
+            a = int(born[j]) % horizon
+            b = a + n_obs
+            rows = ring[a:b, j] if b <= horizon else np.concatenate([ring[a:, j], ring[: b - horizon, j]])
+            stats = RunningStat.from_batch(rows)
         results[k] = EpisodeOutcome(ret=float(tr - reward_shift * n) if reward_shift else tr, true_ret=tr,
                                     steps=n, obs_stats=stats, nonfinite=nonfinite, terminated=terminated)
         item[j] = -1
@@ -158,58 +166,63 @@ def run_episodes(
             k = next(pending, None)
             if k is None:
                 return False
-            item[j], steps[j], true_ret[j] = k, 0, 0.0
+            item[j], born[j], true_ret[j] = k, it, 0.0
             slot_params[j] = P[k]
             stepper.reset(j, seeds[k])
             if np.isfinite(obs[j]).all():
                 return True
-            finish(j, True, False, 0)  # a non-finite first observation: no step taken
+            finish(j, True, False, 0, 0)  # a non-finite first observation: no step taken
 
     isfinite, add, either = np.isfinite, np.add.reduce, np.logical_or.reduce
+    everyone = slice(0, W)
     act = np.array([j for j in range(W) if start(j)], dtype=np.intp)
-    actor = policy.batch_bind(slot_params)
-    left = horizon - int(steps[act].max()) if act.size else 0  # lockstep iterations until one reaches horizon
     while act.size:
+        # (re)bind after the active set changed: the actor holds the active slots' parameters only
         full = act.size == W
-        x = obs[:W] if full else obs[act]
-        if buf is not None:
-            buf[act, steps[act]] = x
-        if snap is not None:
-            x = snap.normalize(x)
-        a = actor(x) if full else actor(x, act)
-        a = np.minimum(np.maximum(a, low), high)  # clip; NaN stays NaN
-        ended: dict[int, tuple[bool, bool, int]] = {}  # slot -> (nonfinite, terminated, observations kept)
-        if not isfinite(add(a, axis=None)):  # quick test (exact per-row test below)
-            ok = isfinite(a).all(axis=1)
-            for i in np.flatnonzero(~ok):
-                j = int(act[i])
-                ended[j] = (True, False, int(steps[j]) + 1)
-            act, a = act[ok], a[ok]
-        if act.size:
-            reward, terminated, truncated = stepper.step(act, a)
-            steps[act] += 1
-            left -= 1
-            o = obs[:W] if act.size == W else obs[act]
-            finite = isfinite(add(reward) + add(o, axis=None))  # quick test: no NaN/inf anywhere
-            if finite:
-                true_ret[act] += reward
-            else:
-                good_r = isfinite(reward)
-                true_ret[act] = np.where(good_r, true_ret[act] + reward, true_ret[act])
-            if not finite or left <= 0 or either(terminated | truncated):
-                good_r = isfinite(reward)
-                good_o = isfinite(o).all(axis=1)
-                done = ~good_r | ~good_o | terminated | truncated | (steps[act] >= horizon)
-                for i in np.flatnonzero(done):
-                    j = int(act[i])
-                    ended[j] = (not (good_r[i] and good_o[i]), bool(terminated[i]), int(steps[j]))
-        if ended:
-            for j in ended:
-                finish(j, *ended[j])
-                start(j)
-            act = np.flatnonzero(item[:W] >= 0)
-            actor = policy.batch_bind(slot_params)
-            left = horizon - int(steps[act].max()) if act.size else 0
+        sel = everyone if full else act
+        actor = policy.batch_bind(slot_params[sel])
+        deadline = int(born[act].min()) + horizon  # the oldest episode reaches the horizon here
+        while True:
+            x = obs[sel]
+            if ring is not None:
+                ring[it % horizon] = obs[:W]  # inactive slots' rows are never read
+            if snap is not None:
+                x = snap.normalize(x)
+            a = np.minimum(np.maximum(actor(x), low), high)  # clip; NaN stays NaN
+            ended: dict[int, tuple[bool, bool, int, int]] = {}  # slot -> (nonfinite, terminated, steps, obs)
+            stepped, step_sel = act, sel
+            if not isfinite(add(a, axis=None)):  # quick test (exact per-row test below)
+                ok = isfinite(a).all(axis=1)
+                for r in np.flatnonzero(~ok):
+                    j = int(act[r])
+                    n = it - int(born[j])
+                    ended[j] = (True, False, n, n + 1)
+                stepped, a = act[ok], a[ok]
+                step_sel = stepped
+            if stepped.size:
+                reward, terminated, truncated = stepper.step(step_sel, a)
+                o = obs[step_sel]
+                finite = isfinite(add(reward) + add(o, axis=None))  # quick test: no NaN/inf anywhere
+                if finite:
+                    true_ret[step_sel] += reward
+                else:
+                    good_r = isfinite(reward)
+                    true_ret[step_sel] = np.where(good_r, true_ret[step_sel] + reward, true_ret[step_sel])
+                if not finite or it + 1 >= deadline or either(terminated | truncated):
+                    good_r = isfinite(reward)
+                    good_o = isfinite(o).all(axis=1)
+                    n_steps = it + 1 - born[stepped]
+                    done = ~good_r | ~good_o | terminated | truncated | (n_steps >= horizon)
+                    for r in np.flatnonzero(done):
+                        n = int(n_steps[r])
+                        ended[int(stepped[r])] = (not (good_r[r] and good_o[r]), bool(terminated[r]), n, n)
+            it += 1
+            if ended:
+                break
+        for j in ended:
+            finish(j, *ended[j])
+            start(j)
+        act = np.flatnonzero(item[:W] >= 0)
     return results  # type: ignore[return-value]
 
 
