@@ -19,6 +19,7 @@ from policies.base import Policy, policy_from_config
 from policies.linear import LinearPolicy
 from policies.mlp import MLPPolicy
 from policies.normalizer import NormalizerSnapshot, ObsNormalizer, RunningStat
+from policies.rollout import EpisodeOutcome, rollout, run_episodes
 from policies.serialization import LoadedPolicy, load_policy, save_policy
 
 __all__ = [
@@ -32,4 +33,7 @@ __all__ = [
     "save_policy",
     "load_policy",
     "LoadedPolicy",
+    "EpisodeOutcome",
+    "rollout",
+    "run_episodes",
 ]
