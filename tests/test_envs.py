@@ -294,3 +294,16 @@ def test_unflattenable_observation_space_is_one_clear_error():
 
     with pytest.raises(ValueError, match="cannot be flattened"):
         make_stepper(Seq())
+
+
+def test_saved_policy_predicts_on_dict_observations(tmp_path):
+    from policies import load_policy, save_policy
+
+    pol = LinearPolicy(3, 1)
+    save_policy(tmp_path / "p", pol, np.array([3.0, 0.0, 0.0]), None, {"env_id": "DfoTestDictObs-v0"})
+    loaded = load_policy(tmp_path / "p")
+    one = {"a": np.array([0.5], np.float32), "b": np.array([0.25, -0.25], np.float32)}
+    action, state = loaded.predict(one)
+    assert action.tolist() == [1.0] and state is None  # 3 * 0.5 clipped to the action bound 1
+    batch = {"a": np.array([[0.1], [-0.2]]), "b": np.zeros((2, 2))}  # as a vector env stacks them
+    np.testing.assert_allclose(loaded.predict(batch)[0], [[0.3], [-0.6]])
