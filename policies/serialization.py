@@ -98,9 +98,9 @@ def _flatten_dict(env: Any, obs: dict) -> np.ndarray:
     import gymnasium as gym
 
     space = env.observation_space
-    first = next(iter(obs.values()))
-    single = np.asarray(first).shape == np.asarray(space[next(iter(space.keys()))].sample()).shape
-    if single:
+    key = next(iter(space.keys()))
+    first = np.asarray(obs[key])
+    if first.shape == space[key].shape:  # one observation
         return gym.spaces.flatten(space, obs)
     n = len(first)
     return np.stack([gym.spaces.flatten(space, {k: v[i] for k, v in obs.items()}) for i in range(n)])
