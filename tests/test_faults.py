@@ -111,6 +111,9 @@ def _kw(node: ast.Call, key: str):
     return None
 
 
+UNPICKLERS = ("pickle", "cloudpickle", "dill", "marshal", "shelve", "_pickle")
+
+
 def test_no_code_from_files_anywhere_in_the_source():
     """No pickle/marshal/yaml loading, np.load(allow_pickle=True), torch.load without weights_only=True,
     eval/exec in dfo/, policies/, envs/ (an AST scan, so strings and comments do not count)."""
@@ -124,15 +127,20 @@ def test_no_code_from_files_anywhere_in_the_source():
             where = f"{rel}:{node.lineno}"
             if name in ("eval", "exec", "compile", "__import__"):
                 bad.append(f"{where} {name}()")
-            elif name.split(".")[0] in ("pickle", "cloudpickle", "dill", "marshal", "shelve") and (
+            elif name.split(".")[0] in UNPICKLERS and (
                     name.endswith((".load", ".loads", ".Unpickler", ".open"))):
                 bad.append(f"{where} {name}()")
-            elif name in ("yaml.load", "yaml.unsafe_load"):
+            elif name in ("yaml.load", "yaml.unsafe_load", "joblib.load"):
                 bad.append(f"{where} {name}()")
             elif name in ("np.load", "numpy.load") and _kw(node, "allow_pickle") not in (None, False):
                 bad.append(f"{where} {name}(allow_pickle=...)")
             elif name == "torch.load" and _kw(node, "weights_only") is not True:
                 bad.append(f"{where} torch.load without weights_only=True")
+        for node in ast.walk(tree):  # `from pickle import loads` and the like
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNPICKLERS:
+                names = {a.name for a in node.names} & {"load", "loads", "Unpickler", "open", "*"}
+                if names:
+                    bad.append(f"{rel}:{node.lineno} from {node.module} import {sorted(names)}")
     assert not bad, bad
 
 
