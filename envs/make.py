@@ -112,3 +112,39 @@ def env_dims(env_id: str, env_kwargs: dict[str, Any] | None = None, imports: Ite
     except (NotImplementedError, ValueError, TypeError) as exc:
         raise ValueError(f"{env_id}: observation space {space} cannot be flattened into a vector: {exc}") from None
     return obs_dim, int(np.prod(env.action_space.shape))
+
+
+def script_registration(env_id: str) -> dict[str, Any] | None:
+    """How a worker can register ``env_id`` itself when it was registered in the caller's
+    script (``__main__``) or with a callable entry point, which no worker can import by name.
+
+    Returns ``None`` when the id is unknown here or its entry point is a ``"module:attr"``
+    string of an importable module (gymnasium's own tasks, or a module named in ``imports``).
+    The returned dict (entry point object, ``max_episode_steps``, kwargs) travels to workers
+    pickled with the rollout spec (cloudpickle sends ``__main__`` classes by value) and is
+    given to :func:`ensure_registered` there.
+    """
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)
+    if spec is None:
+        return None
+    entry = spec.entry_point
+    if isinstance(entry, str):
+        module_name, _, attr = entry.partition(":")
+        if module_name != "__main__":
+            return None
+        entry = getattr(sys.modules["__main__"], attr)
+    return {"entry_point": entry, "max_episode_steps": spec.max_episode_steps, "kwargs": dict(spec.kwargs),
+            "reward_threshold": spec.reward_threshold, "nondeterministic": spec.nondeterministic,
+            "order_enforce": spec.order_enforce, "disable_env_checker": spec.disable_env_checker}
+
+
+def ensure_registered(env_id: str, registration: dict[str, Any] | None) -> None:
+    """Register ``env_id`` from :func:`script_registration`'s dict unless it is known already."""
+    if registration is None:
+        return
+    import gymnasium as gym
+
+    if env_id not in gym.registry:
+        gym.register(env_id, **registration)

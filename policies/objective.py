@@ -72,6 +72,9 @@ class RolloutSpec:
         env_kwargs: keyword arguments of ``gymnasium.make`` (JSON values).
         imports: modules every worker imports before building its env (e.g. one that
             registers a custom env).
+        registration: filled in when the spec is built, for an env registered in the
+            caller's script or with a callable entry point (``envs.make.script_registration``):
+            workers register the id from it, so such an env needs no ``imports``.
     """
 
     env_id: str
@@ -81,6 +84,13 @@ class RolloutSpec:
     lean: bool | None = None
     env_kwargs: dict = dataclasses.field(default_factory=dict)
     imports: tuple[str, ...] = ()
+    registration: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.registration is None:  # in the process that builds the spec, where the env is registered
+            from envs.make import script_registration
+
+            object.__setattr__(self, "registration", script_registration(self.env_id))
 
     def build_policy(self) -> Policy:
         return _policy_cached(self)
@@ -141,9 +151,10 @@ def _maybe_die() -> None:
 
 def _stepper(spec: RolloutSpec):
     from envs.cache import get_stepper
-    from envs.make import import_modules
+    from envs.make import ensure_registered, import_modules
 
     import_modules(spec.imports)
+    ensure_registered(spec.env_id, spec.registration)
     return get_stepper(spec.env_id, spec.env_kwargs, lean=spec.lean)
 
 

@@ -355,3 +355,52 @@ def test_saved_policy_predict_works_with_sb3_evaluate_policy(tmp_path):
                    collect_stats=False)
     assert lengths[0] == ours.steps
     np.testing.assert_allclose(rewards[0], ours.true_ret, rtol=1e-5)  # SB3 stores rewards as float32
+
+
+_SCRIPT = '''
+import gymnasium as gym
+import numpy as np
+
+
+class Walk(gym.Env):
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float64)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = self.np_random.uniform(-1, 1, size=1)
+        return self.x.copy(), {}
+
+    def step(self, a):
+        self.x = self.x + 0.2 * np.asarray(a)
+        return self.x.copy(), -float(self.x[0] ** 2), False, False, {}
+
+
+gym.register("ScriptWalk-v0", entry_point=ENTRY, max_episode_steps=20)
+
+if __name__ == "__main__":
+    from policies.training import TrainConfig, Trainer
+
+    cfg = TrainConfig(env_id="ScriptWalk-v0", method="ars-v1", episodes=16, n_directions=2, top_b=2,
+                      n_eval_episodes=2, backend="loky", n_jobs=2)
+    with Trainer(cfg) as tr:
+        print("episodes", tr.run().episodes)
+'''
+
+
+@pytest.mark.parametrize("entry", ["Walk", "'__main__:Walk'"])
+def test_env_registered_in_the_users_script_trains_on_loky(tmp_path, entry):
+    """No module to import: the registration travels to the workers with the rollout spec."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "train_walk.py"
+    script.write_text(_SCRIPT.replace("ENTRY", entry))
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "episodes 16" in out.stdout
