@@ -558,6 +558,9 @@ def test_dfo_train_in_python_returns_the_run(tmp_path, reference):
         [t[:3] for t in _det(reference / "progress.csv")]
     obs = np.zeros(4)
     assert run.policy.act(obs).shape == (1,)
+    action, _ = run.policy.predict(obs, deterministic=True)  # SB3's interface
+    assert action.shape == (1,) and np.all(np.abs(action) <= 3.0)
+    assert run.policy.metadata["env_id"] == "InvertedPendulum-v5"
     more = dfo.train(resume=tmp_path / "run", max_iterations=6)
     assert more.iteration == 6
 

@@ -286,8 +286,7 @@ class Trainer:
         """Write a checkpoint of the completed iterations (no-op without ``out_dir``)."""
         if self.out_dir is None:
             return None
-        meta = {"env_id": self.config.env_id, "method": self.config.method, "iteration": self.iteration,
-                "episodes": self.episodes, "horizon": self.config.horizon, "eval_return": self.last_eval}
+        meta = self._policy_metadata(self.last_eval)
         snap = self.normalizer if self.method.normalize else None
         state = {**self.state_dict(), "run_id": self.run_id}
         self.last_checkpoint = save_checkpoint(
@@ -296,16 +295,21 @@ class Trainer:
         )
         return self.last_checkpoint
 
+    def _policy_metadata(self, eval_return: float) -> dict[str, Any]:
+        """What a saved policy records: the task (env id and kwargs) it acts on, and where it comes from."""
+        cfg = self.config
+        return {"env_id": cfg.env_id, "env_kwargs": dict(getattr(cfg, "env_kwargs", None) or {}),
+                "method": cfg.method, "iteration": self.iteration, "episodes": self.episodes,
+                "horizon": cfg.horizon, "eval_return": eval_return}
+
     def _maybe_save_best(self, eval_ret: float) -> None:
         """Keep the policy with the best evaluation return as ``RUN/best_policy`` (npz + json)."""
         if eval_ret <= self.best_eval:
             return
         self.best_eval = eval_ret
         if self.out_dir is not None:
-            meta = {"env_id": self.config.env_id, "method": self.config.method, "iteration": self.iteration,
-                    "episodes": self.episodes, "horizon": self.config.horizon, "eval_return": eval_ret}
             snap = self.normalizer if self.method.normalize else None
-            save_policy(self.out_dir / "best_policy", self.policy, self.params, snap, meta)
+            save_policy(self.out_dir / "best_policy", self.policy, self.params, snap, self._policy_metadata(eval_ret))
 
     # -- rollouts -------------------------------------------------------------------
     def _snapshot(self):
@@ -347,7 +351,8 @@ class Trainer:
         if m.step == "armijo":
             kw: dict[str, Any] = dict(step="armijo", eps_f="repeats", repeats=int(m.ls_repeats),
                                       first_step=float(self.config.step_size), direction="gradient",
-                                      line_search={"max_backtracks": LS_MAX_TRIALS}, max_step=None)
+                                      line_search={"max_backtracks": LS_MAX_TRIALS, "tau": 0.5},
+                                      max_step=None)
         else:
             kw = dict(step="sgd", lr=self.lr, eps_f=0.0)
         return Minimizer(self.params, estimator=self.estimator, seeded=True, nonfinite="worst", rng=self.rng,
@@ -527,8 +532,7 @@ class Trainer:
                 bar.close()
         norm = ObsNormalizer.from_state(self.normalizer.state) if self.method.normalize else None
         loaded = LoadedPolicy(policy=self.policy, params=self.params.copy(), normalizer=norm,
-                              metadata={"env_id": self.config.env_id, "method": self.config.method,
-                                        "iteration": self.iteration, "horizon": self.config.horizon})
+                              metadata=self._policy_metadata(self.last_eval))
         return TrainResult(params=self.params.copy(), iteration=self.iteration, episodes=self.episodes,
                            env_steps=self.env_steps, eval_return=self.last_eval, history=list(self.history),
                            message=message, checkpoint=self.last_checkpoint, policy=loaded)
