@@ -133,7 +133,9 @@ class Trainer:
     Args:
         config: the run's hyperparameters (``None`` fields are filled from the preset).
         out_dir: run directory for progress.csv, metrics.jsonl, config.json and
-            checkpoints; ``None`` keeps everything in memory.
+            checkpoints; ``None`` keeps everything in memory. A new run needs a missing
+            or empty directory (:meth:`run` raises ``RunDirError`` otherwise;
+            :meth:`resume` continues a run), see :mod:`policies.training.rundir`.
         evaluator: an evaluator to use (not closed by the trainer); default: built from
             ``config.backend`` / ``config.n_jobs`` and closed by :meth:`close`.
         progress: show a tqdm bar.
