@@ -398,6 +398,7 @@ def _one_line_error(capsys, code: int, want: str, expect_code: int = 2) -> None:
     (["--backend", "dask", "--scheduler", "10.0.0.1"], "malformed Dask scheduler address"),
     (["--backend", "dask", "--scheduler", "tcp://host:99999"], "malformed Dask scheduler address"),
     (["--backend", "dask"], "needs --scheduler"),
+    (["--resume", "somewhere"], "takes no --out or --overwrite"),
 ])
 def test_train_option_errors(tmp_path, capsys, extra, want):
     _one_line_error(capsys, main([*TRAIN, "--out", str(tmp_path / "r"), *extra]), want)
@@ -629,6 +630,30 @@ def test_killed_dfo_train_resumes_with_identical_numbers(tmp_path, sig, code, ph
     assert p.returncode == 0, p.stderr
     assert _det(out / "progress.csv") == _det(ref / "progress.csv")
     assert not list((out / "checkpoints").glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_local_dask_processes_end_with_a_killed_trainer(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("distributed")
+    script = tmp_path / "cluster.py"
+    script.write_text("import time, psutil\nfrom dfo.parallel import make_evaluator\n"
+                      "if __name__ == '__main__':\n"
+                      "    ev = make_evaluator('local-dask', n_jobs=2)\n"
+                      "    assert ev.map(lambda s, i: i, range(2)) == [0, 1]\n"
+                      "    print(' '.join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)\n"
+                      "    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], env=_subprocess_env(), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) >= 2  # nannies and workers
+    proc.kill()
+    proc.wait()
+    t0, alive = time.time(), pids
+    while alive and time.time() - t0 < 30:
+        time.sleep(0.5)
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"Dask processes {alive} outlived the trainer"
 
 
 @pytest.mark.slow
