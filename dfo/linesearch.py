@@ -26,6 +26,10 @@ import numpy as np
 class ArmijoLineSearch:
     """Hyperparameters of the noise-tolerant backtracking.
 
+    The defaults τ = 0.3 and 12 trials (α may shrink by 0.3¹² ≈ 5e-7 in one search) were
+    picked on the noisy Moré–Wild set (relative and wild3 noise 1e-3, 100 (n+1)
+    evaluations), where they beat τ = 0.5 with 10, 20 or 30 trials and τ = 0.2.
+
     Args:
         alpha0: first trial step.
         alpha_max: cap on the step after successes.
@@ -41,10 +45,10 @@ class ArmijoLineSearch:
     alpha0: float = 1.0
     alpha_max: float = 1e3
     alpha_min: float = 1e-12
-    tau: float = 0.5
+    tau: float = 0.3
     c1: float = 1e-4
     eps_f: float = 0.0
-    max_backtracks: int = 10
+    max_backtracks: int = 12
 
     def __post_init__(self) -> None:
         for name in ("alpha0", "alpha_max", "alpha_min", "tau", "c1", "eps_f"):

@@ -73,6 +73,8 @@ EPS = float(np.finfo(float).eps)
 CENTRAL_OF = {"ffd": "cfd", "gaussian": "central-gaussian", "sphere": "central-sphere",
               "orthogonal": "central-orthogonal", "interpolation": "central-interpolation"}
 AUTO_ESTIMATOR = "orthogonal"
+#: estimator="auto" uses central differences while 2√(ε_f L) > CENTRAL_SWITCH × |slope|
+CENTRAL_SWITCH = 1e-2
 STATUS = {0: "converged", 1: "maxfev", 2: "maxiter", 3: "line search failed after recoveries",
           99: "callback"}
 
@@ -443,7 +445,7 @@ class Minimizer:
         self.L, self.M, self.slope = curvature_bounds(f_m2, f_m1, self.fx, f_p1, f_p2, h, eps)
         if self.auto_estimator and self.central_estimator is not None:
             fwd, _ = difference_errors(eps, self.L, self.M)
-            self.use_central = fwd > 1e-2 * self.slope
+            self.use_central = fwd > CENTRAL_SWITCH * self.slope
         name = self.active_preset or "cfd"
         try:
             sigma = sampling_radius(name, eps, L=self.L, M=self.M, n=self.n)
