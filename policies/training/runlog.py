@@ -125,12 +125,9 @@ def _jsonl_records(path: Path) -> tuple[list[str], list[int], bool]:
 
 
 def _rewrite(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.truncate.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from policies.serialization import atomic_write
+
+    atomic_write(path, text.encode())
 
 
 def _check_sequence(path: Path, its: list[int], iteration: int) -> None:
