@@ -82,6 +82,12 @@ class ZOTrainer(transformers.Trainer):
             )
         return self.optimizer
 
+    def train(self, *args: Any, **kwargs: Any):  # noqa: D102 (Trainer API)
+        out = super().train(*args, **kwargs)
+        if self.optimizer is not None:
+            self._zeroth_order().flush()  # pending side-path updates into the weights: parameters read directly are final
+        return out
+
     def _zeroth_order(self) -> ZerothOrder:
         opt = self.optimizer
         while not isinstance(opt, ZerothOrder):  # accelerate wraps it
