@@ -20,7 +20,8 @@ from .estimators import (
     estimate_gradient,
     get_estimator,
 )
-from .minimize import Minimizer, minimize
+from .minimize import minimize
+from .minimizer import Minimizer
 from .noise import estimate_noise
 from .radius import sampling_radius
 

@@ -2,7 +2,7 @@
 and the longest feasible step along a direction.
 
 The optimizer never evaluates outside the box: estimation points are moved inside
-(see :meth:`Box.step_limits`) and line-search trials follow the projected path
+(see :meth:`Box.plan_query`) and line-search trials follow the projected path
 P(x + α d) (Bertsekas 1976; the Armijo test then uses the projected step).
 """
 
@@ -76,3 +76,62 @@ class Box:
     def width(self) -> float:
         """The smallest side of the box."""
         return float(np.min(self.ub - self.lb))
+
+    def plan_query(self, query) -> tuple[np.ndarray, list]:
+        """Points inside the box and a matrix W with query values ≈ W @ [evaluated values, f(x)].
+
+        Forward: x + h u with |h| ≤ σ (flipped or shortened at a face); the value at
+        x + σu is rebuilt as f(x) + (σ/h)(f(x+hu) − f(x)). Central: the pair ±t u with
+        t ≤ σ, rebuilt as c ± (σ/t)(f₊ − f₋)/2; when no symmetric room is left, two
+        points on the inner side give the slope. A direction blocked on both sides (x in
+        a corner) uses the projected point P(x ± σu): only its blocked components err.
+        """
+        x, sig, box = query.x, query.sigma, self
+        n_dir = query.directions.n_directions
+        central = len(query.signs) == 2
+        pts: list = []
+        rows: list = []  # one row per query value: list of (point index, coefficient)
+
+        def add(p):
+            pts.append(np.asarray(p, dtype=float))
+            return len(pts) - 1
+
+        c0 = -1  # -1 stands for the known f(x) = query.fx (a constant term)
+        if query.needs_fx:
+            c0 = add(x)
+            rows.append([(c0, 1.0)])
+        pos_rows, neg_rows = [], []
+        for i in range(n_dir):
+            u = query.directions.row(i)
+            up, down = box.step_limits(x, u)
+            if not central:
+                if up >= sig or down >= sig or max(up, down) > 1e-3 * sig:
+                    h = sig if up >= sig else -sig if down >= sig else (up if up >= down else -down)
+                    k = add(x + h * u)
+                    pos_rows.append([(c0, 1.0 - sig / h), (k, sig / h)])
+                else:  # cornered: the projected point (only the blocked components are lost)
+                    pos_rows.append([(add(box.project(x + sig * u)), 1.0)])
+                continue
+            t = min(up, down, sig)
+            if t >= 1e-3 * sig:
+                kp, km = add(x + t * u), add(x - t * u)
+                r = sig / t
+                pos_rows.append([(kp, 0.5 + 0.5 * r), (km, 0.5 - 0.5 * r)])
+                neg_rows.append([(kp, 0.5 - 0.5 * r), (km, 0.5 + 0.5 * r)])
+                continue
+            s, room = (1.0, up) if up >= down else (-1.0, down)
+            h = min(sig, 0.5 * room)
+            if h < 1e-3 * sig:  # cornered: the projected pair
+                pos_rows.append([(add(box.project(x + sig * u)), 1.0)])
+                neg_rows.append([(add(box.project(x - sig * u)), 1.0)])
+                continue
+            k1, k2 = add(x + s * h * u), add(x + 2 * s * h * u)
+            slope = s * sig / h  # σ·(directional slope) = slope·(f2 − f1)
+            pos_rows.append([(k1, 0.5 - slope), (k2, 0.5 + slope)])
+            neg_rows.append([(k1, 0.5 + slope), (k2, 0.5 - slope)])
+        rows += pos_rows + neg_rows
+        W = np.zeros((len(rows), len(pts) + 1))  # last column: the constant f(x)
+        for r, row in enumerate(rows):
+            for k, c in row:
+                W[r, k] += c
+        return W, pts

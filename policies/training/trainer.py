@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from dfo.minimize import Minimizer
+from dfo.minimizer import Minimizer
 from dfo.parallel import make_evaluator
 from policies.base import Policy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
