@@ -50,6 +50,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 #: files and folders a run writes; ``overwrite`` removes exactly these
 ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", "*.tmp-*")
 #: settings that may differ when a run is resumed
+#: at most this many (class-balanced) dev examples score each template for ``template="auto"``
+SELECTION_DEV_SIZE = 256
 RESUME_MAY_CHANGE = ("steps", "device", "data_dir", "out_dir", "save_model", "test_size", "checkpoint_every")
 
 
@@ -74,7 +76,8 @@ class FinetuneConfig:
     Attributes:
         model: local Hugging Face causal-LM folder, or ``"smollm2"``.
         task: a :data:`dfo.torch.tasks.TASKS` name.
-        template: a template of the task, or ``"auto"`` (best zero-shot dev accuracy).
+        template: a template of the task, or ``"auto"``: the best zero-shot accuracy on (at most
+            :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
         label_words: one word per class replacing the template's (needs an explicit template).
         calibrate: report (and select templates by) contextually calibrated accuracy.
         method: ``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (zeroth order) or ``adam`` (backprop).
@@ -340,7 +343,8 @@ def finetune(
             template, selection = meta["template"], meta["template_selection"]
         elif template == "auto":
             try:
-                template, selection = choose_template(model, tok, task, dev, calibrate=cfg.calibrate,
+                pick = balanced_subset(dev, SELECTION_DEV_SIZE, task.n_classes, seed=cfg.data_seed)
+                template, selection = choose_template(model, tok, task, pick, calibrate=cfg.calibrate,
                                                       max_length=cfg.max_length, should_stop=stop)
             except Interrupted:
                 raise Stopped(stop.signum, 0, None) from None
