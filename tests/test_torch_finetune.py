@@ -94,6 +94,24 @@ def test_label_words_follow_the_template_spacing():
         parse_label_words("bad,good,ok", sst2.template("it-was"))
 
 
+def test_a_new_task_is_one_registry_entry(tmp_path, monkeypatch):
+    from dfo.torch.tasks import Task, Template
+
+    toy = Task(name="toy", folder="toy", columns={"text": "txt"}, label_column="y", labels=("no", "yes"),
+               templates=(Template(name="q", text="{text}\nAnswer:", label_words=(" no", " yes")),))
+    monkeypatch.setitem(TASKS, "toy", toy)
+    rows = "txt\ty\n" + "".join(f"sentence {i}\t{('no', 'yes')[i % 2]}\n" for i in range(8))
+    for rel in ("toy/4-13/train.tsv", "toy/4-13/dev.tsv", "toy/test.tsv"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rows)
+    res = finetune(FinetuneConfig(model=str(AIDREAMS), task="toy", k=4, steps=2, batch_size=4, lr=1e-4,
+                                  data_dir=str(tmp_path), save_model=False), progress=False)
+    assert res["template"] == "q" and res["test"]["n"] == 8 and len(res["history"]["loss"]) == 2
+    (tmp_path / "toy/test.tsv").write_text("txt\ty\nsentence\tmaybe\n")
+    with pytest.raises(TaskError, match="label 'maybe' is not one of"):
+        load_split("toy", "test", data_dir=tmp_path)
+
+
 # ----------------------------------------------------------------------------- prompt classifier
 
 
