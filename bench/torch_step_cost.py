@@ -23,7 +23,8 @@ outside the forward passes shows). Threads default to all cores (``os.cpu_count(
 Methods: ``mezo-naive`` (the reference MeZO loop: ``torch.manual_seed`` then
 ``torch.normal`` four times per step, perturbation written into the weights,
 ``param.data = param.data - lr * g * z``), and ``dfo.torch.ZerothOrder`` with
-``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (side paths on ``nn.Linear``).
+``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (side paths on ``nn.Linear``); ``mezo+hash`` is
+MeZO with ``noise="hash"`` (compiled counter-based generator; compiled during the warm-up step).
 
 Example:
     $ flock /work/coord/bench.lock python bench/torch_step_cost.py --model mlp --batch 64 --pairs 12 \\
@@ -42,7 +43,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["mezo-naive", "mezo", "subzero", "lozo", "lozo-m"]
+METHODS = ["mezo-naive", "mezo", "mezo+hash", "subzero", "lozo", "lozo-m"]
 
 
 def _reset_peak() -> bool:
@@ -133,9 +134,10 @@ def worker(args: argparse.Namespace) -> dict:
     model, closure = _build(args, device)
     if args.method == "mezo-naive":
         opt = NaiveMeZO(model.parameters(), lr=args.lr, eps=1e-3)
-    else:
-        opt = ZerothOrder(model.parameters(), method=args.method, lr=args.lr, eps=1e-3, rank=args.rank,
-                          refresh=args.refresh, model=model, seed=0)
+    else:  # "<method>+hash": the counter-based noise generator (noise="hash")
+        method, _, noise = args.method.partition("+")
+        opt = ZerothOrder(model.parameters(), method=method, lr=args.lr, eps=1e-3, rank=args.rank,
+                          refresh=args.refresh, model=model, seed=0, noise=noise or "torch")
     cuda = device.type == "cuda"
 
     def sync():

@@ -517,3 +517,32 @@ def test_noise_threads_give_bit_identical_steps(method):
         runs.append((losses, [p.detach().clone() for p in model.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+@pytest.mark.slow  # torch.compile of the kernel: about 10 s on an idle machine, 90 s under load
+def test_hash_noise_is_gaussian_deterministic_and_restores():
+    """noise='hash': N(0, 1) moments, the same numbers compiled and eager, lr=0 leaves the weights in place."""
+    from dfo.torch import directions
+
+    z = torch.zeros(1 << 20)
+    directions.hash_gaussian_(z, 12345, 1.0)
+    # 2^20 samples: standard errors 0.001 (mean), 0.0014 (variance), 0.005 (kurtosis)
+    assert abs(float(z.mean())) < 0.005 and abs(float(z.var()) - 1) < 0.007 and abs(float((z**4).mean()) - 3) < 0.03
+    assert float(z.abs().max()) > 4.5  # real tails, not a bounded approximation
+    eager = torch.zeros(1 << 20)
+    keys = torch.tensor([12345 & 0x7FFFFFFF, 0], dtype=torch.int32)
+    for start in range(0, eager.numel(), directions.CHUNK):
+        directions._hash_add(eager[start:start + directions.CHUNK], torch.tensor(start, dtype=torch.int32), keys,
+                             torch.tensor(1.0))
+    assert torch.allclose(z, eager, atol=1e-5)
+    other = torch.zeros(1 << 20)
+    directions.hash_gaussian_(other, 12346, 1.0)
+    assert abs(float((z * other).mean())) < 0.005  # another seed: uncorrelated
+    model, closure = _problem(torch.float32)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = ZerothOrder(model.parameters(), method="mezo", lr=0.0, eps=1e-3, seed=0, noise="hash")
+    for _ in range(2):
+        opt.step(closure)
+    assert all(torch.allclose(p, b, atol=1e-6) for p, b in zip(model.parameters(), before))
+    with pytest.raises(ValueError, match="noise must be one of"):
+        ZerothOrder(model.parameters(), noise="fast")

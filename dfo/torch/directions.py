@@ -11,6 +11,13 @@ regenerated tensor by tensor.
   single-threaded) and the numbers do not depend on the thread count; the extra
   memory is one chunk per thread, not one tensor. On other devices each tensor is
   drawn whole from a per-device generator seeded with ``mix(s, k)``.
+* ``noise="hash"`` (opt-in, :func:`hash_gaussian_`): a counter-based generator
+  written in torch ops, ``z_j = sqrt(-2 ln u1) cos(2 pi u2)`` with 24-bit uniforms
+  ``u1, u2`` from two rounds of the ``lowbias32`` integer hash of ``(j, key)``.
+  Compiled with ``torch.compile`` into one fused, multi-threaded loop (no
+  temporaries); about 1.6x faster per core than ``normal_`` + ``add_`` and it runs on
+  all cores. Without a working compiler it runs eagerly, chunk by chunk; the
+  integers are the same, the floats may differ in the last bits.
 * Low-rank factors come from :mod:`dfo.estimators.lowrank_spec` (numpy, float64,
   keyed streams), so numpy and torch draw the same factors for the same seeds;
   :func:`to_torch` converts them.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,8 +74,15 @@ class Generators:
         gen.manual_seed(seed)
         return gen
 
-    def add_gaussian(self, jobs: list[tuple[torch.Tensor, int, float]]) -> None:
-        """``target += alpha z(seed)`` for each ``(target, seed, alpha)``; the targets must be distinct tensors."""
+    def add_gaussian(self, jobs: list[tuple[torch.Tensor, int, float]], noise: str = "torch") -> None:
+        """``target += alpha z(seed)`` for each ``(target, seed, alpha)``; the targets must be distinct tensors.
+
+        ``noise``: ``"torch"`` (chunked ``normal_``, the default) or ``"hash"`` (:func:`hash_gaussian_`).
+        """
+        if noise == "hash":
+            for target, seed, alpha in jobs:
+                hash_gaussian_(target, seed, alpha)
+            return
         items = []
         for target, seed, alpha in jobs:
             if alpha == 0.0:
@@ -106,6 +121,61 @@ class Generators:
     def __del__(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+
+
+def _lowbias32(x: torch.Tensor) -> torch.Tensor:
+    """C. Wellons' lowbias32 integer hash on int32 tensors (wrapping multiplies, logical shifts by masking)."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * 0x7FEB352D
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * -2073254261  # 0x846CA68B as a signed int32
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def _hash_add(flat: torch.Tensor, start: torch.Tensor, keys: torch.Tensor, alpha: torch.Tensor) -> None:
+    """``flat += alpha z`` where ``z_j`` is the hash Gaussian of element ``start + j`` under ``keys``."""
+    j = torch.arange(flat.numel(), dtype=torch.int32, device=flat.device) + start
+    a = _lowbias32(_lowbias32(j * 2 + keys[0]) ^ keys[1])
+    b = _lowbias32(_lowbias32(j * 2 + 1 + keys[0]) ^ keys[1])
+    u1 = (((a >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (1.0 / 16777216)
+    u2 = ((b >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / 16777216)
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(6.283185307179586 * u2)
+    flat.add_((z * alpha).to(flat.dtype))
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _hash_kernel() -> Any:
+    """``_hash_add`` compiled once per process (dynamic shapes), or None when compiling fails."""
+    if "fn" not in _COMPILED:
+        try:
+            fn = torch.compile(_hash_add, dynamic=True, fullgraph=True)
+            probe = torch.zeros(8)
+            fn(probe, torch.tensor(0, dtype=torch.int32), torch.zeros(2, dtype=torch.int32), torch.tensor(1.0))
+            _COMPILED["fn"] = fn
+        except Exception:  # no C++ compiler, unsupported platform: eager fallback
+            _COMPILED["fn"] = None
+    return _COMPILED["fn"]
+
+
+def hash_gaussian_(target: torch.Tensor, seed: int, alpha: float) -> None:
+    """``target += alpha z`` with the counter-based hash Gaussian ``z`` of ``seed`` (see the module doc)."""
+    if alpha == 0.0:
+        return
+    flat = target.view(-1) if target.is_contiguous() else None
+    if flat is None or flat.numel() >= 2**30:
+        raise ValueError("noise='hash' needs contiguous tensors with fewer than 2**30 elements")
+    dev = target.device
+    keys = torch.tensor([seed & 0x7FFFFFFF, (seed >> 31) & 0x7FFFFFFF], dtype=torch.int32, device=dev)
+    a = torch.tensor(float(alpha), dtype=torch.float32, device=dev)
+    fn = _hash_kernel()
+    if fn is not None:
+        with torch.no_grad():
+            fn(flat, torch.tensor(0, dtype=torch.int32, device=dev), keys, a)
+        return
+    for start in range(0, flat.numel(), CHUNK):  # eager: bounded temporaries
+        _hash_add(flat[start:start + CHUNK], torch.tensor(start, dtype=torch.int32, device=dev), keys, a)
 
 
 def factor_dtype(p: torch.Tensor) -> torch.dtype:

@@ -59,6 +59,7 @@ from dfo.torch.directions import Generators, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
 METHODS = tuple(spec.METHODS)
+NOISES = ("torch", "hash")
 _SEED_LIMIT = 2**63
 
 
@@ -73,6 +74,8 @@ class ZOConfig:
         refresh: steps between subspace redraws (SubZero's T, LOZO's nu).
         momentum: beta of the factored momentum (only methods whose default has one).
         n_directions: directions averaged per step (2 forward passes each).
+        noise: generator of the dense Gaussian directions, ``"torch"`` or ``"hash"``
+            (see :mod:`dfo.torch.directions`).
     """
 
     method: str = "mezo"
@@ -81,9 +84,12 @@ class ZOConfig:
     refresh: int = 50
     momentum: float = 0.0
     n_directions: int = 1
+    noise: str = "torch"
 
     def __post_init__(self) -> None:
         entry = spec.get_method(self.method)
+        if self.noise not in NOISES:
+            raise ValueError(f"noise must be one of {NOISES}, got {self.noise!r}")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (
                 math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps must be a positive finite number, got {self.eps!r}")
@@ -173,6 +179,9 @@ class ZerothOrder(torch.optim.Optimizer):
         eval_mode: with ``model`` given, run the closure with the model in eval mode
             (dropout off, as the MeZO/LOZO reference trainers do); False keeps the
             caller's mode and warns once if dropout is active.
+        noise: ``"torch"`` (default: chunked ``normal_`` from torch generators, drawn by a
+            thread pool) or ``"hash"`` (counter-based generator compiled with
+            ``torch.compile``: faster on CPU, see :mod:`dfo.torch.directions`).
 
     ``step(closure)`` calls ``closure`` ``2 * n_directions`` times, under
     ``torch.no_grad``. The closure returns a scalar (tensor or float); it may
@@ -196,12 +205,13 @@ class ZerothOrder(torch.optim.Optimizer):
         model: nn.Module | None = None,
         seed: int | None = None,
         eval_mode: bool = True,
+        noise: str = "torch",
     ) -> None:
         entry = spec.get_method(method)
         self.config = ZOConfig(
             method=method, eps=eps, rank=entry.rank if rank is None else rank,
             refresh=entry.refresh if refresh is None else refresh,
-            momentum=entry.momentum if momentum is None else momentum, n_directions=n_directions,
+            momentum=entry.momentum if momentum is None else momentum, n_directions=n_directions, noise=noise,
         )
         defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
                         decay_1d=False)
@@ -502,7 +512,7 @@ class ZerothOrder(torch.optim.Optimizer):
                 s.p.addmm_(self._direction(s, i).to(s.p.dtype), v.T.to(s.p.dtype), alpha=alpha)
             else:
                 self._offset[s.k] = (self._offset.get(s.k, (0.0, i))[0] + alpha, i)
-        self._gens.add_gaussian(dense)
+        self._gens.add_gaussian(dense, self.config.noise)
         self._sync_side()
 
     def _sync_side(self) -> None:
@@ -539,15 +549,18 @@ class ZerothOrder(torch.optim.Optimizer):
             for i, g in enumerate(grads):
                 self._gens.add_gaussian([
                     (self.state[s.p]["momentum_buffer"], self._dense_seed(s, i),
-                     spec.momentum_coefficients(beta, firsts[s.k])[1] * g / n) for s in dense])
-            self._gens.add_gaussian([(s.p, self._dense_seed(s, last), shrink[s.k] * cfg.eps) for s in dense])
+                     spec.momentum_coefficients(beta, firsts[s.k])[1] * g / n) for s in dense], cfg.noise)
+            self._gens.add_gaussian([(s.p, self._dense_seed(s, last), shrink[s.k] * cfg.eps) for s in dense],
+                                    cfg.noise)
             for s in dense:
                 s.p.add_(self.state[s.p]["momentum_buffer"], alpha=-s.group["lr"])
         elif dense:  # restore and update in one pass per direction
             self._gens.add_gaussian([(s.p, self._dense_seed(s, last),
-                                      shrink[s.k] * cfg.eps - s.group["lr"] * grads[last] / n) for s in dense])
+                                      shrink[s.k] * cfg.eps - s.group["lr"] * grads[last] / n) for s in dense],
+                                    cfg.noise)
             for i, g in enumerate(grads[:-1]):
-                self._gens.add_gaussian([(s.p, self._dense_seed(s, i), -s.group["lr"] * g / n) for s in dense])
+                self._gens.add_gaussian([(s.p, self._dense_seed(s, i), -s.group["lr"] * g / n) for s in dense],
+                                        cfg.noise)
         for s in active:
             if s.placement != "dense":
                 self._low_rank_update(s, grads, shrink[s.k])
