@@ -42,11 +42,11 @@ def test_import_dfo_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_tiny_llama_side_paths_cover_linears_but_not_tied_embedding():
+def test_tiny_llama_side_paths_cover_linears_and_tied_embedding():
     model, _ = _tiny_llama()
     opt = ZerothOrder(model.parameters(), method="subzero", rank=4, model=model)
     kinds = {name: opt._kind[k] for k, (name, _) in enumerate(model.named_parameters())}
-    assert kinds["model.embed_tokens.weight"] == "write"  # tied to lm_head: no side path
+    assert kinds["model.embed_tokens.weight"] == "side"  # tied to lm_head: hooks on the lookup and the head
     assert kinds["model.layers.0.self_attn.q_proj.weight"] == "side"
     assert kinds["model.layers.0.input_layernorm.weight"] == "dense"
 

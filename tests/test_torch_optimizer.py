@@ -546,3 +546,45 @@ def test_hash_noise_is_gaussian_deterministic_and_restores():
     assert all(torch.allclose(p, b, atol=1e-6) for p, b in zip(model.parameters(), before))
     with pytest.raises(ValueError, match="noise must be one of"):
         ZerothOrder(model.parameters(), noise="fast")
+
+
+@pytest.mark.parametrize("method", LOW_RANK)
+def test_tied_embedding_and_head_side_path_equals_writing(method):
+    """A weight shared by nn.Embedding and nn.Linear: both hooks carry the factors; same losses as writing."""
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 6)
+            self.mid = nn.Linear(6, 6)
+            self.head = nn.Linear(6, 20, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, ids):
+            return self.head(torch.tanh(self.mid(self.emb(ids))))
+
+    torch.manual_seed(0)
+    model_a = Tied().double()
+    model_b = copy.deepcopy(model_a)
+    ids = torch.randint(0, 20, (8, 5))
+    kw = dict(method=method, lr=1e-2, eps=1e-3, rank=2, refresh=2, seed=5)
+    opt_a = ZerothOrder(model_a.parameters(), model=model_a, **kw)
+    opt_b = ZerothOrder(model_b.parameters(), **kw)
+    assert opt_a._kind[0] == "side" and opt_b._kind[0] == "write"
+    w_before = model_a.emb.weight.detach().clone()
+    seen = []
+
+    def loss(model):
+        def closure():
+            if model is model_a:
+                seen.append(torch.equal(model_a.emb.weight, w_before))
+            return nn.functional.cross_entropy(model(ids).reshape(-1, 20), ids.reshape(-1))
+        return closure
+
+    for _ in range(5):
+        assert opt_a.step(loss(model_a)) == pytest.approx(opt_b.step(loss(model_b)), rel=1e-10)
+        if opt_a.step_count == 1:
+            assert all(seen)  # within the first subspace the tied weight is never written
+    opt_a.flush()
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-10)

@@ -16,11 +16,12 @@ Each tensor gets a *placement*:
   (:mod:`dfo.torch.directions`). Restore and update are one fused pass
   (``+eps z``, ``-2 eps z``, then ``+(eps - lr g) z``).
 * ``write``: low-rank directions ``D V^T`` written into the weight with ``addmm_``
-  (no m x n temporary): tied weights and 2-D tensors of modules other than
-  ``nn.Linear``, or every 2-D tensor when ``model`` is not given.
+  (no m x n temporary): 2-D tensors of modules other than ``nn.Linear`` (or of a
+  linear layer and an embedding tied together), or every 2-D tensor when ``model``
+  is not given.
 * ``side``: with ``model=`` given, the weights of unshared ``nn.Linear`` layers are
-  never touched during a step: the perturbation and the updates of the current
-  subspace ride along as a side path ``x (W + L V^T)^T = x W^T + (x V) L^T``
+  never touched during a step (nor that of a linear head tied to an ``nn.Embedding``):
+  the perturbation and the updates of the current subspace ride along as a side path ``x (W + L V^T)^T = x W^T + (x V) L^T``
   (:mod:`dfo.torch.sidepath`) with ``L = A + offset * D``; ``A`` accumulates the
   updates and is folded into W (``W += A V^T``) when the subspace is refreshed, on
   :meth:`ZerothOrder.flush`, and before any ``state_dict`` of the layer or the optimizer.
@@ -374,7 +375,8 @@ class ZerothOrder(torch.optim.Optimizer):
             self._slots.append(_Slot(k, p, group, placement, r))
             self._kind[k] = placement
             if placement == "side":
-                self._side[k] = SidePath(self._owners[id(p)], on_state_dict=self.flush)
+                linear, embedding = self._owners[id(p)]
+                self._side[k] = SidePath(linear, on_state_dict=self.flush, embedding=embedding)
 
     def _validate_state(self, sd: Any) -> None:
         foreign = "cannot load it into ZerothOrder"

@@ -8,6 +8,11 @@ layer's ``m n``. Zeroth-order optimizers use it to carry both the perturbation
 (``eps U Z V^T``) and the updates accumulated inside one subspace, leaving the
 weight untouched until the subspace is refreshed (see :mod:`dfo.torch.optimizer`).
 
+A weight tied between an ``nn.Embedding`` (m rows of width n) and an ``nn.Linear``
+(a language model's input embedding and output head) gets both hooks with the same
+factors: the lookup becomes ``(W + L R^T)[ids] = W[ids] + L[ids] R^T`` (a gather of
+r numbers per token), the head as above.
+
 Example:
     >>> import torch
     >>> lin = torch.nn.Linear(4, 3)
@@ -24,26 +29,32 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class SidePath:
-    """A forward hook adding ``(x R) L^T`` to the output of one ``nn.Linear``.
+    """Forward hooks that make one ``nn.Linear`` (and a tied ``nn.Embedding``) use ``W + L R^T``.
 
     Args:
         module: the linear layer.
-        on_state_dict: called before the layer's ``state_dict`` is taken (the
-            optimizer folds pending updates into the weight there).
+        on_state_dict: called before the ``state_dict`` of a hooked module is taken
+            (the optimizer folds pending updates into the weight there).
+        embedding: an ``nn.Embedding`` sharing the linear layer's weight.
     """
 
-    def __init__(self, module: nn.Linear, on_state_dict: Callable[[], None] | None = None) -> None:
+    def __init__(self, module: nn.Linear, on_state_dict: Callable[[], None] | None = None,
+                 embedding: nn.Embedding | None = None) -> None:
         self.module = module
         self.left: torch.Tensor | None = None
         self.right: torch.Tensor | None = None
-        self._handle = module.register_forward_hook(self._hook)
-        self._sd_handle = None
+        self._handles = [module.register_forward_hook(self._hook)]
+        if embedding is not None:
+            self._handles.append(embedding.register_forward_hook(self._embedding_hook))
         if on_state_dict is not None:
-            self._sd_handle = module.register_state_dict_pre_hook(lambda *a, **k: on_state_dict())
+            for m in (module, embedding):
+                if m is not None:
+                    self._handles.append(m.register_state_dict_pre_hook(lambda *a, **k: on_state_dict()))
 
     def set(self, left: torch.Tensor | None, right: torch.Tensor | None) -> None:
         """Use ``W + left right^T`` from now on (``None`` switches the side path off).
@@ -58,10 +69,10 @@ class SidePath:
         self.right = right.to(dtype)
 
     def remove(self) -> None:
-        """Detach the hooks from the module."""
-        self._handle.remove()
-        if self._sd_handle is not None:
-            self._sd_handle.remove()
+        """Detach the hooks from the modules."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
         if self.left is None:
@@ -74,23 +85,38 @@ class SidePath:
         return output
 
 
-def linear_owners(model: nn.Module) -> dict[int, nn.Linear]:
-    """Parameters (by ``id``) that are the weight of exactly one ``nn.Linear`` and used nowhere else.
+    def _embedding_hook(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
+        if self.left is None:
+            return None
+        extra = F.embedding(args[0], self.left) @ self.right.T  # (..., r) @ (r, n)
+        if torch.is_grad_enabled() or output.dtype != extra.dtype:
+            return output + extra.to(output.dtype)
+        output.add_(extra)
+        return output
 
-    Tied weights (an LM head sharing the embedding matrix) are left out: a side
-    path on the head alone would not perturb the embedding lookup.
+
+def linear_owners(model: nn.Module) -> dict[int, tuple[nn.Linear, nn.Embedding | None]]:
+    """Weights (by ``id``) that can take a side path: ``(linear, tied embedding or None)``.
+
+    A weight qualifies when it is the weight of exactly one ``nn.Linear`` and used
+    nowhere else, or of exactly one ``nn.Linear`` and one ``nn.Embedding`` (without
+    ``max_norm``, which rewrites the weight during the lookup) and nothing else.
     """
     uses: dict[int, list[tuple[nn.Module, str]]] = {}
     for module in _all_modules(model):
         for name, p in module._parameters.items():
             if p is not None:
                 uses.setdefault(id(p), []).append((module, name))
-    owners: dict[int, nn.Linear] = {}
+    owners: dict[int, tuple[nn.Linear, nn.Embedding | None]] = {}
     for pid, where in uses.items():
-        if len(where) == 1:
-            module, name = where[0]
-            if type(module) is nn.Linear and name == "weight":
-                owners[pid] = module
+        if any(name != "weight" for _, name in where):
+            continue
+        linears = [m for m, _ in where if type(m) is nn.Linear]
+        embeds = [m for m, _ in where if type(m) is nn.Embedding and m.max_norm is None]
+        if len(linears) == 1 and len(where) == 1:
+            owners[pid] = (linears[0], None)
+        elif len(linears) == 1 and len(embeds) == 1 and len(where) == 2:
+            owners[pid] = (linears[0], embeds[0])
     return owners
 
 
