@@ -58,7 +58,7 @@ def auto_radius(fun, x, estimator="orthogonal", *, n_directions: int | None = No
         dict with ``sigma``, ``eps_f``, ``noise_kind``, ``L``, ``M``, ``fx`` (f(x) as
         measured) and ``nfev`` (the probe's evaluations).
     """
-    from ..minimize import Minimizer
+    from ..minimizer import Minimizer
 
     opt = Minimizer(x, estimator=estimator, n_directions=n_directions, rng=as_generator(rng), **options)
     while opt.phase in ("noise", "curvature"):
