@@ -33,8 +33,8 @@ class ArmijoLineSearch:
     Args:
         alpha0: first trial step.
         alpha_max: cap on the step after successes.
-        alpha_min: a step below this counts as a failed search (the optimizer then
-            re-measures the noise: a recovery); α never drops below it.
+        alpha_min: a step shorter than alpha_min·max(‖x‖∞, 1) counts as a failed search
+            (the optimizer then re-measures the noise: a recovery).
         tau: shrink factor in (0, 1).
         c1: sufficient-decrease constant in (0, 1).
         eps_f: the noise bound ε_f (0 for noise-free functions).

@@ -646,10 +646,12 @@ class Minimizer:
             return
         self.alpha = ls.shrink(self.alpha)
         self.work["trials"] += 1
-        if self.work["trials"] < ls.max_backtracks and self.alpha >= ls.alpha_min:
+        # alpha_min bounds the step length relative to the scale of x, not α itself
+        min_alpha = ls.alpha_min * self._scale() / max(float(np.linalg.norm(self.direction)), 1e-300)
+        if self.work["trials"] < ls.max_backtracks and self.alpha >= min_alpha:
             self._begin_trial()
             return
-        self.alpha = max(self.alpha, ls.alpha_min)
+        self.alpha = max(self.alpha, min_alpha)
         self._end_iteration(self.alpha, failed=True)
 
     def _end_iteration(self, step_size: float, *, failed: bool) -> None:
