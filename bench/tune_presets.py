@@ -18,8 +18,7 @@ episode budget ``B_r = B / η^(R−r)``, ranks them and keeps the best ``1/η``.
 as soon as an evaluation (mean true return of the unperturbed policy over
 ``--eval-episodes`` episodes, not counted in the budget) reaches the task threshold.
 Ranking key (best first): more tuning seeds reaching the threshold, then fewer mean env
-steps to it (a seed that did not reach it counts as twice the env steps it used), then a
-higher mean best evaluation return.
+steps to it over the seeds that reached it, then a higher mean best evaluation return.
 
 Evaluation. ``--evaluate`` runs ``TrainConfig(env_id=ENV)`` with *no* override (i.e. the
 defaults in ``envs/presets.py``) on the evaluation seeds (default 0 1 2; the tuning seeds
@@ -168,11 +167,12 @@ def run_all(specs: list[dict], store: Store, jobs: int) -> list[dict]:
 
 
 def score(records: list[dict]) -> tuple:
-    """Ranking key of one configuration over its seeds (smaller is better)."""
-    n_reached = sum(r["reached_episodes"] is not None for r in records)
-    steps = [r["reached_env_steps"] if r["reached_episodes"] is not None else 2 * max(r["env_steps"], 1)
-             for r in records]
-    return (-n_reached, float(np.mean(steps)), -float(np.mean([r["best_eval"] for r in records])))
+    """Ranking key of one configuration over its seeds (smaller is better): more seeds
+    reaching the threshold, then fewer mean env steps to it over the seeds that reached it,
+    then a higher mean best evaluation return."""
+    reached = [r["reached_env_steps"] for r in records if r["reached_episodes"] is not None]
+    return (-len(reached), float(np.mean(reached)) if reached else 0.0,
+            -float(np.mean([r["best_eval"] for r in records])))
 
 
 def config_specs(env_id: str, args) -> list[dict]:
@@ -190,6 +190,9 @@ def config_specs(env_id: str, args) -> list[dict]:
 def tune(env_id: str, args, store: Store) -> None:
     configs = config_specs(env_id, args)
     rungs = args.rungs
+    search = (f"methods {' '.join(args.methods)}; c_alpha {' '.join(map(str, args.rel_step_sizes))}; "
+              f"c_nu {' '.join(map(str, args.rel_noises))}; N:b {' '.join(args.directions)}; budget {args.budget}, "
+              f"eta {args.eta}, {rungs} rungs")
     for r in range(rungs):
         budget = max(1, int(round(args.budget / args.eta ** (rungs - 1 - r))))
         print(f"{env_id}: rung {r}, {len(configs)} configurations x {len(args.tune_seeds)} seeds, "
@@ -200,7 +203,8 @@ def tune(env_id: str, args, store: Store) -> None:
         k = len(args.tune_seeds)
         scores = [score(recs[i * k:(i + 1) * k]) for i in range(len(configs))]
         ranked = sorted(range(len(configs)), key=lambda i: scores[i])
-        store.add({"kind": "rung", "env_id": env_id, "rung": r, "budget": budget, "tune_seeds": args.tune_seeds,
+        store.add({"kind": "rung", "env_id": env_id, "search": search, "rung": r, "budget": budget,
+                   "tune_seeds": args.tune_seeds,
                    "ranked": [dict(configs[i], score=list(scores[i]),
                                    episodes=[x["reached_episodes"] for x in recs[i * k:(i + 1) * k]])
                               for i in ranked]})
@@ -258,17 +262,18 @@ def table(store: Store) -> str:
     rungs: dict = {}
     for r in store.records:
         if r["kind"] == "rung":
-            rungs.setdefault(r["env_id"], {})[r["rung"]] = r  # the latest search of each rung wins
-    for env, by_rung in sorted(rungs.items()):
-        lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g})", "",
+            rungs.setdefault((r["env_id"], r.get("search", "")), {})[r["rung"]] = r  # latest run of a search wins
+    for (env, search), by_rung in sorted(rungs.items()):
+        lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g})", "", f"Search: {search}.", "",
                   "| rung | budget (episodes) | configurations | tuning seeds | best 6: method α ν N:b → episodes "
-                  "to threshold per seed (– = not reached), mean env steps (unreached = 2 × used) |",
+                  "to threshold per seed (– = not reached), mean env steps over the seeds that reached it, mean best eval |",
                   "|---|---|---|---|---|"]
         for rung in sorted(by_rung):
             r = by_rung[rung]
             best = "; ".join(
                 f"{c['method']} {c['step_size']:g} {c['noise']:g} {c['n_directions']}:{c['top_b']} → "
-                f"{', '.join('–' if e is None else str(e) for e in c['episodes'])}, {c['score'][1]:.0f}"
+                f"{', '.join('–' if e is None else str(e) for e in c['episodes'])}, {c['score'][1]:.0f}, "
+                f"{-c['score'][2]:.0f}"
                 for c in r["ranked"][:6])
             lines.append(f"| {rung} | {r['budget']} | {len(r['ranked'])} | "
                          f"{', '.join(map(str, r['tune_seeds']))} | {best} |")

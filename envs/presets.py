@@ -1,10 +1,17 @@
 """Task presets for the gymnasium MuJoCo -v5 tasks: horizon, survival-bonus shift, ARS defaults.
 
-Training defaults follow the ARS V2-t hyperparameters of Mania, Guy, Recht (2018),
-"Simple random search provides a competitive approach to reinforcement learning"
-(their tables for the -v1 tasks, and the README commands of the reference code):
-``n_directions`` N, ``top_b`` b (directions kept), ``step_size`` alpha, ``noise`` nu.
-Tasks the paper does not cover carry defaults of our own choosing (``source`` says so).
+Each preset carries the default training ``method``, its hyperparameters ``n_directions``
+N, ``top_b`` b (directions kept), ``step_size`` alpha, ``noise`` nu, and the default
+episode budget of ``dfo train ENV``. ``source`` says where they come from: measured by
+``bench/tune_presets.py`` (successive halving on tuning seeds, then checked on separate
+evaluation seeds; ``bench/results/tune_presets.md``), measured by ``bench/ars_episodes.py``,
+or the ARS V2-t hyperparameters of Mania, Guy, Recht (2018), "Simple random search
+provides a competitive approach to reinforcement learning" (their -v1 tables).
+
+Tasks without a preset get a rule instead of a table entry. With normalized
+observations a linear policy perturbed by ν·u moves each action by about ν·√d_obs, so
+α and ν are set relative to ``task_scale = a_max / √d_obs``; ``α = ν = 0.3·task_scale``
+with ``orthogonal`` and N = b = 8 is what won on the two tuned tasks that share it.
 
 ``survival_shift`` is subtracted from every step's reward during training only
 (ARS removes the survival bonus to avoid policies that just stand still);
@@ -22,6 +29,10 @@ import dataclasses
 ARS_PAPER = "ARS V2-t (Mania, Guy, Recht 2018)"
 OURS = "dfo default (task not in the ARS paper; not tuned)"
 TUNED = "tuned by bench/tune_presets.py (bench/results/tune_presets.md)"
+#: α = ν = GENERIC_REL · task_scale for tasks without a preset: the relative size that won the
+#: tuning on InvertedPendulum and InvertedDoublePendulum (bench/results/tune_presets.md)
+GENERIC_REL = 0.3
+GENERIC_RULE = "generic rule: orthogonal, N = b = 8, alpha = nu = 0.3 a_max / sqrt(d_obs) (not tuned for this task)"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,7 +88,8 @@ PRESETS: dict[str, TaskPreset] = dict(
         _p("Humanoid-v5", survival_shift=5.0, n_directions=230, top_b=230, step_size=0.02, noise=0.0075, source=ARS_PAPER),
         _p("HumanoidStandup-v5", n_directions=230, top_b=230, step_size=0.02, noise=0.0075),
         _p("InvertedPendulum-v5", n_directions=8, top_b=4, step_size=0.45, noise=0.45, episodes=400, source=TUNED),
-        _p("InvertedDoublePendulum-v5", n_directions=8, top_b=8, step_size=0.02, noise=0.03),
+        _p("InvertedDoublePendulum-v5", n_directions=8, top_b=8, step_size=0.1, noise=0.1, method="orthogonal",
+           episodes=1500, source=TUNED),
         _p("Reacher-v5", horizon=50, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
         _p("Pusher-v5", horizon=100, n_directions=16, top_b=8, step_size=0.02, noise=0.03),
     ]
@@ -97,20 +109,24 @@ def task_scale(env_id: str) -> float:
         >>> round(task_scale("InvertedPendulum-v5"), 3)
         1.5
     """
-    import math
-
-    import numpy as np
-
     from envs.make import make_env
 
     env = make_env(env_id)
     try:
-        d_obs = int(np.prod(env.observation_space.shape))
-        high = np.abs(np.concatenate([np.ravel(env.action_space.high), np.ravel(env.action_space.low)]))
-        high = high[np.isfinite(high)]
-        a_max = float(high.max()) if high.size else 1.0
+        return _scale_of(env)
     finally:
         env.close()
+
+
+def _scale_of(env) -> float:
+    import math
+
+    import numpy as np
+
+    d_obs = int(np.prod(env.observation_space.shape))
+    high = np.abs(np.concatenate([np.ravel(env.action_space.high), np.ravel(env.action_space.low)]))
+    high = high[np.isfinite(high)]
+    a_max = float(high.max()) if high.size else 1.0
     return a_max / math.sqrt(max(d_obs, 1))
 
 
@@ -123,8 +139,9 @@ def get_preset(env_id: str) -> TaskPreset:
     """The preset for ``env_id``.
 
     Any registered gymnasium env with a ``Box`` action space that has no built-in preset
-    gets a generic one (horizon from ``max_episode_steps`` or 1000, no shift, default
-    ARS settings).
+    gets a generic one: horizon from ``max_episode_steps`` (or 1000), no shift, and the
+    rule measured on the tuned tasks (``GENERIC_RULE``): ``orthogonal`` with N = b = 8
+    and α = ν = 0.3 · :func:`task_scale`.
 
     Raises:
         ValueError: unknown id (the message lists the presets) or a non-Box action space.
@@ -137,6 +154,8 @@ def get_preset(env_id: str) -> TaskPreset:
     try:
         spec = env.spec
         horizon = int(spec.max_episode_steps) if spec is not None and spec.max_episode_steps else 1000
+        rel = float(f"{GENERIC_REL * _scale_of(env):.2g}")
     finally:
         env.close()
-    return TaskPreset(env_id=env_id, horizon=horizon)
+    return TaskPreset(env_id=env_id, horizon=horizon, method="orthogonal", n_directions=8, top_b=8, step_size=rel,
+                      noise=rel, source=GENERIC_RULE)
