@@ -114,12 +114,13 @@ def _build(args: argparse.Namespace, device):
         y = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
         return model, lambda: ((model(x) - y).float() ** 2).mean()
     from dfo.torch.models import load_causal_lm
-    from dfo.torch.sst2 import PromptClassifier, load_sst2
+    from dfo.torch.prompt import PromptClassifier
+    from dfo.torch.tasks import load_split
 
     model, tok = load_causal_lm(args.model, dtype=dtype)
     model.to(device)
-    clf = PromptClassifier(model, tok)
-    train = load_sst2("train", k=16, data_seed=13)
+    clf = PromptClassifier(model, tok, task="sst2")
+    train = load_split("sst2", "train", k=16, data_seed=13, data_dir=args.data_dir)
     batch = (train * (1 + args.batch // len(train)))[: args.batch]
     return model, lambda: clf.loss(batch)
 
@@ -195,6 +196,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--data-dir", default=os.environ.get("DFO_DATA", str(ROOT.parent / "shared" / "data")),
+                        help="folder holding sst2/ (default: $DFO_DATA or ../shared/data)")
     parser.add_argument("--out", default=None, help="append the markdown table to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,7 +239,7 @@ def main() -> None:
 def _passthrough(args: argparse.Namespace) -> list[str]:
     return ["--model", args.model, "--batch", str(args.batch), "--pairs", str(args.pairs), "--rank", str(args.rank),
             "--refresh", str(args.refresh), "--lr", str(args.lr), "--device", args.device, "--dtype", args.dtype,
-            "--threads", str(args.threads)]
+            "--threads", str(args.threads), "--data-dir", args.data_dir]
 
 
 def _loadavg() -> str:
