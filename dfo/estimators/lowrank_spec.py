@@ -42,8 +42,9 @@ V (subzero, QR with the sign fix of :func:`orthonormal`) or V (lozo); direction
 cores use ``(step_seed, index, 1, direction)``: Z (r×r, subzero) or U (m×r, lozo).
 Hence the same seeds and shapes give bit-identical factors on both sides; the
 m×n directions agree to matmul rounding. Dense Gaussian directions are drawn by each
-backend's own fastest generator (numpy: the same keyed stream; torch: its private
-per-device ``torch.Generator``): same distribution, different numbers.
+backend's own fastest generator (numpy: the keyed stream ``(seed, index, 1, direction)``;
+torch: chunked ``normal_`` from private generators, see :mod:`dfo.torch.directions`):
+same distribution, different numbers.
 
 Example:
     >>> get_method("lozo-m").momentum, block_rank((3, 17), 8), block_rank((5,), 8)
