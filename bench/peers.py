@@ -180,12 +180,18 @@ def run_dfo(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes:
         tr.callback = watch
         tr.run()
         steps = tr.env_steps
-        rc = tr.config
+        settings = _dfo_settings(env_id)
         if curve[-1][0] != steps:
             curve.append((int(steps), int(tr.episodes), round(evaluate(tr), 2)))
-    settings = {"method": rc.method, "n_directions": rc.n_directions, "top_b": rc.top_b, "step_size": rc.step_size,
-                "noise": rc.noise}
     return _record("dfo default", env_id, seed, budget, curve, steps, time.perf_counter() - t0, ev, settings)
+
+
+def _dfo_settings(env_id: str) -> dict:
+    from policies.training import TrainConfig
+
+    rc = TrainConfig(env_id=env_id).resolved()
+    return {"method": rc.method, "n_directions": rc.n_directions, "top_b": rc.top_b, "step_size": rc.step_size,
+            "noise": rc.noise}
 
 
 def _one(job: tuple) -> dict:
@@ -206,13 +212,14 @@ def _join(rs: list[dict], key: str, spec: str) -> str:
 def table(records: list[dict]) -> str:
     groups: dict = {}
     for r in records:
-        groups.setdefault((r["env_id"], r["budget"], r["peer"]), {})[r["seed"]] = r
+        key = (r["env_id"], r["budget"], r["peer"], json.dumps(r["settings"], sort_keys=True))
+        groups.setdefault(key, {})[r["seed"]] = r
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; each run one process on one core.", "",
              "| task (threshold) | budget (env steps) | peer | settings | seeds | env steps to threshold (per seed) | "
              "median | episodes to threshold (per seed) | median | paper V2-t episodes | eval return at budget "
              "(per seed) | median | train env steps/s (per seed) | load avg at end |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (env, budget, peer), by_seed in sorted(groups.items()):
+    for (env, budget, peer, _), by_seed in sorted(groups.items()):
         rs = [by_seed[s] for s in sorted(by_seed)]
 
         def med(key):
@@ -256,7 +263,7 @@ def main() -> None:
     if bad or not args.env_ids:
         sys.exit(f"peers: give tasks among {', '.join(THRESHOLDS)}; got {bad or 'none'}")
     done = {(r["peer"].split()[0].lower().replace("sb3-contrib", "sb3"), r["env_id"], r["seed"], r["budget"])
-            for r in records}
+            for r in records if r["peer"].startswith("sb3") or r["settings"] == _dfo_settings(r["env_id"])}
     jobs = [(p, e, s, args.budget, args.eval_every, args.eval_episodes) for e in args.env_ids for s in args.seeds
             for p in args.peers if (p, e, s, args.budget) not in done]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

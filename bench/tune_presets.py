@@ -70,6 +70,11 @@ def _sig(x: float, digits: int = 2) -> float:
     return float(f"{x:.{digits}g}")
 
 
+def command_line() -> str:
+    """This process's command, as written in the results' "Commands" list."""
+    return "PYTHONPATH=. python bench/tune_presets.py " + " ".join(sys.argv[1:])
+
+
 def run_key(r: dict) -> tuple:
     return (r["kind"], r["env_id"], r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"],
             r["seed"])
@@ -108,7 +113,8 @@ def one_run(spec: dict) -> dict:
             "budget": spec["budget"], "threshold": threshold, "reached_episodes": hit.get("episodes"),
             "reached_env_steps": hit.get("env_steps"), "episodes": res.episodes, "env_steps": res.env_steps,
             "best_eval": max(evals), "final_eval": evals[-1], "eval_episodes": spec["eval_episodes"],
-            "eval_every": eval_every, "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+            "eval_every": eval_every, "wall_s": round(time.perf_counter() - t0, 1), "curve": curve,
+            "cmd": spec.get("cmd")}
 
 
 class Store:
@@ -203,7 +209,8 @@ def tune(env_id: str, args, store: Store) -> None:
         k = len(args.tune_seeds)
         scores = [score(recs[i * k:(i + 1) * k]) for i in range(len(configs))]
         ranked = sorted(range(len(configs)), key=lambda i: scores[i])
-        store.add({"kind": "rung", "env_id": env_id, "search": search, "rung": r, "budget": budget,
+        store.add({"kind": "rung", "env_id": env_id, "search": search, "cmd": command_line(), "rung": r,
+                   "budget": budget,
                    "tune_seeds": args.tune_seeds,
                    "ranked": [dict(configs[i], score=list(scores[i]),
                                    episodes=[x["reached_episodes"] for x in recs[i * k:(i + 1) * k]])
@@ -218,7 +225,7 @@ def evaluate(env_id: str, args, store: Store) -> None:
 
     cfg = TrainConfig(env_id=env_id).resolved()
     budget = args.budget or cfg.episodes
-    specs = [dict(env_id=env_id, kind="eval", seed=s, budget=budget, eval_episodes=args.eval_episodes,
+    specs = [dict(env_id=env_id, kind="eval", cmd=command_line(), seed=s, budget=budget, eval_episodes=args.eval_episodes,
                   eval_every_episodes=args.eval_every_episodes, method=cfg.method, step_size=cfg.step_size,
                   noise=cfg.noise, n_directions=cfg.n_directions, top_b=cfg.top_b) for s in args.eval_seeds]
     run_all(specs, store, args.jobs)
@@ -241,8 +248,27 @@ def _median(rs: list[dict], key: str) -> str:
     return f"{m:.0f}" if math.isfinite(m) else "not reached"
 
 
+def _search_cmd(r: dict) -> str | None:
+    """The command of a rung record written before commands were recorded (from its search)."""
+    if not r.get("search"):
+        return None
+    parts = dict(p.strip().split(" ", 1) for p in r["search"].split(";"))
+    budget, eta, rungs = (x.split()[-1] if i < 2 else x.split()[0] for i, x in enumerate(parts["budget"].split(",")))
+    return (f"PYTHONPATH=. python bench/tune_presets.py {r['env_id']} --budget {budget} --eta {eta} --rungs {rungs} "
+            f"--methods {parts['methods']} --rel-step-sizes {parts['c_alpha']} --rel-noises {parts['c_nu']} "
+            f"--directions {parts['N:b']} --jobs 1")
+
+
 def table(store: Store) -> str:
-    lines = []
+    cmds: list[str] = []
+    for r in store.records:
+        c = r.get("cmd") or (_search_cmd(r) if r["kind"] == "rung" else None)
+        if c and c not in cmds and r["kind"] in ("rung", "eval"):
+            cmds.append(c)
+    lines = ["# Per-task defaults: tuning and evaluation", "",
+             "Commands (repo root, `OMP_NUM_THREADS=1`; the JSON lines are `bench/results/tune_presets.jsonl`, "
+             "this file is `python bench/tune_presets.py --table`):", ""]
+    lines += [f"    {c}" for c in cmds] + [""]
     evals: dict = {}
     for r in store.runs:
         if r["kind"] == "eval":
@@ -261,7 +287,7 @@ def table(store: Store) -> str:
                      f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} |")
     rungs: dict = {}
     for r in store.records:
-        if r["kind"] == "rung":
+        if r["kind"] == "rung" and r.get("search"):  # searches without one were scored by an older rule
             rungs.setdefault((r["env_id"], r.get("search", "")), {})[r["rung"]] = r  # latest run of a search wins
     for (env, search), by_rung in sorted(rungs.items()):
         lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g})", "", f"Search: {search}.", "",

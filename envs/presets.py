@@ -28,6 +28,7 @@ import dataclasses
 
 ARS_PAPER = "ARS V2-t (Mania, Guy, Recht 2018)"
 OURS = "dfo default (task not in the ARS paper; not tuned)"
+ARS_BENCH = "bench/ars_episodes.py (bench/results/ars_episodes.md)"
 TUNED = "tuned by bench/tune_presets.py (bench/results/tune_presets.md)"
 #: α = ν = GENERIC_REL · task_scale for tasks without a preset: the relative size that won the
 #: tuning on InvertedPendulum and InvertedDoublePendulum (bench/results/tune_presets.md)
@@ -80,9 +81,12 @@ def _p(env_id: str, **kw) -> tuple[str, TaskPreset]:
 
 PRESETS: dict[str, TaskPreset] = dict(
     [
-        _p("Swimmer-v5", n_directions=1, top_b=1, step_size=0.02, noise=0.01, source=ARS_PAPER),
-        _p("Hopper-v5", survival_shift=1.0, n_directions=8, top_b=4, step_size=0.01, noise=0.025, source=ARS_PAPER),
-        _p("HalfCheetah-v5", n_directions=32, top_b=4, step_size=0.02, noise=0.03, source=ARS_PAPER),
+        _p("Swimmer-v5", n_directions=4, top_b=4, step_size=0.11, noise=0.11, method="orthogonal", episodes=1000,
+           source=TUNED),
+        _p("Hopper-v5", survival_shift=1.0, n_directions=8, top_b=4, step_size=0.01, noise=0.025, episodes=3000,
+           source=f"{ARS_PAPER}; method and budget measured by {ARS_BENCH}"),
+        _p("HalfCheetah-v5", n_directions=32, top_b=4, step_size=0.02, noise=0.03, method="orthogonal",
+           episodes=2500, source=f"{ARS_PAPER}; method and budget measured by {ARS_BENCH}"),
         _p("Walker2d-v5", survival_shift=1.0, n_directions=40, top_b=30, step_size=0.025, noise=0.01, source=ARS_PAPER),
         _p("Ant-v5", survival_shift=1.0, n_directions=60, top_b=20, step_size=0.015, noise=0.025, source=ARS_PAPER),
         _p("Humanoid-v5", survival_shift=5.0, n_directions=230, top_b=230, step_size=0.02, noise=0.0075, source=ARS_PAPER),

@@ -68,7 +68,7 @@ def test_train_defaults_come_from_the_task_preset():
     from policies.training import TrainConfig
 
     cfg = TrainConfig(env_id=DEFAULT_ENV).resolved()
-    assert (cfg.env_id, cfg.method, cfg.horizon) == ("Swimmer-v5", "ars-v2t", 1000)
+    assert (cfg.env_id, cfg.method, cfg.horizon) == ("Swimmer-v5", "orthogonal", 1000)
 
 
 def test_render_writes_a_video_or_says_why(tmp_path, capsys):
