@@ -46,6 +46,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 #: numbers per chunk of a dense direction (1 MB in float32): the unit of work of the noise threads
 CHUNK = 1 << 18
+_INLINE = 1 << 15  # tensors smaller than this are drawn by the calling thread
 
 
 def mix(seed: int, k: int) -> int:
@@ -93,6 +94,11 @@ class Generators:
             flat = target.view(-1)
             items.extend((flat, seed, alpha, c) for c in range(0, flat.numel(), CHUNK))
         threads = torch.get_num_threads()
+        if threads > 1:  # small tensors inline: a thread hand-off costs more than drawing them
+            small = [it for it in items if it[0].numel() < _INLINE]
+            items = [it for it in items if it[0].numel() >= _INLINE]
+            for item in small:
+                self._chunk(item)
         if threads <= 1 or len(items) <= 1:
             for item in items:
                 self._chunk(item)
