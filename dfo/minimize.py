@@ -86,7 +86,10 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
 
     Returns:
         ``OptimizeResult`` with x, fun, jac (last estimate), nfev, nit, success, status,
-        message, eps_f, sigma, recoveries, history and noise_history.
+        message, eps_f, sigma, recoveries, history and noise_history. ``status``: 0 a
+        convergence test held (gtol, zero gradient, noise floor; ``success=True``),
+        1 maxfev, 2 maxiter, 3 the line search failed after ``max_recoveries``
+        recoveries, 99 the callback stopped the run.
     """
     from .parallel import make_evaluator
 

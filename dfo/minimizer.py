@@ -69,8 +69,6 @@ CENTRAL_OF = {"ffd": "cfd", "gaussian": "central-gaussian", "sphere": "central-s
 AUTO_ESTIMATOR = "orthogonal"
 #: estimator="auto" uses central differences while 2√(ε_f L) > CENTRAL_SWITCH × |slope|
 CENTRAL_SWITCH = 1e-2
-STATUS = {0: "converged", 1: "maxfev", 2: "maxiter", 3: "line search failed after recoveries",
-          99: "callback"}
 
 
 def _int_option(name: str, value, *, low: int = 1, none_ok: bool = True) -> int | None:
@@ -102,7 +100,8 @@ class Request:
 
     Attributes:
         kind: ``"noise"`` (repeats or an ECNoise line), ``"curvature"``, ``"estimate"``
-            (gradient-estimate points, then centre repeats), ``"trial"`` (line search).
+            (gradient-estimate points, then centre repeats), ``"center"`` (f(x) after a
+            central estimate), ``"trial"`` (line search).
         points: the points, one per row, in the order the values are expected.
         seeds: one episode seed per point when the Minimizer was built with
             ``seeded=True`` (common random numbers: a central direction's ± points share
