@@ -694,6 +694,9 @@ class Minimizer:
                 return
             if auto or not self.sigma_fixed:
                 self.recoveries += 1
+                if self.memory is not None:
+                    self.memory.pairs.clear()  # curvature pairs from noisy gradients may mislead
+                    self.pair = None
                 self._begin_noise("recovery") if auto else self._begin_recovery_curvature()
                 return
         else:
