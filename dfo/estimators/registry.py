@@ -25,6 +25,7 @@ from ..radius import (CENTRAL_FD, CENTRAL_GAUSSIAN, CENTRAL_SPHERE, FORWARD_FD, 
                       RadiusRule)
 from .finite_difference import FiniteDifferenceEstimator
 from .lowrank import LowRankEstimator
+from .lowrank_spec import METHODS
 
 #: second-moment curves known to :mod:`dfo.study.theory` (None: no formula)
 THEORY_CURVES = ("gaussian", "sphere", "orthogonal", "exact")
@@ -100,8 +101,8 @@ ESTIMATORS: dict[str, Preset] = {p.name: p for p in (
     _fd("central-interpolation", "orthogonal", True, CENTRAL_FD, "exact", interpolation=True),
     Preset("subzero", partial(LowRankEstimator, kind="subzero"), CENTRAL_FD, True, low_rank=True, note=_LOWRANK_NOTE),
     Preset("lozo", partial(LowRankEstimator, kind="lozo"), CENTRAL_FD, True, low_rank=True, note=_LOWRANK_NOTE),
-    Preset("lozo-m", partial(LowRankEstimator, kind="lozo", momentum=0.9), CENTRAL_FD, True, low_rank=True,
-           note=_LOWRANK_NOTE),
+    Preset("lozo-m", partial(LowRankEstimator, kind="lozo", momentum=METHODS["lozo-m"].momentum), CENTRAL_FD, True,
+           low_rank=True, note=_LOWRANK_NOTE),
 )}
 
 
