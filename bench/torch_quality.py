@@ -61,24 +61,23 @@ def zero_shot(args: argparse.Namespace) -> None:
     task = get_task(args.task)
     model, tok = load_causal_lm(args.model)
     test = load_split(task, "test", data_dir=args.data_dir)
-    for t in task.templates:
+    jobs = [(t, "test", None) for t in task.templates] + [(t, "dev", s) for s in args.seeds for t in task.templates]
+    for t, split, seed in jobs:  # the test rows of every template first: the figure that matters most
         clf = PromptClassifier(model, tok, task=task, template=t)
-        jobs = [("test", None)] + [("dev", s) for s in args.seeds]
-        for split, seed in jobs:
-            path = Path(args.runs) / "zero-shot" / f"{t.name}-{split}{'' if seed is None else f'-{seed}'}.json"
-            if path.is_file():
-                continue
-            if split == "test":
-                data = test
-            else:
-                dev = load_split(task, "dev", k=args.k, data_seed=seed, data_dir=args.data_dir)
-                data = balanced_subset(dev, args.dev_size, task.n_classes, seed=seed)
-            t0 = time.perf_counter()
-            ev = clf.evaluate(data)
-            _write_json(path, {"template": t.name, "split": split, "data_seed": seed, "model": args.model,
-                               "seconds": time.perf_counter() - t0, **ev.as_dict()})
-            print(f"{t.name} {split} {seed}: acc {ev.accuracy:.3f} cal {ev.accuracy_calibrated:.3f} "
-                  f"pred {ev.predicted}", flush=True)
+        path = Path(args.runs) / "zero-shot" / f"{t.name}-{split}{'' if seed is None else f'-{seed}'}.json"
+        if path.is_file():
+            continue
+        if split == "test":
+            data = test
+        else:
+            dev = load_split(task, "dev", k=args.k, data_seed=seed, data_dir=args.data_dir)
+            data = balanced_subset(dev, args.dev_size, task.n_classes, seed=seed)
+        t0 = time.perf_counter()
+        ev = clf.evaluate(data)
+        _write_json(path, {"template": t.name, "split": split, "data_seed": seed, "model": args.model,
+                           "seconds": time.perf_counter() - t0, **ev.as_dict()})
+        print(f"{t.name} {split} {seed}: acc {ev.accuracy:.3f} cal {ev.accuracy_calibrated:.3f} "
+              f"pred {ev.predicted}", flush=True)
 
 
 def best_template(runs: Path, seeds: list[int], calibrated: bool) -> tuple[str, dict[str, float]]:
@@ -188,7 +187,7 @@ def table(args: argparse.Namespace) -> None:
             ax.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"),
                     label=f"{r['config']['method']} seed {r['config']['data_seed']}")
         ax.set_xlabel("step (batch %d)" % results[0]["config"]["batch_size"])
-        ax.set_ylabel("training loss (running mean of 10)")
+        ax.set_ylabel("batch loss, running mean of 10\n(ZO: mean of the ± perturbed losses)")
         ax.set_title("SST-2 k=512, SmolLM2-135M-Instruct")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -212,7 +211,7 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--refresh", type=int, default=50)
     p.add_argument("--template", default=None, help="default: best mean dev accuracy of the zero-shot stage")
-    p.add_argument("--dev-size", type=int, default=256, help="class-balanced dev sample")
+    p.add_argument("--dev-size", type=int, default=128, help="class-balanced dev sample")
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
