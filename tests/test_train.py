@@ -140,9 +140,10 @@ def test_checkpoint_tree_roundtrip():
 
 
 # -- serial == parallel ---------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["ars-v2t", "lozo", "interpolation"])
-def test_serial_and_parallel_runs_are_identical(method, loky2):
-    cfg = _cfg(method=method, episodes=40, n_directions=4, top_b=2)
+@pytest.mark.parametrize("method,extra", [("ars-v2t", {}), ("lozo", {}), ("interpolation", {}),
+                                          ("interpolation", dict(direction="lbfgs", step_size=0.05, noise=0.05))])
+def test_serial_and_parallel_runs_are_identical(method, extra, loky2):
+    cfg = _cfg(method=method, episodes=40, n_directions=4, top_b=2, **extra)
     with Trainer(cfg) as a:
         ra = a.run()
     with Trainer(cfg, evaluator=loky2) as b:
@@ -295,3 +296,81 @@ def test_worker_death_mid_iteration_is_rerun_with_identical_numbers(tmp_path):
     assert got.history[2]["episodes"] == ref.history[2]["episodes"]  # nothing counted twice
     assert _same(_det(ref.history), _det(got.history))
     np.testing.assert_array_equal(ref.params, got.params)
+
+
+# -- step rules (TrainConfig.step / .direction) ------------------------------------------------
+STEP_RULES = [("ars-v2t", "momentum", "gradient"), ("ars-v2t", "adam", "gradient"),
+              ("interpolation", "armijo", "lbfgs")]
+
+
+def test_step_defaults_to_the_method_and_bad_combinations_are_clear(tmp_path, capsys):
+    from dfo.cli import main
+
+    assert _cfg(method="ars-v2t").resolved().step == "sgd"
+    assert _cfg(method="interpolation").resolved().step == "armijo"
+    with pytest.raises(ValueError, match="step must be one of"):
+        TrainConfig(step="rmsprop")
+    with pytest.raises(ValueError, match="direction 'lbfgs' needs step 'armijo'.*'momentum'"):
+        TrainConfig(step="momentum", direction="lbfgs")
+    with pytest.raises(ValueError, match="direction 'lbfgs' needs step 'armijo'.*method 'ars-v1'"):
+        TrainConfig(method="ars-v1", direction="lbfgs")
+    with pytest.raises(ValueError, match="step 'armijo' needs a method without return shaping"):
+        TrainConfig(method="lozo", step="armijo")
+    with pytest.raises(ValueError, match="direction 'lbfgs'"):  # method from the preset, checked on resolve
+        _cfg(direction="lbfgs").resolved()
+    assert main(["train", "InvertedPendulum-v5", "--method", "ars-v2t", "--step", "armijo",
+                 "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step 'armijo' needs" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_first_step_of_each_rule_has_the_documented_length():
+    """One iteration from the same state and seeds: momentum's first step is (1 − β) = 0.1 of
+    the SGD step (m = g, lr = 2να(1 − β)); Adam's moves every coordinate by α·sign(−g)
+    (m̂ = g, v̂ = g², lr = α) up to its ε."""
+    alpha, nu = 0.05, 0.1
+    moves = {}
+    for step in ("sgd", "momentum", "adam"):
+        cfg = _cfg(method="ars-v1t", n_directions=4, top_b=2, step_size=alpha, noise=nu, max_iterations=1,
+                   episodes=10**6, step=step)
+        with Trainer(cfg) as tr:
+            theta = tr.params.copy()
+            tr.step()
+            moves[step] = tr.params - theta
+            if step == "adam":
+                g = tr.minimizer.grad
+    assert np.all(moves["sgd"] != 0)
+    np.testing.assert_allclose(moves["momentum"], 0.1 * moves["sgd"], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(moves["adam"], -alpha * np.sign(g), rtol=1e-6)
+    assert np.array_equal(np.sign(moves["adam"]), np.sign(moves["sgd"]))
+
+
+@pytest.mark.parametrize("method,step,direction", STEP_RULES)
+def test_step_rules_run_save_their_state_and_resume_exactly(tmp_path, method, step, direction):
+    cfg = _cfg(method=method, step=step, direction=direction, episodes=10**6, max_iterations=6,
+               checkpoint_every=3, n_directions=4, top_b=2, step_size=0.05, noise=0.05)
+    with Trainer(cfg, out_dir=tmp_path / "full") as tr:
+        full = tr.run()
+        live = tr.minimizer
+    with Trainer(dataclasses.replace(cfg, step=None, direction="gradient")) as tr:
+        default = tr.run()
+    assert np.all(np.isfinite(full.params)) and not np.array_equal(full.params, default.params)
+    with Trainer(dataclasses.replace(cfg, max_iterations=3), out_dir=tmp_path / "cut") as tr:
+        tr.run()
+    with Trainer.resume(tmp_path / "cut", overrides={"max_iterations": 6}) as tr:
+        assert tr.config.step == step and tr.config.direction == direction
+        # the optimizer state came back from the checkpoint: moments / momentum / L-BFGS pairs
+        if step == "armijo":
+            assert tr.minimizer.memory is not None and len(tr.minimizer.memory.pairs) >= 1
+        else:
+            assert np.any(tr.minimizer.rule_state["m"] != 0)
+        with pytest.raises(ValueError, match="cannot change.*step"):
+            Trainer.resume(tmp_path / "cut", overrides={"step": "sgd"})
+        resumed = tr.run()
+    np.testing.assert_array_equal(resumed.params, full.params)
+    assert _same(_det(read_progress(tmp_path / "full" / "progress.csv")),
+                 _det(read_progress(tmp_path / "cut" / "progress.csv")))
+    if step == "armijo":
+        assert len(live.memory.pairs) >= 1  # L-BFGS really had curvature pairs
+

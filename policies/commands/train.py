@@ -5,6 +5,8 @@ Example:
     $ dfo train Hopper-v5 --method orthogonal --seed 1 --out runs/hop1
     $ dfo train --resume runs/hop1                   # continue after Ctrl-C
     $ dfo train Hopper-v5 --backend dask --scheduler tcp://10.0.0.1:8786
+    $ dfo train Hopper-v5 --step adam                # Adam on the ARS estimate (lr = alpha)
+    $ dfo train Hopper-v5 --method interpolation --direction lbfgs   # L-BFGS + line search
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import sys
 from pathlib import Path
 
 from policies.methods import METHODS
-from policies.training.config import BACKEND_CHOICES, DEFAULT_EPISODES, POLICY_KINDS, TrainConfig
+from policies.training.config import (
+    BACKEND_CHOICES,
+    DEFAULT_EPISODES,
+    DIRECTION_CHOICES,
+    POLICY_KINDS,
+    STEP_CHOICES,
+    TrainConfig,
+)
 
 DEFAULT_ENV = "Swimmer-v5"
 
@@ -39,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-b", type=int, default=None, help="ARS b, directions kept (default: task preset)")
     parser.add_argument("--step-size", type=float, default=None, help="ARS alpha (default: task preset)")
     parser.add_argument("--noise", type=float, default=None, help="ARS nu (default: task preset)")
+    parser.add_argument("--step", choices=STEP_CHOICES, default=None,
+                        help="step rule: sgd (lr = 2*nu*alpha), momentum (beta 0.9, lr = 2*nu*alpha*(1-beta)), "
+                             "adam (lr = alpha) or armijo (line search; method interpolation) "
+                             "(default: the method's own, sgd or armijo)")
+    parser.add_argument("--direction", choices=DIRECTION_CHOICES, default=None,
+                        help="search direction: gradient (default) or lbfgs (only with the armijo step)")
     parser.add_argument("--horizon", type=int, default=None, help="episode length cap (default: task preset)")
     parser.add_argument("--policy", choices=POLICY_KINDS, default=None, help="policy class (default linear)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 5)")
@@ -76,7 +91,7 @@ _FIELDS = {  # CLI option -> TrainConfig field
     "scheduler": "scheduler", "n_directions": "n_directions", "top_b": "top_b", "step_size": "step_size",
     "noise": "noise", "horizon": "horizon", "policy": "policy", "eval_episodes": "n_eval_episodes",
     "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "max_iterations": "max_iterations",
-    "env_kwargs": "env_kwargs", "imports": "imports",
+    "env_kwargs": "env_kwargs", "imports": "imports", "step": "step", "direction": "direction",
 }
 
 
@@ -132,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
     cfg = trainer.config
     print(f"dfo train {cfg.env_id} method={cfg.method} episodes={cfg.episodes} N={cfg.n_directions} "
-          f"b={cfg.top_b} alpha={cfg.step_size} nu={cfg.noise} horizon={cfg.horizon} "
+          f"b={cfg.top_b} alpha={cfg.step_size} nu={cfg.noise} step={cfg.step} direction={cfg.direction} "
+          f"horizon={cfg.horizon} "
           f"backend={cfg.backend} n_jobs={cfg.n_jobs} -> {trainer.out_dir}", file=sys.stderr)
     try:
         with trainer:

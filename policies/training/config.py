@@ -20,6 +20,9 @@ from policies.methods import get_method
 
 BACKEND_CHOICES = ("serial", "loky", "dask", "local-dask", "ray")
 POLICY_KINDS = ("linear", "mlp")
+#: step rules of ``TrainConfig.step`` (``dfo.Minimizer``'s ``step``) and search directions
+STEP_CHOICES = ("sgd", "momentum", "adam", "armijo")
+DIRECTION_CHOICES = ("gradient", "lbfgs")
 
 #: default ``episodes`` budget of ``dfo train`` when none is given
 DEFAULT_EPISODES = 2000
@@ -53,6 +56,18 @@ class TrainConfig:
         env_kwargs: keyword arguments for ``gymnasium.make(env_id, ...)`` (JSON values).
         imports: modules imported (in this process and in every worker) before the env
             is built, e.g. one that registers a custom env with ``gymnasium.register``.
+        step: the step rule of :class:`dfo.Minimizer` (``None`` = the method's own: ``"sgd"``
+            for the ARS-style methods, ``"armijo"`` for ``interpolation``). ``"sgd"``:
+            θ ← θ − lr g with lr = 2να (the ARS step); ``"momentum"``: heavy ball
+            m ← β m + g, θ ← θ − lr m with lr = 2να(1 − β), β = 0.9, so a steady gradient
+            moves θ as far per iteration as an ARS step; ``"adam"``: Adam (Kingma & Ba 2015,
+            β = (0.9, 0.999)) with lr = α: Adam divides out the gradient's scale, so α is the
+            most a coordinate moves per iteration (early on, each coordinate moves by about α);
+            ``"armijo"``: the noise-tolerant line search (needs a method without return
+            shaping, i.e. ``interpolation``, since the Armijo test compares the decrease of f
+            with α‖g‖² on f's own scale).
+        direction: ``"gradient"`` (d = −g) or ``"lbfgs"`` (L-BFGS two-loop direction; only
+            with ``step="armijo"``).
     """
 
     env_id: str = "Swimmer-v5"
@@ -77,6 +92,8 @@ class TrainConfig:
     lean: bool | None = None
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     imports: tuple[str, ...] = ()
+    step: str | None = None
+    direction: str = "gradient"
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -113,6 +130,11 @@ class TrainConfig:
         if isinstance(self.imports, str) or not all(isinstance(m, str) and m for m in self.imports):
             raise ValueError(f"imports must be a list of module names, got {self.imports!r}")
         object.__setattr__(self, "imports", tuple(self.imports))
+        if self.step is not None and self.step not in STEP_CHOICES:
+            raise ValueError(f"step must be one of {STEP_CHOICES} (or None = the method's own), got {self.step!r}")
+        if self.direction not in DIRECTION_CHOICES:
+            raise ValueError(f"direction must be one of {DIRECTION_CHOICES}, got {self.direction!r}")
+        _check_step(None if self.method is None else get_method(self.method), self.step, self.direction)
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` hyperparameter filled from the task preset."""
@@ -138,6 +160,8 @@ class TrainConfig:
             horizon=self.horizon if self.horizon is not None else p.horizon,
             survival_shift=self.survival_shift if self.survival_shift is not None else p.survival_shift,
             eval_every=eval_every,
+            step=_check_step(get_method(self.method if self.method is not None else p.method), self.step,
+                             self.direction),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +182,23 @@ class TrainConfig:
         if "imports" in d:
             d["imports"] = tuple(d["imports"])
         return cls(**d)
+
+
+def _check_step(method, step: str | None, direction: str) -> str | None:
+    """The step rule of ``method`` with ``step``/``direction`` (``None`` = the method's own;
+    a ``None`` method checks what it can); raises ``ValueError`` on a combination that cannot work."""
+    rule = step if step is not None or method is None else method.step
+    if rule is None:
+        return None
+    if direction == "lbfgs" and rule != "armijo":
+        raise ValueError(f"direction 'lbfgs' needs step 'armijo' (the L-BFGS direction is searched by the line "
+                         f"search; method 'interpolation' steps with armijo), got step {rule!r}"
+                         + (f" (method {method.name!r})" if step is None else ""))
+    if rule == "armijo" and method is not None and (method.std_normalize or method.top):
+        raise ValueError(f"step 'armijo' needs a method without return shaping (e.g. 'interpolation'): method "
+                         f"{method.name!r} divides the returns by their std / keeps the top-b directions, so "
+                         f"its estimate is not on f's scale, which the Armijo test needs")
+    return rule
 
 
 def _check_env_kwargs(kwargs: Any) -> None:

@@ -10,7 +10,8 @@ Per iteration (Mania, Guy, Recht 2018, Algorithm 2, generalized to any dfo estim
 3. ``map_episodes(evaluator, RolloutBatch(...), items)``: workers regenerate their
    parameters from the query, run their episodes side by side (lockstep) and return
    scalars plus observation statistics. Values are ``f = −return``.
-4. ``g = estimator.tell(query, f)``; then either the SGD step ``θ ← θ − lr g`` with
+4. ``g = estimator.tell(query, f)``; then ``config.step`` (momentum, Adam or L-BFGS on
+   request, see :class:`TrainConfig`) or by default either the SGD step ``θ ← θ − lr g`` with
    ``lr = 2να`` (ARS, see :mod:`policies.methods`) or the noise-tolerant Armijo line
    search of Berahas, Cao, Scheinberg (2021) on the mean return over ``ls_repeats``
    seeds, with ``ε_f`` = the standard error of the centre's repeated returns. Line-search
@@ -52,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from dfo.minimizer import Minimizer
+from dfo.optim import Momentum
 from dfo.parallel import make_evaluator
 from policies.base import Policy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -125,6 +127,22 @@ def build_evaluator(config: TrainConfig):
     if config.backend == "dask":
         kw["scheduler"] = config.scheduler
     return make_evaluator(config.backend, **kw)
+
+
+def rule_learning_rate(step: str, sgd_lr: float, step_size: float) -> float:
+    """``lr`` of an update rule from the method's SGD rate ``sgd_lr`` (2να, the ARS step).
+
+    ``sgd``: ``sgd_lr``. ``momentum`` (m ← β m + g, θ ← θ − lr m): ``sgd_lr·(1 − β)``, so a
+    steady gradient moves θ by an ARS step per iteration, not 1/(1 − β) of one. ``adam``:
+    ``α`` itself, since Adam divides out the gradient's scale (|Δθ_j| ≲ lr per iteration).
+    """
+    if step == "sgd":
+        return sgd_lr
+    if step == "momentum":
+        return sgd_lr * (1.0 - Momentum().beta)
+    if step == "adam":
+        return float(step_size)
+    raise ValueError(f"no learning rate for step {step!r}")
 
 
 class Trainer:
@@ -345,18 +363,20 @@ class Trainer:
     def _make_minimizer(self) -> Minimizer:
         """The optimizer loop of this run at ``self.params``, drawing from ``self.rng``.
 
-        ARS methods: the SGD rule with ``lr = 2να`` on the shaped estimate. Line-search
-        methods: Armijo on the mean of ``ls_repeats`` seeded centre/trial episodes, ε_f from
-        their standard error, first step ``α·√n/‖g‖`` (as long as an ARS step).
+        ``config.step`` (the method's own by default) picks the rule; ``lr`` derives from
+        the ARS α, ν (see :func:`rule_learning_rate`). ``armijo``: the line search on the
+        mean of ``ls_repeats`` seeded centre/trial episodes, ε_f from their standard error,
+        first step ``α·√n/‖g‖`` (as long as an ARS step), direction ``config.direction``.
         """
-        m = self.method
-        if m.step == "armijo":
+        m, cfg = self.method, self.config
+        if cfg.step == "armijo":
             kw: dict[str, Any] = dict(step="armijo", eps_f="repeats", repeats=int(m.ls_repeats),
-                                      first_step=float(self.config.step_size), direction="gradient",
+                                      first_step=float(cfg.step_size), direction=cfg.direction,
                                       line_search={"max_backtracks": LS_MAX_TRIALS, "tau": 0.5},
                                       max_step=None)
         else:
-            kw = dict(step="sgd", lr=self.lr, eps_f=0.0)
+            kw = dict(step=cfg.step, lr=rule_learning_rate(cfg.step, self.lr, float(cfg.step_size)), eps_f=0.0,
+                      direction=cfg.direction)
         return Minimizer(self.params, estimator=self.estimator, seeded=True, nonfinite="worst", rng=self.rng,
                          **kw)
 
