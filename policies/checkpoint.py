@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dfo.fileio import fsync_dir, sha256_file
 
 from .serialization import read_checksummed_pair, write_checksummed_pair
 
@@ -100,28 +101,9 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and p.is_dir() and not p.is_symlink())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(directory: Path) -> None:
     """Write ``manifest.json``: the SHA-256 of every other file in ``directory``."""
-    files = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
+    files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
     data = json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True).encode()
     with open(directory / MANIFEST, "wb") as f:
         f.write(data)
@@ -158,7 +140,7 @@ def verify_checkpoint(directory: str | os.PathLike) -> None:
     if extra:
         raise CheckpointError(f"checkpoint {directory} holds files not in its {MANIFEST}: {extra}")
     for name, digest in sorted(files.items()):
-        if _sha256(directory / name) != digest:
+        if sha256_file(directory / name) != digest:
             raise CheckpointError(f"checkpoint {directory}: corrupt {name}: its SHA-256 does not match the checksum "
                                   f"in {MANIFEST} (edited, truncated or bit-flipped)")
 
@@ -218,7 +200,7 @@ def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str,
         elif final.exists():  # re-saving the same iteration (e.g. Ctrl-C right after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
