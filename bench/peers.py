@@ -214,7 +214,14 @@ def table(records: list[dict]) -> str:
     for r in records:
         key = (r["env_id"], r["budget"], r["peer"], json.dumps(r["settings"], sort_keys=True))
         groups.setdefault(key, {})[r["seed"]] = r
-    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; each run one process on one core.", "",
+    cmds = []
+    for (env, budget, peer, _), by_seed in sorted(groups.items()):
+        p = "sb3" if peer.startswith("sb3") else "dfo"
+        cmds.append(f"    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/peers.py {env} --peers {p} --seeds "
+                    f"{' '.join(str(k) for k in sorted(by_seed))} --budget {budget} --jobs 1")
+    lines = ["# dfo's defaults vs SB3-contrib ARS (rl-zoo3 settings)", "", "Commands (repo root; this file: "
+             "`python bench/peers.py --table --plot bench/results/peers.png`):", "", *cmds, "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; each run one process on one core.", "",
              "| task (threshold) | budget (env steps) | peer | settings | seeds | env steps to threshold (per seed) | "
              "median | episodes to threshold (per seed) | median | paper V2-t episodes | eval return at budget "
              "(per seed) | median | train env steps/s (per seed) | load avg at end |",
@@ -240,6 +247,31 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(records: list[dict], out: str) -> None:
+    """Evaluation return against training env steps, one panel per task, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({r["env_id"] for r in records})
+    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
+    colors: dict = {}
+    for ax, env in zip(axes[0], envs):
+        for r in sorted((r for r in records if r["env_id"] == env), key=lambda r: (r["peer"], r["seed"])):
+            label = f"{r['peer']} ({' '.join(f'{k}={v}' for k, v in r['settings'].items())})"
+            c = colors.setdefault(label, f"C{len(colors)}")
+            xs, ys = [p[0] for p in r["curve"]], [p[2] for p in r["curve"]]
+            ax.plot(xs, ys, color=c, alpha=0.8, label=label if r["seed"] == min(
+                q["seed"] for q in records if q["env_id"] == env and q["peer"] == r["peer"]
+                and q["settings"] == r["settings"]) else None)
+        ax.axhline(THRESHOLDS[env], color="k", ls="--", lw=0.8)
+        ax.set(title=f"{env} (one line per seed)", xlabel="training env steps", ylabel="evaluation return")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("env_ids", nargs="*", help=f"tasks ({', '.join(THRESHOLDS)})")
@@ -252,12 +284,15 @@ def main() -> None:
     ap.add_argument("--jsonl", default=DEFAULT_JSONL)
     ap.add_argument("--table", nargs="?", const=DEFAULT_TABLE, default=None,
                     help="write the markdown table (default path %(const)s) from the JSON lines and exit")
+    ap.add_argument("--plot", default=None, help="with --table: also draw the learning curves to this .png")
     args = ap.parse_args()
     path = Path(args.jsonl)
     records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     if args.table:
         Path(args.table).write_text(table(records))
         print(table(records))
+        if args.plot:
+            plot(records, args.plot)
         return
     bad = [e for e in args.env_ids if e not in THRESHOLDS]
     if bad or not args.env_ids:
