@@ -37,6 +37,15 @@ def test_task_scale_is_action_bound_over_root_obs_dim():
     assert task_scale("Hopper-v5") == pytest.approx(1 / math.sqrt(11))
 
 
+def test_a_task_without_preset_gets_the_relative_rule():
+    from envs.presets import GENERIC_REL
+
+    p = get_preset("Pendulum-v1")  # |a| <= 2, 3 observations: s = 2/sqrt(3)
+    assert p.method == "orthogonal" and (p.n_directions, p.top_b) == (8, 8)
+    assert p.step_size == p.noise == pytest.approx(GENERIC_REL * 2 / math.sqrt(3), rel=0.02)  # 2 digits
+    assert "not tuned" in p.source
+
+
 def _episodes_to(threshold: float, cfg: TrainConfig) -> tuple[int | None, list[float]]:
     hit: list[int] = []
     evals: list[float] = []
