@@ -62,8 +62,11 @@ NOISES = {"relative": (RelativeUniform, 1e-3), "wild3": (Wild3, 1e-3), "gaussian
           "none": (None, 0.0)}
 SOLVERS = ("dfo-default", "dfo-best", "pybobyqa", "nelder-mead", "powell", "cobyla")
 TAUS = (1e-1, 1e-3, 1e-5)
-#: dfo's best preset on this bench (options passed to dfo.minimize; no noise arguments)
-DFO_BEST = {"estimator": "interpolation", "direction": "lbfgs"}
+#: dfo's best preset on this bench (options passed to dfo.minimize; no noise arguments). Picked on the
+#: even-indexed problems, seed 0, three noises (solved at τ = 1e-1/1e-3/1e-5, of 81): central-orthogonal
+#: 75/70/52, default 75/70/53 (the same runs as central-interpolation), cfd 74/70/52, interpolation
+#: 74/64/41, orthogonal with d = −g 69/39/27 (all with the default L-BFGS direction unless said).
+DFO_BEST = {"estimator": "central-orthogonal"}
 
 
 def _objective(problem, noise: str, seed: int):
