@@ -44,6 +44,7 @@ Subsets: ``--problems 0-9,20 --seeds 1 --noises wild3 --solvers dfo-default,pybo
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -121,9 +122,19 @@ def run_one(solver: str, index: int, noise: str, seed: int, budget_gradients: in
     return {"solver": solver, "problem": problem.name, "index": index, "n": problem.n, "noise": noise,
             "seed": seed, "budget": budget, "nfev": len(obj.values), "f0": float(problem.fun(x0)),
             "phi_out": phi_out if math.isfinite(phi_out) else None,
-            "trajectory": [[k, v if math.isfinite(v) else None] for k, v in obj.trajectory],
+            "trajectory": thin([[k, v if math.isfinite(v) else None] for k, v in obj.trajectory]),
             "message": message, "time_s": round(time.perf_counter() - t0, 4),
             **({"options": best} if solver == "dfo-best" else {})}
+
+
+def thin(trajectory: list) -> list:
+    """Keep the entries that lower the true value: the first pass of any test is among them."""
+    out, low = [], math.inf
+    for k, v in trajectory:
+        if v is not None and v < low:
+            out.append([k, v])
+            low = v
+    return out
 
 
 def reference_minimum(problem) -> float:
@@ -152,14 +163,16 @@ def _key(r: dict) -> tuple:
     return (r["solver"], r["index"], r["noise"], r["seed"])
 
 
+def _open(path: Path, mode: str):
+    """Text file handle; ``.gz`` paths are gzip members (appending adds a member)."""
+    return gzip.open(path, mode + "t") if path.suffix == ".gz" else path.open(mode)
+
+
 def load_cache(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
+    with _open(path, "r") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 # -- evaluation -----------------------------------------------------------------
@@ -284,13 +297,15 @@ def main(argv=None) -> int:
     ap.add_argument("--solvers", default=",".join(SOLVERS), help=f"from {', '.join(SOLVERS)}")
     ap.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
     ap.add_argument("--budget", type=int, default=100, help="budget in simplex gradients: B (n + 1)")
-    ap.add_argument("--cache", default=str(HERE / "results" / "noisy_profiles_runs.jsonl"))
+    ap.add_argument("--cache", default=str(HERE / "results" / "noisy_profiles_runs.jsonl.gz"),
+                    help="JSON-lines cache of the runs (.gz: gzip)")
     ap.add_argument("--out", default=str(HERE / "results" / "noisy_profiles"),
                     help="stem of the .md and .png outputs")
     ap.add_argument("--fresh", default="", help="solvers whose cached runs are dropped and re-run")
     ap.add_argument("--best-options", default="", help="JSON dict of dfo.minimize options for dfo-best "
                     f"(default {json.dumps(DFO_BEST)})")
     ap.add_argument("--report-only", action="store_true", help="only write the table and PNG from the cache")
+    ap.add_argument("--notes", default="", help="a markdown file appended to the results file")
     ap.add_argument("--baseline", default="", help="another cache (e.g. an older dfo): its dfo rows are shown "
                     "as '<solver>-before' next to the current ones")
     args = ap.parse_args(argv)
@@ -318,7 +333,8 @@ def main(argv=None) -> int:
     fresh = {s.strip() for s in args.fresh.split(",") if s.strip()}
     if fresh:
         rows = [r for r in rows if r["solver"] not in fresh]
-        cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with _open(cache, "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
     done = {_key(r) for r in rows}
     tasks = [(s, i, nz, sd, args.budget, best) for nz in noises for sd in seeds for i in indices for s in solvers
              if (s, i, nz, sd) not in done]
@@ -326,7 +342,7 @@ def main(argv=None) -> int:
         print(f"{len(tasks)} runs to do ({len(done)} cached) -> {cache}", file=sys.stderr)
         t0 = time.perf_counter()
         head = _git_head()
-        with cache.open("a") as fh:
+        with _open(cache, "a") as fh:
             if args.jobs > 1:
                 from joblib import Parallel, delayed
                 results = Parallel(n_jobs=args.jobs, return_as="generator_unordered", batch_size=1)(
@@ -364,6 +380,8 @@ def main(argv=None) -> int:
             + ", ".join(f"{k}={v!r}" for k, v in DFO_BEST.items()) + ")`.",
             f"dfo commit of the dfo rows: {sorted({r.get('commit', '?') for r in sel if r['solver'].startswith('dfo')})}.",
             "", markdown(summary), "", f"Data profiles: `{out.with_suffix('.png').name}`."]
+    if args.notes:
+        text += ["", Path(args.notes).read_text().strip()]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
     print(out.with_suffix(".md").read_text())
     return 0
