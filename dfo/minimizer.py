@@ -51,7 +51,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .bounds import Box
-from .estimators import get_estimator
+from .estimators import ESTIMATORS, get_estimator
 from .estimators.base import Query, as_point, check_finite
 from .lbfgs import LBFGSMemory
 from .linesearch import ArmijoLineSearch
@@ -63,12 +63,15 @@ from .rng import as_generator
 STEPS = ("armijo", *UPDATE_RULES)
 SEED_HIGH = 2**31 - 1  # episode seeds (env.reset takes 32-bit seeds)
 EPS = float(np.finfo(float).eps)
-#: forward preset -> its central version (used by estimator="auto" when noise dominates)
-CENTRAL_OF = {"ffd": "cfd", "gaussian": "central-gaussian", "sphere": "central-sphere",
-              "orthogonal": "central-orthogonal", "interpolation": "central-interpolation"}
 AUTO_ESTIMATOR = "orthogonal"
 #: estimator="auto" uses central differences while 2√(ε_f L) > CENTRAL_SWITCH × |slope|
 CENTRAL_SWITCH = 1e-2
+
+
+def _central_version(name) -> str | None:
+    """The registry's central counterpart of a forward preset (None for others)."""
+    entry = ESTIMATORS.get(name) if isinstance(name, str) else None
+    return None if entry is None else entry.central_version
 
 
 def _int_option(name: str, value, *, low: int = 1, none_ok: bool = True) -> int | None:
@@ -215,8 +218,9 @@ class Minimizer:
                 raise ValueError("options cannot be applied to an estimator instance; build it with them")
             self.sigma_fixed = True
             sigma = getattr(self.estimator, "sigma", None)
-        self.central_estimator = (get_estimator(CENTRAL_OF[name], **opts)
-                                  if self.auto_estimator and name in CENTRAL_OF else None)
+        central_name = _central_version(name)  # estimator="auto" switches to it when noise dominates
+        self.central_estimator = (get_estimator(central_name, **opts)
+                                  if self.auto_estimator and central_name else None)
         self.use_central = False
         self.sigma = float(sigma) if sigma is not None else float("nan")  # measured before the first estimate
         self.L: float | None = None
@@ -280,14 +284,14 @@ class Minimizer:
         return self.central_estimator if self.use_central else self.estimator
 
     def _central(self) -> bool:
-        return bool(getattr(self.active_estimator, "central", False)) or self.active_preset in (
-            "cfd", "central-gaussian", "central-sphere", "central-orthogonal", "central-interpolation",
-            "subzero", "lozo", "lozo-m")
+        preset = self.active_preset
+        return bool(getattr(self.active_estimator, "central", False)) or (
+            preset in ESTIMATORS and ESTIMATORS[preset].central)
 
     @property
     def active_preset(self) -> str | None:
-        if self.use_central and self.preset in CENTRAL_OF:
-            return CENTRAL_OF[self.preset]
+        if self.use_central and _central_version(self.preset):
+            return _central_version(self.preset)
         return self.preset
 
     def _scale(self) -> float:
