@@ -27,7 +27,7 @@ Methods: ``mezo-naive`` (the reference MeZO loop: ``torch.manual_seed`` then
 MeZO with ``noise="hash"`` (compiled counter-based generator; compiled during the warm-up step).
 
 Example:
-    $ flock /work/coord/bench.lock python bench/torch_step_cost.py --model mlp --batch 64 --pairs 12 \\
+    $ python bench/torch_step_cost.py --model mlp --batch 64 --pairs 12 \\
           --out bench/results/torch_step_cost.md
 """
 
