@@ -585,14 +585,9 @@ class ZerothOrder(torch.optim.Optimizer):
             step_left = st["N"]
         else:
             step_left = est
-        if s.placement == "write":
-            v_t = st["V"].T.to(p.dtype)
-            if cfg.momentum > 0:
-                p.addmm_(self._direction(s, last).to(p.dtype), v_t, alpha=shrink * cfg.eps)
-                p.addmm_(step_left.to(p.dtype), v_t, alpha=-lr)
-            else:  # restore and update share one rank-r product
-                left = self._direction(s, last) * (shrink * cfg.eps) - step_left * lr
-                p.addmm_(left.to(p.dtype), v_t)
+        if s.placement == "write":  # restore and update share one rank-r product (one m x n pass)
+            left = self._direction(s, last) * (shrink * cfg.eps) - step_left * lr
+            p.addmm_(left.to(p.dtype), st["V"].T.to(p.dtype))
         else:
             self._offset.pop(s.k, None)
             if shrink != 1.0:
