@@ -57,7 +57,7 @@ from .lbfgs import LBFGSMemory
 from .linesearch import ArmijoLineSearch
 from .noise import curvature_bounds, difference_errors, ecnoise_verdict
 from .optim import UPDATE_RULES
-from .radius import sampling_radius
+from .radius import CENTRAL_FD, FORWARD_FD, sampling_radius
 from .rng import as_generator
 
 STEPS = ("armijo", *UPDATE_RULES)
@@ -718,10 +718,11 @@ class Minimizer:
         self._begin_curvature()
 
     def _error_bound(self) -> float:
-        """√n × the per-direction error bound of the current estimate (Berahas et al. 2022)."""
-        s, eps = self.sigma, max(self.eps_f, EPS * abs(self.fx or 0.0))
-        per = self.M * s * s / 6.0 + eps / s if self._central() else self.L * s / 2.0 + 2.0 * eps / s
-        return float(np.sqrt(self.n) * per)
+        """The finite-difference error bound of the current estimate at its radius: the bound of
+        :data:`dfo.radius.CENTRAL_FD` or :data:`dfo.radius.FORWARD_FD` (Berahas et al. 2022)."""
+        eps = max(self.eps_f, EPS * abs(self.fx or 0.0))
+        r = CENTRAL_FD if self._central() else FORWARD_FD
+        return r.bound(self.sigma, eps, self.M if r.needs == "M" else self.L, self.n)
 
     def _stop(self, message: str, status: int) -> None:
         if self.stopped is None:
