@@ -443,11 +443,8 @@ class Minimizer:
         if self.auto_estimator and self.central_estimator is not None:
             fwd, _ = difference_errors(eps, self.L, self.M)
             self.use_central = fwd > CENTRAL_SWITCH * self.slope
-        name = self.active_preset or "cfd"
-        try:
-            sigma = sampling_radius(name, eps, L=self.L, M=self.M, n=self.n)
-        except ValueError:
-            sigma = sampling_radius("cfd" if self._central() else "ffd", eps, L=self.L, M=self.M, n=self.n)
+        # only presets measure σ (an estimator object brings its own), so the rule is the preset's
+        sigma = sampling_radius(self.active_preset, eps, L=self.L, M=self.M, n=self.n)
         floor = (1e-6 if self._central() else 1e-8) * self._scale()
         self.sigma = float(min(max(sigma, floor), h))
         self._noise_done()
