@@ -14,6 +14,7 @@ from math import factorial
 import numpy as np
 
 from .estimators.base import as_point, check_finite
+from .radius import CENTRAL_FD, FORWARD_FD
 from .rng import as_generator
 
 
@@ -125,7 +126,6 @@ def curvature_bounds(f_m2: float, f_m1: float, f0: float, f_p1: float, f_p2: flo
 def difference_errors(eps_f: float, L: float, M: float) -> tuple[float, float]:
     """Per-direction error bounds at the optimal radius (Berahas et al. 2022):
     forward 2√(ε_f L) (σ = 2√(ε_f/L)), central ≈ 1.04 (ε_f² M)^{1/3} (σ = (3ε_f/M)^{1/3})."""
-    fwd = 2.0 * np.sqrt(eps_f * L)
-    sig = (3.0 * eps_f / M) ** (1.0 / 3.0)
-    cen = M * sig**2 / 6.0 + eps_f / sig
-    return float(fwd), float(cen)
+    fwd = FORWARD_FD.bound(FORWARD_FD.radius(eps_f, L), eps_f, L)
+    cen = CENTRAL_FD.bound(CENTRAL_FD.radius(eps_f, M), eps_f, M)
+    return fwd, cen
