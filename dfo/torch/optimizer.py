@@ -221,7 +221,6 @@ class ZerothOrder(torch.optim.Optimizer):
         self._warned_dropout = False
         self._owners = linear_owners(model) if (model is not None and self.config.low_rank) else {}
         self._slots: list[_Slot] = []
-        self._kind: dict[int, str] = {}
         self._side: dict[int, SidePath] = {}
         self._offset: dict[int, tuple[float, int]] = {}
         self._dcache: dict[tuple[int, int], torch.Tensor] = {}
@@ -320,7 +319,7 @@ class ZerothOrder(torch.optim.Optimizer):
         self._side.clear()
         for s in self._slots:
             if s.placement == "side":
-                s.placement = self._kind[s.k] = "write"
+                s.placement = "write"
 
     def state_dict(self) -> dict[str, Any]:
         """Step, generator state, hyperparameters, shapes, subspaces and momentum (after :meth:`flush`)."""
@@ -365,6 +364,11 @@ class ZerothOrder(torch.optim.Optimizer):
         self._step = int(zo["step"])
         self._sync_side()
 
+    @property
+    def _kind(self) -> dict[int, str]:
+        """Placement of each tensor by index (a view of the slots, for inspection)."""
+        return {s.k: s.placement for s in self._slots}
+
     # ----------------------------------------------------------------- private
     def _register(self, group: dict[str, Any]) -> None:
         cfg = self.config
@@ -373,7 +377,6 @@ class ZerothOrder(torch.optim.Optimizer):
             r = spec.block_rank(tuple(p.shape), cfg.rank) if cfg.low_rank else 0
             placement = "dense" if r == 0 else ("side" if id(p) in self._owners else "write")
             self._slots.append(_Slot(k, p, group, placement, r))
-            self._kind[k] = placement
             if placement == "side":
                 linear, embedding = self._owners[id(p)]
                 self._side[k] = SidePath(linear, on_state_dict=self.flush, embedding=embedding)
@@ -483,7 +486,7 @@ class ZerothOrder(torch.optim.Optimizer):
 
     def _fold(self, k: int) -> None:
         st = self.state[self._slots[k].p]
-        if self._kind[k] == "side" and st.get("A_active"):
+        if self._slots[k].placement == "side" and st.get("A_active"):
             w = self._slots[k].p
             w.addmm_(st["A"].to(w.dtype), st["V"].T.to(w.dtype))
             st["A"].zero_()
