@@ -38,20 +38,21 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
 from dfo.fileio import atomic_write_bytes
 from dfo.torch import checkpoint as ckpt_io
 from dfo.torch.models import load_causal_lm
 from dfo.torch.prompt import Interrupted, PromptClassifier, choose_template
 from dfo.torch.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
 
-ZO_METHODS = ("mezo", "subzero", "lozo", "lozo-m")
+ZO_METHODS = tuple(_SPEC_METHODS)  # the optimizer's methods (one registry: dfo.estimators.lowrank_spec)
 METHODS = ZO_METHODS + ("adam",)
 DTYPES = ("float32", "bfloat16", "float16")
 #: files and folders a run writes; ``overwrite`` removes exactly these
 ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", "*.tmp-*")
-#: settings that may differ when a run is resumed
 #: at most this many (class-balanced) dev examples score each template for ``template="auto"``
 SELECTION_DEV_SIZE = 256
+#: settings that may differ when a run is resumed
 RESUME_MAY_CHANGE = ("steps", "device", "data_dir", "out_dir", "save_model", "test_size", "checkpoint_every")
 
 
