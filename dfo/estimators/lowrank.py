@@ -215,6 +215,7 @@ class LowRankEstimator:
         keep, delta = est.info["kept"], est.info["delta"]
         if self._moment is None:
             self._moment = [None] * len(dirs.blocks)
+        lefts = [dirs.left_factors(int(i)) for i in keep]  # per kept direction, all blocks at once
         out, offset = [], 0
         for j, ((_, shape), r, fac) in enumerate(zip(dirs.blocks, dirs.ranks, dirs.factors)):
             size = int(np.prod(shape))
@@ -222,7 +223,7 @@ class LowRankEstimator:
                 piece = est.grad[offset:offset + size]
             else:
                 w = spec.estimate_weight(self.kind, r)
-                piece = sum(d * dirs.left_factors(int(i))[j] for d, i in zip(delta, keep)) * (w / len(keep))
+                piece = sum(d * left[j] for d, left in zip(delta, lefts)) * (w / len(keep))
             self._moment[j] = spec.momentum_update(self._moment[j], piece, self.momentum)
             out.append(self._moment[j] if fac is None else (self._moment[j] @ fac[1].T).ravel())
             offset += size
