@@ -39,16 +39,56 @@ THRESHOLDS = {"Swimmer-v5": 325.0, "Hopper-v5": 3120.0, "HalfCheetah-v5": 3430.0
 PAPER_V2T = {"Swimmer-v5": 427, "Hopper-v5": 1973, "HalfCheetah-v5": 1707}
 
 
+def parse_overrides(pairs: list[str], cls=None, banned=("env_id", "seed", "episodes", "method")) -> dict:
+    """``KEY=VALUE`` pairs of ``cls`` fields (default :class:`TrainConfig`; numbers parsed, the rest text)."""
+    import dataclasses
+
+    if cls is None:
+        from policies.training import TrainConfig as cls
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out: dict = {}
+    for pair in pairs:
+        key, sep, val = pair.partition("=")
+        if not sep or key not in fields or key in banned:
+            raise SystemExit(f"--set/--method-set: expected KEY=VALUE with KEY a {cls.__name__} field "
+                             f"(not {', '.join(banned)}), got {pair!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(val)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = val
+    return out
+
+
+def register_variant(method: str, label: str, method_over: dict) -> str:
+    """Register ``method`` with changed :class:`Method` fields under ``label`` in this process
+    (serial runs only: workers would not know the name); returns the name to train with."""
+    import dataclasses
+
+    from policies.methods import METHODS, get_method
+
+    if not method_over:
+        return method
+    METHODS[label] = dataclasses.replace(get_method(method), name=label, **method_over)
+    return label
+
+
 def one_run(env_id: str, method: str, seed: int, budget: int, eval_episodes: int, eval_every_episodes: int,
-            run_dir: str) -> dict:
+            run_dir: str, overrides: dict | None = None, label: str | None = None,
+            method_over: dict | None = None) -> dict:
     from policies.training import TrainConfig, Trainer
 
     threshold = THRESHOLDS[env_id]
-    probe = TrainConfig(env_id=env_id, method=method).resolved()
+    over = dict(overrides or {})
+    method = register_variant(method, label or method, dict(method_over or {}))
+    probe = TrainConfig(env_id=env_id, method=method, **over).resolved()
     per_iter = 2 * probe.n_directions
     eval_every = max(1, round(eval_every_episodes / per_iter))
     cfg = TrainConfig(env_id=env_id, method=method, seed=seed, episodes=budget, backend="serial",
-                      n_eval_episodes=eval_episodes, eval_every=eval_every, checkpoint_every=10**9)
+                      n_eval_episodes=eval_episodes, eval_every=eval_every, checkpoint_every=10**9, **over)
     out = Path(run_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -64,7 +104,12 @@ def one_run(env_id: str, method: str, seed: int, budget: int, eval_episodes: int
         res = tr.run()
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # keep progress.csv/config.json only
     sps = [h["env_steps_per_s"] for h in res.history[1:] if h.get("env_steps_per_s") == h.get("env_steps_per_s")]
-    return {"env_id": env_id, "method": method, "seed": seed, "budget": budget, "reached": hit.get("episodes"),
+    steps_at = next((h["env_steps"] for h in res.history if h["episodes"] == hit.get("episodes")), None)
+    return {"env_id": env_id, "method": method, "label": label or method, "overrides": over,
+            "method_fields": dict(method_over or {}),
+            "settings": {k: getattr(tr.config, k) for k in ("method", "n_directions", "top_b", "step_size", "noise",
+                                                              "step")},
+            "seed": seed, "budget": budget, "reached": hit.get("episodes"), "reached_env_steps": steps_at,
             "episodes": res.episodes, "best_eval": max(h["eval_return"] for h in res.history
                                                         if h["eval_return"] == h["eval_return"]),
             "wall_s": time.perf_counter() - t0, "median_env_steps_per_s": float(np.median(sps)) if sps else None}
@@ -115,7 +160,7 @@ def summarize(runs_dir: Path) -> str:
              "median env steps/s (1 process) |", "|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in results:
-        groups.setdefault((r["env_id"], r["method"]), []).append(r)
+        groups.setdefault((r["env_id"], r.get("label", r["method"])), []).append(r)
     for (env, method), rs in sorted(groups.items()):
         rs.sort(key=lambda r: r["seed"])
         counts = [r["reached"] if r["reached"] is not None else math.inf for r in rs]
@@ -135,6 +180,12 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["ars-v2t", "orthogonal"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", nargs="+", default=[], help="ENV=EPISODES caps (default 1000 each)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TrainConfig overrides for every run, e.g. step=adam step_size=0.02 n_directions=16")
+    ap.add_argument("--method-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="Method fields to change (a variant registered under --label), e.g. reuse=4 shrink=0")
+    ap.add_argument("--label", default=None, help="name of this setting in run dirs and the table "
+                    "(default: the method; required with --set and one method)")
     ap.add_argument("--eval-episodes", type=int, default=3)
     ap.add_argument("--eval-every-episodes", type=int, default=20, help="evaluate about every this many episodes")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at once")
@@ -158,13 +209,19 @@ def main() -> None:
     if not args.summarize_only:
         budgets = {e: 1000 for e in args.envs}
         budgets.update({k: int(v) for k, v in (b.split("=") for b in args.budget)})
+        over = parse_overrides(args.set)
+        from policies.methods import Method
+        method_over = parse_overrides(args.method_set, Method, banned=("name",))
+        if (over or method_over or args.label) and (len(args.methods) != 1 or not args.label):
+            raise SystemExit("--set/--label need exactly one --methods entry and a --label")
         jobs = [(e, m, s) for e in args.envs for s in args.seeds for m in args.methods]
+        name = {m: args.label or m for m in args.methods}
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             futs = {pool.submit(one_run, e, m, s, budgets[e], args.eval_episodes, args.eval_every_episodes,
-                                str(runs_dir / f"{e}_{m}_s{s}")): (e, m, s) for e, m, s in jobs}
+                                str(runs_dir / f"{e}_{name[m]}_s{s}"), over, name[m], method_over): (e, m, s) for e, m, s in jobs}
             for fut, (e, m, s) in futs.items():
                 r = fut.result()
-                (runs_dir / f"{e}_{m}_s{s}" / "result.json").write_text(json.dumps(r, indent=1))
+                (runs_dir / f"{e}_{name[m]}_s{s}" / "result.json").write_text(json.dumps(r, indent=1))
                 print(json.dumps(r), flush=True)
     table = summarize(runs_dir)
     head = (f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}\n\n")

@@ -25,6 +25,10 @@ The other methods keep the perturbation size of ARS so that the same (α, ν) de
   ≈ √(mk), as a Gaussian), σ = ν.
 * ``lozo`` (Chen et al. 2024): P = U Vᵀ with Gaussian U, V (norm ≈ √(mk r)); σ = ν/√r and
   the estimator's 1/r weight give an ARS-sized step.
+* ``reuse > 0`` or ``shrink < 1``: the gradient is fit by regression over this iteration's
+  kept antithetic pairs and those of the last ``reuse`` iterations (Choromanski et al. 2019,
+  RBO; :mod:`dfo.estimators.regression`), so each rollout is used ``reuse + 1`` times; the
+  fit keeps the Monte-Carlo estimate's size, so the same α, ν apply.
 
 Example:
     >>> get_method("ars-v2t").normalize, get_method("ars-v1").top
@@ -58,6 +62,9 @@ class Method:
         rank: rank r of low-rank perturbations.
         refresh: subspace refresh period of low-rank methods (iterations).
         ls_repeats: centre episodes per line-search iteration (their spread gives ε_f).
+        reuse: past iterations whose kept pairs join a regression gradient (0 = none).
+        shrink: weight w of the isotropic second moment in that regression (1 = Monte
+            Carlo average over the pooled pairs, 0 = least squares).
     """
 
     name: str
@@ -71,6 +78,8 @@ class Method:
     rank: int = 2
     refresh: int = 10
     ls_repeats: int = 2
+    reuse: int = 0
+    shrink: float = 1.0
 
     def __post_init__(self) -> None:
         if self.step not in ("sgd", "armijo"):
@@ -79,6 +88,10 @@ class Method:
             raise ValueError(f"method {self.name}: radius must be one of {RADIUS_RULES}, got {self.radius!r}")
         if self.ls_repeats < 2 and self.step == "armijo":
             raise ValueError(f"method {self.name}: the line search needs ls_repeats >= 2 to estimate eps_f")
+        if (self.reuse or self.shrink < 1.0) and (self.lowrank or self.step != "sgd" or self.reuse < 0
+                                                  or not 0.0 <= self.shrink <= 1.0):
+            raise ValueError(f"method {self.name}: regression reuse needs a standard-direction SGD method, "
+                             f"reuse >= 0 and 0 <= shrink <= 1")
 
     @property
     def lowrank(self) -> bool:
@@ -117,7 +130,12 @@ class Method:
                       "shaping": self.shaping(top_b, n_dir)}
         if self.lowrank:
             opts.update(blocks=blocks, rank=self.rank, refresh=self.refresh)
-        return get_estimator(self.estimator, **opts)
+        est = get_estimator(self.estimator, **opts)
+        if self.reuse or self.shrink < 1.0:
+            from dfo.estimators.regression import RegressionEstimator
+
+            est = RegressionEstimator(base=est, memory=int(self.reuse), shrink=float(self.shrink))
+        return est
 
     def shaping(self, top_b: int, n_directions: int) -> tuple:
         """The shapers, in order: top-b first (on raw values), then σ_R normalization."""
@@ -144,6 +162,7 @@ METHODS: dict[str, Method] = dict(
            radius="unit", all_directions=True),
         _m("subzero", estimator="subzero"),
         _m("lozo", estimator="lozo", radius="lowrank-lozo"),
+        _m("ars-v2t-reuse", estimator="central-gaussian", reuse=8, shrink=0.5),
     ]
 )
 
