@@ -10,7 +10,13 @@ What is searched. For one task, the grid is the product of
   perturbation ν u of a linear policy moves each action by about ν √d_obs, so ``c_ν`` is
   the exploration noise as a fraction of the action range, and the ARS step (length
   ≈ α √n) scales the same way. This is what makes one rule usable on untuned tasks.
-* ``--directions`` pairs ``N:b``.
+* ``--directions`` pairs ``N:b``,
+* ``--policies``: ``linear`` and/or ``mlp:H1,H2,...`` (tanh MLP with those hidden widths).
+  For an MLP the scale is ``s = a_max / √h_last`` instead: its output layer starts at
+  zero and reads the last hidden layer's ``h_last`` tanh features, so perturbing it by ν u
+  moves each action by about ν √(Σ_j h_j²) ≈ ν · 0.6 √h_last (tanh features of unit-variance
+  pre-activations have an rms near 0.6): ``h_last`` plays the part of ``d_obs``
+  (``envs.presets.task_scale``).
 
 How it is searched. Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018,
 Hyperband): rung r runs every surviving configuration on the *tuning seeds* with an
@@ -76,9 +82,30 @@ def command_line() -> str:
     return "PYTHONPATH=. python bench/tune_presets.py " + " ".join(sys.argv[1:])
 
 
+def policy_key(r: dict) -> tuple:
+    """``(policy, hidden)`` of a spec or record (records before the policy search were linear)."""
+    policy = r.get("policy") or "linear"
+    return policy, (tuple(r.get("hidden") or ()) if policy == "mlp" else ())
+
+
+def policy_name(r: dict) -> str:
+    policy, hidden = policy_key(r)
+    return "linear" if policy == "linear" else f"mlp({','.join(map(str, hidden))})"
+
+
+def parse_policy(text: str) -> dict:
+    """``linear`` or ``mlp:H1,H2,...`` -> ``{"policy": ..., "hidden": [...] or None}``."""
+    kind, _, widths = text.partition(":")
+    if kind == "linear" and not widths:
+        return {"policy": "linear", "hidden": None}
+    if kind == "mlp" and widths:
+        return {"policy": "mlp", "hidden": [int(h) for h in widths.split(",")]}
+    raise argparse.ArgumentTypeError(f"a policy is 'linear' or 'mlp:H1,H2,...', got {text!r}")
+
+
 def run_key(r: dict) -> tuple:
     return (r["kind"], r["env_id"], r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"],
-            r["seed"])
+            r["seed"], *policy_key(r))
 
 
 def one_run(spec: dict) -> dict:
@@ -87,6 +114,9 @@ def one_run(spec: dict) -> dict:
 
     env_id, threshold = spec["env_id"], THRESHOLDS[spec["env_id"]]
     over = {k: spec[k] for k in ("method", "step_size", "noise", "n_directions", "top_b") if spec.get(k) is not None}
+    over["policy"], hidden = policy_key(spec)
+    if hidden:
+        over["hidden"] = hidden
     probe = TrainConfig(env_id=env_id, **over).resolved()
     eval_every = max(1, round(spec["eval_every_episodes"] / (2 * probe.n_directions)))
     cfg = TrainConfig(env_id=env_id, **over, seed=spec["seed"], episodes=spec["budget"], backend="serial",
@@ -110,7 +140,8 @@ def one_run(spec: dict) -> dict:
     evals = [c[2] for c in curve]
     rc = probe
     return {"kind": spec["kind"], "env_id": env_id, "method": rc.method, "step_size": rc.step_size,
-            "noise": rc.noise, "n_directions": rc.n_directions, "top_b": rc.top_b, "seed": spec["seed"],
+            "noise": rc.noise, "n_directions": rc.n_directions, "top_b": rc.top_b, "policy": rc.policy,
+            "hidden": list(rc.hidden) if rc.policy == "mlp" else None, "seed": spec["seed"],
             "budget": spec["budget"], "threshold": threshold, "reached_episodes": hit.get("episodes"),
             "reached_env_steps": hit.get("env_steps"), "episodes": res.episodes, "env_steps": res.env_steps,
             "best_eval": max(evals), "final_eval": evals[-1], "eval_episodes": spec["eval_episodes"],
@@ -167,7 +198,7 @@ def run_all(specs: list[dict], store: Store, jobs: int) -> list[dict]:
                 r = fut.result()
                 store.add(r)
                 out[futs[fut]] = r
-                print(f"  {r['method']} a={r['step_size']} nu={r['noise']} N={r['n_directions']} b={r['top_b']} "
+                print(f"  {policy_name(r)} {r['method']} a={r['step_size']} nu={r['noise']} N={r['n_directions']} b={r['top_b']} "
                       f"seed={r['seed']}: reached={r['reached_episodes']} steps={r['reached_env_steps']} "
                       f"best={r['best_eval']:.1f} ({r['wall_s']}s)", flush=True)
     return [out[i] for i in range(len(specs))]
@@ -185,19 +216,21 @@ def score(records: list[dict]) -> tuple:
 def config_specs(env_id: str, args) -> list[dict]:
     from envs.presets import task_scale
 
-    s = task_scale(env_id)
     out = []
-    for m, ca, cn, nb in itertools.product(args.methods, args.rel_step_sizes, args.rel_noises, args.directions):
+    for pol, m, ca, cn, nb in itertools.product(args.policies, args.methods, args.rel_step_sizes, args.rel_noises,
+                                                args.directions):
+        s = task_scale(env_id, hidden=pol["hidden"] if pol["policy"] == "mlp" else None)
         n, b = (int(v) for v in nb.split(":"))
         out.append({"env_id": env_id, "method": m, "step_size": _sig(ca * s), "noise": _sig(cn * s),
-                    "n_directions": n, "top_b": b})
+                    "n_directions": n, "top_b": b, **pol})
     return out
 
 
 def tune(env_id: str, args, store: Store) -> None:
     configs = config_specs(env_id, args)
     rungs = args.rungs
-    search = (f"methods {' '.join(args.methods)}; c_alpha {' '.join(map(str, args.rel_step_sizes))}; "
+    pols = " ".join(policy_name(p) for p in args.policies)
+    search = ((f"policies {pols}; " if pols != "linear" else "") + f"methods {' '.join(args.methods)}; c_alpha {' '.join(map(str, args.rel_step_sizes))}; "
               f"c_nu {' '.join(map(str, args.rel_noises))}; N:b {' '.join(args.directions)}; budget {args.budget}, "
               f"eta {args.eta}, {rungs} rungs")
     for r in range(rungs):
@@ -228,7 +261,8 @@ def evaluate(env_id: str, args, store: Store) -> None:
     budget = args.budget or cfg.episodes
     specs = [dict(env_id=env_id, kind="eval", cmd=command_line(), seed=s, budget=budget, eval_episodes=args.eval_episodes,
                   eval_every_episodes=args.eval_every_episodes, method=cfg.method, step_size=cfg.step_size,
-                  noise=cfg.noise, n_directions=cfg.n_directions, top_b=cfg.top_b) for s in args.eval_seeds]
+                  noise=cfg.noise, n_directions=cfg.n_directions, top_b=cfg.top_b, policy=cfg.policy,
+                  hidden=list(cfg.hidden) if cfg.policy == "mlp" else None) for s in args.eval_seeds]
     run_all(specs, store, args.jobs)
 
 
@@ -281,16 +315,16 @@ def table(store: Store) -> str:
     evals: dict = {}
     for r in store.runs:
         if r["kind"] == "eval":
-            cfg = (r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
+            cfg = (policy_name(r), r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
             evals.setdefault((r["env_id"], cfg, r["budget"]), {})[r["seed"]] = r
     lines += ["## Defaults on the evaluation seeds (`dfo train ENV`, no other argument)", "",
-              "| task (threshold) | method | α | ν | N | b | budget (episodes) | seeds | episodes to threshold "
-              "(per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| task (threshold) | policy | method | α | ν | N | b | budget (episodes) | seeds | episodes to "
+              "threshold (per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (env, cfg, budget), by_seed in sorted(evals.items()):
         rs = [by_seed[s] for s in sorted(by_seed)]
-        m, a, nu, n, b = cfg
-        lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {m} | {a:g} | {nu:g} | {n} | {b} | {budget} | "
+        pol, m, a, nu, n, b = cfg
+        lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {pol} | {m} | {a:g} | {nu:g} | {n} | {b} | {budget} | "
                      f"{', '.join(str(r['seed']) for r in rs)} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
                      f"{_median(rs, 'reached_episodes')} | {', '.join(_cell(r, 'steps') for r in rs)} | "
                      f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} |")
@@ -300,13 +334,14 @@ def table(store: Store) -> str:
             rungs.setdefault((r["env_id"], r.get("search", "")), {})[r["rung"]] = r  # latest run of a search wins
     for (env, search), by_rung in sorted(rungs.items()):
         lines += ["", f"## Tuning: {env} (threshold {THRESHOLDS[env]:g})", "", f"Search: {search}.", "",
-                  "| rung | budget (episodes) | configurations | tuning seeds | best 6: method α ν N:b → episodes "
+                  "| rung | budget (episodes) | configurations | tuning seeds | best 6: [policy] method α ν N:b → episodes "
                   "to threshold per seed (– = not reached), mean env steps over the seeds that reached it, mean best eval |",
                   "|---|---|---|---|---|"]
         for rung in sorted(by_rung):
             r = by_rung[rung]
             best = "; ".join(
-                f"{c['method']} {c['step_size']:g} {c['noise']:g} {c['n_directions']}:{c['top_b']} → "
+                (f"{policy_name(c)} " if policy_name(c) != "linear" else "")
+                + f"{c['method']} {c['step_size']:g} {c['noise']:g} {c['n_directions']}:{c['top_b']} → "
                 f"{', '.join('–' if e is None else str(e) for e in c['episodes'])}, {c['score'][1]:.0f}, "
                 f"{-c['score'][2]:.0f}"
                 for c in r["ranked"][:6])
@@ -320,10 +355,13 @@ def main() -> None:
     ap.add_argument("env_ids", nargs="*", help="tasks to tune (or evaluate with --evaluate)")
     ap.add_argument("--methods", nargs="+", default=["ars-v2t", "orthogonal"])
     ap.add_argument("--rel-step-sizes", nargs="+", type=float, default=[0.03, 0.1, 0.3],
-                    help="c_alpha: alpha = c_alpha * a_max / sqrt(d_obs)")
+                    help="c_alpha: alpha = c_alpha * a_max / sqrt(d_obs) (linear; sqrt(h_last) for an MLP)")
     ap.add_argument("--rel-noises", nargs="+", type=float, default=[0.03, 0.1, 0.3],
-                    help="c_nu: nu = c_nu * a_max / sqrt(d_obs)")
+                    help="c_nu: nu = c_nu * a_max / sqrt(d_obs) (linear; sqrt(h_last) for an MLP)")
     ap.add_argument("--directions", nargs="+", default=["4:4", "8:4", "16:8"], help="N:b pairs")
+    ap.add_argument("--policies", nargs="+", type=parse_policy, default=[parse_policy("linear")],
+                    help="policies searched: linear and/or mlp:H1,H2,... (default linear); an MLP's alpha and nu "
+                         "are relative to a_max / sqrt(h_last)")
     ap.add_argument("--budget", type=int, default=None,
                     help="episodes of the last rung (tuning; required) or per run (--evaluate; default: the preset's)")
     ap.add_argument("--eta", type=int, default=3, help="halving rate: keep 1/eta per rung")

@@ -53,6 +53,8 @@ class TaskPreset:
         step_size: ARS alpha.
         noise: ARS nu, perturbation scale.
         method: default training method (a name in ``policies.methods.METHODS``).
+        policy: default policy class, ``"linear"`` (ARS) or ``"mlp"`` (tanh hidden layers).
+        hidden: the MLP's hidden widths (used when ``policy == "mlp"``).
         episodes: default training-episode budget of ``dfo train ENV``.
         source: where the defaults come from.
     """
@@ -65,6 +67,8 @@ class TaskPreset:
     step_size: float = 0.02
     noise: float = 0.03
     method: str = "ars-v2t"
+    policy: str = "linear"
+    hidden: tuple[int, ...] = (32, 32)
     episodes: int = 2000
     source: str = OURS
 
@@ -77,6 +81,10 @@ class TaskPreset:
             raise ValueError(f"{self.env_id}: episodes must be >= 1, got {self.episodes}")
         if self.step_size <= 0 or self.noise <= 0:
             raise ValueError(f"{self.env_id}: step_size and noise must be > 0")
+        if self.policy not in ("linear", "mlp"):
+            raise ValueError(f"{self.env_id}: policy must be 'linear' or 'mlp', got {self.policy!r}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"{self.env_id}: hidden widths must be >= 1, got {self.hidden}")
 
 
 def _p(env_id: str, **kw) -> tuple[str, TaskPreset]:
@@ -110,14 +118,17 @@ PRESETS: dict[str, TaskPreset] = dict(
 )
 
 
-def task_scale(env_id: str) -> float:
-    """The task's scale ``s = a_max / √d_obs`` for the α, ν rule of untuned tasks.
+def task_scale(env_id: str, hidden: tuple[int, ...] | None = None) -> float:
+    """The task's scale ``s = a_max / √d_in`` for the α, ν rule of untuned tasks.
 
-    ``a_max`` is the largest finite action bound (1 when unbounded), ``d_obs`` the
-    observation dimension. With normalized observations (unit variance per coordinate)
-    a linear policy perturbed by ν u moves each action by about ν √d_obs, so ν / s is the
-    exploration noise as a fraction of the action range (and the ARS step, about α √n
-    long, scales alike). ``bench/tune_presets.py`` searches α and ν in units of s.
+    ``a_max`` is the largest finite action bound (1 when unbounded), ``d_in`` what the
+    policy's last (output) layer reads: the observation dimension for a linear policy, the
+    last hidden width ``hidden[-1]`` for an MLP. With normalized observations (unit variance
+    per coordinate) a linear policy perturbed by ν u moves each action by about ν √d_obs, so
+    ν / s is the exploration noise as a fraction of the action range (and the ARS step, about
+    α √n long, scales alike). An MLP's output layer starts at zero and reads tanh features
+    of rms ≈ 0.6, so a perturbation moves each action by about 0.6 ν √h_last: the same rule
+    with ``h_last`` for ``d_obs``. ``bench/tune_presets.py`` searches α and ν in units of s.
 
     Example:
         >>> round(task_scale("InvertedPendulum-v5"), 3)
@@ -127,17 +138,17 @@ def task_scale(env_id: str) -> float:
 
     env = make_env(env_id)
     try:
-        return _scale_of(env)
+        return _scale_of(env, hidden)
     finally:
         env.close()
 
 
-def _scale_of(env) -> float:
+def _scale_of(env, hidden: tuple[int, ...] | None = None) -> float:
     import math
 
     import numpy as np
 
-    d_obs = int(np.prod(env.observation_space.shape))
+    d_obs = int(hidden[-1]) if hidden else int(np.prod(env.observation_space.shape))
     high = np.abs(np.concatenate([np.ravel(env.action_space.high), np.ravel(env.action_space.low)]))
     high = high[np.isfinite(high)]
     a_max = float(high.max()) if high.size else 1.0

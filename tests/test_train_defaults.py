@@ -7,8 +7,10 @@ backend and evaluation settings given, i.e. the method, α, ν, N, b and horizon
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from envs.presets import PRESETS, get_preset, task_scale
@@ -24,6 +26,7 @@ def test_every_preset_names_a_known_method_a_budget_and_a_source(env_id):
     assert p.source.strip()
     cfg = TrainConfig(env_id=env_id).resolved()
     assert (cfg.method, cfg.episodes, cfg.step_size, cfg.noise) == (p.method, p.episodes, p.step_size, p.noise)
+    assert (cfg.policy, cfg.hidden) == (p.policy, p.hidden)
 
 
 def test_given_settings_override_the_preset():
@@ -31,10 +34,71 @@ def test_given_settings_override_the_preset():
     assert (cfg.method, cfg.episodes, cfg.noise) == ("lozo", 7, 0.5)
 
 
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "Reacher-v5"])
+def test_policy_and_hidden_come_from_the_preset_unless_given(env_id):
+    p = get_preset(env_id)
+    cfg = TrainConfig(env_id=env_id).resolved()
+    assert (cfg.policy, cfg.hidden) == (p.policy, p.hidden)
+    other = "linear" if p.policy == "mlp" else "mlp"
+    cfg = TrainConfig(env_id=env_id, policy=other, hidden=[5, 3]).resolved()
+    assert (cfg.policy, cfg.hidden) == (other, (5, 3))
+    assert TrainConfig(env_id=env_id, hidden=(7,)).resolved().hidden == (7,)
+    with pytest.raises(ValueError, match="hidden"):
+        TrainConfig(env_id=env_id, hidden=(0,))
+    with pytest.raises(ValueError, match="policy"):
+        TrainConfig(env_id=env_id, policy="cnn")
+
+
+def test_the_trainer_builds_the_preset_policy():
+    from policies.linear import LinearPolicy
+    from policies.mlp import MLPPolicy
+
+    for env_id in ("Reacher-v5", "Pusher-v5", "Swimmer-v5"):
+        p = get_preset(env_id)
+        with Trainer(TrainConfig(env_id=env_id, backend="serial", max_iterations=1)) as tr:
+            if p.policy == "mlp":
+                assert isinstance(tr.policy, MLPPolicy) and tr.policy.hidden == p.hidden
+            else:
+                assert isinstance(tr.policy, LinearPolicy)
+
+
+def test_a_run_saved_with_a_linear_policy_resumes_linear(tmp_path):
+    """A run directory records the resolved policy; resuming it never takes the preset's
+    (a run made before a task's preset became an MLP stays linear and continues exactly)."""
+    import json
+
+    from policies.linear import LinearPolicy
+
+    cfg = TrainConfig(env_id="Reacher-v5", policy="linear", hidden=(32, 32), backend="serial", n_directions=2,
+                      top_b=2, episodes=10**6, checkpoint_every=1, n_eval_episodes=1, eval_every=1)
+    with Trainer(dataclasses.replace(cfg, max_iterations=4), out_dir=tmp_path / "full") as tr:
+        tr.run()
+        full = tr.params.copy()
+    with Trainer(dataclasses.replace(cfg, max_iterations=2), out_dir=tmp_path / "cut") as tr:
+        tr.run()
+    stored = json.loads((tmp_path / "cut" / "config.json").read_text())
+    stored = stored.get("config", stored)
+    assert (stored["policy"], stored["hidden"]) == ("linear", [32, 32])
+    with Trainer.resume(tmp_path / "cut", overrides={"max_iterations": 4}) as tr:
+        assert isinstance(tr.policy, LinearPolicy) and tr.config.policy == "linear"
+        tr.run()
+        assert np.array_equal(tr.params, full)
+    old = {k: v for k, v in stored.items() if k not in ("run_id", "lean")}  # lean: added later, old ones lack it
+    assert TrainConfig.from_dict(old).resolved().policy == "linear"
+
+
+def test_an_unresolved_config_round_trips():
+    cfg = TrainConfig(env_id="Reacher-v5")
+    assert cfg.policy is None and cfg.hidden is None
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
 def test_task_scale_is_action_bound_over_root_obs_dim():
     # InvertedPendulum: |a| <= 3, 4 observations; Hopper: |a| <= 1, 11 observations
     assert task_scale("InvertedPendulum-v5") == pytest.approx(1.5)
     assert task_scale("Hopper-v5") == pytest.approx(1 / math.sqrt(11))
+    # an MLP's output layer reads its last hidden layer: Pusher |a| <= 2, 16 features
+    assert task_scale("Pusher-v5", hidden=(64, 16)) == pytest.approx(2 / 4)
 
 
 def test_a_task_without_preset_gets_the_relative_rule():
@@ -44,6 +108,7 @@ def test_a_task_without_preset_gets_the_relative_rule():
     assert p.method == "orthogonal" and (p.n_directions, p.top_b) == (8, 8)
     assert p.step_size == p.noise == pytest.approx(GENERIC_REL * 2 / math.sqrt(3), rel=0.02)  # 2 digits
     assert "not tuned" in p.source
+    assert p.policy == "linear"
 
 
 def _episodes_to(threshold: float, cfg: TrainConfig) -> tuple[int | None, list[float]]:

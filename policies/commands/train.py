@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--direction", choices=DIRECTION_CHOICES, default=None,
                         help="search direction: gradient (default) or lbfgs (only with the armijo step)")
     parser.add_argument("--horizon", type=int, default=None, help="episode length cap (default: task preset)")
-    parser.add_argument("--policy", choices=POLICY_KINDS, default=None, help="policy class (default linear)")
+    parser.add_argument("--policy", choices=POLICY_KINDS, default=None,
+                        help="policy class: linear or mlp (default: task preset)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 5)")
     parser.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (10)")
@@ -148,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = trainer.config
     print(f"dfo train {cfg.env_id} method={cfg.method} episodes={cfg.episodes} N={cfg.n_directions} "
           f"b={cfg.top_b} alpha={cfg.step_size} nu={cfg.noise} step={cfg.step} direction={cfg.direction} "
-          f"horizon={cfg.horizon} "
-          f"backend={cfg.backend} n_jobs={cfg.n_jobs} -> {trainer.out_dir}", file=sys.stderr)
+          f"horizon={cfg.horizon} policy={cfg.policy}"
+          + (f"{list(cfg.hidden)} " if cfg.policy == "mlp" else " ")
+          + f"backend={cfg.backend} n_jobs={cfg.n_jobs} -> {trainer.out_dir}", file=sys.stderr)
     try:
         with trainer:
             result = trainer.run()

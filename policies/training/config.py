@@ -45,8 +45,8 @@ class TrainConfig:
         n_eval_episodes: episodes per evaluation of the unperturbed policy (true reward).
         eval_every: iterations between evaluations (``None``: about every 16 training episodes).
         checkpoint_every: iterations between checkpoints (a final one is always written).
-        policy: ``"linear"`` (ARS) or ``"mlp"``.
-        hidden: MLP hidden widths.
+        policy: ``"linear"`` (ARS) or ``"mlp"`` (``None`` = task preset).
+        hidden: MLP hidden widths (``None`` = task preset; unused by a linear policy).
         backend: ``"serial"``, ``"loky"``, ``"dask"``, ``"local-dask"`` or ``"ray"``.
         n_jobs: workers (``-1`` = all cores; ``1`` with loky runs serially).
         scheduler: ``tcp://host:port`` of a Dask scheduler (backend ``"dask"``).
@@ -83,8 +83,8 @@ class TrainConfig:
     n_eval_episodes: int = 5
     eval_every: int | None = None
     checkpoint_every: int = 10
-    policy: str = "linear"
-    hidden: tuple[int, ...] = (32, 32)
+    policy: str | None = None
+    hidden: tuple[int, ...] | None = None
     backend: str = "loky"
     n_jobs: int = -1
     scheduler: str | None = None
@@ -110,8 +110,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number, got {v}")
         if self.n_eval_episodes < 0 or self.checkpoint_every < 1:
             raise ValueError("n_eval_episodes must be >= 0 and checkpoint_every >= 1")
-        if self.policy not in POLICY_KINDS:
+        if self.policy is not None and self.policy not in POLICY_KINDS:
             raise ValueError(f"policy must be one of {POLICY_KINDS}, got {self.policy!r}")
+        if self.hidden is not None:
+            if isinstance(self.hidden, (str, int)) or not all(isinstance(h, int) and h >= 1 for h in self.hidden):
+                raise ValueError(f"hidden must be a list of positive layer widths, got {self.hidden!r}")
+            object.__setattr__(self, "hidden", tuple(self.hidden))
         if self.backend not in BACKEND_CHOICES:
             raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {self.backend!r}")
         if self.backend == "dask" and not self.scheduler:
@@ -160,13 +164,15 @@ class TrainConfig:
             horizon=self.horizon if self.horizon is not None else p.horizon,
             survival_shift=self.survival_shift if self.survival_shift is not None else p.survival_shift,
             eval_every=eval_every,
+            policy=self.policy if self.policy is not None else p.policy,
+            hidden=tuple(self.hidden) if self.hidden is not None else p.hidden,
             step=_check_step(get_method(self.method if self.method is not None else p.method), self.step,
                              self.direction),
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
+        d["hidden"] = None if self.hidden is None else list(self.hidden)
         d["imports"] = list(self.imports)
         return d
 
@@ -177,7 +183,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
         d = dict(d)
-        if "hidden" in d:
+        if d.get("hidden") is not None:
             d["hidden"] = tuple(d["hidden"])
         if "imports" in d:
             d["imports"] = tuple(d["imports"])
