@@ -33,13 +33,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dfo.fileio import fsync_dir, sha256_file
+from dfo.fileio import atomic_write_bytes, bad_files, file_digests, staged_dir
+from dfo.jsontree import TreeCodec, TreeError
 
 from .serialization import read_checksummed_pair, write_checksummed_pair
 
@@ -54,37 +54,27 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, truncated or corrupt."""
 
 
-def encode_tree(obj: Any, arrays: dict[str, np.ndarray] | None = None, path: str = "s") -> tuple[Any, dict]:
+#: the layout of ``state.json`` (every container tagged; see :mod:`dfo.jsontree`)
+CODEC = TreeCodec(leaf_tag="__array__", is_leaf=lambda v: isinstance(v, np.ndarray), store=lambda v: v,
+                  root="s", compact=False)
+
+
+def encode_tree(obj: Any, arrays: dict[str, np.ndarray] | None = None) -> tuple[Any, dict]:
     """Split ``obj`` into a JSON-serializable tree and a dict of arrays."""
     arrays = {} if arrays is None else arrays
-    if isinstance(obj, np.ndarray):
-        arrays[path] = obj
-        return {"__array__": path}, arrays
-    if isinstance(obj, dict):
-        return {"__dict__": {str(k): encode_tree(v, arrays, f"{path}.{k}")[0] for k, v in obj.items()}}, arrays
-    if isinstance(obj, (list, tuple)):
-        items = [encode_tree(v, arrays, f"{path}.{i}")[0] for i, v in enumerate(obj)]
-        return {"__tuple__" if isinstance(obj, tuple) else "__list__": items}, arrays
-    if isinstance(obj, (np.integer, np.floating, np.bool_)):
-        return obj.item(), arrays
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj, arrays
-    raise TypeError(f"cannot checkpoint a value of type {type(obj).__name__} at {path}")
+    return CODEC.encode(obj, arrays), arrays
 
 
 def decode_tree(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of :func:`encode_tree`."""
-    if isinstance(tree, dict):
-        if "__array__" in tree:
-            return arrays[tree["__array__"]]
-        if "__dict__" in tree:
-            return {k: decode_tree(v, arrays) for k, v in tree["__dict__"].items()}
-        if "__tuple__" in tree:
-            return tuple(decode_tree(v, arrays) for v in tree["__tuple__"])
-        if "__list__" in tree:
-            return [decode_tree(v, arrays) for v in tree["__list__"]]
-        raise CheckpointError(f"unknown node in checkpoint state: {sorted(tree)}")
-    return tree
+    """Inverse of :func:`encode_tree`.
+
+    Raises:
+        CheckpointError: an unknown node or a missing array.
+    """
+    try:
+        return CODEC.decode(tree, arrays)
+    except TreeError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -103,12 +93,9 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
 
 def write_manifest(directory: Path) -> None:
     """Write ``manifest.json``: the SHA-256 of every other file in ``directory``."""
-    files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
+    files = file_digests(directory, sorted(p.name for p in directory.iterdir() if p.name != MANIFEST))
     data = json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True).encode()
-    with open(directory / MANIFEST, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    atomic_write_bytes(directory / MANIFEST, data)
 
 
 def verify_checkpoint(directory: str | os.PathLike) -> None:
@@ -133,16 +120,15 @@ def verify_checkpoint(directory: str | os.PathLike) -> None:
             raise TypeError("'files' is not a mapping")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {directory}: corrupt {MANIFEST}: {e}") from None
-    present = {p.name for p in directory.iterdir() if p.name != MANIFEST}
-    extra, missing = sorted(present - set(files)), sorted(set(files) - present)
+    extra = sorted({p.name for p in directory.iterdir() if p.name != MANIFEST} - set(files))
+    missing, changed = bad_files(directory, files)
     if missing:
         raise CheckpointError(f"checkpoint {directory} is incomplete: {missing} listed in {MANIFEST} but missing")
     if extra:
         raise CheckpointError(f"checkpoint {directory} holds files not in its {MANIFEST}: {extra}")
-    for name, digest in sorted(files.items()):
-        if sha256_file(directory / name) != digest:
-            raise CheckpointError(f"checkpoint {directory}: corrupt {name}: its SHA-256 does not match the checksum "
-                                  f"in {MANIFEST} (edited, truncated or bit-flipped)")
+    if changed:
+        raise CheckpointError(f"checkpoint {directory}: corrupt {changed[0]}: its SHA-256 does not match the checksum "
+                              f"in {MANIFEST} (edited, truncated or bit-flipped)")
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:
@@ -186,24 +172,11 @@ def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str,
         raise CheckpointError(f"{root} is a symbolic link; refusing to write or delete through it")
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(root)
-    final = root / checkpoint_name(iteration)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=TMP_PREFIX))
-    try:
+    final = root / checkpoint_name(iteration)  # replaced when re-saved (e.g. Ctrl-C right after a periodic save)
+    with staged_dir(final, prefix=TMP_PREFIX) as tmp:
         write_policy(tmp / "policy")
         write_state(tmp, state)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
         write_manifest(tmp)
-        if final.is_symlink():
-            final.unlink()
-        elif final.exists():  # re-saving the same iteration (e.g. Ctrl-C right after a periodic save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final

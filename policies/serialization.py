@@ -1,8 +1,8 @@
 """Save/load a policy with its normalizer: ``<stem>.npz`` (arrays) + ``<stem>.json`` (metadata).
 
 No pickle anywhere: arrays are read with ``np.load(allow_pickle=False)`` and the
-metadata is plain JSON. Each file is written atomically (temporary file in the same
-directory, then ``os.replace``); the JSON is written last and records the SHA-256 of
+metadata is plain JSON. Each file is written atomically
+(:func:`dfo.fileio.atomic_write_bytes`); the JSON is written last and records the SHA-256 of
 the npz, so a torn pair (crash between the two writes) or a corrupt file is detected
 at load time with a clear error.
 
@@ -23,13 +23,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dfo.fileio import atomic_write_bytes
 from policies.base import Policy, policy_from_config
 from policies.normalizer import ObsNormalizer
 
@@ -121,8 +121,8 @@ def write_checksummed_pair(npz_path: Path, json_path: Path, arrays: dict[str, np
     np.savez(buf, **arrays)
     npz_bytes = buf.getvalue()
     meta = {**meta, "npz_sha256": hashlib.sha256(npz_bytes).hexdigest()}
-    atomic_write(npz_path, npz_bytes)
-    atomic_write(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(npz_path, npz_bytes)
+    atomic_write_bytes(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
 
 
 def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy metadata") -> tuple[dict, dict[str, np.ndarray]]:
@@ -146,21 +146,6 @@ def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy m
     except (zipfile.BadZipFile, ValueError, OSError) as e:
         raise ValueError(f"unreadable arrays in {npz_path}: {e}") from e
     return meta, arrays
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` via a temporary file and ``os.replace``: a link at ``path`` is replaced, not followed."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_policy(

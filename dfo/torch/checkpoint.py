@@ -29,46 +29,40 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from dfo.fileio import atomic_write_bytes, sha256_file
+from dfo.fileio import TMP_MARK, atomic_write_bytes, bad_files, file_digests, staged_dir
+from dfo.jsontree import TreeCodec, TreeError
 
 FORMAT = "dfo-finetune-checkpoint/1"
 POINTER = "checkpoint.json"
+#: the files of a ``ckpt-<step>/`` folder, each with its SHA-256 in the pointer
+TENSOR_FILES = ("model.safetensors", "state.safetensors")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, tampered with or of another format."""
 
 
-def encode(obj: Any, tensors: dict[str, Any], path: str = "t") -> Any:
-    """JSON tree of ``obj``; its tensors go to ``tensors`` under unique keys."""
-    import numpy as np
+def _is_tensor(v: Any) -> bool:
     import torch
 
-    if torch.is_tensor(obj):
-        key = f"{path}#{len(tensors)}"
-        tensors[key] = obj.detach().cpu().contiguous().clone()
-        return {"__tensor__": key}
-    if isinstance(obj, (bool, str)) or obj is None:
-        return obj
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj)
-    if isinstance(obj, tuple):
-        return {"__tuple__": [encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: encode(v, tensors, f"{path}.{k}") for k, v in obj.items()}
-        return {"__dict__": [[encode(k, tensors, path), encode(v, tensors, f"{path}.{i}")]
-                             for i, (k, v) in enumerate(obj.items())]}
-    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint (at {path})")
+    return torch.is_tensor(v)
+
+
+def _cpu_copy(t: Any) -> Any:
+    return t.detach().cpu().contiguous().clone()
+
+
+#: the layout of the state tree (compact JSON, see :mod:`dfo.jsontree`)
+CODEC = TreeCodec(leaf_tag="__tensor__", is_leaf=_is_tensor, store=_cpu_copy, root="t", compact=True)
+
+
+def encode(obj: Any, tensors: dict[str, Any]) -> Any:
+    """JSON tree of ``obj``; its tensors go to ``tensors`` under unique keys."""
+    return CODEC.encode(obj, tensors)
 
 
 def decode(tree: Any, tensors: dict[str, Any]) -> Any:
@@ -77,29 +71,10 @@ def decode(tree: Any, tensors: dict[str, Any]) -> Any:
     Raises:
         CheckpointError: a reference to a missing tensor or an unknown tag.
     """
-    if isinstance(tree, list):
-        return [decode(v, tensors) for v in tree]
-    if isinstance(tree, dict):
-        if len(tree) == 1:
-            (tag, val), = tree.items()
-            if tag == "__tensor__":
-                if val not in tensors:
-                    raise CheckpointError(f"checkpoint refers to a tensor {val!r} that is not stored")
-                return tensors[val]
-            if tag == "__tuple__":
-                return tuple(decode(v, tensors) for v in val)
-            if tag == "__dict__":
-                return {_hashable(decode(k, tensors)): decode(v, tensors) for k, v in val}
-        if any(k.startswith("__") for k in tree):
-            raise CheckpointError(f"unknown entry in checkpoint: {sorted(tree)[:3]}")
-        return {k: decode(v, tensors) for k, v in tree.items()}
-    return tree
-
-
-def _hashable(key: Any) -> Any:
-    if isinstance(key, list):
-        raise CheckpointError("checkpoint has a list as a dict key")
-    return key
+    try:
+        return CODEC.decode(tree, tensors)
+    except TreeError as exc:
+        raise CheckpointError(f"checkpoint: {exc}") from None
 
 
 def _body_hash(body: dict[str, Any]) -> str:
@@ -116,22 +91,13 @@ def save(run_dir: Path, *, step: int, model: Any, state: Any, meta: dict[str, An
 
     run_dir.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{step:08d}"
-    final = run_dir / name
-    tmp = run_dir / f"{name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     tensors: dict[str, Any] = {}
     tree = encode(state, tensors)
-    save_model(model, str(tmp / "model.safetensors"))
-    save_file(tensors, str(tmp / "state.safetensors"))
-    hashes = {f: sha256_file(tmp / f) for f in ("model.safetensors", "state.safetensors")}
-    for f in hashes:
-        with open(tmp / f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():  # left by an earlier run that died before updating the pointer
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    # a ckpt-<step>/ already there was left by an earlier run that died before updating the pointer: replaced
+    with staged_dir(run_dir / name, prefix=f"{name}{TMP_MARK}") as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        save_file(tensors, str(tmp / "state.safetensors"))
+        hashes = file_digests(tmp, TENSOR_FILES)
     body = {"format": FORMAT, "step": step, "folder": name, "sha256": hashes, "state": tree, "meta": meta}
     pointer = run_dir / POINTER
     atomic_write_bytes(pointer, json.dumps({"body": body, "sha256": _body_hash(body)}).encode())
@@ -144,7 +110,7 @@ def clean(run_dir: Path, *, keep: str | None) -> None:
     for p in run_dir.glob("ckpt-*"):
         if p.name != keep and p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
-    for p in run_dir.glob(f"{POINTER}.tmp-*"):
+    for p in run_dir.glob(f"{POINTER}{TMP_MARK}*"):
         if p.is_file() and not p.is_symlink():
             p.unlink()
 
@@ -176,14 +142,14 @@ def load(run_dir: Path, model: Any) -> tuple[int, Any, dict[str, Any]]:
     folder = run_dir / body["folder"]
     if "/" in body["folder"] or not body["folder"].startswith("ckpt-") or folder.is_symlink():
         raise CheckpointError(f"{pointer} names an invalid folder {body['folder']!r}")
-    for f, digest in body["sha256"].items():
-        if f not in ("model.safetensors", "state.safetensors"):
-            raise CheckpointError(f"{pointer} lists an unexpected file {f!r}")
-        p = folder / f
-        if not p.is_file() or p.is_symlink():
-            raise CheckpointError(f"checkpoint file {p} is missing")
-        if sha256_file(p) != digest:
-            raise CheckpointError(f"checkpoint file {p} fails its checksum (edited or corrupt)")
+    unexpected = sorted(set(body["sha256"]) - set(TENSOR_FILES))
+    if unexpected:
+        raise CheckpointError(f"{pointer} lists an unexpected file {unexpected[0]!r}")
+    missing, changed = bad_files(folder, body["sha256"])
+    if missing:
+        raise CheckpointError(f"checkpoint file {folder / missing[0]} is missing")
+    if changed:
+        raise CheckpointError(f"checkpoint file {folder / changed[0]} fails its checksum (edited or corrupt)")
     try:
         missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
     except (RuntimeError, ValueError) as exc:

@@ -125,9 +125,9 @@ def _jsonl_records(path: Path) -> tuple[list[str], list[int], bool]:
 
 
 def _rewrite(path: Path, text: str) -> None:
-    from policies.serialization import atomic_write
+    from dfo.fileio import atomic_write_bytes
 
-    atomic_write(path, text.encode())
+    atomic_write_bytes(path, text.encode())
 
 
 def _check_sequence(path: Path, its: list[int], iteration: int) -> None:

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from dfo.fileio import atomic_write_bytes
 from dfo.minimizer import Minimizer
 from dfo.optim import Momentum
 from dfo.parallel import make_evaluator
@@ -62,7 +63,7 @@ from policies.methods import Method, get_method
 from policies.mlp import MLPPolicy
 from policies.normalizer import ObsNormalizer
 from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
-from policies.serialization import LoadedPolicy, atomic_write, save_policy
+from policies.serialization import LoadedPolicy, save_policy
 from policies.training.config import TrainConfig
 from policies.training.interrupts import InterruptGuard
 from policies.training.rundir import (
@@ -474,7 +475,7 @@ class Trainer:
         if self._lock_fd is None:
             self._lock_fd = lock_run_dir(self.out_dir)
         cfg = self.config.to_dict()
-        atomic_write(self.out_dir / "config.json", json.dumps({**cfg, "run_id": self.run_id}, indent=2).encode())
+        atomic_write_bytes(self.out_dir / "config.json", json.dumps({**cfg, "run_id": self.run_id}, indent=2).encode())
         hparams = {k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()
                    if k not in ("backend", "n_jobs", "scheduler")}
         self._log = RunLog(self.out_dir, hparams=hparams, purge_step=self.env_steps + 1 if self._resumed else None)
