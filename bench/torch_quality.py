@@ -16,6 +16,10 @@ Stages:
   ``--batch`` (every ZO method costs 2 forward passes per step, so equal steps are
   equal forward passes; ``adam`` is the backprop ceiling: same batches, same steps,
   one forward + one backward per step), then evaluate on the full test set.
+* ``partial``: for every cell stopped before its last step (a checkpoint, no result),
+  copy it to ``<cell>-at<N>`` (N = the checkpoint's step) and evaluate it there as a
+  finished N-step run (the same resume path: dev and full test set). Used when a
+  deadline stops the grid; the table marks these rows "stopped at N of M".
 * ``table``: ``--out`` markdown, ``--png`` learning curves (training loss, running
   mean over 10 steps, and dev accuracy when measured).
 
@@ -121,10 +125,50 @@ def cells(args: argparse.Namespace) -> None:
                   f"pred {res['test']['predicted']} ({res['train_seconds']:.0f} s)", flush=True)
 
 
+def partial(args: argparse.Namespace) -> None:
+    import shutil
+
+    import torch
+
+    from dfo.torch.finetune import FinetuneConfig, finetune
+
+    torch.set_num_threads(args.threads)
+    runs = Path(args.runs)
+    for cell in sorted(runs.glob("*-steps*")):
+        pointer = cell / "checkpoint.json"
+        if "-at" in cell.name or (cell / "results.json").is_file() or not pointer.is_file():
+            continue
+        body = json.loads(pointer.read_text())["body"]
+        step = int(body["step"])
+        saved = dict(body["meta"]["config"])
+        if step < 1 or step >= saved["steps"]:
+            continue
+        out = runs / f"{cell.name}-at{step}"
+        if (out / "results.json").is_file():
+            continue
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(cell, out)
+        saved.update(steps=step, out_dir=str(out), data_dir=args.data_dir, save_model=False,
+                     test_size=args.test_size or None)
+        cfg = FinetuneConfig(**saved)
+        print(f"partial {cell.name}: evaluating the step-{step} checkpoint in {out.name}", flush=True)
+        res = finetune(cfg, resume=True, progress=False)
+        print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f}", flush=True)
+
+
 def _mean_std(xs: list[float]) -> str:
     if len(xs) == 1:
         return f"{xs[0]:.3f} (1 seed)"
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f} ({len(xs)} seeds)"
+
+
+def _planned_steps(result: dict) -> int:
+    """The step count a cell was started with (a ``partial`` copy is named ``<cell>-at<N>``)."""
+    out = Path(result["config"]["out_dir"] or "").name
+    if "-at" in out and "-steps" in out:
+        return int(out.split("-steps")[1].split("-at")[0])
+    return int(result["config"]["steps"])
 
 
 def table(args: argparse.Namespace) -> None:
@@ -157,14 +201,16 @@ def table(args: argparse.Namespace) -> None:
         groups: dict[tuple, list] = {}
         for r in results:
             c = r["config"]
-            groups.setdefault((c["method"], c["steps"], c["lr"], r["template"]), []).append(r)
-        for (method, steps, lr, template), rs in sorted(groups.items()):
+            planned = _planned_steps(r)
+            groups.setdefault((c["method"], c["steps"], planned, c["lr"], r["template"]), []).append(r)
+        for (method, steps, planned, lr, template), rs in sorted(groups.items()):
             loss = [r["history"]["loss"] for r in rs]
             first = statistics.mean(statistics.mean(x[:10]) for x in loss)
             last = statistics.mean(statistics.mean(x[-10:]) for x in loss)
             pred = "/".join(f"{statistics.mean(r['test']['predicted'][i] for r in rs):.2f}" for i in range(2))
             lines.append(
-                f"| {method} | {steps} | {rs[0]['forward_passes_per_step']} | {lr:g} | {template} | "
+                f"| {method} | {steps if planned == steps else f'{steps} (stopped; of {planned})'} | "
+                f"{rs[0]['forward_passes_per_step']} | {lr:g} | {template} | "
                 f"{_mean_std([r['test']['accuracy'] for r in rs])} | "
                 f"{_mean_std([r['test']['accuracy_calibrated'] for r in rs])} | {pred} | {first:.3f} -> {last:.3f} | "
                 f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
@@ -196,7 +242,7 @@ def table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=("zero-shot", "cells", "table"))
+    p.add_argument("stage", choices=("zero-shot", "cells", "partial", "table"))
     p.add_argument("--runs", required=True, help="folder holding one result per cell")
     p.add_argument("--data-dir", default=os.environ.get("DFO_DATA"))
     p.add_argument("--model", default="smollm2")
@@ -219,8 +265,9 @@ def main() -> None:
     p.add_argument("--png", default=None)
     p.add_argument("--header", default="", help="text put above the table in --out")
     p.add_argument("--test-n", type=int, default=872, help=argparse.SUPPRESS)
+    p.add_argument("--test-size", type=int, default=0, help="partial: test sentences (0 = all)")
     args = p.parse_args()
-    {"zero-shot": zero_shot, "cells": cells, "table": table}[args.stage](args)
+    {"zero-shot": zero_shot, "cells": cells, "partial": partial, "table": table}[args.stage](args)
 
 
 if __name__ == "__main__":
