@@ -30,7 +30,6 @@ import math
 import os
 import shutil
 import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
 from dfo.fileio import atomic_write_bytes
+from dfo.interrupts import StopFlag
 from dfo.torch import checkpoint as ckpt_io
 from dfo.torch.models import load_causal_lm
 from dfo.torch.prompt import Interrupted, PromptClassifier, choose_template
@@ -222,32 +222,6 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise FinetuneError(f"--out {out} is not writable ({exc.strerror or exc})") from None
 
 
-class _StopRequests:
-    """SIGINT / SIGTERM set a flag checked between steps; a second SIGINT raises KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __call__(self) -> bool:
-        return self.signum is not None
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
 def _load_model(cfg: FinetuneConfig, device: Any) -> tuple[Any, Any]:
     import torch
 
@@ -330,7 +304,7 @@ def finetune(
             raise FinetuneError(str(exc)) from None
     history: dict[str, list] = {"loss": [], "dev": []}
     start, train_seconds, template, selection = 0, 0.0, cfg.template, None
-    with _StopRequests() as stop:
+    with StopFlag() as stop:
         if resume:
             try:
                 start, state, meta = ckpt_io.load(out, model)
