@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> float:
     opt = ZerothOrder(model.parameters(), method=args.method, lr=args.lr, eps=1e-3, rank=4, model=model, seed=0)
     rng = np.random.default_rng(0)
     for step in range(args.steps):
-        batch = [train[i] for i in rng.choice(len(train), 8, replace=False)]
-        loss = opt.step(lambda: clf.loss(batch))  # two forward passes, no backward
+        batch = clf.encode_batch([train[i] for i in rng.choice(len(train), 8, replace=False)])  # tokenized once
+        loss = opt.step(lambda: clf.loss(batch))  # two forward passes on it, no backward
         if step % 10 == 0:
             print(f"step {step:4d}  loss {loss:.4f}")
     opt.flush()  # fold the pending low-rank updates into the weights before using them directly

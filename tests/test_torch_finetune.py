@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 from dfo.torch.finetune import FinetuneConfig, FinetuneError, Stopped, finetune  # noqa: E402
-from dfo.torch.prompt import PromptClassifier  # noqa: E402
+from dfo.torch.prompt import EncodedBatch, PromptClassifier  # noqa: E402
 from dfo.torch.tasks import (  # noqa: E402
     TASKS,
     TaskError,
@@ -174,6 +174,45 @@ def test_left_padding_gives_the_same_logits_as_no_padding():
             both = clf.logits(items)
             alone = torch.cat([clf.logits([f]) for f in items])
         assert torch.allclose(both, alone, atol=1e-4)
+
+
+def test_the_loss_of_an_encoded_batch_is_the_loss_of_the_examples_bit_for_bit():
+    from dfo.torch.models import load_causal_lm
+
+    model, tok = load_causal_lm(AIDREAMS)
+    clf = PromptClassifier(model.eval(), tok, task="sst2", template="it-was")
+    batch = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)[:6]
+    enc = clf.encode_batch(batch)
+    assert isinstance(enc, EncodedBatch) and enc.labels.tolist() == [e.label for e in batch]
+    with torch.no_grad():
+        assert torch.equal(clf.loss(enc), clf.loss(batch))
+        assert torch.equal(clf.logits(enc), clf.logits([e.fields for e in batch]))
+    assert clf.encode_batch([e.fields for e in batch]).labels is None
+
+
+def test_a_zo_step_tokenizes_its_batch_once(monkeypatch):
+    from dfo.torch import ZerothOrder
+
+    encoded, in_step = [], []
+    real_encode, real_step = PromptClassifier.encode, ZerothOrder.step
+
+    def encode(self, fields):
+        encoded.append(len(fields))
+        return real_encode(self, fields)
+
+    def step(self, closure):
+        before = len(encoded)
+        out = real_step(self, closure)
+        in_step.append(len(encoded) - before)
+        return out
+
+    monkeypatch.setattr(PromptClassifier, "encode", encode)
+    monkeypatch.setattr(ZerothOrder, "step", step)
+    cfg = FinetuneConfig(model=str(AIDREAMS), template="it-was", method="subzero", n_directions=2, steps=2,
+                         batch_size=5, dev_size=8, test_size=16, data_dir=str(DATA), save_model=False)
+    finetune(cfg, progress=False)
+    assert in_step == [0, 0]  # 4 forward passes per step, no tokenization inside
+    assert encoded.count(5) == 2  # one encoding per step (evaluations use other sizes: 8, 16 and 3 content-free)
 
 
 # ----------------------------------------------------------------------------- finetune runs

@@ -367,15 +367,16 @@ def finetune(
                     len(train), size=min(cfg.batch_size, len(train)), replace=False)
                 batch = [train[i] for i in idx]
                 t0 = time.perf_counter()
+                encoded = clf.encode_batch(batch)  # once per step: every forward of a ZO step reuses it
                 if cfg.method == "adam":
                     opt.zero_grad(set_to_none=True)
-                    loss_t = clf.loss(batch)
+                    loss_t = clf.loss(encoded)
                     loss_t.backward()
                     opt.step()
                     loss = float(loss_t.detach())
                 else:
                     try:
-                        loss = opt.step(lambda: clf.loss(batch))
+                        loss = opt.step(lambda: clf.loss(encoded))
                     except FloatingPointError as exc:
                         raise FinetuneError(f"step {step + 1}: {exc} (try a smaller --lr or --eps)") from None
                 train_seconds += time.perf_counter() - t0

@@ -60,6 +60,19 @@ class Evaluation:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EncodedBatch:
+    """A batch tokenized once (:meth:`PromptClassifier.encode_batch`), on the model's device.
+
+    Attributes:
+        inputs: ``input_ids``, ``attention_mask`` and ``position_ids``.
+        labels: class indices, or None when the items were bare field dicts.
+    """
+
+    inputs: dict[str, Any]
+    labels: Any | None
+
+
 def label_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
     """First token id of each label word.
 
@@ -134,22 +147,38 @@ class PromptClassifier:
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
 
-    def logits(self, items: Sequence[Example | dict[str, str]]) -> Any:
-        """Label-word logits at the last position, shape ``(batch, n_classes)``."""
+    def encode_batch(self, items: Sequence[Example | dict[str, str]]) -> EncodedBatch:
+        """Tokenize ``items`` once and move them to the model's device, for any number of forward passes
+        (a zeroth-order step runs two or more on the same batch)."""
+        import torch
+
         fields = [e.fields if isinstance(e, Example) else e for e in items]
         device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in self.encode(fields).items()}
-        out = self.model(**batch, logits_to_keep=1, use_cache=False)
-        return out.logits[:, -1, :].index_select(-1, self.label_ids.to(device)).float()
+        inputs = {k: v.to(device) for k, v in self.encode(fields).items()}
+        labels = None
+        if all(isinstance(e, Example) for e in items):
+            labels = torch.tensor([e.label for e in items], device=device)
+        return EncodedBatch(inputs=inputs, labels=labels)
 
-    def loss(self, examples: Sequence[Example]) -> Any:
-        """Mean cross-entropy over the label-word logits (differentiable)."""
-        import torch
+    def logits(self, items: Sequence[Example | dict[str, str]] | EncodedBatch) -> Any:
+        """Label-word logits at the last position, shape ``(batch, n_classes)``."""
+        batch = items if isinstance(items, EncodedBatch) else self.encode_batch(items)
+        out = self.model(**batch.inputs, logits_to_keep=1, use_cache=False)
+        logits = out.logits[:, -1, :]
+        return logits.index_select(-1, self.label_ids.to(logits.device)).float()
+
+    def loss(self, examples: Sequence[Example] | EncodedBatch) -> Any:
+        """Mean cross-entropy over the label-word logits (differentiable).
+
+        ``examples`` may be encoded already (:meth:`encode_batch`): a closure that runs
+        several forward passes on one batch then tokenizes it only once.
+        """
         import torch.nn.functional as F
 
-        logits = self.logits(examples)
-        labels = torch.tensor([e.label for e in examples], device=logits.device)
-        return F.cross_entropy(logits, labels)
+        batch = examples if isinstance(examples, EncodedBatch) else self.encode_batch(examples)
+        if batch.labels is None:
+            raise TaskError("the loss needs labelled examples")
+        return F.cross_entropy(self.logits(batch), batch.labels)
 
     def content_free_probs(self) -> Any:
         """p_cf: mean class probabilities of the task's content-free inputs (float64, CPU)."""
