@@ -98,3 +98,20 @@ def test_zo_trainer_resumes_from_its_checkpoint_exactly(tmp_path):
         resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     assert _loss(model2, ids) == _loss(model, ids)
     assert all(torch.equal(a, b) for a, b in zip(straight, model2.parameters()))
+
+
+def test_a_ready_optimizer_is_composed_not_converted(tmp_path):
+    model, ids, args = _setup(tmp_path, steps=2)
+    opt = ZerothOrder([p for p in model.parameters()], lr=args.learning_rate, model=model, method="mezo", seed=1)
+    trainer = ZOTrainer(model=model, args=args, train_dataset=_Batch(ids), optimizers=(opt, None))
+    assert type(opt) is ZerothOrder and trainer._zeroth_order() is opt
+    with pytest.raises(TypeError, match="needs a closure"):
+        opt.step()  # the caller's object keeps its own semantics
+    held = trainer.optimizer  # what the Trainer steps after training_step: closure-free is a no-op
+    assert held.step() is None and opt.step_count == 0
+    assert held.param_groups is opt.param_groups and held.state is opt.state
+    assert held.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+    sched = torch.optim.lr_scheduler.LambdaLR(held, lambda step: 0.5 ** step)  # a torch scheduler accepts it
+    held.step(lambda: model(input_ids=ids, labels=ids).loss)
+    sched.step()
+    assert opt.step_count == 1 and opt.param_groups[0]["lr"] == pytest.approx(args.learning_rate / 2)
