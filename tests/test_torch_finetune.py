@@ -424,3 +424,21 @@ def test_example_script_runs():
     spec.loader.exec_module(module)
     acc = module.main(["--steps", "3", "--method", "lozo", "--data-dir", str(DATA)])
     assert 0.0 <= acc <= 1.0
+
+
+def test_rank_and_refresh_default_to_the_methods_lowrank_spec_entry(monkeypatch):
+    import argparse
+    import dataclasses
+
+    from dfo.estimators import lowrank_spec as spec
+    from dfo.torch import finetune_command as command
+
+    monkeypatch.setitem(spec.METHODS, "lozo", dataclasses.replace(spec.METHODS["lozo"], rank=3, refresh=7))
+    assert (FinetuneConfig(model="m", method="lozo").rank, FinetuneConfig(model="m", method="lozo").refresh) == (3, 7)
+    assert FinetuneConfig(model="m", method="lozo", rank=5, refresh=9).rank == 5
+    mezo = spec.METHODS["mezo"]
+    assert (FinetuneConfig(model="m").rank, FinetuneConfig(model="m").refresh) == (mezo.rank, mezo.refresh)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--model", "m", "--method", "lozo", "--steps", "0"])
+    assert dataclasses.asdict(command._config(args))["rank"] == 3  # the CLI leaves it to the method too

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
+from dfo.estimators.lowrank_spec import Method as _SpecMethod
 from dfo.fileio import atomic_write_bytes
 from dfo.interrupts import StopFlag
 from dfo.torch import checkpoint as ckpt_io
@@ -84,6 +85,8 @@ class FinetuneConfig:
         method: ``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (zeroth order) or ``adam`` (backprop).
         lr, eps, rank, refresh, momentum, weight_decay, n_directions: optimizer settings
             (see :class:`dfo.torch.ZerothOrder`; ``adam`` uses ``lr`` and ``weight_decay``).
+            ``rank`` and ``refresh`` left at None are filled in with the method's defaults
+            from :data:`dfo.estimators.lowrank_spec.METHODS` (the config records the values used).
         steps: optimizer steps (0: evaluate zero-shot).
         batch_size: training examples per step.
         k, data_seed: which k-shot split.
@@ -107,8 +110,8 @@ class FinetuneConfig:
     method: str = "mezo"
     lr: float = 1e-6
     eps: float = 1e-3
-    rank: int = 8
-    refresh: int = 50
+    rank: int | None = None
+    refresh: int | None = None
     momentum: float | None = None
     weight_decay: float = 0.0
     n_directions: int = 1
@@ -129,6 +132,9 @@ class FinetuneConfig:
     save_model: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("rank", "refresh"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _spec_default(self.method, name))
         task = get_task(self.task)
         if self.template != "auto":
             task.template(self.template)
@@ -157,6 +163,13 @@ class FinetuneConfig:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
         if self.dtype not in DTYPES:
             raise FinetuneError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+def _spec_default(method: str, name: str) -> int:
+    """Default ``rank`` / ``refresh`` of ``method`` from the low-rank spec (the one home of the defaults);
+    ``adam`` ignores them and records the spec's generic default."""
+    entry = _SPEC_METHODS.get(method)
+    return getattr(entry if entry is not None else _SpecMethod, name)  # the dataclass's field default
 
 
 def resolve_device(name: str) -> Any:

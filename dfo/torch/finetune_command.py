@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--method", default=d.method, choices=METHODS, help="zeroth-order method, or adam (backprop reference)")
     a("--lr", type=float, default=d.lr)
     a("--eps", type=float, default=d.eps)
-    a("--rank", type=int, default=d.rank, help="rank of subzero/lozo directions")
-    a("--refresh", type=int, default=d.refresh, help="steps between subspace redraws (T / nu)")
+    a("--rank", type=int, default=None, help=f"rank of subzero/lozo directions (default: the method's, {d.rank})")
+    a("--refresh", type=int, default=None,
+      help=f"steps between subspace redraws (T / nu; default: the method's, {d.refresh})")
     a("--momentum", type=float, default=None, help="lozo-m beta (default 0.9)")
     a("--weight-decay", type=float, default=d.weight_decay)
     a("--n-directions", type=int, default=d.n_directions)
