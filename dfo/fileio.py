@@ -79,6 +79,21 @@ def _fresh(parent: Path, prefix: str, make: Callable[[Path], T]) -> tuple[Path, 
     raise FileExistsError(f"no free temporary name {prefix}* in {parent}")
 
 
+def make_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the folder ``path`` (and its parents) and prove it writable by writing and removing a
+    hidden probe file, before any long work starts. Returns the path.
+
+    Raises:
+        OSError: it cannot be created or written, or is a file (``strerror`` says why).
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".dfo-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a fresh temporary file beside ``path``, fsync it, and rename it over ``path``.
 
@@ -107,7 +122,7 @@ def staged_dir(final: str | os.PathLike[str], *, prefix: str) -> Iterator[Path]:
     """Fill a folder under a temporary name, then put it at ``final`` in one rename.
 
     Yields a new empty folder ``<final's parent>/<prefix>XXXXXXXX``. When the block
-    ends normally every file in it is flushed to disk, whatever is at ``final`` (an
+    ends normally every file in it (subfolders included) is flushed to disk, whatever is at ``final`` (an
     earlier folder, or a link, which is removed and not followed) is replaced by it
     (``os.replace`` of a folder is atomic on POSIX) and the parent's entries are
     flushed. An error removes the temporary folder and leaves ``final`` as it was.
@@ -117,8 +132,9 @@ def staged_dir(final: str | os.PathLike[str], *, prefix: str) -> Iterator[Path]:
     tmp, _ = _fresh(final.parent, prefix, os.mkdir)
     try:
         yield tmp
-        for f in tmp.iterdir():
-            fsync_file(f)
+        for f in tmp.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                fsync_file(f)
         if final.is_symlink():
             final.unlink()
         elif final.exists():

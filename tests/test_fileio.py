@@ -113,3 +113,13 @@ def test_unknown_tags_missing_leaves_and_other_types_are_refused(codec):
     if not codec.compact:
         with pytest.raises(TreeError, match="unknown entry"):
             codec.decode({"plain": 1}, {})  # the tagged layout never writes an untagged dict
+
+
+def test_make_writable_dir_creates_parents_and_refuses_a_file(tmp_path):
+    from dfo.fileio import make_writable_dir
+
+    assert make_writable_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert os.listdir(tmp_path / "a" / "b") == []  # the probe is gone
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(OSError):
+        make_writable_dir(tmp_path / "f")

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from dfo.fileio import make_writable_dir
+
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
@@ -143,10 +145,7 @@ def check_out(out) -> None:
     if p.exists() and not p.is_dir():
         raise ValueError(f"--out {p} exists and is not a folder")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".dfo-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_dir(p)
     except OSError as e:
         raise ValueError(f"cannot write to --out {p}: {e.strerror or e}") from None
 

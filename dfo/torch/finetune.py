@@ -39,7 +39,7 @@ import numpy as np
 
 from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
 from dfo.estimators.lowrank_spec import Method as _SpecMethod
-from dfo.fileio import atomic_write_bytes
+from dfo.fileio import TMP_MARK, atomic_write_bytes, make_writable_dir, staged_dir
 from dfo.interrupts import StopFlag
 from dfo.torch import checkpoint as ckpt_io
 from dfo.torch.models import load_causal_lm
@@ -50,7 +50,7 @@ ZO_METHODS = tuple(_SPEC_METHODS)  # the optimizer's methods (one registry: dfo.
 METHODS = ZO_METHODS + ("adam",)
 DTYPES = ("float32", "bfloat16", "float16")
 #: files and folders a run writes; ``overwrite`` removes exactly these
-ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", "*.tmp-*")
+ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", f"*{TMP_MARK}*")
 #: at most this many (class-balanced) dev examples score each template for ``template="auto"``
 SELECTION_DEV_SIZE = 256
 #: settings that may differ when a run is resumed
@@ -227,10 +227,7 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     elif resume:
         raise FinetuneError(f"--resume: run folder {out} does not exist")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        make_writable_dir(out)
     except OSError as exc:
         raise FinetuneError(f"--out {out} is not writable ({exc.strerror or exc})") from None
 
@@ -438,12 +435,9 @@ def finetune(
     }
     if out is not None:
         if cfg.save_model and cfg.steps > 0:
-            tmp = out / f"model.tmp-{os.getpid()}"
-            model.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-            if (out / "model").exists():
-                shutil.rmtree(out / "model")
-            os.replace(tmp, out / "model")
+            with staged_dir(out / "model", prefix=f"model{TMP_MARK}") as tmp:
+                model.save_pretrained(tmp, safe_serialization=True)
+                tok.save_pretrained(tmp)
         atomic_write_bytes(out / "results.json", json.dumps(result, indent=2).encode())
     if hasattr(opt, "close"):
         opt.close()
