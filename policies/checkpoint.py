@@ -19,7 +19,8 @@ in a checkpoint is executed, and where work runs (backend, scheduler) is never r
 from a run directory.
 
 Nested state (dicts, lists, tuples, ``None``, numbers, strings, numpy arrays) is encoded
-as a JSON tree whose arrays are replaced by references into the npz.
+as a JSON tree whose arrays are replaced by references into the npz (:data:`CODEC`, the
+tagged layout of :mod:`dfo.jsontree`); files are written with :mod:`dfo.fileio`.
 
 Example:
     >>> import numpy as np

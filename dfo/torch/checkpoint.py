@@ -13,10 +13,11 @@ name and renamed, then ``checkpoint.json`` is replaced atomically, then older
 ``ckpt-*`` folders are removed. A kill at any point leaves the previous
 checkpoint (or the new one) whole.
 
-The JSON tree encodes tensors as ``{"__tensor__": key}``, tuples as
-``{"__tuple__": [...]}`` and dicts whose keys are not plain strings as
-``{"__dict__": [[key, value], ...]}``; everything else is JSON (NaN/inf floats
-included).
+The JSON tree (:data:`CODEC`, the compact layout of :mod:`dfo.jsontree`) encodes
+tensors as ``{"__tensor__": key}``, tuples as ``{"__tuple__": [...]}`` and dicts
+whose keys are not plain strings as ``{"__dict__": [[key, value], ...]}``;
+everything else is JSON (NaN/inf floats included). Files are written with
+:mod:`dfo.fileio`.
 
 Example:
     >>> tensors = {}

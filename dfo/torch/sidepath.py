@@ -87,7 +87,6 @@ class SidePath:
         output.view(-1, output.shape[-1]).addmm_(xr, self.left.T)  # fused: no side-sized temporary
         return output
 
-
     def _embedding_hook(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
         if self.left is None:
             return None
