@@ -468,6 +468,26 @@ def test_foreign_states_are_refused_with_one_clear_error():
         ZerothOrder(model.parameters(), method="lozo", rank=2, seed=0).load_state_dict(tampered)
 
 
+def test_state_written_before_the_noise_option_resumes_identically():
+    """A checkpoint from before ``noise`` existed (no key in its config) means noise="torch"."""
+    model, closure = _problem()
+    opt = ZerothOrder(model.parameters(), method="mezo", lr=1e-3, model=model, seed=3)
+    opt.step(closure)
+    saved = copy.deepcopy(opt.state_dict())
+    old = copy.deepcopy(saved)
+    old["zo"]["config"].pop("noise")
+    weights = copy.deepcopy(model.state_dict())
+    expected = opt.step(closure), [p.detach().clone() for p in model.parameters()]
+    model.load_state_dict(weights)
+    again = ZerothOrder(model.parameters(), method="mezo", lr=1e-3, model=model, seed=99)
+    again.load_state_dict(old)
+    assert again.step(closure) == expected[0]
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), expected[1]))
+    hashed = ZerothOrder(model.parameters(), method="mezo", lr=1e-3, model=model, seed=3, noise="hash")
+    with pytest.raises(ValueError, match="optimizer config differs"):
+        hashed.load_state_dict(old)
+
+
 def test_closure_runs_in_eval_mode_and_modes_are_restored():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 1)).double()

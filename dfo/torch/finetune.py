@@ -323,7 +323,10 @@ def finetune(
             _check_resumable(meta["config"], cfg)
             if start > cfg.steps:
                 raise FinetuneError(f"--resume: the checkpoint is at step {start}, past --steps {cfg.steps}")
-            opt.load_state_dict(state["optimizer"])
+            try:
+                opt.load_state_dict(state["optimizer"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise FinetuneError(f"--resume: the checkpoint's optimizer state does not fit this run ({exc})") from None
             history, train_seconds = state["history"], meta["train_seconds"]
             template, selection = meta["template"], meta["template_selection"]
         elif template == "auto":

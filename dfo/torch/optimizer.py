@@ -71,9 +71,9 @@ class ZOConfig:
     Attributes:
         method: a name of :data:`dfo.estimators.lowrank_spec.METHODS`.
         eps: perturbation radius.
-        rank: r of the low-rank methods.
-        refresh: steps between subspace redraws (SubZero's T, LOZO's nu).
-        momentum: beta of the factored momentum (only methods whose default has one).
+        rank: r of the low-rank methods (None: the method's spec default).
+        refresh: steps between subspace redraws, SubZero's T, LOZO's nu (None: spec default).
+        momentum: beta of the factored momentum, only methods whose default has one (None: spec default).
         n_directions: directions averaged per step (2 forward passes each).
         noise: generator of the dense Gaussian directions, ``"torch"`` or ``"hash"``
             (see :mod:`dfo.torch.directions`).
@@ -81,14 +81,17 @@ class ZOConfig:
 
     method: str = "mezo"
     eps: float = 1e-3
-    rank: int = 8
-    refresh: int = 50
-    momentum: float = 0.0
+    rank: int | None = None
+    refresh: int | None = None
+    momentum: float | None = None
     n_directions: int = 1
     noise: str = "torch"
 
     def __post_init__(self) -> None:
         entry = spec.get_method(self.method)
+        for name in ("rank", "refresh", "momentum"):  # None: the method's default, from its spec entry
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(entry, name))
         if self.noise not in NOISES:
             raise ValueError(f"noise must be one of {NOISES}, got {self.noise!r}")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (
@@ -208,12 +211,8 @@ class ZerothOrder(torch.optim.Optimizer):
         eval_mode: bool = True,
         noise: str = "torch",
     ) -> None:
-        entry = spec.get_method(method)
-        self.config = ZOConfig(
-            method=method, eps=eps, rank=entry.rank if rank is None else rank,
-            refresh=entry.refresh if refresh is None else refresh,
-            momentum=entry.momentum if momentum is None else momentum, n_directions=n_directions, noise=noise,
-        )
+        self.config = ZOConfig(method=method, eps=eps, rank=rank, refresh=refresh, momentum=momentum,
+                               n_directions=n_directions, noise=noise)
         defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
                         decay_1d=False)
         self._model = model
@@ -388,7 +387,10 @@ class ZerothOrder(torch.optim.Optimizer):
             keys = sorted(map(str, sd)) if isinstance(sd, dict) else type(sd).__name__
             raise ValueError(f"not a ZerothOrder state_dict (keys {keys}; another optimizer's state?): {foreign}")
         zo = sd["zo"]
-        if zo.get("config") != asdict(self.config):
+        saved = zo.get("config")
+        if isinstance(saved, dict) and "noise" not in saved:  # written before the noise option: always "torch"
+            saved = {**saved, "noise": "torch"}
+        if saved != asdict(self.config):
             raise ValueError(f"optimizer config differs from the checkpoint: {zo.get('config')} vs {asdict(self.config)}")
         groups = sd["param_groups"]
         if len(groups) != len(self.param_groups) or any(
