@@ -134,6 +134,93 @@ def _steps(env_id: str, mode: str, n_steps: int, seed: int, batch: int) -> int:
     return done
 
 
+def _workload(env_id: str, batch: int, n_steps: int, seed: int):
+    """dfo's calls for one CPU-time measurement (the seeds of each ``run_episodes`` call, about
+    ``n_steps`` env steps in all) and every episode's reset seed and actions, recorded once on the
+    stepper (its ``reset``/``step`` wrapped), so that the raw loop can replay the same trajectories."""
+    from envs import get_preset
+    from policies.rollout import run_episodes
+
+    st, pol, params, snap = _policy(env_id, np.random.default_rng(seed), batch)
+    horizon = get_preset(env_id).horizon
+    episodes: list[tuple[int, list[np.ndarray]]] = []
+    live: dict[int, list[np.ndarray]] = {}
+    reset, step = st.reset, st.step
+
+    def rec_reset(slot, s):
+        live[slot] = []
+        episodes.append((s, live[slot]))
+        reset(slot, s)
+
+    def recorder(step):
+        def rec_step(slots, actions):
+            idx = range(st.width)[slots] if isinstance(slots, slice) else slots.tolist()
+            for j, a in zip(idx, actions):
+                live[j].append(np.array(a))
+            return step(slots, actions)
+        return rec_step
+
+    calls, done = [], 0
+    advance = getattr(st, "advance", None)  # the lean path's step without the time limit
+    st.reset, st.step = rec_reset, recorder(step)
+    if advance is not None:
+        st.advance = recorder(advance)
+    try:
+        while done < n_steps:
+            calls.append(list(range(seed + len(calls) * batch, seed + (len(calls) + 1) * batch)))
+            outs = run_episodes(st, pol, params, calls[-1], normalizer_state=snap, horizon=horizon)
+            done += sum(o.steps for o in outs)
+    finally:
+        del st.reset, st.step  # back to the class's methods
+        if advance is not None:
+            st.advance = advance
+    return (st, pol, params, snap, horizon), calls, [(s, np.array(a)) for s, a in episodes], done
+
+
+def cpu_time_us(env_id: str, batch: int, n_steps: int, repeats: int) -> dict[str, float]:
+    """CPU microseconds per env step in this process (``time.process_time``, best of ``repeats``,
+    the three loops interleaved in every repeat, so load from elsewhere hits them alike):
+
+    * ``raw``: the raw loop of the wall-clock table (random controls, reset every horizon);
+    * ``replay``: bare ``ctrl`` + ``mj_step(nstep=frame_skip)`` replaying dfo's own episodes
+      (same reset seeds, same actions, hence the same states): the simulator's cost on the
+      trajectories dfo actually runs;
+    * ``dfo``: ``run_episodes`` on those episodes.
+    """
+    import mujoco
+
+    from envs import get_env
+    from policies.rollout import run_episodes
+
+    (st, pol, params, snap, horizon), calls, episodes, done = _workload(env_id, batch, n_steps, 0)
+    env = get_env(env_id)
+    u = env.unwrapped
+    m, d, fs = u.model, u.data, u.frame_skip
+
+    def replay() -> float:
+        t0 = time.process_time()
+        for s, actions in episodes:
+            env.reset(seed=s)
+            for a in actions:
+                d.ctrl[:] = a
+                mujoco.mj_step(m, d, fs)
+        return time.process_time() - t0
+
+    def dfo() -> float:
+        t0 = time.process_time()
+        n = sum(sum(o.steps for o in run_episodes(st, pol, params, seeds, normalizer_state=snap, horizon=horizon))
+                for seeds in calls)
+        assert n == done, (n, done)  # the same episodes as recorded
+        return time.process_time() - t0
+
+    best = {"raw": float("inf"), "replay": float("inf"), "dfo": float("inf")}
+    for r in range(repeats):
+        best["raw"] = min(best["raw"], _work(env_id, "raw", done, 7 * r, batch)[1])
+        best["replay"] = min(best["replay"], replay())
+        best["dfo"] = min(best["dfo"], dfo())
+    return {k: v / done * 1e6 for k, v in best.items()}
+
+
 def overhead_us(env_id: str, width: int, repeats: int) -> float:
     """CPU microseconds per env step that dfo's batched loop spends *around* the simulator:
     the same episodes with ``mj_step``/``mj_rnePostConstraint`` replaced by no-ops (best of
@@ -157,9 +244,9 @@ def overhead_us(env_id: str, width: int, repeats: int) -> float:
         mujoco.mj_step, mujoco.mj_rnePostConstraint = saved
 
 
-def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int):
+def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int, sim_share: bool = False):
     """Best wall-clock rate per (task, mode, processes), the best steps per worker CPU-second, and
-    the best share of time inside ``mj_step`` (1 process)."""
+    (``sim_share``) the best share of time inside ``mj_step`` (1 process)."""
     rates: dict[tuple[str, str, int], float] = {}
     cpu: dict[tuple[str, str], float] = {}
     share: dict[tuple[str, str], float] = {}
@@ -177,7 +264,7 @@ def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int):
                         rates[env_id, mode, n_jobs] = max(rates.get((env_id, mode, n_jobs), 0.0), rate)
                         per_cpu = max(s / c for s, c in out)
                         cpu[env_id, mode] = max(cpu.get((env_id, mode), 0.0), per_cpu)
-            if n_jobs == min(jobs):
+            if sim_share and n_jobs == min(jobs):
                 for r in range(repeats):
                     for env_id in env_ids:
                         for mode in MODES:
@@ -186,39 +273,40 @@ def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int):
     return rates, cpu, share
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--envs", nargs="+", default=list(TASKS))
-    ap.add_argument("--steps", type=int, default=20000, help="env steps per worker per measurement")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
-    ap.add_argument("--batch", type=int, default=16, help="episodes side by side in a dfo worker")
-    ap.add_argument("--overhead-widths", nargs="*", type=int, default=[1, 4, 16, 32, 64],
-                    help="also print dfo's CPU time per step around a no-op simulator at these widths")
-    args = ap.parse_args()
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
-    if args.overhead_widths:
-        print("dfo loop overhead, CPU us per env step with mj_step a no-op (in this process):\n")
-        print("| task | " + " | ".join(f"width {w}" for w in args.overhead_widths) + " |")
-        print("|" + "---|" * (len(args.overhead_widths) + 1))
-        for env_id in args.envs:
-            cells = [f"{overhead_us(env_id, w, args.repeats):.2f}" for w in args.overhead_widths]
-            print(f"| {env_id} | " + " | ".join(cells) + " |")
-        print()
 
-    rates, cpu, share = measure(args.envs, args.jobs, args.steps, args.repeats, args.batch)
+def cpu_section(env_ids, batch: int, n_steps: int, repeats: int) -> list[str]:
+    """The in-process CPU-time table (see :func:`cpu_time_us`)."""
+    rows = []
+    for env_id in env_ids:
+        t = cpu_time_us(env_id, batch, n_steps, repeats)
+        rows.append([env_id, f"{t['raw']:.2f}", f"{t['replay']:.2f}", f"{t['dfo']:.2f}",
+                     f"{t['dfo'] - t['replay']:.2f}", f"{t['raw'] / t['dfo']:.3f}", f"{t['replay'] / t['dfo']:.3f}"])
+    head = ["task", "raw (random ctrl)", "raw (dfo's trajectories)", "dfo batched", "dfo - raw same traj.",
+            "dfo/raw rate", "dfo/raw same traj. rate"]
+    return [f"CPU microseconds per env step in one process (time.process_time, best of {repeats}, interleaved; "
+            f"about {n_steps} steps each, dfo batch {batch}):", ""] + _table(head, rows) + [""]
+
+
+def overhead_section(env_ids, widths, repeats: int) -> list[str]:
+    rows = [[env_id] + [f"{overhead_us(env_id, w, repeats):.2f}" for w in widths] for env_id in env_ids]
+    return (["dfo loop overhead, CPU us per env step with mj_step a no-op (in this process):", ""]
+            + _table(["task"] + [f"width {w}" for w in widths], rows) + [""])
+
+
+def wall_section(args) -> list[str]:
+    rates, cpu, share = measure(args.envs, args.jobs, args.steps, args.repeats, args.batch, args.sim_share)
     j1, jn = min(args.jobs), max(args.jobs)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"load average {load:.2f} at the end; {args.steps} steps/worker, best of {args.repeats}, "
-          f"dfo batch {args.batch}\n")
     head = ["task"]
     for j in args.jobs:
         head += [f"raw {j}p", f"gym {j}p", f"dfo {j}p", f"gym/raw {j}p", f"dfo/raw {j}p"]
-    head += [f"dfo {jn}p/({jn}x raw {j1}p)", f"dfo/gym {j1}p", "dfo/raw per CPU-s",
-             "in simulator: raw / gym / dfo"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    head += [f"dfo {jn}p/({jn}x raw {j1}p)", f"dfo/gym {j1}p", "dfo/raw per CPU-s"]
+    if args.sim_share:
+        head.append("in simulator: raw / gym / dfo")
+    rows = []
     for env_id in args.envs:
         row = [env_id]
         for j in args.jobs:
@@ -226,9 +314,66 @@ def main() -> None:
             row += [f"{raw:,.0f}", f"{g:,.0f}", f"{d:,.0f}", f"{g / raw:.2f}", f"{d / raw:.2f}"]
         row += [f"{rates[env_id, 'dfo', jn] / (jn * rates[env_id, 'raw', j1]):.2f}",
                 f"{rates[env_id, 'dfo', j1] / rates[env_id, 'gym', j1]:.2f}x",
-                f"{cpu[env_id, 'dfo'] / cpu[env_id, 'raw']:.2f}",
-                " / ".join(f"{share[env_id, m]:.2f}" for m in MODES)]
-        print("| " + " | ".join(row) + " |")
+                f"{cpu[env_id, 'dfo'] / cpu[env_id, 'raw']:.2f}"]
+        if args.sim_share:
+            row.append(" / ".join(f"{share[env_id, m]:.2f}" for m in MODES))
+        rows.append(row)
+    return ([f"Wall-clock env steps/s summed over processes (load average {load:.2f} at the end; {args.steps} "
+             f"steps/worker, best of {args.repeats}, dfo batch {args.batch}):", ""] + _table(head, rows) + [""])
+
+
+def append_run(path: str, command: str, lines: list[str]) -> str:
+    """Insert a new dated ``## Run N`` section above the newest run of ``path`` (nothing is removed)."""
+    import datetime
+    import re
+
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Rollout throughput vs raw `mujoco.mj_step`\n\n"
+    n = 1 + max((int(k) for k in re.findall(r"^#+ Run (\d+)", text, flags=re.M)), default=0)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    section = "\n".join([f"## Run {n} — {stamp}", "", "    " + command, "",
+                          f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+                          f"load average {load:.2f} at the end", ""] + lines) + "\n"
+    m = re.search(r"^## ", text, flags=re.M)
+    text = text[:m.start()] + section + "\n" + text[m.start():] if m else text.rstrip("\n") + "\n\n" + section
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return f"appended as Run {n} to {path}"
+
+
+def main() -> None:
+    import shlex
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--envs", nargs="+", default=list(TASKS))
+    ap.add_argument("--steps", type=int, default=10000, help="env steps per worker per measurement")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--batch", type=int, default=16, help="episodes side by side in a dfo worker")
+    ap.add_argument("--overhead-widths", nargs="*", type=int, default=[1, 16, 64],
+                    help="dfo's CPU time per step around a no-op simulator at these widths (none: skip)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="only the in-process CPU-time table (robust to other load), no wall-clock table")
+    ap.add_argument("--cpu-repeats", type=int, default=5, help="repeats of the CPU-time table")
+    ap.add_argument("--sim-share", action="store_true",
+                    help="also time each mj_step call (1 process) for the share of time inside the simulator")
+    ap.add_argument("--append", metavar="FILE", help="insert the tables as a new dated run section in FILE")
+    args = ap.parse_args()
+
+    lines = cpu_section(args.envs, args.batch, args.steps, args.cpu_repeats)
+    print("\n".join(lines), flush=True)
+    if args.overhead_widths:
+        more = overhead_section(args.envs, args.overhead_widths, args.repeats)
+        print("\n".join(more), flush=True)
+        lines += more
+    if not args.cpu_time:
+        more = wall_section(args)
+        print("\n".join(more), flush=True)
+        lines += more
+    if args.append:
+        command = "PYTHONPATH=. python bench/throughput.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        print(append_run(args.append, command, lines))
 
 
 if __name__ == "__main__":

@@ -7,18 +7,24 @@ step each, writes their observations to
 ``stepper.obs`` and returns ``(reward, terminated, truncated)`` arrays. The caller (a
 rollout, :mod:`policies.rollout`) computes all the slots' actions at once.
 
-* :class:`LeanStepper`: one ``mujoco.MjData`` per slot on the env's own model. It
-  reproduces gymnasium v5's ``step`` exactly for the 11 MuJoCo tasks (same
-  ``frame_skip``, ``mj_rnePostConstraint`` where the task reads contact forces, the
-  same observation, reward and termination expressions in the same order), without
-  wrappers or ``info`` dicts. For InvertedPendulum, Swimmer, HalfCheetah, Hopper,
-  Walker2d and Ant the observation, reward and termination of all slots are computed
-  as arrays (``mj_getState`` gathers ``[qpos, qvel]`` of a slot in one call); the other
-  five evaluate gymnasium's expressions slot by slot (their simulation dominates, and
-  their reward terms — norms, einsum centre of mass — are kept exactly as written).
-  ``reset`` runs the env's own ``reset(seed=...)`` and copies the resulting
-  ``MjData`` into the slot, so initial states are gymnasium's. The test suite checks
-  observations, rewards, terminations and truncations for equality, step by step.
+* :class:`LeanStepper`: every slot is one row of an array of ``mjSTATE_INTEGRATION``
+  states (everything ``mj_step`` reads: time, qpos, qvel, act, warm start, ctrl, ...),
+  stepped in one scratch ``MjData`` (``mj_setState``, ``mj_step``, ``mj_getState``),
+  which gives bit for bit what the slot's own ``MjData`` would and keeps one
+  ``MjData`` hot in the cache. It reproduces gymnasium v5's ``step`` exactly for the 11
+  MuJoCo tasks (same ``frame_skip``, ``mj_rnePostConstraint`` where the task reads
+  contact forces, the same observation, reward and termination expressions in the same
+  order), without wrappers or ``info`` dicts. For InvertedPendulum, Swimmer,
+  HalfCheetah, Hopper, Walker2d and Ant the observation, reward and termination of all
+  slots are computed as arrays (from the state rows); the other five evaluate
+  gymnasium's expressions slot by slot on the scratch data right after the slot's step
+  (their simulation dominates, and their reward terms — norms, einsum centre of mass —
+  are kept exactly as written). ``reset`` runs the env's own ``reset(seed=...)`` and
+  takes the slot's state from it, so initial states are gymnasium's; ``move`` hands an
+  episode to another slot (a row copy), which lets a rollout keep its running episodes
+  in slots ``0..k-1``. ``advance`` is ``step`` without the time limit (the rollout
+  counts steps itself). The test suite checks observations, rewards, terminations and
+  truncations for equality, step by step.
 * :class:`GymStepper`: the reference path, ``env.reset`` / ``env.step`` of gymnasium env
   instances (one per slot), observations flattened with gymnasium's ``flatten``
   (``FlattenObservation`` semantics) when the space is not a 1-D ``Box``.
@@ -54,7 +60,8 @@ _MAKE_WRAPPERS = frozenset(
 )
 #: most env instances a ``GymStepper`` builds per process (its slots)
 GYM_MAX_WIDTH = 8
-_QPOS_QVEL = int(mujoco.mjtState.mjSTATE_QPOS) | int(mujoco.mjtState.mjSTATE_QVEL)
+#: everything ``mj_step`` reads from an ``MjData`` (time, qpos, qvel, act, warm start, ctrl, ...)
+_INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 
 
 def _indices(slots: np.ndarray | slice) -> list[int]:
@@ -72,48 +79,84 @@ def _class_path(obj: Any) -> str:
 # -- the tasks ----------------------------------------------------------------------------
 
 
+def _state_columns(model: Any) -> dict[str, int]:
+    """Column of each component in an ``mjSTATE_INTEGRATION`` row (components in bit order)."""
+    cols, at = {}, 0
+    for bit in range(_INTEGRATION.bit_length()):
+        comp = 1 << bit
+        if comp & _INTEGRATION:
+            cols[comp] = at
+            at += mujoco.mj_stateSize(model, comp)
+    return cols
+
+
 class _Task:
-    """One gymnasium v5 MuJoCo task's ``step`` on a batch of ``MjData`` slots."""
+    """One gymnasium v5 MuJoCo task's ``step`` on a batch of slots.
+
+    A slot is one row of ``X``: the ``mjSTATE_INTEGRATION`` state of its episode (time,
+    qpos, qvel, act, warm start, ctrl, applied forces, ...), everything ``mj_step``
+    reads, so ``mj_setState`` + ``mj_step`` + ``mj_getState`` on one scratch ``MjData``
+    gives bit for bit what stepping the slot's own ``MjData`` would. One hot ``MjData``
+    instead of one per slot; actions are written to all slots' ``ctrl`` columns in one
+    array assignment, and moving an episode to another slot is a row copy.
+    """
 
     rne = False  # gymnasium calls mj_rnePostConstraint after mj_step; needed where cfrc_ext is read
 
     def __init__(self, u: Any) -> None:
         self.u = u
-        self.model = u.model
+        self.model = m = u.model
         self.frame_skip = int(u.frame_skip)
         self.dt = u.dt
         self.obs_dim = int(u.observation_space.shape[0])
-        self.datas: list[Any] = []
-        self.ctrl: list[np.ndarray] = []
-        n_state = mujoco.mj_stateSize(self.model, _QPOS_QVEL)
-        self.S = np.zeros((0, n_state))  # [qpos, qvel] of every slot after its last step
-        self.rows: list[np.ndarray] = []
-        self.nq = self.model.nq
+        self.nq = m.nq
+        self.d = mujoco.MjData(m)  # the scratch MjData every slot is stepped in
+        cols = _state_columns(m)
+        self.qpos = cols[int(mujoco.mjtState.mjSTATE_QPOS)]
+        self.qvel = cols[int(mujoco.mjtState.mjSTATE_QVEL)]
+        c = cols[int(mujoco.mjtState.mjSTATE_CTRL)]
+        self.ctrl = slice(c, c + m.nu)
+        self.X = np.zeros((0, mujoco.mj_stateSize(m, _INTEGRATION)))
+        self.obs = np.zeros((0, self.obs_dim))  # observation of every slot (the stepper's ``obs``)
+        self._views()
 
-    def add_slot(self, data: Any) -> None:
-        self.datas.append(data)
-        self.ctrl.append(data.ctrl)
-        self.S = np.vstack([self.S, np.zeros((1, self.S.shape[1]))])
-        self.rows = [self.S[j] for j in range(self.S.shape[0])]  # contiguous row views
+    def _views(self) -> None:
+        self.rows = list(self.X)  # contiguous row views, one per slot
+        self.S = self.X[:, self.qpos:self.qvel + self.model.nv]  # [qpos, qvel] of every slot
 
-    def gather(self, slot: int) -> None:
-        mujoco.mj_getState(self.model, self.datas[slot], self.rows[slot], _QPOS_QVEL)
+    @property
+    def width(self) -> int:
+        return self.X.shape[0]
 
-    def advance(self, slots: list[int], actions: np.ndarray) -> None:
-        """``mj_step`` (× frame_skip) every slot with its action and gather its state."""
-        m, fs, rows, datas, ctrl = self.model, self.frame_skip, self.rows, self.datas, self.ctrl
-        step, get, rne = mujoco.mj_step, mujoco.mj_getState, self.rne
-        for i, j in enumerate(slots):
-            d = datas[j]
-            ctrl[j][:] = actions[i]
+    def add_slots(self, n: int) -> None:
+        self.X = np.vstack([self.X, np.zeros((n, self.X.shape[1]))])
+        self.obs = np.vstack([self.obs, np.zeros((n, self.obs_dim))])
+        self._views()
+
+    def load(self, slot: int, data: Any) -> None:
+        """Take slot ``slot``'s state from ``data`` (a freshly reset env's)."""
+        mujoco.mj_getState(self.model, data, self.rows[slot], _INTEGRATION)
+
+    def move(self, src: int, dst: int) -> None:
+        self.X[dst] = self.X[src]
+        self.obs[dst] = self.obs[src]
+
+    def advance(self, slots: np.ndarray | slice, actions: np.ndarray) -> None:
+        """``mj_step`` (× frame_skip) every slot of ``slots`` with its action."""
+        m, d, fs, rne = self.model, self.d, self.frame_skip, self.rne
+        setstate, step, getstate = mujoco.mj_setState, mujoco.mj_step, mujoco.mj_getState
+        self.X[slots, self.ctrl] = actions
+        rows = self.rows[slots] if isinstance(slots, slice) else [self.rows[j] for j in slots.tolist()]
+        for r in rows:
+            setstate(m, d, r, _INTEGRATION)
             step(m, d, fs)
             if rne:
                 mujoco.mj_rnePostConstraint(m, d)
-            get(m, d, rows[j], _QPOS_QVEL)
+            getstate(m, d, r, _INTEGRATION)
 
-    def step(self, obs: np.ndarray, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Advance ``slots`` (index array or slice), write their observations into ``obs``;
-        return (reward, terminated)."""
+        return (reward, terminated), ``terminated`` ``None`` where the task never terminates."""
         raise NotImplementedError
 
 
@@ -126,14 +169,17 @@ class _Forward(_Task):
         super().__init__(u)
         self.fw, self.cw = u._forward_reward_weight, u._ctrl_cost_weight
         self.skip = self.n_pos if u._exclude_current_positions_from_observation else 0
+        self.x = self.qpos  # column of x in a state row
+        self.obs_cols = slice(self.qpos + self.skip, self.qvel + self.model.nv)  # [qpos[skip:], qvel]
 
-    def step(self, obs, slots, actions):
-        x_before = self.S[slots, 0].copy()
-        self.advance(_indices(slots), actions)
-        s = self.S[slots]
-        obs[slots] = s[:, self.skip:]
-        reward = self.fw * ((s[:, 0] - x_before) / self.dt) - self.cw * np.add.reduce(np.square(actions), axis=1)
-        return reward, np.zeros(len(reward), dtype=bool)
+    def step(self, slots, actions):
+        X, x = self.X, self.x
+        x_before = X[slots, x]  # a copy unless ``slots`` is a slice
+        x_before = x_before.copy() if isinstance(slots, slice) else x_before
+        self.advance(slots, actions)
+        self.obs[slots] = X[slots, self.obs_cols]
+        reward = self.fw * ((X[slots, x] - x_before) / self.dt) - self.cw * np.add.reduce(np.square(actions), axis=1)
+        return reward, None
 
 
 class _Swimmer(_Forward):
@@ -166,16 +212,18 @@ class _Hopper(_Forward):
         self.obs_lo = np.concatenate([np.full(n_pos, -np.inf), np.full(self.model.nv, -10.0)])
         self.obs_hi = -self.obs_lo
 
-    def step(self, obs, slots, actions):
-        x_before = self.S[slots, 0].copy()
-        self.advance(_indices(slots), actions)
+    def step(self, slots, actions):
+        X, x = self.X, self.x
+        x_before = X[slots, x]
+        x_before = x_before.copy() if isinstance(slots, slice) else x_before
+        self.advance(slots, actions)
         s = self.S[slots]
-        obs[slots] = np.minimum(np.maximum(s[:, self.skip:], self.obs_lo), self.obs_hi)
+        self.obs[slots] = np.minimum(np.maximum(s[:, self.skip:], self.obs_lo), self.obs_hi)
         h = s[:, 1:self.last]
         healthy = np.logical_and.reduce((self.lo < h) & (h < self.hi), axis=1)
         forward = self.fw * ((s[:, 0] - x_before) / self.dt)
         reward = (forward + healthy * self.healthy_reward) - self.cw * np.add.reduce(np.square(actions), axis=1)
-        return reward, ~healthy & self.terminate
+        return reward, ~healthy if self.terminate else None
 
 
 class _Walker(_Hopper):
@@ -184,7 +232,11 @@ class _Walker(_Hopper):
 
 class _Ant(_Task):
     """Ant: torso xy velocity, healthy reward (finite state, z in a closed range),
-    control and contact costs; observation ``[qpos[2:], qvel, clip(cfrc_ext)[1:]]``."""
+    control and contact costs; observation ``[qpos[2:], qvel, clip(cfrc_ext)[1:]]``.
+
+    ``cfrc_ext`` and the torso's ``xpos`` (from the last substep's kinematics, not
+    ``qpos``) are not part of the state: they are copied out of the scratch data after
+    each slot's step into ``F`` and ``XY``."""
 
     rne = True
 
@@ -200,78 +252,106 @@ class _Ant(_Task):
         self.nb6 = self.model.nbody * 6
         self.F = np.zeros((0, self.nb6))  # cfrc_ext of every slot
         self.XY = np.zeros((0, 2))  # main body xy of every slot
-        self.frows: list[np.ndarray] = []
-        self.views: list[tuple[np.ndarray, np.ndarray]] = []
+        self.f, self.xy = self.d.cfrc_ext.reshape(-1), self.d.xpos[self.body, :2]  # views into the scratch data
 
-    def add_slot(self, data):
-        super().add_slot(data)
-        self.F = np.vstack([self.F, np.zeros((1, self.nb6))])
-        self.XY = np.vstack([self.XY, np.zeros((1, 2))])
-        self.views.append((data.cfrc_ext.reshape(-1), data.xpos[self.body, :2]))
+    def add_slots(self, n):
+        super().add_slots(n)
+        self.F = np.vstack([self.F, np.zeros((n, self.nb6))])
+        self.XY = np.vstack([self.XY, np.zeros((n, 2))])
 
-    def gather(self, slot):
-        super().gather(slot)
-        f, xy = self.views[slot]
-        self.F[slot], self.XY[slot] = f, xy
+    def load(self, slot, data):
+        super().load(slot, data)
+        self.F[slot], self.XY[slot] = data.cfrc_ext.reshape(-1), data.xpos[self.body, :2]
+
+    def move(self, src, dst):
+        super().move(src, dst)
+        self.F[dst], self.XY[dst] = self.F[src], self.XY[src]
 
     def advance(self, slots, actions):
-        super().advance(slots, actions)
-        F, XY, views = self.F, self.XY, self.views
-        for j in slots:
-            f, xy = views[j]
+        m, d, fs = self.model, self.d, self.frame_skip
+        setstate, step, getstate, rne = mujoco.mj_setState, mujoco.mj_step, mujoco.mj_getState, mujoco.mj_rnePostConstraint
+        self.X[slots, self.ctrl] = actions
+        f, xy, F, XY, rows = self.f, self.xy, self.F, self.XY, self.rows
+        for j in (range(slots.start or 0, slots.stop) if isinstance(slots, slice) else slots.tolist()):
+            r = rows[j]
+            setstate(m, d, r, _INTEGRATION)
+            step(m, d, fs)
+            rne(m, d)
+            getstate(m, d, r, _INTEGRATION)
             F[j], XY[j] = f, xy
 
-    def step(self, obs, slots, actions):
-        xy_before = self.XY[slots].copy()
-        self.advance(_indices(slots), actions)
+    def step(self, slots, actions):
+        x_before = self.XY[slots, 0]  # only x enters the reward (gymnasium: xy velocity, then [0])
+        x_before = x_before.copy() if isinstance(slots, slice) else x_before
+        self.advance(slots, actions)
         s = self.S[slots]
-        x_velocity = ((self.XY[slots] - xy_before) / self.dt)[:, 0]
+        x_velocity = (self.XY[slots, 0] - x_before) / self.dt
         forces = np.minimum(np.maximum(self.F[slots], self.force_range[0]), self.force_range[1])
         n = s.shape[1] - self.skip
+        obs = self.obs
         obs[slots, :n] = s[:, self.skip:]
         if self.cfrc:
             obs[slots, n:] = forces[:, 6:]
         z = s[:, 2]
         healthy = np.logical_and.reduce(np.isfinite(s), axis=1) & (self.z_range[0] <= z) & (z <= self.z_range[1])
         ctrl_cost = self.cw * np.add.reduce(np.square(actions), axis=1)
-        contact_cost = self.kw * np.sum(np.square(forces), axis=1)
+        contact_cost = self.kw * np.add.reduce(np.square(forces), axis=1)
         reward = (x_velocity * self.fw + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
-        return reward, ~healthy & self.terminate
+        return reward, ~healthy if self.terminate else None
 
 
 class _InvertedPendulum(_Task):
     """InvertedPendulum: observation ``[qpos, qvel]``, reward 1 while |angle| <= 0.2."""
 
-    def step(self, obs, slots, actions):
-        self.advance(_indices(slots), actions)
+    def step(self, slots, actions):
+        self.advance(slots, actions)
         s = self.S[slots]
-        obs[slots] = s
+        self.obs[slots] = s
         terminated = ~np.logical_and.reduce(np.isfinite(s), axis=1) | (np.abs(s[:, 1]) > 0.2)
         return (~terminated).astype(np.float64), terminated
 
 
 class _PerSlot(_Task):
-    """Tasks whose observation and reward are evaluated slot by slot (gymnasium's expressions)."""
+    """Tasks whose observation and reward are evaluated slot by slot (gymnasium's expressions),
+    read from the scratch data right after the slot's step. ``memo(d)`` is what a task needs
+    from the data of the slot's previous step (Humanoid: its centre of mass)."""
 
     rne = True
 
-    def step(self, obs, slots, actions):
-        m, fs = self.model, self.frame_skip
-        idx = _indices(slots)
+    def __init__(self, u: Any) -> None:
+        super().__init__(u)
+        self.memos: list[Any] = []
+
+    def add_slots(self, n):
+        super().add_slots(n)
+        self.memos += [None] * n
+
+    def load(self, slot, data):
+        super().load(slot, data)
+        self.memos[slot] = self.memo(data)
+
+    def move(self, src, dst):
+        super().move(src, dst)
+        self.memos[dst] = self.memos[src]
+
+    def step(self, slots, actions):
+        m, d, fs, X, rows, memos, obs = self.model, self.d, self.frame_skip, self.X, self.rows, self.memos, self.obs
+        idx = range(slots.start or 0, slots.stop) if isinstance(slots, slice) else slots.tolist()
         reward, terminated = np.empty(len(idx)), np.zeros(len(idx), dtype=bool)
+        X[slots, self.ctrl] = actions
         for i, j in enumerate(idx):
-            d, a = self.datas[j], actions[i]
-            before = self.before(d)
-            self.ctrl[j][:] = a
+            mujoco.mj_setState(m, d, rows[j], _INTEGRATION)
             mujoco.mj_step(m, d, fs)
             mujoco.mj_rnePostConstraint(m, d)
-            obs[j], reward[i], terminated[i] = self.after(d, a, before)
+            mujoco.mj_getState(m, d, rows[j], _INTEGRATION)
+            obs[j], reward[i], terminated[i] = self.after(d, actions[i], memos[j])
+            memos[j] = self.memo(d)
         return reward, terminated
 
-    def before(self, d: Any) -> Any:
+    def memo(self, d: Any) -> Any:
         return None
 
-    def after(self, d: Any, action: np.ndarray, before: Any) -> tuple[np.ndarray, float, bool]:
+    def after(self, d: Any, action: np.ndarray, memo: Any) -> tuple[np.ndarray, float, bool]:
         raise NotImplementedError
 
 
@@ -331,12 +411,12 @@ class _Humanoid(_PerSlot):
         self.mass = self.model.body_mass
         self.mass_sum = self.mass.sum()
 
-    def before(self, d):
+    def memo(self, d):  # the centre of mass (xy) of the slot's last kinematics
         return (np.einsum("b,bj->j", self.mass, d.xipos) / self.mass_sum)[0:2].copy()
 
     def after(self, d, action, before):
         u = self.u
-        after = self.before(d)
+        after = self.memo(d)
         x_velocity = ((after - before) / self.dt)[0]
         healthy = u._healthy_z_range[0] < d.qpos[2] < u._healthy_z_range[1]
         ctrl_cost = u._ctrl_cost_weight * np.sum(np.square(d.ctrl))
@@ -464,6 +544,11 @@ class GymStepper:
         obs, _ = self.envs[slot].reset(seed=seed)
         self.obs[slot] = self._flatten(obs)
 
+    def move(self, src: int, dst: int) -> None:
+        """Move the episode of slot ``src`` to slot ``dst`` (their env instances swap places)."""
+        self.envs[src], self.envs[dst] = self.envs[dst], self.envs[src]
+        self.obs[dst] = self.obs[src]
+
     def step(self, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step ``slots`` (index array or slice) with ``actions`` (one row each)."""
         idx = _indices(slots)
@@ -504,33 +589,43 @@ class LeanStepper:
         self.low = np.asarray(env.action_space.low, dtype=np.float64)
         self.high = np.asarray(env.action_space.high, dtype=np.float64)
         self.max_steps = env.spec.max_episode_steps
-        self.obs = np.zeros((0, self.obs_dim))
         self.t = np.zeros(0, dtype=np.int64)
+        #: ``step`` without the time limit: ``advance(slots, actions) -> (reward, terminated)``,
+        #: ``terminated`` ``None`` for a task that never terminates; the caller ends episodes at
+        #: ``max_steps`` (``policies.rollout`` does) and ``t`` is not counted
+        self.advance = self.task.step
         self.ensure_width(1)
 
     @property
     def width(self) -> int:
-        return len(self.task.datas)
+        return self.task.width
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self.task.obs
 
     def ensure_width(self, width: int) -> None:
-        """Have at least ``width`` slots (one ``MjData`` each)."""
-        while self.width < width:
-            self.task.add_slot(mujoco.MjData(self.model))
-        if self.obs.shape[0] < self.width:
-            extra = self.width - self.obs.shape[0]
-            self.obs = np.vstack([self.obs, np.zeros((extra, self.obs_dim))])
-            self.t = np.concatenate([self.t, np.zeros(extra, dtype=np.int64)])
+        """Have at least ``width`` slots (one state row each)."""
+        if self.width < width:
+            self.task.add_slots(width - self.width)
+            self.t = np.concatenate([self.t, np.zeros(width - self.t.shape[0], dtype=np.int64)])
 
     def reset(self, slot: int, seed: int | None) -> None:
         obs, _ = self.u.reset(seed=seed)  # gymnasium's own initial state (and its RNG)
-        mujoco.mj_copyData(self.task.datas[slot], self.model, self.u.data)
-        self.task.gather(slot)
+        self.task.load(slot, self.u.data)
         self.obs[slot] = obs
         self.t[slot] = 0
 
+    def move(self, src: int, dst: int) -> None:
+        """Move the episode of slot ``src`` to slot ``dst`` (``src`` is free afterwards)."""
+        self.task.move(src, dst)
+        self.t[dst] = self.t[src]
+
     def step(self, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step ``slots`` (index array or slice) with ``actions`` (one row each)."""
-        reward, terminated = self.task.step(self.obs, slots, actions)
+        reward, terminated = self.task.step(slots, actions)
+        if terminated is None:
+            terminated = np.zeros(len(reward), dtype=bool)
         self.t[slots] += 1
         if self.max_steps is None:
             truncated = np.zeros(len(reward), dtype=bool)

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,32 +130,41 @@ def run_episodes(
             f"the policy expects {policy.obs_dim} and {policy.act_dim}"
         )
     obs_dim = policy.obs_dim
+    lean = bool(getattr(stepper, "lean", False))
+    if lean and stepper.max_steps is not None:  # the lean path leaves the env's time limit to us
+        horizon = min(horizon, int(stepper.max_steps))
     W = _width(stepper, m, horizon, obs_dim, collect_stats, width)
     stepper.ensure_width(W)
     W = min(W, stepper.width)
     low, high = stepper.low, stepper.high
     obs = stepper.obs
-    snap = normalizer_state
+    mean, inv_std = (normalizer_state.mean, normalizer_state.inv_std) if normalizer_state is not None else (None, None)
+    advance = stepper.advance if lean else None
 
     slot_params = np.zeros((W, P.shape[1]))
     item = np.full(W, -1, dtype=np.intp)
     born = np.zeros(W, dtype=np.int64)  # lockstep iteration at which the slot's episode took its first step
     true_ret = np.zeros(W)
-    # observations of iteration t go to ring[t % horizon] (all slots at once, one basic-slice copy);
-    # an episode's <= horizon observations sit in consecutive ring rows of its slot's column
-    ring = np.empty((horizon, W, obs_dim)) if collect_stats else None
+    # the observation of slot j at iteration t goes to ring[j, t % horizon]: an episode's <= horizon
+    # observations are consecutive (cyclically) in its slot's row
+    ring = np.empty((W, horizon, obs_dim)) if collect_stats else None
     results: list[EpisodeOutcome | None] = [None] * m
     pending = iter(range(m))
     it = 0  # lockstep iterations done
+
+    def ring_rows(j: int, n: int) -> tuple[slice, ...]:
+        """Where the first ``n`` observations of slot ``j``'s episode are in ``ring[j]``."""
+        a = int(born[j]) % horizon
+        b = a + n
+        return (slice(a, b),) if b <= horizon else (slice(a, horizon), slice(0, b - horizon))
 
     def finish(j: int, nonfinite: bool, terminated: bool, n: int, n_obs: int) -> None:
         k = int(item[j])
         tr = float(true_ret[j])
         stats = None
         if ring is not None:
-            a = int(born[j]) % horizon
-            b = a + n_obs
-            rows = ring[a:b, j] if b <= horizon else np.concatenate([ring[a:, j], ring[: b - horizon, j]])
+            parts = ring_rows(j, n_obs)
+            rows = ring[j, parts[0]] if len(parts) == 1 else np.concatenate([ring[j, p] for p in parts])
             stats = RunningStat.from_batch(rows)
         results[k] = EpisodeOutcome(ret=float(tr - reward_shift * n) if reward_shift else tr, true_ret=tr,
                                     steps=n, obs_stats=stats, nonfinite=nonfinite, terminated=terminated)
@@ -173,56 +183,92 @@ def run_episodes(
                 return True
             finish(j, True, False, 0, 0)  # a non-finite first observation: no step taken
 
-    isfinite, add, either = np.isfinite, np.add.reduce, np.logical_or.reduce
-    everyone = slice(0, W)
-    act = np.array([j for j in range(W) if start(j)], dtype=np.intp)
-    while act.size:
-        # (re)bind after the active set changed: the actor holds the active slots' parameters only
-        full = act.size == W
-        sel = everyone if full else act
-        actor = policy.batch_bind(slot_params[sel])
-        deadline = int(born[act].min()) + horizon  # the oldest episode reaches the horizon here
+    def move(src: int, dst: int) -> None:
+        """Move the running episode of slot ``src`` to the free slot ``dst``."""
+        stepper.move(src, dst)
+        item[dst], born[dst], true_ret[dst] = item[src], born[src], true_ret[src]
+        slot_params[dst] = slot_params[src]
+        item[src] = -1
+        if ring is not None:
+            for p in ring_rows(src, it - int(born[src])):
+                ring[dst, p] = ring[src, p]
+
+    # running episodes always occupy slots 0..k-1 (an episode ending with none pending hands its
+    # slot to the last one), so every per-step array operation below works on a basic slice
+    isfinite, add, minimum, maximum, finite_scalar = np.isfinite, np.add.reduce, np.minimum, np.maximum, math.isfinite
+    count = np.count_nonzero
+    k = 0
+    for j in range(W):
+        if start(j):
+            k = j + 1
+        else:
+            break
+    while k:
+        sel = slice(0, k)
+        actor = policy.batch_bind(slot_params[sel])  # (re)bound whenever the running set changed
+        deadline = int(born[sel].min()) + horizon  # the oldest episode reaches the horizon here
+        rg = ring[:k] if ring is not None else None
         while True:
             x = obs[sel]
-            if ring is not None:
-                ring[it % horizon] = obs[:W]  # inactive slots' rows are never read
-            if snap is not None:
-                x = snap.normalize(x)
-            a = np.minimum(np.maximum(actor(x), low), high)  # clip; NaN stays NaN
+            if rg is not None:
+                rg[:, it % horizon] = x
+            if mean is not None:
+                x = (x - mean) * inv_std
+            a = minimum(maximum(actor(x), low), high)  # clip; NaN stays NaN
             ended: dict[int, tuple[bool, bool, int, int]] = {}  # slot -> (nonfinite, terminated, steps, obs)
-            stepped, step_sel = act, sel
-            if not isfinite(add(a, axis=None)):  # quick test (exact per-row test below)
+            stepped = sel
+            if not finite_scalar(add(a, axis=None)):  # quick test (exact per-row test below)
                 ok = isfinite(a).all(axis=1)
-                for r in np.flatnonzero(~ok):
-                    j = int(act[r])
+                for j in np.flatnonzero(~ok).tolist():
                     n = it - int(born[j])
                     ended[j] = (True, False, n, n + 1)
-                stepped, a = act[ok], a[ok]
-                step_sel = stepped
-            if stepped.size:
-                reward, terminated, truncated = stepper.step(step_sel, a)
-                o = obs[step_sel]
-                finite = isfinite(add(reward) + add(o, axis=None))  # quick test: no NaN/inf anywhere
+                stepped, a = np.flatnonzero(ok), a[ok]
+            truncated = None
+            if a.shape[0] == 0:  # every action was non-finite
+                reward = a[:, 0]
+            elif lean:
+                reward, terminated = advance(stepped, a)
+            else:
+                reward, terminated, truncated = stepper.step(stepped, a)
+            it += 1
+            if reward.size:
+                o = obs[stepped]
+                finite = finite_scalar(add(reward) + add(o, axis=None))  # quick test: no NaN/inf anywhere
                 if finite:
-                    true_ret[step_sel] += reward
+                    true_ret[stepped] += reward
                 else:
                     good_r = isfinite(reward)
-                    true_ret[step_sel] = np.where(good_r, true_ret[step_sel] + reward, true_ret[step_sel])
-                if not finite or it + 1 >= deadline or either(terminated | truncated):
+                    true_ret[stepped] = np.where(good_r, true_ret[stepped] + reward, true_ret[stepped])
+                if (not finite or it >= deadline or (terminated is not None and count(terminated))
+                        or (truncated is not None and count(truncated))):
                     good_r = isfinite(reward)
                     good_o = isfinite(o).all(axis=1)
-                    n_steps = it + 1 - born[stepped]
-                    done = ~good_r | ~good_o | terminated | truncated | (n_steps >= horizon)
-                    for r in np.flatnonzero(done):
+                    n_steps = it - born[stepped]
+                    done = ~good_r | ~good_o | (n_steps >= horizon)
+                    if terminated is not None:
+                        done |= terminated
+                    if truncated is not None:
+                        done |= truncated
+                    rows = np.arange(k)[stepped]
+                    for r in np.flatnonzero(done).tolist():
                         n = int(n_steps[r])
-                        ended[int(stepped[r])] = (not (good_r[r] and good_o[r]), bool(terminated[r]), n, n)
-            it += 1
+                        term = terminated is not None and bool(terminated[r])
+                        ended[int(rows[r])] = (not (good_r[r] and good_o[r]), term, n, n)
             if ended:
                 break
-        for j in ended:
+        for j in sorted(ended):
             finish(j, *ended[j])
             start(j)
-        act = np.flatnonzero(item[:W] >= 0)
+        while k and item[k - 1] < 0:  # trailing free slots
+            k -= 1
+        for j in sorted(ended):
+            if j >= k - 1:
+                break
+            if item[j] < 0:  # free, and slot k-1 runs an episode: move it down
+                move(k - 1, j)
+                k -= 1
+                while k and item[k - 1] < 0:
+                    k -= 1
     return results  # type: ignore[return-value]
 
 
