@@ -49,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import mujoco
@@ -123,6 +124,10 @@ class _Task:
     def _views(self) -> None:
         self.rows = list(self.X)  # contiguous row views, one per slot
         self.S = self.X[:, self.qpos:self.qvel + self.model.nv]  # [qpos, qvel] of every slot
+        # constant vectors of the task, one copy per slot: ``name_t[:n]`` against ``n`` rows is a
+        # same-shape ufunc (cheaper than broadcasting the vector; the same numbers)
+        for name, v in getattr(self, "consts", {}).items():
+            setattr(self, name + "_t", np.tile(v, (self.X.shape[0], 1)))
 
     @property
     def width(self) -> int:
@@ -172,13 +177,18 @@ class _Forward(_Task):
         self.x = self.qpos  # column of x in a state row
         self.obs_cols = slice(self.qpos + self.skip, self.qvel + self.model.nv)  # [qpos[skip:], qvel]
 
+    def forward(self, x_after: np.ndarray, x_before: np.ndarray) -> np.ndarray:
+        """``w_f * (x' - x) / dt`` (``1.0 * v`` is ``v`` exactly: skipped for the default weight)."""
+        v = (x_after - x_before) / self.dt
+        return v if self.fw == 1.0 else self.fw * v
+
     def step(self, slots, actions):
         X, x = self.X, self.x
         x_before = X[slots, x]  # a copy unless ``slots`` is a slice
         x_before = x_before.copy() if isinstance(slots, slice) else x_before
         self.advance(slots, actions)
         self.obs[slots] = X[slots, self.obs_cols]
-        reward = self.fw * ((X[slots, x] - x_before) / self.dt) - self.cw * np.add.reduce(np.square(actions), axis=1)
+        reward = self.forward(X[slots, x], x_before) - self.cw * np.add.reduce(np.square(actions), axis=1)
         return reward, None
 
 
@@ -206,23 +216,23 @@ class _Hopper(_Forward):
         lo[2], hi[2] = u._healthy_angle_range
         if self.check_state:
             lo[2:], hi[2:] = np.maximum(lo[2:], u._healthy_state_range[0]), np.minimum(hi[2:], u._healthy_state_range[1])
-        self.lo, self.hi, self.last = lo[1:], hi[1:], n
+        self.h_cols = slice(self.qpos + 1, self.qpos + n)  # the entries the bounds apply to
         # observation [qpos[skip:], clip(qvel, -10, 10)] as one clip with infinite bounds on qpos
         n_pos = self.nq - self.skip
-        self.obs_lo = np.concatenate([np.full(n_pos, -np.inf), np.full(self.model.nv, -10.0)])
-        self.obs_hi = -self.obs_lo
+        obs_lo = np.concatenate([np.full(n_pos, -np.inf), np.full(self.model.nv, -10.0)])
+        self.consts = {"lo": lo[1:], "hi": hi[1:], "obs_lo": obs_lo, "obs_hi": -obs_lo}
+        self._views()
 
     def step(self, slots, actions):
-        X, x = self.X, self.x
+        X, x, n = self.X, self.x, actions.shape[0]
         x_before = X[slots, x]
         x_before = x_before.copy() if isinstance(slots, slice) else x_before
         self.advance(slots, actions)
-        s = self.S[slots]
-        self.obs[slots] = np.minimum(np.maximum(s[:, self.skip:], self.obs_lo), self.obs_hi)
-        h = s[:, 1:self.last]
-        healthy = np.logical_and.reduce((self.lo < h) & (h < self.hi), axis=1)
-        forward = self.fw * ((s[:, 0] - x_before) / self.dt)
-        reward = (forward + healthy * self.healthy_reward) - self.cw * np.add.reduce(np.square(actions), axis=1)
+        self.obs[slots] = np.minimum(np.maximum(X[slots, self.obs_cols], self.obs_lo_t[:n]), self.obs_hi_t[:n])
+        h = X[slots, self.h_cols]
+        healthy = np.logical_and.reduce((self.lo_t[:n] < h) & (h < self.hi_t[:n]), axis=1)
+        reward = ((self.forward(X[slots, x], x_before) + healthy * self.healthy_reward)
+                  - self.cw * np.add.reduce(np.square(actions), axis=1))
         return reward, ~healthy if self.terminate else None
 
 
@@ -253,6 +263,11 @@ class _Ant(_Task):
         self.F = np.zeros((0, self.nb6))  # cfrc_ext of every slot
         self.XY = np.zeros((0, 2))  # main body xy of every slot
         self.f, self.xy = self.d.cfrc_ext.reshape(-1), self.d.xpos[self.body, :2]  # views into the scratch data
+        self.obs_cols = slice(self.qpos + self.skip, self.qvel + self.model.nv)  # [qpos[skip:], qvel]
+        self.n_state = self.model.nq + self.model.nv - self.skip
+        self.consts = {"f_lo": np.full(self.nb6, float(self.force_range[0])),
+                       "f_hi": np.full(self.nb6, float(self.force_range[1]))}
+        self._views()
 
     def add_slots(self, n):
         super().add_slots(n)
@@ -281,22 +296,25 @@ class _Ant(_Task):
             F[j], XY[j] = f, xy
 
     def step(self, slots, actions):
+        k = actions.shape[0]
         x_before = self.XY[slots, 0]  # only x enters the reward (gymnasium: xy velocity, then [0])
         x_before = x_before.copy() if isinstance(slots, slice) else x_before
         self.advance(slots, actions)
         s = self.S[slots]
         x_velocity = (self.XY[slots, 0] - x_before) / self.dt
-        forces = np.minimum(np.maximum(self.F[slots], self.force_range[0]), self.force_range[1])
-        n = s.shape[1] - self.skip
-        obs = self.obs
-        obs[slots, :n] = s[:, self.skip:]
+        forces = np.minimum(np.maximum(self.F[slots], self.f_lo_t[:k]), self.f_hi_t[:k])
+        n, obs = self.n_state, self.obs
+        obs[slots, :n] = self.X[slots, self.obs_cols]
         if self.cfrc:
             obs[slots, n:] = forces[:, 6:]
         z = s[:, 2]
-        healthy = np.logical_and.reduce(np.isfinite(s), axis=1) & (self.z_range[0] <= z) & (z <= self.z_range[1])
+        healthy = (self.z_range[0] <= z) & (z <= self.z_range[1])
+        if not math.isfinite(np.add.reduce(s, axis=None)):  # a finite sum means every entry is finite
+            healthy &= np.logical_and.reduce(np.isfinite(s), axis=1)
         ctrl_cost = self.cw * np.add.reduce(np.square(actions), axis=1)
         contact_cost = self.kw * np.add.reduce(np.square(forces), axis=1)
-        reward = (x_velocity * self.fw + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
+        forward = x_velocity if self.fw == 1.0 else x_velocity * self.fw  # 1.0 * v is v exactly
+        reward = (forward + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
         return reward, ~healthy if self.terminate else None
 
 

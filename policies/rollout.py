@@ -136,9 +136,12 @@ def run_episodes(
     W = _width(stepper, m, horizon, obs_dim, collect_stats, width)
     stepper.ensure_width(W)
     W = min(W, stepper.width)
-    low, high = stepper.low, stepper.high
     obs = stepper.obs
-    mean, inv_std = (normalizer_state.mean, normalizer_state.inv_std) if normalizer_state is not None else (None, None)
+    # constant vectors tiled to one row per slot: same-shape ufuncs on ``[:k]`` (cheaper than broadcasting)
+    tiled = lambda v: np.tile(np.asarray(v, dtype=np.float64), (W, 1))  # noqa: E731
+    low_t, high_t = tiled(stepper.low), tiled(stepper.high)
+    norm = normalizer_state is not None
+    mean_t, inv_t = (tiled(normalizer_state.mean), tiled(normalizer_state.inv_std)) if norm else (None, None)
     advance = stepper.advance if lean else None
 
     slot_params = np.zeros((W, P.shape[1]))
@@ -208,13 +211,13 @@ def run_episodes(
         actor = policy.batch_bind(slot_params[sel])  # (re)bound whenever the running set changed
         deadline = int(born[sel].min()) + horizon  # the oldest episode reaches the horizon here
         rg = ring[:k] if ring is not None else None
+        obs_k, tr_k, low_k, high_k = obs[sel], true_ret[sel], low_t[sel], high_t[sel]
+        mean_k, inv_k = (mean_t[sel], inv_t[sel]) if norm else (None, None)
         while True:
-            x = obs[sel]
             if rg is not None:
-                rg[:, it % horizon] = x
-            if mean is not None:
-                x = (x - mean) * inv_std
-            a = minimum(maximum(actor(x), low), high)  # clip; NaN stays NaN
+                rg[:, it % horizon] = obs_k
+            x = (obs_k - mean_k) * inv_k if norm else obs_k  # the snapshot's normalize, row by row
+            a = minimum(maximum(actor(x), low_k), high_k)  # clip; NaN stays NaN
             ended: dict[int, tuple[bool, bool, int, int]] = {}  # slot -> (nonfinite, terminated, steps, obs)
             stepped = sel
             if not finite_scalar(add(a, axis=None)):  # quick test (exact per-row test below)
@@ -235,7 +238,10 @@ def run_episodes(
                 o = obs[stepped]
                 finite = finite_scalar(add(reward) + add(o, axis=None))  # quick test: no NaN/inf anywhere
                 if finite:
-                    true_ret[stepped] += reward
+                    if stepped is sel:
+                        np.add(tr_k, reward, out=tr_k)
+                    else:
+                        true_ret[stepped] += reward
                 else:
                     good_r = isfinite(reward)
                     true_ret[stepped] = np.where(good_r, true_ret[stepped] + reward, true_ret[stepped])
