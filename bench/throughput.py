@@ -1,35 +1,45 @@
 """Env steps/s: raw ``mujoco.mj_step``, a gymnasium ``env.step`` loop, and dfo's batched lean rollouts.
 
-For each task and each process count (joblib loky), every worker runs about ``--steps``
-env steps in each mode, and we report total steps / wall seconds:
+Three tables, in this order.
 
-* ``raw``:  ``mujoco.mj_step(model, data, nstep=frame_skip)`` on the env's own model with
-  random controls drawn in one vectorized call beforehand (reset every ``horizon``
-  steps): the simulator ceiling.
-* ``gym``:  the textbook loop a user writes: normalize the observation, linear policy,
-  clip, ``env.step`` (gymnasium's wrappers), one episode at a time.
-* ``dfo``:  ``policies.rollout.run_episodes`` on the per-process lean stepper
-  (``envs.get_stepper``): ``--batch`` perturbed linear policies side by side, one
-  stacked matrix product per step for all their actions, one ``mj_step`` per slot. This
-  is what a training worker runs (HalfCheetah's N = 32 directions give 64 episodes per
-  iteration, 16 per group on 2 workers).
+1. **CPU time per env step in one process** (``time.process_time``; the loops interleaved
+   in every repeat, best of ``--cpu-repeats``): hardly moved by other jobs on the machine,
+   so it is the figure to trust on a shared machine.
+
+   * ``raw``: the raw loop below (random controls, reset every ``horizon`` steps);
+   * ``raw (dfo's trajectories)``: bare ``ctrl`` + ``mj_step(nstep=frame_skip)`` replaying
+     the episodes dfo ran (same reset seeds and actions, hence the same states). A policy
+     drives other states than random controls, and ``mj_step``'s cost depends on the state
+     (joint limits and contacts switch the constraint solver on: Swimmer under the
+     bench's policies has ~10x the active constraints of random controls), so this is the
+     simulator's own cost of dfo's work, and ``dfo - raw same traj.`` is dfo's overhead;
+   * ``dfo``: ``policies.rollout.run_episodes`` on the lean stepper, ``--batch`` perturbed
+     linear policies side by side (what a training worker runs).
+
+2. **dfo's loop overhead** at several widths: the same rollouts with ``mj_step`` (and
+   ``mj_rnePostConstraint``) replaced by no-ops, CPU µs per env step.
+
+3. **Wall-clock env steps/s** (joblib loky, 1 and 2 processes; best of ``--repeats``,
+   modes interleaved): every worker runs about ``--steps`` env steps in each mode,
+
+   * ``raw``: ``mujoco.mj_step(model, data, nstep=frame_skip)`` on the env's own model with
+     random controls drawn in one vectorized call beforehand (reset every ``horizon``
+     steps): the simulator ceiling the issue's aim refers to;
+   * ``gym``: the textbook loop a user writes: normalize the observation, linear policy,
+     clip, ``env.step`` (gymnasium's wrappers), one episode at a time;
+   * ``dfo``: as above.
+
+   Ratios: ``dfo/raw`` at the same process count, and ``dfo Np / (N x raw 1p)`` (the
+   issue's "cores x raw rate" aim, >= 0.9). ``dfo/raw per CPU-s``: steps per worker
+   CPU-second. ``--sim-share`` adds the share of time inside the simulator (each call timed).
 
 Policies are ``0.05 * N(0, 1)`` matrices with an ARS normalizer from random statistics.
-The pool is warmed up (workers started, envs built) before timing; each cell is the
-best of ``--repeats`` runs, and the modes are interleaved within each repeat, so a
-burst of load from elsewhere hits all modes alike. Ratios: ``dfo/raw`` at the same
-process count, and ``dfo Np / (N x raw 1p)`` (the issue's "cores x raw rate" target).
-Steps per CPU-second of a worker process (``time.process_time``), dfo over raw, is less
-sensitive to other load on the machine (it still shares caches). The last column is the
-share of each mode's time spent inside the simulator (``mj_step`` and, where gymnasium
-calls it, ``mj_rnePostConstraint``; timed call by call, 1 process): it
-compares the code around the simulator on the *same* trajectories, whereas the raw
-rate drives other states (random controls) than a policy does, and ``mj_step``'s cost
-depends on the state (contacts, joint limits).
+``--append FILE`` inserts all tables as a new dated ``## Run N`` section above the newest
+run in FILE (older runs are kept).
 
-Usage (from the repo root, on a quiet machine):
-    PYTHONPATH=. python bench/throughput.py [--envs HalfCheetah-v5 Hopper-v5 Swimmer-v5 Ant-v5]
-        [--steps 20000] [--repeats 3] [--jobs 1 2] [--batch 16]
+Usage (from the repo root, on a quiet machine; ~3 min on 2 cores):
+    PYTHONPATH=. python bench/throughput.py --append bench/results/throughput.md
+    PYTHONPATH=. python bench/throughput.py --cpu-time    # table 1 (and 2) only, fine on a busy machine
 """
 
 from __future__ import annotations
@@ -218,7 +228,7 @@ def cpu_time_us(env_id: str, batch: int, n_steps: int, repeats: int) -> dict[str
         best["raw"] = min(best["raw"], _work(env_id, "raw", done, 7 * r, batch)[1])
         best["replay"] = min(best["replay"], replay())
         best["dfo"] = min(best["dfo"], dfo())
-    return {k: v / done * 1e6 for k, v in best.items()}
+    return {**{k: v / done * 1e6 for k, v in best.items()}, "steps": done}
 
 
 def overhead_us(env_id: str, width: int, repeats: int) -> float:
@@ -282,12 +292,12 @@ def cpu_section(env_ids, batch: int, n_steps: int, repeats: int) -> list[str]:
     rows = []
     for env_id in env_ids:
         t = cpu_time_us(env_id, batch, n_steps, repeats)
-        rows.append([env_id, f"{t['raw']:.2f}", f"{t['replay']:.2f}", f"{t['dfo']:.2f}",
+        rows.append([env_id, f"{t['steps']:,}", f"{t['raw']:.2f}", f"{t['replay']:.2f}", f"{t['dfo']:.2f}",
                      f"{t['dfo'] - t['replay']:.2f}", f"{t['raw'] / t['dfo']:.3f}", f"{t['replay'] / t['dfo']:.3f}"])
-    head = ["task", "raw (random ctrl)", "raw (dfo's trajectories)", "dfo batched", "dfo - raw same traj.",
+    head = ["task", "env steps", "raw (random ctrl)", "raw (dfo's trajectories)", "dfo batched", "dfo - raw same traj.",
             "dfo/raw rate", "dfo/raw same traj. rate"]
     return [f"CPU microseconds per env step in one process (time.process_time, best of {repeats}, interleaved; "
-            f"about {n_steps} steps each, dfo batch {batch}):", ""] + _table(head, rows) + [""]
+            f"dfo batch {batch}, calls of {batch} episodes until >= {n_steps} steps):", ""] + _table(head, rows) + [""]
 
 
 def overhead_section(env_ids, widths, repeats: int) -> list[str]:
