@@ -52,7 +52,8 @@ import time
 import numpy as np
 from joblib import Parallel, delayed
 
-MODES = ("raw", "gym", "dfo")
+MODES = ("raw", "replay", "gym", "dfo")
+SHARE_MODES = ("raw", "gym", "dfo")  # modes --sim-share times
 TASKS = ("HalfCheetah-v5", "Hopper-v5", "Swimmer-v5", "Ant-v5")
 
 
@@ -68,11 +69,31 @@ def _policy(env_id: str, rng: np.random.Generator, batch: int):
     return st, pol, params, norm.refresh()
 
 
-def _work(env_id: str, mode: str, n_steps: int, seed: int, batch: int) -> tuple[int, float]:
-    """Run about ``n_steps`` env steps in this worker; returns the number run and this process's CPU seconds."""
+def _work(env_id: str, mode: str, n_steps: int, seed: int, batch: int, episodes=None) -> tuple[int, float]:
+    """Run about ``n_steps`` env steps in this worker (``replay``: the recorded ``episodes``); returns
+    the number run and this process's CPU seconds."""
     t0 = time.process_time()
-    steps = _steps(env_id, mode, n_steps, seed, batch)
+    steps = _replay(env_id, episodes) if mode == "replay" else _steps(env_id, mode, n_steps, seed, batch)
     return steps, time.process_time() - t0
+
+
+def _replay(env_id: str, episodes) -> int:
+    """Bare ``ctrl`` + ``mj_step(nstep=frame_skip)`` replaying recorded ``(reset seed, actions)`` episodes."""
+    import mujoco
+
+    from envs import get_env
+
+    env = get_env(env_id)
+    u = env.unwrapped
+    m, d, fs = u.model, u.data, u.frame_skip
+    n = 0
+    for s, actions in episodes:
+        env.reset(seed=s)
+        for a in actions:
+            d.ctrl[:] = a
+            mujoco.mj_step(m, d, fs)
+        n += len(actions)
+    return n
 
 
 def _sim_share(env_id: str, mode: str, n_steps: int, seed: int, batch: int) -> float:
@@ -197,24 +218,9 @@ def cpu_time_us(env_id: str, batch: int, n_steps: int, repeats: int) -> dict[str
       trajectories dfo actually runs;
     * ``dfo``: ``run_episodes`` on those episodes.
     """
-    import mujoco
-
-    from envs import get_env
     from policies.rollout import run_episodes
 
     (st, pol, params, snap, horizon), calls, episodes, done = _workload(env_id, batch, n_steps, 0)
-    env = get_env(env_id)
-    u = env.unwrapped
-    m, d, fs = u.model, u.data, u.frame_skip
-
-    def replay() -> float:
-        t0 = time.process_time()
-        for s, actions in episodes:
-            env.reset(seed=s)
-            for a in actions:
-                d.ctrl[:] = a
-                mujoco.mj_step(m, d, fs)
-        return time.process_time() - t0
 
     def dfo() -> float:
         t0 = time.process_time()
@@ -226,7 +232,7 @@ def cpu_time_us(env_id: str, batch: int, n_steps: int, repeats: int) -> dict[str
     best = {"raw": float("inf"), "replay": float("inf"), "dfo": float("inf")}
     for r in range(repeats):
         best["raw"] = min(best["raw"], _work(env_id, "raw", done, 7 * r, batch)[1])
-        best["replay"] = min(best["replay"], replay())
+        best["replay"] = min(best["replay"], _work(env_id, "replay", done, 0, batch, episodes)[1])
         best["dfo"] = min(best["dfo"], dfo())
     return {**{k: v / done * 1e6 for k, v in best.items()}, "steps": done}
 
@@ -260,15 +266,21 @@ def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int, sim_share: bo
     rates: dict[tuple[str, str, int], float] = {}
     cpu: dict[tuple[str, str], float] = {}
     share: dict[tuple[str, str], float] = {}
+    # replay: worker j replays the episodes of dfo's run with seed 100 j (recorded here, sent along)
+    episodes = {(env_id, j): _workload(env_id, batch, n_steps, 100 * j)[2]
+                for env_id in env_ids for j in range(max(jobs))}
     for n_jobs in jobs:
         with Parallel(n_jobs=n_jobs, backend="loky") as par:
             for env_id in env_ids:  # warm-up: start workers, build and cache envs and steppers
-                par(delayed(_work)(env_id, m, 200, 0, batch) for m in MODES for _ in range(n_jobs))
+                par(delayed(_work)(env_id, m, 200, 0, batch, episodes[env_id, 0][:1]) for m in MODES
+                    for _ in range(n_jobs))
             for r in range(repeats):
                 for env_id in env_ids:
                     for mode in MODES:
+                        seeds = [100 * j if mode == "replay" else 1000 * r + 100 * j for j in range(n_jobs)]
                         t0 = time.perf_counter()
-                        out = par(delayed(_work)(env_id, mode, n_steps, 1000 * r + 100 * j, batch)
+                        out = par(delayed(_work)(env_id, mode, n_steps, seeds[j], batch,
+                                                 episodes[env_id, j] if mode == "replay" else None)
                                   for j in range(n_jobs))
                         rate = sum(s for s, _ in out) / (time.perf_counter() - t0)
                         rates[env_id, mode, n_jobs] = max(rates.get((env_id, mode, n_jobs), 0.0), rate)
@@ -277,7 +289,7 @@ def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int, sim_share: bo
             if sim_share and n_jobs == min(jobs):
                 for r in range(repeats):
                     for env_id in env_ids:
-                        for mode in MODES:
+                        for mode in SHARE_MODES:
                             f = par(delayed(_sim_share)(env_id, mode, n_steps, 1000 * r, batch) for _ in range(1))[0]
                             share[env_id, mode] = max(share.get((env_id, mode), 0.0), f)
     return rates, cpu, share
@@ -312,21 +324,24 @@ def wall_section(args) -> list[str]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     head = ["task"]
     for j in args.jobs:
-        head += [f"raw {j}p", f"gym {j}p", f"dfo {j}p", f"gym/raw {j}p", f"dfo/raw {j}p"]
-    head += [f"dfo {jn}p/({jn}x raw {j1}p)", f"dfo/gym {j1}p", "dfo/raw per CPU-s"]
+        head += [f"raw {j}p", f"replay {j}p", f"gym {j}p", f"dfo {j}p"]
+    head += [f"dfo/raw {j}p" for j in args.jobs]
+    head += [f"dfo {jn}p/({jn}x raw {j1}p)", f"dfo {jn}p/({jn}x replay {j1}p)", f"dfo/gym {j1}p",
+             "dfo/raw per CPU-s", "dfo/replay per CPU-s"]
     if args.sim_share:
-        head.append("in simulator: raw / gym / dfo")
+        head.append("in simulator: " + " / ".join(SHARE_MODES))
     rows = []
     for env_id in args.envs:
         row = [env_id]
         for j in args.jobs:
-            raw, g, d = (rates[env_id, m, j] for m in MODES)
-            row += [f"{raw:,.0f}", f"{g:,.0f}", f"{d:,.0f}", f"{g / raw:.2f}", f"{d / raw:.2f}"]
+            row += [f"{rates[env_id, m, j]:,.0f}" for m in MODES]
+        row += [f"{rates[env_id, 'dfo', j] / rates[env_id, 'raw', j]:.2f}" for j in args.jobs]
         row += [f"{rates[env_id, 'dfo', jn] / (jn * rates[env_id, 'raw', j1]):.2f}",
+                f"{rates[env_id, 'dfo', jn] / (jn * rates[env_id, 'replay', j1]):.2f}",
                 f"{rates[env_id, 'dfo', j1] / rates[env_id, 'gym', j1]:.2f}x",
-                f"{cpu[env_id, 'dfo'] / cpu[env_id, 'raw']:.2f}"]
+                f"{cpu[env_id, 'dfo'] / cpu[env_id, 'raw']:.2f}", f"{cpu[env_id, 'dfo'] / cpu[env_id, 'replay']:.2f}"]
         if args.sim_share:
-            row.append(" / ".join(f"{share[env_id, m]:.2f}" for m in MODES))
+            row.append(" / ".join(f"{share[env_id, m]:.2f}" for m in SHARE_MODES))
         rows.append(row)
     return ([f"Wall-clock env steps/s summed over processes (load average {load:.2f} at the end; {args.steps} "
              f"steps/worker, best of {args.repeats}, dfo batch {args.batch}):", ""] + _table(head, rows) + [""])
