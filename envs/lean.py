@@ -520,7 +520,8 @@ class GymStepper:
     def __init__(self, env: Any, factory: Any = None) -> None:
         import gymnasium as gym
 
-        self.envs = [env]
+        self.envs = [env]  # in creation order: envs[0] is the caller's (e.g. the per-process cached) env
+        self.slot_env = [0]  # slot -> index into envs (``move`` swaps entries)
         self.factory = factory
         self.space = env.observation_space
         self.flat = isinstance(self.space, gym.spaces.Box) and len(self.space.shape) == 1
@@ -547,6 +548,7 @@ class GymStepper:
     def ensure_width(self, width: int) -> None:
         """Have at least ``min(width, max_width)`` slots."""
         while len(self.envs) < min(width, self.max_width):
+            self.slot_env.append(len(self.envs))
             self.envs.append(self.factory())
         if self.obs.shape[0] < len(self.envs):
             self.obs = np.vstack([self.obs, np.zeros((len(self.envs) - self.obs.shape[0], self.obs_dim))])
@@ -559,12 +561,13 @@ class GymStepper:
         return gym.spaces.flatten(self.space, obs)
 
     def reset(self, slot: int, seed: int | None) -> None:
-        obs, _ = self.envs[slot].reset(seed=seed)
+        obs, _ = self.envs[self.slot_env[slot]].reset(seed=seed)
         self.obs[slot] = self._flatten(obs)
 
     def move(self, src: int, dst: int) -> None:
-        """Move the episode of slot ``src`` to slot ``dst`` (their env instances swap places)."""
-        self.envs[src], self.envs[dst] = self.envs[dst], self.envs[src]
+        """Move the episode of slot ``src`` to slot ``dst`` (the two slots swap env instances)."""
+        e = self.slot_env
+        e[src], e[dst] = e[dst], e[src]
         self.obs[dst] = self.obs[src]
 
     def step(self, slots: np.ndarray | slice, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -576,7 +579,7 @@ class GymStepper:
         shape = self.envs[0].action_space.shape
         for i, j in enumerate(idx):
             a = actions[i] if len(shape) == 1 else actions[i].reshape(shape)
-            obs, reward[i], terminated[i], truncated[i], _ = self.envs[j].step(a)
+            obs, reward[i], terminated[i], truncated[i], _ = self.envs[self.slot_env[j]].step(a)
             self.obs[j] = self._flatten(obs)
         return reward, terminated, truncated
 

@@ -239,6 +239,19 @@ def test_lean_slots_moved_and_stepped_long_stay_identical_to_gymnasium(env_id):
     assert moved == 6
 
 
+def test_gym_stepper_moves_keep_the_cached_env_in_slot_zero():
+    """Rollouts hand episodes between slots; the env.step path swaps which env serves a slot,
+    never the order of its env list (envs[0] stays the per-process cached env)."""
+    st = get_stepper("Hopper-v5", lean=False)
+    pol = LinearPolicy(st.obs_dim, st.act_dim)
+    P = 0.3 * np.random.default_rng(2).standard_normal((6, pol.n_params))
+    outs = run_episodes(st, pol, P, list(range(6)), horizon=60, width=4)
+    assert len({o.steps for o in outs}) > 1  # episodes ended at different times: slots were moved
+    assert st.envs[0] is get_env("Hopper-v5") and sorted(st.slot_env) == list(range(st.width))
+    again = run_episodes(st, pol, P, list(range(6)), horizon=60, width=4)
+    assert [(o.true_ret, o.steps) for o in outs] == [(o.true_ret, o.steps) for o in again]
+
+
 def test_lean_rollout_equals_gym_rollout():
     env = get_env("Hopper-v5")
     pol, params = _linear(env, 0.2, seed=3)
