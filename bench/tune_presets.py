@@ -149,6 +149,13 @@ def one_run(spec: dict) -> dict:
             "cmd": spec.get("cmd")}
 
 
+def _cut(r: dict, budget: int) -> dict:
+    """Run ``r`` (longer, not reached within ``budget``) as if it had stopped at ``budget`` episodes."""
+    curve = [c for c in r["curve"] if c[0] <= budget]
+    return dict(r, budget=budget, reached_episodes=None, reached_env_steps=None, episodes=curve[-1][0],
+                env_steps=curve[-1][1], best_eval=max(c[2] for c in curve), final_eval=curve[-1][2], curve=curve)
+
+
 class Store:
     """The JSON-lines file of finished runs (append-only; read back on start)."""
 
@@ -162,15 +169,20 @@ class Store:
         self.runs = [r for r in self.records if r["kind"] in ("tune", "eval")]
 
     def lookup(self, spec_key: tuple, budget: int) -> dict | None:
-        """A finished run that answers ``spec_key`` at ``budget`` (same budget, or reached within less)."""
-        best = None
+        """A finished run that answers ``spec_key`` at ``budget``: one with that budget, one that
+        reached the threshold within ``budget`` episodes, or a longer run cut back to ``budget``
+        (its evaluations after ``budget`` episodes dropped, so its best return is not flattered)."""
+        exact = within = longer = None
         for r in self.runs:
             if run_key(r) != spec_key:
                 continue
-            if r["budget"] == budget or (r["reached_episodes"] is not None and r["budget"] <= budget) or \
-                    (r["reached_episodes"] is None and r["episodes"] >= budget):
-                best = r
-        return best
+            if r["budget"] == budget:
+                exact = r
+            elif r["reached_episodes"] is not None and r["reached_episodes"] <= budget:
+                within = r
+            elif r["episodes"] >= budget:
+                longer = r
+        return exact or within or (longer and _cut(longer, budget))
 
     def add(self, r: dict) -> None:
         self.records.append(r)

@@ -1,7 +1,8 @@
 """Task presets for the gymnasium MuJoCo -v5 tasks: horizon, survival-bonus shift, ARS defaults.
 
 Each preset carries the default training ``method``, its hyperparameters ``n_directions``
-N, ``top_b`` b (directions kept), ``step_size`` alpha, ``noise`` nu, and the default
+N, ``top_b`` b (directions kept), ``step_size`` alpha, ``noise`` nu, the default ``policy``
+(``"linear"`` as in ARS, or ``"mlp"`` with tanh ``hidden`` layers) and the default
 episode budget of ``dfo train ENV``. ``source`` says where they come from: measured by
 ``bench/tune_presets.py`` (successive halving on tuning seeds, then checked on separate
 evaluation seeds; ``bench/results/tune_presets.md``), measured by ``bench/ars_episodes.py``,
@@ -12,7 +13,15 @@ Tasks without a preset get a rule instead of a table entry. With normalized
 observations a linear policy perturbed by ν·u moves each action by about ν·√d_obs, so
 α and ν are set relative to ``task_scale = a_max / √d_obs``: ``α = ν = 0.3·task_scale``
 (what won on InvertedPendulum, InvertedDoublePendulum and Swimmer; Reacher and Pusher
-preferred 0.1), with ``orthogonal`` and N = b = 8.
+preferred 0.1), with ``orthogonal`` and N = b = 8, and a linear policy.
+
+Reacher and Pusher get a one-hidden-layer tanh MLP (32 units): a linear policy stalled
+short of their thresholds (Reacher wants roughly Jacobian-transpose control, products of
+the fingertip-target vector with the joint angles' cos/sin, which a linear map of the
+observation cannot form). An MLP's output layer starts at zero and reads ``h_last`` tanh
+features, so ``h_last`` takes the place of ``d_obs`` in the scale:
+``s = a_max / √h_last`` (``task_scale(env_id, hidden)``), and both tasks' tuning picked
+α = ν = 0.1·s.
 
 ``survival_shift`` is subtracted from every step's reward during training only
 (ARS removes the survival bonus to avoid policies that just stand still);
@@ -110,10 +119,10 @@ PRESETS: dict[str, TaskPreset] = dict(
         _p("InvertedPendulum-v5", n_directions=8, top_b=4, step_size=0.45, noise=0.45, episodes=400, source=TUNED),
         _p("InvertedDoublePendulum-v5", n_directions=8, top_b=8, step_size=0.1, noise=0.1, method="orthogonal",
            episodes=1500, source=TUNED),
-        _p("Reacher-v5", horizon=50, n_directions=8, top_b=8, step_size=0.032, noise=0.032, episodes=2000,
-           source=TUNED),
-        _p("Pusher-v5", horizon=100, n_directions=8, top_b=8, step_size=0.042, noise=0.042, episodes=2000,
-           source=TUNED),
+        _p("Reacher-v5", horizon=50, policy="mlp", hidden=(32,), n_directions=8, top_b=8, step_size=0.018,
+           noise=0.018, episodes=8000, source=TUNED),
+        _p("Pusher-v5", horizon=100, policy="mlp", hidden=(32,), n_directions=8, top_b=8, step_size=0.035,
+           noise=0.035, episodes=5000, source=TUNED),
     ]
 )
 
