@@ -220,7 +220,7 @@ class _Hopper(_Forward):
         # observation [qpos[skip:], clip(qvel, -10, 10)] as one clip with infinite bounds on qpos
         n_pos = self.nq - self.skip
         obs_lo = np.concatenate([np.full(n_pos, -np.inf), np.full(self.model.nv, -10.0)])
-        self.consts = {"lo": lo[1:], "hi": hi[1:], "obs_lo": obs_lo, "obs_hi": -obs_lo}
+        self.consts = {"lo": lo[1:], "hi": hi[1:], "obs_lo": obs_lo, "obs_hi": -obs_lo, "alive": [self.healthy_reward]}
         self._views()
 
     def step(self, slots, actions):
@@ -230,10 +230,14 @@ class _Hopper(_Forward):
         self.advance(slots, actions)
         self.obs[slots] = np.minimum(np.maximum(X[slots, self.obs_cols], self.obs_lo_t[:n]), self.obs_hi_t[:n])
         h = X[slots, self.h_cols]
-        healthy = np.logical_and.reduce((self.lo_t[:n] < h) & (h < self.hi_t[:n]), axis=1)
-        reward = ((self.forward(X[slots, x], x_before) + healthy * self.healthy_reward)
-                  - self.cw * np.add.reduce(np.square(actions), axis=1))
-        return reward, ~healthy if self.terminate else None
+        inside = (self.lo_t[:n] < h) & (h < self.hi_t[:n])
+        if np.count_nonzero(inside) == inside.size:  # all healthy (the usual case): healthy * w is w
+            alive, terminated = self.alive_t[:n, 0], None
+        else:
+            healthy = np.logical_and.reduce(inside, axis=1)
+            alive, terminated = healthy * self.healthy_reward, ~healthy if self.terminate else None
+        reward = (self.forward(X[slots, x], x_before) + alive) - self.cw * np.add.reduce(np.square(actions), axis=1)
+        return reward, terminated
 
 
 class _Walker(_Hopper):
@@ -266,7 +270,7 @@ class _Ant(_Task):
         self.obs_cols = slice(self.qpos + self.skip, self.qvel + self.model.nv)  # [qpos[skip:], qvel]
         self.n_state = self.model.nq + self.model.nv - self.skip
         self.consts = {"f_lo": np.full(self.nb6, float(self.force_range[0])),
-                       "f_hi": np.full(self.nb6, float(self.force_range[1]))}
+                       "f_hi": np.full(self.nb6, float(self.force_range[1])), "alive": [self.healthy_reward]}
         self._views()
 
     def add_slots(self, n):
@@ -311,11 +315,15 @@ class _Ant(_Task):
         healthy = (self.z_range[0] <= z) & (z <= self.z_range[1])
         if not math.isfinite(np.add.reduce(s, axis=None)):  # a finite sum means every entry is finite
             healthy &= np.logical_and.reduce(np.isfinite(s), axis=1)
+        if np.count_nonzero(healthy) == k:  # all healthy (the usual case): healthy * w is w
+            alive, terminated = self.alive_t[:k, 0], None
+        else:
+            alive, terminated = healthy * self.healthy_reward, ~healthy if self.terminate else None
         ctrl_cost = self.cw * np.add.reduce(np.square(actions), axis=1)
         contact_cost = self.kw * np.add.reduce(np.square(forces), axis=1)
         forward = x_velocity if self.fw == 1.0 else x_velocity * self.fw  # 1.0 * v is v exactly
-        reward = (forward + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
-        return reward, ~healthy if self.terminate else None
+        reward = (forward + alive) - (ctrl_cost + contact_cost)
+        return reward, terminated
 
 
 class _InvertedPendulum(_Task):
