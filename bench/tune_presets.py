@@ -306,6 +306,15 @@ def _search_cmd(r: dict) -> str | None:
             f"--directions {parts['N:b']} --jobs 1")
 
 
+def _current(env_id: str) -> tuple:
+    """``(policy name, method, α, ν, N, b), budget`` of the task's current preset."""
+    from policies.training import TrainConfig
+
+    c = TrainConfig(env_id=env_id).resolved()
+    pol = {"policy": c.policy, "hidden": list(c.hidden)}
+    return (policy_name(pol), c.method, c.step_size, c.noise, c.n_directions, c.top_b), c.episodes
+
+
 def table(store: Store) -> str:
     cmds: list[str] = []
     for r in store.records:
@@ -318,7 +327,7 @@ def table(store: Store) -> str:
              "this file is `python bench/tune_presets.py --table`):", ""]
     lines += [f"    {c}" for c in cmds] + [""]
     lines += ["A run reaches the threshold at the first evaluation (mean true return of the unperturbed policy "
-              "over 5 episodes, every ~16 training episodes, not counted) at or above it. Tuning seeds 100, 101; "
+              "over 5 episodes, every ~16 training episodes, not counted) at or above it. Tuning seeds 100, 101 (more where a rung lists them); "
               "evaluation seeds 0, 1, 2. Thresholds: " + ", ".join(f"{k} {v:g}" for k, v in THRESHOLDS.items())
               + " (Pusher's is ours, fixed before tuning: gymnasium's 0 cannot be reached). α and ν are the "
               "absolute values; the search grid is relative to s = a_max/√d_obs (see the script's docstring). "
@@ -330,13 +339,15 @@ def table(store: Store) -> str:
             cfg = (policy_name(r), r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
             evals.setdefault((r["env_id"], cfg, r["budget"]), {})[r["seed"]] = r
     lines += ["## Defaults on the evaluation seeds (`dfo train ENV`, no other argument)", "",
-              "| task (threshold) | policy | method | α | ν | N | b | budget (episodes) | seeds | episodes to "
+              "Rows marked *now* are the current presets of `envs/presets.py`; the others are earlier defaults.", "",
+              "| task (threshold) | now | policy | method | α | ν | N | b | budget (episodes) | seeds | episodes to "
               "threshold (per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (env, cfg, budget), by_seed in sorted(evals.items()):
         rs = [by_seed[s] for s in sorted(by_seed)]
         pol, m, a, nu, n, b = cfg
-        lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {pol} | {m} | {a:g} | {nu:g} | {n} | {b} | {budget} | "
+        now = "*now*" if (cfg, budget) == _current(env) else ""
+        lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {now} | {pol} | {m} | {a:g} | {nu:g} | {n} | {b} | {budget} | "
                      f"{', '.join(str(r['seed']) for r in rs)} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
                      f"{_median(rs, 'reached_episodes')} | {', '.join(_cell(r, 'steps') for r in rs)} | "
                      f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} |")
