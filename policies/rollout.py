@@ -4,10 +4,14 @@
 episodes in the slots of a stepper (:mod:`envs.lean`) and advances them together:
 per env step, one normalizer call and one batched matrix product give the actions of
 every running episode, and the stepper advances all slots (``mj_step`` per slot on the
-lean path). When an episode ends, its slot starts the next pending one. Each episode
-is reset with its own seed and only ever sees its own slot, and every array operation
-acts row by row, so an episode's outcome does not depend on which other episodes share
-the batch: serial and parallel runs (any chunking) give identical numbers.
+lean path). When an episode ends, its slot starts the next pending one; when none is
+pending, the last running episode moves into the freed slot (``stepper.move``), so the
+running episodes always fill slots ``0..k-1`` and every per-step array operation works on
+a basic slice (no index arrays, no copies). Each episode is reset with its own seed and
+only ever sees its own row, and every array operation acts row by row, so an episode's
+outcome does not depend on which other episodes share the batch or where it sits: serial
+and parallel runs (any chunking) give identical numbers. On the lean path the env's time
+limit is counted here (``stepper.advance`` skips the stepper's own step counter).
 
 Per step an episode feeds its observation through the frozen normalizer snapshot and
 the policy, clips the action to the action space, and steps until termination,
