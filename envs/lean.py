@@ -80,7 +80,7 @@ def _class_path(obj: Any) -> str:
 # -- the tasks ----------------------------------------------------------------------------
 
 
-def _state_columns(model: Any) -> dict[str, int]:
+def _state_columns(model: Any) -> dict[int, int]:
     """Column of each component in an ``mjSTATE_INTEGRATION`` row (components in bit order)."""
     cols, at = {}, 0
     for bit in range(_INTEGRATION.bit_length()):
@@ -115,6 +115,7 @@ class _Task:
         cols = _state_columns(m)
         self.qpos = cols[int(mujoco.mjtState.mjSTATE_QPOS)]
         self.qvel = cols[int(mujoco.mjtState.mjSTATE_QVEL)]
+        assert self.qvel == self.qpos + m.nq  # [qpos, qvel] is one block of a state row
         c = cols[int(mujoco.mjtState.mjSTATE_CTRL)]
         self.ctrl = slice(c, c + m.nu)
         self.X = np.zeros((0, mujoco.mj_stateSize(m, _INTEGRATION)))
