@@ -5,11 +5,14 @@ For each task (Walker2d-v5, Ant-v5, Humanoid-v5, HumanoidStandup-v5) this runs
 preset's method and hyperparameters (``envs/presets.py``; Walker2d, Ant and Humanoid carry
 the ARS V2-t settings of Mania, Guy, Recht 2018, HumanoidStandup borrows Humanoid's). The
 budget is the preset's episode count or ``--episodes``, cut by a wall-clock cap
-``--wall-minutes`` on the trainer's own clock (rollouts + evaluations, summed over resumed
-segments), whichever comes first. The run directory keeps the trainer's checkpoints, so the
-same command continues a capped or interrupted run exactly where it stopped (a larger
-``--wall-minutes`` or ``--episodes`` extends it). SIGTERM / Ctrl-C checkpoint first, then the
-segment is recorded.
+``--wall-minutes`` on the run's whole wall time (all segments, start-up and any dropped
+partial iteration included), whichever comes first. The run directory keeps the trainer's
+checkpoints, so the same command continues a capped or interrupted run exactly where it
+stopped (a larger ``--wall-minutes`` or ``--episodes`` extends it). SIGTERM / Ctrl-C checkpoint first, then the
+segment is recorded. The cap is checked after every iteration and also enforced inside one (a
+timer sends this process SIGTERM when the cap or ``--stop-at`` is reached; the unfinished
+iteration is dropped, as its numbers would not be those of an uninterrupted run), so a task
+whose iterations are long (HumanoidStandup: 460 episodes of 1000 steps) stops on time too.
 
 Evaluation is the trainer's: every iteration (``eval_every`` from the preset rule), the mean
 true return of the unperturbed policy over 5 episodes, not counted in the budget. A task
@@ -33,7 +36,9 @@ import math
 import os
 import platform
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tune_presets import THRESHOLDS  # noqa: E402  (one home for the ARS paper's thresholds)
 
+from dfo.interrupts import Terminated  # noqa: E402
+
 TASKS = ("Walker2d-v5", "Ant-v5", "Humanoid-v5", "HumanoidStandup-v5")
 #: ARS paper Table 1, V2-t: average episodes to the threshold over 3 seeds
 PAPER_V2T_EPISODES = {"Walker2d-v5": 24_000, "Ant-v5": 20_800, "Humanoid-v5": 142_600}
@@ -49,6 +56,10 @@ DEFAULT_JSONL = "bench/results/big_tasks.jsonl"
 DEFAULT_TABLE = "bench/results/big_tasks.md"
 DEFAULT_RUNS = "runs/big_tasks"
 CURVE_POINTS = 60  # evaluation points kept per run in the JSON line
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _now() -> str:
@@ -93,46 +104,64 @@ def summarize(run_dir: Path, env_id: str) -> dict:
 
 
 def run(env_id: str, args: argparse.Namespace) -> dict:
-    """Start or continue the run of ``env_id``; returns the JSON line written."""
+    """Start or continue the run of ``env_id``; returns the JSON line written (``{}`` if nothing was left)."""
     import dfo
 
     run_dir = Path(args.runs_dir) / f"{env_id}_seed{args.seed}"
+    seg_path = Path(args.runs_dir) / f"{env_id}_seed{args.seed}.segments.jsonl"
+    resuming = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+    earlier = [json.loads(x) for x in seg_path.read_text().splitlines() if x.strip()] if resuming else []
     cap_s = 60.0 * args.wall_minutes
-    stop = {"reason": None}
+    prior_s = sum(x["wall_s"] for x in earlier)
+    until_s = math.inf if args.stop_at is None else (args.stop_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if min(cap_s - prior_s, until_s) <= 0:
+        print(f"{env_id}: nothing to do (wall-clock cap or --stop-at already reached)")
+        return {}
+    stop: dict = {"reason": (f"--stop-at {args.stop_at:%H:%M} UTC (mid-iteration)" if until_s < cap_s - prior_s
+                             else f"wall-clock cap {args.wall_minutes:g} min (mid-iteration)")}
+    t0, c0 = time.perf_counter(), _cpu_s()
 
     def watch(row: dict) -> None:
-        if row["time_s"] >= cap_s:
-            stop["reason"] = f"wall-clock cap {args.wall_minutes:g} min"
+        if prior_s + time.perf_counter() - t0 >= cap_s:
+            stop.update(reason=f"wall-clock cap {args.wall_minutes:g} min", capped=True)
             raise StopIteration
 
-    resuming = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
     where = {"n_jobs": args.n_jobs, "checkpoint_every": args.checkpoint_every}
     if args.episodes is not None:
         where["episodes"] = args.episodes
     seg = {"start": _now(), "load_start": round(os.getloadavg()[0], 2), "resumed": resuming}
-    t0, c0 = time.perf_counter(), _cpu_s()
+    timer = threading.Timer(min(cap_s - prior_s, until_s), os.kill, (os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    before = signal.signal(signal.SIGTERM, _raise_terminated)  # also before/after the trainer's own guard
     message = None
+    timer.start()
     try:
         if resuming:
-            res = dfo.train(resume=run_dir, callback=watch, progress=False, **where)
-        else:
+            message = dfo.train(resume=run_dir, callback=watch, progress=False, **where).message
+        else:  # a directory without a checkpoint holds no iteration: start it afresh
             run_dir.parent.mkdir(parents=True, exist_ok=True)
-            res = dfo.train(env_id, out=run_dir, seed=args.seed, callback=watch, progress=False, **where)
-        message = res.message
-    except KeyboardInterrupt:  # SIGTERM / Ctrl-C: the trainer wrote a checkpoint first
-        message = "interrupted (SIGTERM/Ctrl-C)"
+            message = dfo.train(env_id, out=run_dir, overwrite=True, seed=args.seed, callback=watch,
+                                progress=False, **where).message
+    except KeyboardInterrupt:  # SIGTERM / Ctrl-C: the trainer wrote a checkpoint first (if it had started)
+        message = None if timer.finished.is_set() else "interrupted (SIGTERM/Ctrl-C)"
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, before)
     seg.update(end=_now(), wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
-               load_end=round(os.getloadavg()[0], 2), stopped=stop["reason"] or message)
-    seg_path = Path(args.runs_dir) / f"{env_id}_seed{args.seed}.segments.jsonl"
-    with seg_path.open("a") as f:
-        f.write(json.dumps(seg) + "\n")
-    segments = [json.loads(x) for x in seg_path.read_text().splitlines() if x.strip()]
-    cfg = json.loads((run_dir / "config.json").read_text())
-    record = {"env_id": env_id, "seed": args.seed, "settings": settings_of(env_id),
-              "episode_budget": int(cfg["episodes"]), "wall_cap_min": args.wall_minutes, "n_jobs": args.n_jobs,
+               load_end=round(os.getloadavg()[0], 2),
+               stopped=stop["reason"] if message is None or stop.get("capped") else message)
+    segments = earlier + [seg]
+    seg_path.parent.mkdir(parents=True, exist_ok=True)
+    seg_path.write_text("".join(json.dumps(x) + "\n" for x in segments))
+    cfg_path = run_dir / "config.json"
+    budget = json.loads(cfg_path.read_text())["episodes"] if cfg_path.exists() else None
+    settings = settings_of(env_id)
+    record = {"env_id": env_id, "seed": args.seed, "settings": settings,
+              "episode_budget": int(budget or args.episodes or settings["preset_episodes"]),
+              "wall_cap_min": args.wall_minutes, "n_jobs": args.n_jobs,
               "paper_v2t_episodes": PAPER_V2T_EPISODES.get(env_id), **summarize(run_dir, env_id),
-              "segments": segments, "stopped": seg["stopped"], "machine": f"{platform.machine()}, "
-              f"{os.cpu_count()} logical CPUs", "command": command_line()}
+              "segments": segments, "stopped": seg["stopped"],
+              "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs", "command": command_line()}
     path = Path(args.jsonl)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
@@ -162,7 +191,8 @@ def table(records: list[dict]) -> str:
     lines += ["", "Each run: `dfo.train(ENV, seed=0)` with the task preset's method and hyperparameters "
               "(`envs/presets.py`), one serial process (`--n-jobs 1`) unless stated. **Budget: the preset's "
               "episode count (1.5 × the ARS paper's V2-t episodes to the threshold) cut by a wall-clock cap on "
-              "the trainer's clock, on a shared 2-core machine** where other jobs ran at the same time (load "
+              "the run's total wall time (all segments), on a shared 2-core machine** where other jobs ran "
+              "at the same time (load "
               "averages below), so the caps bind long before the preset budgets: these runs cover a small "
               "fraction of the episodes the paper needed and say nothing about where the defaults end up. "
               "Evaluation: mean true return of the unperturbed policy over 5 episodes after every iteration "
@@ -170,8 +200,9 @@ def table(records: list[dict]) -> str:
               "HumanoidStandup).", "",
               "| task (threshold) | method and settings | seed | budget given | stopped by | iterations | "
               "episodes run | env steps run | episodes to threshold | env steps to threshold | paper V2-t episodes "
-              "| best eval return | final eval return | train wall (min) | CPU (min) | load avg (start–end) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| best eval return | final eval return | wall used (min) | trainer clock (min) | CPU (min) | "
+              "load avg (start–end) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rs:
         s = r["settings"]
         sett = (f"{s['method']} N={s['N']} b={s['b']} α={s['alpha']:g} ν={s['nu']:g} shift={s['survival_shift']:g}"
@@ -180,14 +211,15 @@ def table(records: list[dict]) -> str:
         reached = r["reached_episodes"] is not None
         not_r = "not reached" if r["threshold"] is not None else "–"
         cpu = sum(x["cpu_s"] for x in r["segments"]) / 60
+        wall = sum(x["wall_s"] for x in r["segments"]) / 60
         loads = [x["load_start"] for x in r["segments"]] + [x["load_end"] for x in r["segments"]]
         lines.append(
             f"| {r['env_id']} ({thr}) | {sett} | {r['seed']} | {r['episode_budget']:,} episodes or "
             f"{r['wall_cap_min']:g} min wall, n_jobs={r['n_jobs']} | {r['stopped']} | {r['iterations']:,} | "
             f"{r['episodes']:,} | {r['env_steps']:,} | {_num(r['reached_episodes']) if reached else not_r} | "
             f"{_num(r['reached_env_steps']) if reached else not_r} | {_num(r['paper_v2t_episodes'])} | "
-            f"{_num(r['best_eval'])} | {_num(r['final_eval'])} | {r['train_time_s'] / 60:.1f} | {cpu:.1f} | "
-            f"{min(loads):.1f}–{max(loads):.1f} |")
+            f"{_num(r['best_eval'])} | {_num(r['final_eval'])} | {wall:.1f} | {r['train_time_s'] / 60:.1f} | "
+            f"{cpu:.1f} | {min(loads):.1f}–{max(loads):.1f} |")
     lines += ["", "Evaluation return against training episodes (thinned, episodes: return):", ""]
     for r in rs:
         pts = ", ".join(f"{e:,}: {v:.0f}" for e, _, v in r["curve"])
@@ -195,15 +227,25 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _utc_today(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.strptime(text, "%H:%M")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HH:MM (UTC), got {text!r}") from None
+    return dt.datetime.now(dt.timezone.utc).replace(hour=t.hour, minute=t.minute, second=0, microsecond=0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("env_ids", nargs="*", help=f"tasks ({', '.join(TASKS)})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wall-minutes", type=float, default=40.0,
-                    help="cap on the run's training wall time (trainer clock, all segments)")
+                    help="cap on the run's total wall time (all segments)")
     ap.add_argument("--episodes", type=int, default=None, help="episode budget (default: the preset's)")
     ap.add_argument("--n-jobs", type=int, default=1, help="rollout workers (1 = serial)")
     ap.add_argument("--checkpoint-every", type=int, default=5, help="iterations between checkpoints")
+    ap.add_argument("--stop-at", type=_utc_today, default=None, metavar="HH:MM",
+                    help="stop (checkpoint, record) at this UTC time today, even inside an iteration")
     ap.add_argument("--runs-dir", default=DEFAULT_RUNS, help="where the run directories live")
     ap.add_argument("--jsonl", default=DEFAULT_JSONL)
     ap.add_argument("--table", nargs="?", const=DEFAULT_TABLE, default=None,
@@ -223,6 +265,8 @@ def main() -> None:
         sys.exit("big_tasks: --wall-minutes must be > 0, --n-jobs nonzero, --checkpoint-every >= 1")
     for env_id in args.env_ids:
         r = run(env_id, args)
+        if not r:
+            continue
         print(f"{env_id} seed {args.seed}: {r['stopped']}; {r['episodes']:,} episodes, {r['env_steps']:,} env steps, "
               f"reached at {r['reached_episodes']} episodes, best {r['best_eval']}, final {r['final_eval']}",
               flush=True)
