@@ -29,7 +29,9 @@ steps to it over the seeds that reached it, then a higher mean best evaluation r
 Evaluation. ``--evaluate`` runs ``TrainConfig(env_id=ENV)`` with *no* override (i.e. the
 defaults in ``envs/presets.py``) on the evaluation seeds (default 0 1 2; the tuning seeds
 default to 100 101, disjoint), with the task's default budget, and records episodes and
-env steps to the threshold. Pick the defaults from the tuning table, write them into
+env steps to the threshold; ``--check-episodes K`` also evaluates the stopped policy on K
+fresh episodes (gymnasium's ``reward_threshold`` is meant for a 100-episode mean, while a
+5-episode evaluation can pass on easy draws). Pick the defaults from the tuning table, write them into
 ``envs/presets.py``, then run ``--evaluate``: the evaluation table is what docs/rl.md quotes.
 
 Every finished run is one JSON line in ``--jsonl`` (default
@@ -69,6 +71,8 @@ THRESHOLDS = {
     "Reacher-v5": -3.75, "Pusher-v5": -32.0,
 }
 DEFAULT_JSONL = "bench/results/tune_presets.jsonl"
+#: evaluation-seed index of the check of ``--check-episodes`` (no training iteration reaches it)
+CHECK_ITERATION = 10**9
 DEFAULT_TABLE = "bench/results/tune_presets.md"
 
 
@@ -133,8 +137,13 @@ def one_run(spec: dict) -> dict:
                 raise StopIteration
 
     t0 = time.perf_counter()
+    check: dict = {}
     with Trainer(cfg, out_dir=None, callback=watch) as tr:
         res = tr.run()
+        if spec.get("check_episodes"):  # the stopped policy on many fresh episodes (a seed stream of its own)
+            mean, std, _ = tr.evaluate(n_episodes=spec["check_episodes"], iteration=CHECK_ITERATION)
+            check = {"check_episodes": spec["check_episodes"], "check_return": round(mean, 3),
+                     "check_std": round(std, 3)}
     first = res.history[0]["eval_return"]
     curve.insert(0, (0, 0, round(float(first), 2)))
     evals = [c[2] for c in curve]
@@ -146,7 +155,7 @@ def one_run(spec: dict) -> dict:
             "reached_env_steps": hit.get("env_steps"), "episodes": res.episodes, "env_steps": res.env_steps,
             "best_eval": max(evals), "final_eval": evals[-1], "eval_episodes": spec["eval_episodes"],
             "eval_every": eval_every, "wall_s": round(time.perf_counter() - t0, 1), "curve": curve,
-            "cmd": spec.get("cmd")}
+            "cmd": spec.get("cmd"), **check}
 
 
 def _cut(r: dict, budget: int) -> dict:
@@ -199,6 +208,8 @@ def run_all(specs: list[dict], store: Store, jobs: int) -> list[dict]:
     todo = []
     for i, s in enumerate(specs):
         r = store.lookup(run_key(s), s["budget"])
+        if r is not None and s.get("check_episodes") and r.get("check_episodes") != s["check_episodes"]:
+            r = None  # run again for the check (same numbers: the runs are deterministic)
         if r is not None:
             out[i] = r
         else:
@@ -274,6 +285,7 @@ def evaluate(env_id: str, args, store: Store) -> None:
     specs = [dict(env_id=env_id, kind="eval", cmd=command_line(), seed=s, budget=budget, eval_episodes=args.eval_episodes,
                   eval_every_episodes=args.eval_every_episodes, method=cfg.method, step_size=cfg.step_size,
                   noise=cfg.noise, n_directions=cfg.n_directions, top_b=cfg.top_b, policy=cfg.policy,
+                  check_episodes=args.check_episodes,
                   hidden=list(cfg.hidden) if cfg.policy == "mlp" else None) for s in args.eval_seeds]
     run_all(specs, store, args.jobs)
 
@@ -287,6 +299,12 @@ def _cell(r: dict, what: str) -> str:
 
 def _bests(rs: list[dict]) -> str:
     return ", ".join(f"{r['best_eval']:.1f}" for r in rs)
+
+
+def _checks(rs: list[dict]) -> str:
+    if not all(r.get("check_episodes") for r in rs):
+        return "–"
+    return f"K = {rs[0]['check_episodes']}: " + ", ".join(f"{r['check_return']:.2f} ± {r['check_std']:.2f}" for r in rs)
 
 
 def _median(rs: list[dict], key: str) -> str:
@@ -341,8 +359,9 @@ def table(store: Store) -> str:
     lines += ["## Defaults on the evaluation seeds (`dfo train ENV`, no other argument)", "",
               "Rows marked *now* are the current presets of `envs/presets.py`; the others are earlier defaults.", "",
               "| task (threshold) | now | policy | method | α | ν | N | b | budget (episodes) | seeds | episodes to "
-              "threshold (per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "threshold (per seed) | median | env steps to threshold (per seed) | median | best eval (per seed) | "
+              "stopped policy: mean ± std over K fresh episodes (per seed) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (env, cfg, budget), by_seed in sorted(evals.items()):
         rs = [by_seed[s] for s in sorted(by_seed)]
         pol, m, a, nu, n, b = cfg
@@ -350,7 +369,7 @@ def table(store: Store) -> str:
         lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {now} | {pol} | {m} | {a:g} | {nu:g} | {n} | {b} | {budget} | "
                      f"{', '.join(str(r['seed']) for r in rs)} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
                      f"{_median(rs, 'reached_episodes')} | {', '.join(_cell(r, 'steps') for r in rs)} | "
-                     f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} |")
+                     f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} | {_checks(rs)} |")
     rungs: dict = {}
     for r in store.records:
         if r["kind"] == "rung" and r.get("search"):  # searches without one were scored by an older rule
@@ -394,6 +413,8 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=5)
     ap.add_argument("--eval-every-episodes", type=int, default=16, help="evaluate about every this many episodes")
     ap.add_argument("--evaluate", action="store_true", help="run the current presets on the evaluation seeds")
+    ap.add_argument("--check-episodes", type=int, default=None,
+                    help="--evaluate: also report the stopped policy's mean return over this many fresh episodes")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (separate processes)")
     ap.add_argument("--jsonl", default=DEFAULT_JSONL)
     ap.add_argument("--table", nargs="?", const=DEFAULT_TABLE, default=None,

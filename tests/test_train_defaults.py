@@ -153,7 +153,7 @@ def test_default_settings_reach_the_threshold_on_reacher_and_pusher(env_id, thre
     """``dfo train Reacher-v5`` / ``Pusher-v5`` defaults (an MLP since the linear policy stalled
     short) on seed 0 reach the threshold within the preset's budget, with the evaluation
     protocol of ``bench/tune_presets.py`` (5 episodes about every 16 training episodes);
-    measured: Reacher 3392 of 8000 episodes, Pusher in bench/results/tune_presets.md."""
+    measured: Reacher 3152 of 6000 episodes, Pusher 2112 of 5000."""
     p = get_preset(env_id)
     cfg = TrainConfig(env_id=env_id, seed=0, backend="serial", n_eval_episodes=5, eval_every=1,
                       checkpoint_every=10**9)
