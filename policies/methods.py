@@ -162,7 +162,7 @@ METHODS: dict[str, Method] = dict(
            radius="unit", all_directions=True),
         _m("subzero", estimator="subzero"),
         _m("lozo", estimator="lozo", radius="lowrank-lozo"),
-        _m("ars-v2t-reuse", estimator="central-gaussian", reuse=8, shrink=0.5),
+        _m("ars-v2t-reuse", estimator="central-gaussian", reuse=4, shrink=0.5),
     ]
 )
 
