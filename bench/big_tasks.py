@@ -192,17 +192,17 @@ def table(records: list[dict]) -> str:
               "(`envs/presets.py`), one serial process (`--n-jobs 1`) unless stated. **Budget: the preset's "
               "episode count (1.5 × the ARS paper's V2-t episodes to the threshold) cut by a wall-clock cap on "
               "the run's total wall time (all segments), on a shared 2-core machine** where other jobs ran "
-              "at the same time (load "
-              "averages below), so the caps bind long before the preset budgets: these runs cover a small "
-              "fraction of the episodes the paper needed and say nothing about where the defaults end up. "
+              "at the same time (load averages below; `nice -n 10`, so a run got only the CPU minutes in its "
+              "column). The caps bind long before the preset budgets: these runs cover a small fraction of the "
+              "episodes the paper needed, so they show where the defaults start, not where they end up. "
               "Evaluation: mean true return of the unperturbed policy over 5 episodes after every iteration "
               "(not counted in the budget, but inside the wall clock). Threshold: ARS paper Table 1 (none for "
               "HumanoidStandup).", "",
               "| task (threshold) | method and settings | seed | budget given | stopped by | iterations | "
               "episodes run | env steps run | episodes to threshold | env steps to threshold | paper V2-t episodes "
               "| best eval return | final eval return | wall used (min) | trainer clock (min) | CPU (min) | "
-              "load avg (start–end) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "env steps per CPU s | load avg (start–end) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rs:
         s = r["settings"]
         sett = (f"{s['method']} N={s['N']} b={s['b']} α={s['alpha']:g} ν={s['nu']:g} shift={s['survival_shift']:g}"
@@ -219,10 +219,13 @@ def table(records: list[dict]) -> str:
             f"{r['episodes']:,} | {r['env_steps']:,} | {_num(r['reached_episodes']) if reached else not_r} | "
             f"{_num(r['reached_env_steps']) if reached else not_r} | {_num(r['paper_v2t_episodes'])} | "
             f"{_num(r['best_eval'])} | {_num(r['final_eval'])} | {wall:.1f} | {r['train_time_s'] / 60:.1f} | "
-            f"{cpu:.1f} | {min(loads):.1f}–{max(loads):.1f} |")
+            f"{cpu:.1f} | {r['env_steps'] / max(60 * cpu, 1e-9):,.0f} | {min(loads):.1f}–{max(loads):.1f} |")
     lines += ["", "Evaluation return against training episodes (thinned, episodes: return):", ""]
     for r in rs:
-        pts = ", ".join(f"{e:,}: {v:.0f}" for e, _, v in r["curve"])
+        curve = r["curve"][:: max(1, len(r["curve"]) // 20)]
+        if r["curve"] and curve[-1] != r["curve"][-1]:
+            curve.append(r["curve"][-1])
+        pts = ", ".join(f"{e:,}: {v:.0f}" for e, _, v in curve)
         lines.append(f"- {r['env_id']} seed {r['seed']}: {pts}")
     return "\n".join(lines) + "\n"
 
