@@ -12,7 +12,15 @@ Each run is one ``Trainer`` on the serial backend; ``--workers`` runs go at once
 separate processes (on a 2-core machine: 2). Every run keeps its ``progress.csv`` under
 ``--runs-dir`` so the table can be rebuilt with ``--summarize-only``.
 
+``--set KEY=VALUE ...`` changes :class:`TrainConfig` fields (α, ν, N, b, step rule) and
+``--method-set KEY=VALUE ...`` registers a variant of the one ``--methods`` entry with changed
+:class:`policies.methods.Method` fields (e.g. ``reuse=4 shrink=0.5``) under ``--label``, which
+names the run directories and the table row (variants live in the bench process only, so the
+runs are serial). Each ``result.json`` records the settings used.
+
 Usage:
+    PYTHONPATH=. python bench/ars_episodes.py --envs Hopper-v5 --methods ars-v2t --seeds 100 101 \
+        --budget Hopper-v5=1500 --set noise=0.05 step_size=0.02 --label v2t-nu05a02 --workers 1
     PYTHONPATH=. python bench/ars_episodes.py --envs Swimmer-v5 --methods ars-v2t orthogonal \
         --seeds 0 1 2 --budget Swimmer-v5=1000 --workers 2
     PYTHONPATH=. python bench/ars_episodes.py --summarize-only --out bench/results/ars_episodes.md
