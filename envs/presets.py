@@ -108,7 +108,7 @@ PRESETS: dict[str, TaskPreset] = dict(
     [
         _p("Swimmer-v5", n_directions=4, top_b=4, step_size=0.11, noise=0.11, method="orthogonal", episodes=1000,
            source=TUNED),
-        _p("Hopper-v5", survival_shift=1.0, n_directions=8, top_b=4, step_size=0.01, noise=0.025, episodes=3000,
+        _p("Hopper-v5", survival_shift=1.0, n_directions=8, top_b=4, step_size=0.01, noise=0.025, episodes=6000,
            source=f"{ARS_PAPER}; method and budget measured by {ARS_BENCH}"),
         _p("HalfCheetah-v5", n_directions=32, top_b=4, step_size=0.02, noise=0.03, method="orthogonal",
            episodes=2500, source=f"{ARS_PAPER}; method and budget measured by {ARS_BENCH}"),
