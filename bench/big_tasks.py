@@ -220,7 +220,9 @@ def table(records: list[dict]) -> str:
             f"{_num(r['reached_env_steps']) if reached else not_r} | {_num(r['paper_v2t_episodes'])} | "
             f"{_num(r['best_eval'])} | {_num(r['final_eval'])} | {wall:.1f} | {r['train_time_s'] / 60:.1f} | "
             f"{cpu:.1f} | {r['env_steps'] / max(60 * cpu, 1e-9):,.0f} | {min(loads):.1f}–{max(loads):.1f} |")
-    lines += ["", "Evaluation return against training episodes (thinned, episodes: return):", ""]
+    lines += ["", "Evaluation return against training episodes (thinned, episodes: return). The first point is the "
+              "zero policy's return: Ant-v5 earns about 1000 by standing still (healthy reward 1 per step for "
+              "1000 steps), so Ant's return here is no progress yet.", ""]
     for r in rs:
         curve = r["curve"][:: max(1, len(r["curve"]) // 20)]
         if r["curve"] and curve[-1] != r["curve"][-1]:
