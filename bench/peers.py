@@ -46,6 +46,7 @@ PAPER_V2T_EPISODES = {"Swimmer-v5": 427, "Hopper-v5": 1973, "HalfCheetah-v5": 17
 DEFAULT_JSONL = "bench/results/peers.jsonl"
 DEFAULT_TABLE = "bench/results/peers.md"
 EVAL_SEED0 = 10_000
+EVAL_EVERY = 20_000
 
 
 def zoo_settings(env_id: str) -> dict:
@@ -197,7 +198,7 @@ def _dfo_settings(env_id: str) -> dict:
 def _one(job: tuple) -> dict:
     peer, env_id, seed, budget, eval_every, eval_episodes = job
     fn = run_sb3 if peer == "sb3" else run_dfo
-    return fn(env_id, seed, budget, eval_every, eval_episodes)
+    return {**fn(env_id, seed, budget, eval_every, eval_episodes), "eval_every": eval_every}
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -217,8 +218,10 @@ def table(records: list[dict]) -> str:
     cmds = []
     for (env, budget, peer, _), by_seed in sorted(groups.items()):
         p = "sb3" if peer.startswith("sb3") else "dfo"
+        every = next(iter(by_seed.values())).get("eval_every", EVAL_EVERY)
         cmds.append(f"    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/peers.py {env} --peers {p} --seeds "
-                    f"{' '.join(str(k) for k in sorted(by_seed))} --budget {budget} --jobs 1")
+                    f"{' '.join(str(k) for k in sorted(by_seed))} --budget {budget}"
+                    f"{'' if every == EVAL_EVERY else f' --eval-every {every}'} --jobs 1")
     lines = ["# dfo's defaults vs SB3-contrib ARS (rl-zoo3 settings)", "", "Commands (repo root; this file: "
              "`python bench/peers.py --table --plot bench/results/peers.png`):", "", *cmds, "",
              f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; each run one process on one core.", "",
@@ -278,7 +281,7 @@ def main() -> None:
     ap.add_argument("--peers", nargs="+", default=["dfo", "sb3"], choices=["dfo", "sb3"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=500_000, help="training env steps per run")
-    ap.add_argument("--eval-every", type=int, default=20_000, help="training env steps between evaluations")
+    ap.add_argument("--eval-every", type=int, default=EVAL_EVERY, help="training env steps between evaluations")
     ap.add_argument("--eval-episodes", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (separate processes)")
     ap.add_argument("--jsonl", default=DEFAULT_JSONL)
