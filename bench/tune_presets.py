@@ -70,6 +70,11 @@ THRESHOLDS = {
     "Humanoid-v5": 6000.0, "InvertedPendulum-v5": 950.0, "InvertedDoublePendulum-v5": 9100.0,
     "Reacher-v5": -3.75, "Pusher-v5": -32.0,
 }
+#: ARS paper (Mania et al. 2018, Table 1) median V2-t episodes to the threshold, where it reports one
+PAPER_V2T_EPISODES = {
+    "Swimmer-v5": 427, "Hopper-v5": 1973, "HalfCheetah-v5": 1707, "Walker2d-v5": 24_000, "Ant-v5": 20_800,
+    "Humanoid-v5": 142_600,
+}
 DEFAULT_JSONL = "bench/results/tune_presets.jsonl"
 #: evaluation-seed index of the check of ``--check-episodes`` (no training iteration reaches it)
 CHECK_ITERATION = 10**9

@@ -72,9 +72,15 @@ def resolve_model(name: str | os.PathLike[str]) -> Path:
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize ``gguf`` with transformers and save it as a Hugging Face folder at ``target``.
+
+    The folder is filled under a temporary name and renamed into place
+    (:func:`dfo.fileio.staged_dir`): a killed conversion never leaves a half-written cache.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    from dfo.fileio import staged_dir
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # transformers marks GGUF-loaded models as quantized and refuses to save them;
@@ -83,11 +89,10 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)  # atomic: a half-written cache is never visible
+    with staged_dir(target, prefix=f".{target.name}.tmp") as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
 
 
 def load_causal_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
