@@ -120,9 +120,14 @@ def run(env_id: str, args: argparse.Namespace) -> dict:
                              else f"wall-clock cap {args.wall_minutes:g} min (mid-iteration)")}
     t0, c0 = time.perf_counter(), _cpu_s()
 
+    threshold = THRESHOLDS.get(env_id) if args.until_threshold else None
+
     def watch(row: dict) -> None:
         if prior_s + time.perf_counter() - t0 >= cap_s:
             stop.update(reason=f"wall-clock cap {args.wall_minutes:g} min", capped=True)
+            raise StopIteration
+        if threshold is not None and row.get("eval_return", -math.inf) >= threshold:
+            stop.update(reason=f"threshold {threshold:g} reached (--until-threshold)", capped=True)
             raise StopIteration
 
     where = {"n_jobs": args.n_jobs, "checkpoint_every": args.checkpoint_every}
@@ -178,22 +183,27 @@ def _num(v, spec: str = ",.0f") -> str:
 
 
 def table(records: list[dict]) -> str:
+    def key(r: dict) -> tuple:  # one run: a task, a seed and the preset's settings at the time
+        return r["env_id"], r["seed"], json.dumps(r["settings"], sort_keys=True)
+
     newest: dict = {}
     for r in records:  # later lines of a run supersede earlier ones (it was continued)
-        newest[(r["env_id"], r["seed"])] = r
-    rs = [newest[k] for k in sorted(newest, key=lambda k: (TASKS.index(k[0]) if k[0] in TASKS else 99, k[1]))]
+        newest[key(r)] = r
+    order = {k: i for i, k in enumerate(newest)}  # first appearance: an older preset's row comes first
+    rs = [newest[k] for k in sorted(newest, key=lambda k: (TASKS.index(k[0]) if k[0] in TASKS else 99, k[1],
+                                                           order[k]))]
     lines = ["# The big tasks with `dfo train`'s defaults", "",
              "Commands (repo root; every segment of a run, in order; this file: "
              "`PYTHONPATH=. python bench/big_tasks.py --table`):", ""]
-    lines += [f"    {c}" for r in rs for c in dict.fromkeys(x["command"] for x in records
-                                                        if (x["env_id"], x["seed"]) == (r["env_id"], r["seed"]))]
+    lines += [f"    {c}" for r in rs for c in dict.fromkeys(x["command"] for x in records if key(x) == key(r))]
     lines += ["", "Each run: `dfo.train(ENV, seed=0)` with the task preset's method and hyperparameters "
               "(`envs/presets.py`), one serial process (`--n-jobs 1`) unless stated. **Budget: the preset's "
               "episode count (1.5 × the ARS paper's V2-t episodes to the threshold) cut by a wall-clock cap on "
               "the run's total wall time (all segments), on a shared 2-core machine** where other jobs ran "
               "at the same time (load averages below; `nice -n 10`, so a run got only the CPU minutes in its "
-              "column). The caps bind long before the preset budgets: these runs cover a small fraction of the "
-              "episodes the paper needed, so they show where the defaults start, not where they end up. "
+              "column). Where a cap stopped a run (column \"stopped by\") it covers only part of the budget: it "
+              "shows where the defaults start, not where they end up. A run started before a preset changed "
+              "keeps its own row (settings column). "
               "Evaluation: mean true return of the unperturbed policy over 5 episodes after every iteration "
               "(not counted in the budget, but inside the wall clock). Threshold: ARS paper Table 1 (none for "
               "HumanoidStandup).", "",
@@ -227,7 +237,8 @@ def table(records: list[dict]) -> str:
         if r["curve"] and curve[-1] != r["curve"][-1]:
             curve.append(r["curve"][-1])
         pts = ", ".join(f"{e:,}: {v:.0f}" for e, _, v in curve)
-        lines.append(f"- {r['env_id']} seed {r['seed']}: {pts}")
+        s = r["settings"]
+        lines.append(f"- {r['env_id']} seed {r['seed']} ({s['method']} α={s['alpha']:g} ν={s['nu']:g}): {pts}")
     return "\n".join(lines) + "\n"
 
 
@@ -250,6 +261,8 @@ def main() -> None:
     ap.add_argument("--checkpoint-every", type=int, default=5, help="iterations between checkpoints")
     ap.add_argument("--stop-at", type=_utc_today, default=None, metavar="HH:MM",
                     help="stop (checkpoint, record) at this UTC time today, even inside an iteration")
+    ap.add_argument("--until-threshold", action="store_true",
+                    help="stop at the first evaluation at or above the task's threshold (not the whole budget)")
     ap.add_argument("--runs-dir", default=DEFAULT_RUNS, help="where the run directories live")
     ap.add_argument("--jsonl", default=DEFAULT_JSONL)
     ap.add_argument("--table", nargs="?", const=DEFAULT_TABLE, default=None,

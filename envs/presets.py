@@ -112,7 +112,7 @@ PRESETS: dict[str, TaskPreset] = dict(
            source=f"{ARS_PAPER}; method and budget measured by {ARS_BENCH}"),
         _p("HalfCheetah-v5", n_directions=32, top_b=4, step_size=0.02, noise=0.03, method="orthogonal",
            episodes=2500, source=f"{ARS_PAPER}; method and budget measured by {ARS_BENCH}"),
-        _p("Walker2d-v5", survival_shift=1.0, n_directions=40, top_b=30, step_size=0.025, noise=0.01, episodes=36_000,
+        _p("Walker2d-v5", survival_shift=1.0, n_directions=40, top_b=30, step_size=0.03, noise=0.025, episodes=36_000,
            source=f"{ARS_PAPER}; {PAPER_BUDGET}"),
         _p("Ant-v5", survival_shift=1.0, n_directions=60, top_b=20, step_size=0.015, noise=0.025, episodes=31_200,
            source=f"{ARS_PAPER}; {PAPER_BUDGET}"),
