@@ -44,6 +44,15 @@ def test_train_evaluate_plot_end_to_end(tmp_path, capsys):
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_train_says_when_a_task_has_no_tuned_preset(tmp_path, capsys):
+    base = ["train", "--n-jobs", "1", "--max-iterations", "1", "--no-progress", "--eval-episodes", "1"]
+    assert main([*base, "Pendulum-v1", "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert "Pendulum-v1 has no tuned preset" in err and "--policy mlp" in err
+    assert main([*base, "InvertedPendulum-v5", "--out", str(tmp_path / "ip")]) == 0
+    assert "no tuned preset" not in capsys.readouterr().err
+
+
 def test_train_refuses_to_overwrite_and_resumes(tmp_path, capsys):
     run = tmp_path / "run"
     assert main([*TRAIN, "--out", str(run), "--max-iterations", "2"]) == 0

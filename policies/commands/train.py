@@ -116,6 +116,7 @@ def _error(message: str, code: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from envs.presets import PRESETS
     from policies.checkpoint import CheckpointError
     from policies.training.interrupts import Terminated
     from policies.training.rundir import clear_run_dir, prepare_run_dir
@@ -152,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
           f"horizon={cfg.horizon} policy={cfg.policy}"
           + (f"{list(cfg.hidden)} " if cfg.policy == "mlp" else " ")
           + f"backend={cfg.backend} n_jobs={cfg.n_jobs} -> {trainer.out_dir}", file=sys.stderr)
+    if not args.resume and cfg.env_id not in PRESETS:
+        print(f"note: {cfg.env_id} has no tuned preset; settings not given come from the generic rule "
+              f"(docs/rl.md). If the return plateaus, try --policy mlp (a linear policy cannot swing up "
+              f"Pendulum-v1, for one).", file=sys.stderr)
     try:
         with trainer:
             result = trainer.run()
