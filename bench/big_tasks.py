@@ -196,7 +196,7 @@ def table(records: list[dict]) -> str:
              "Commands (repo root; every segment of a run, in order; this file: "
              "`PYTHONPATH=. python bench/big_tasks.py --table`):", ""]
     lines += [f"    {c}" for r in rs for c in dict.fromkeys(x["command"] for x in records if key(x) == key(r))]
-    lines += ["", "Each run: `dfo.train(ENV, seed=0)` with the task preset's method and hyperparameters "
+    lines += ["", "Each run: `dfo.train(ENV, seed=SEED)` with the task preset's method and hyperparameters "
               "(`envs/presets.py`), one serial process (`--n-jobs 1`) unless stated. **Budget: the preset's "
               "episode count (1.5 × the ARS paper's V2-t episodes to the threshold) cut by a wall-clock cap on "
               "the run's total wall time (all segments), on a shared 2-core machine** where other jobs ran "
@@ -206,7 +206,8 @@ def table(records: list[dict]) -> str:
               "keeps its own row (settings column). "
               "Evaluation: mean true return of the unperturbed policy over 5 episodes after every iteration "
               "(not counted in the budget, but inside the wall clock). Threshold: ARS paper Table 1 (none for "
-              "HumanoidStandup).", "",
+              "HumanoidStandup). Seeds 0, 1 are evaluation seeds; 101 was a tuning seed of "
+              "`ars_episodes.md` (Session 4), run here to the threshold after it walked there.", "",
               "| task (threshold) | method and settings | seed | budget given | stopped by | iterations | "
               "episodes run | env steps run | episodes to threshold | env steps to threshold | paper V2-t episodes "
               "| best eval return | final eval return | wall used (min) | trainer clock (min) | CPU (min) | "
