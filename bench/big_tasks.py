@@ -206,7 +206,7 @@ def table(records: list[dict]) -> str:
               "keeps its own row (settings column). "
               "Evaluation: mean true return of the unperturbed policy over 5 episodes after every iteration "
               "(not counted in the budget, but inside the wall clock). Threshold: ARS paper Table 1 (none for "
-              "HumanoidStandup). Seeds 0, 1 are evaluation seeds; 101 was a tuning seed of "
+              "HumanoidStandup). Seeds 0, 1, 2 are evaluation seeds; 101 was a tuning seed of "
               "`ars_episodes.md` (Session 4), run here to the threshold after it walked there.", "",
               "| task (threshold) | method and settings | seed | budget given | stopped by | iterations | "
               "episodes run | env steps run | episodes to threshold | env steps to threshold | paper V2-t episodes "
