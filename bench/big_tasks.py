@@ -50,7 +50,6 @@ from tune_presets import PAPER_V2T_EPISODES, THRESHOLDS  # noqa: E402  (one home
 from dfo.interrupts import Terminated  # noqa: E402
 
 TASKS = ("Walker2d-v5", "Ant-v5", "Humanoid-v5", "HumanoidStandup-v5")
-#: ARS paper Table 1, V2-t: average episodes to the threshold over 3 seeds
 DEFAULT_JSONL = "bench/results/big_tasks.jsonl"
 DEFAULT_TABLE = "bench/results/big_tasks.md"
 DEFAULT_RUNS = "runs/big_tasks"
