@@ -123,10 +123,10 @@ def run(env_id: str, args: argparse.Namespace) -> dict:
 
     def watch(row: dict) -> None:
         if prior_s + time.perf_counter() - t0 >= cap_s:
-            stop.update(reason=f"wall-clock cap {args.wall_minutes:g} min", capped=True)
+            stop.update(reason=f"wall-clock cap {args.wall_minutes:g} min", by_watch=True)
             raise StopIteration
         if threshold is not None and row.get("eval_return", -math.inf) >= threshold:
-            stop.update(reason=f"threshold {threshold:g} reached (--until-threshold)", capped=True)
+            stop.update(reason=f"threshold {threshold:g} reached (--until-threshold)", by_watch=True)
             raise StopIteration
 
     where = {"n_jobs": args.n_jobs, "checkpoint_every": args.checkpoint_every}
@@ -152,7 +152,7 @@ def run(env_id: str, args: argparse.Namespace) -> dict:
         signal.signal(signal.SIGTERM, before)
     seg.update(end=_now(), wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
                load_end=round(os.getloadavg()[0], 2),
-               stopped=stop["reason"] if message is None or stop.get("capped") else message)
+               stopped=stop["reason"] if message is None or stop.get("by_watch") else message)
     segments = earlier + [seg]
     seg_path.parent.mkdir(parents=True, exist_ok=True)
     seg_path.write_text("".join(json.dumps(x) + "\n" for x in segments))
