@@ -82,12 +82,12 @@ def settings_of(env_id: str) -> dict:
 
 def summarize(run_dir: Path, env_id: str) -> dict:
     """The run so far, from its ``progress.csv``: counts, first evaluation at the threshold, best/final."""
-    from policies.training.runlog import read_progress
+    from policies.training.runlog import evaluations, first_reaching, read_progress
 
     rows = read_progress(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else []
-    evals = [r for r in rows if not math.isnan(r.get("eval_return", math.nan))]
+    evals = evaluations(rows)
     thr = THRESHOLDS.get(env_id)
-    hit = next((r for r in evals if thr is not None and r["eval_return"] >= thr), None)
+    hit = first_reaching(rows, thr)
     last = rows[-1] if rows else {}
     step = max(1, len(evals) // CURVE_POINTS)
     curve = [(int(r["episodes"]), int(r["env_steps"]), round(r["eval_return"], 1)) for r in evals[::step]]

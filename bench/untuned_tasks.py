@@ -15,7 +15,6 @@ Usage (repo root):
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import sys
@@ -47,13 +46,14 @@ RUNS = [
 
 def one(env_id: str, kwargs: dict, episodes: int, threshold: float | None) -> dict:
     import dfo
-    from policies.training.runlog import read_progress
+    from policies.training.runlog import evaluations, first_reaching, read_progress
 
     with tempfile.TemporaryDirectory() as tmp:
         res = dfo.train(env_id, out=Path(tmp) / "run", seed=0, episodes=episodes, n_jobs=1, progress=False, **kwargs)
         rows = read_progress(Path(tmp) / "run" / "progress.csv")
-    evals = [(int(r["episodes"]), r["eval_return"]) for r in rows if not math.isnan(r["eval_return"])]
-    reached = next((e for e, v in evals if threshold is not None and v >= threshold), None)
+    evals = [(int(r["episodes"]), r["eval_return"]) for r in evaluations(rows)]
+    hit = first_reaching(rows, threshold)
+    reached = None if hit is None else int(hit["episodes"])
     step = max(1, len(evals) // 8)
     return {"final": res.eval_return, "best": max(v for _, v in evals), "reached": reached,
             "curve": evals[::step] + ([evals[-1]] if (len(evals) - 1) % step else [])}

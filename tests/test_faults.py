@@ -309,6 +309,20 @@ def test_torn_last_lines_are_cut_back_to_the_checkpoint(tmp_path, reference):
     assert its == [0, 1, 2, 3, 4, 5]
 
 
+def test_first_reaching_is_the_first_evaluation_at_or_above_the_threshold(reference):
+    from policies.training.runlog import evaluations, first_reaching
+
+    rows = read_progress(reference / "progress.csv")
+    evals = evaluations(rows)
+    assert evals and all(not math.isnan(r["eval_return"]) for r in evals)
+    returns = [r["eval_return"] for r in evals]
+    k = max(range(len(returns)), key=returns.__getitem__)
+    hit = first_reaching(rows, returns[k])
+    assert hit is not None and hit["eval_return"] >= returns[k]
+    assert all(v < returns[k] for v in returns[:evals.index(hit)])  # nothing earlier reached it
+    assert first_reaching(rows, returns[k] + 1.0) is None and first_reaching(rows, None) is None
+
+
 def test_damaged_logs_that_cannot_be_continued_name_the_file(tmp_path):
     out = tmp_path / "run"
     _run(out, dataclasses.replace(CFG, max_iterations=3))

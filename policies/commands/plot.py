@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -56,7 +55,7 @@ def group_labels(keys: list[tuple[str, str, tuple]]) -> dict[tuple, str]:
 
 def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
     """(config, x, eval_return) of one run, evaluated rows only."""
-    from policies.training.runlog import read_progress
+    from policies.training.runlog import evaluations, read_progress
 
     csv_path = run_dir / "progress.csv"
     if not csv_path.exists():
@@ -66,7 +65,7 @@ def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {"env_id": "?", "method": run_dir.name}
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"corrupt {cfg_path}: {e}") from None
-    rows = [r for r in read_progress(csv_path) if not math.isnan(r["eval_return"])]
+    rows = evaluations(read_progress(csv_path))
     return cfg, np.array([r[x] for r in rows]), np.array([r["eval_return"] for r in rows])
 
 

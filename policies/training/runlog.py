@@ -111,6 +111,22 @@ def read_progress(path: str | os.PathLike) -> list[dict[str, float]]:
     return [{k: (float(v) if v != "" else math.nan) for k, v in zip(header, row)} for row in rows]
 
 
+def evaluations(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The rows of ``read_progress`` that carry an evaluation (``eval_return`` not ``nan``)."""
+    return [r for r in rows if not math.isnan(r.get("eval_return", math.nan))]
+
+
+def first_reaching(rows: list[dict[str, float]], threshold: float | None) -> dict[str, float] | None:
+    """The first evaluated row whose ``eval_return`` is at or above ``threshold`` (None: never, or no threshold).
+
+    This is the "episodes to threshold" rule of the benchmarks (ARS paper, Table 1): the training
+    episodes counted at the first evaluation of the unperturbed policy that reaches the threshold.
+    """
+    if threshold is None:
+        return None
+    return next((r for r in evaluations(rows) if r["eval_return"] >= threshold), None)
+
+
 def _jsonl_records(path: Path) -> tuple[list[str], list[int], bool]:
     lines, torn = _lines(path)
     its = []
