@@ -25,6 +25,10 @@ as soon as an evaluation (mean true return of the unperturbed policy over
 ``--eval-episodes`` episodes, not counted in the budget) reaches the task threshold.
 Ranking key (best first): more tuning seeds reaching the threshold, then fewer mean env
 steps to it over the seeds that reached it, then a higher mean best evaluation return.
+The last rung keeps ``--finalists`` configurations (default 3) and a *check* rung reruns
+them at the last budget on the tuning seeds plus ``--check-seeds`` (default 102-107); its
+ranking names the winner (two seeds cannot rank settings on the locomotion tasks:
+``bench/results/ars_episodes.md``, Session 5). ``--check-seeds`` with no value skips it.
 
 Evaluation. ``--evaluate`` runs ``TrainConfig(env_id=ENV)`` with *no* override (i.e. the
 defaults in ``envs/presets.py``) on the evaluation seeds (default 0 1 2; the tuning seeds
@@ -254,31 +258,52 @@ def config_specs(env_id: str, args) -> list[dict]:
     return out
 
 
+def _rung(env_id: str, configs: list[dict], seeds: list[int], budget: int, rung: int, search: str, args,
+          store: Store) -> list[dict]:
+    """Run ``configs`` on ``seeds`` with ``budget`` episodes, record the ranking, return the configs best first."""
+    specs = [dict(c, kind="tune", seed=s, budget=budget, eval_episodes=args.eval_episodes,
+                  eval_every_episodes=args.eval_every_episodes) for c in configs for s in seeds]
+    recs = run_all(specs, store, args.jobs)
+    k = len(seeds)
+    scores = [score(recs[i * k:(i + 1) * k]) for i in range(len(configs))]
+    ranked = sorted(range(len(configs)), key=lambda i: scores[i])
+    store.add({"kind": "rung", "env_id": env_id, "search": search, "cmd": command_line(), "rung": rung,
+               "budget": budget, "tune_seeds": seeds,
+               "ranked": [dict(configs[i], score=list(scores[i]),
+                               episodes=[x["reached_episodes"] for x in recs[i * k:(i + 1) * k]])
+                          for i in ranked]})
+    return [configs[i] for i in ranked]
+
+
 def tune(env_id: str, args, store: Store) -> None:
+    """Successive halving on the tuning seeds, then the finalists again on the check seeds.
+
+    Two tuning seeds cannot rank settings on the locomotion tasks (on HalfCheetah and Swimmer
+    every two-seed winner lost its lead over six more seeds, ``ars_episodes.md`` Session 5), so
+    the last rung keeps ``--finalists`` configurations and a final "check" rung reruns them on
+    the tuning seeds plus ``--check-seeds`` at the last budget; its ranking names the winner.
+    """
     configs = config_specs(env_id, args)
     rungs = args.rungs
     pols = " ".join(policy_name(p) for p in args.policies)
     search = ((f"policies {pols}; " if pols != "linear" else "") + f"methods {' '.join(args.methods)}; c_alpha {' '.join(map(str, args.rel_step_sizes))}; "
               f"c_nu {' '.join(map(str, args.rel_noises))}; N:b {' '.join(args.directions)}; budget {args.budget}, "
               f"eta {args.eta}, {rungs} rungs")
+    check_seeds = [s for s in args.check_seeds if s not in args.tune_seeds]
+    if check_seeds:
+        search += f", finalists {args.finalists} checked on seeds {' '.join(map(str, check_seeds))}"
+    budget = args.budget
     for r in range(rungs):
         budget = max(1, int(round(args.budget / args.eta ** (rungs - 1 - r))))
         print(f"{env_id}: rung {r}, {len(configs)} configurations x {len(args.tune_seeds)} seeds, "
               f"budget {budget} episodes", flush=True)
-        specs = [dict(c, kind="tune", seed=s, budget=budget, eval_episodes=args.eval_episodes,
-                      eval_every_episodes=args.eval_every_episodes) for c in configs for s in args.tune_seeds]
-        recs = run_all(specs, store, args.jobs)
-        k = len(args.tune_seeds)
-        scores = [score(recs[i * k:(i + 1) * k]) for i in range(len(configs))]
-        ranked = sorted(range(len(configs)), key=lambda i: scores[i])
-        store.add({"kind": "rung", "env_id": env_id, "search": search, "cmd": command_line(), "rung": r,
-                   "budget": budget,
-                   "tune_seeds": args.tune_seeds,
-                   "ranked": [dict(configs[i], score=list(scores[i]),
-                                   episodes=[x["reached_episodes"] for x in recs[i * k:(i + 1) * k]])
-                              for i in ranked]})
-        keep = max(1, math.ceil(len(configs) / args.eta)) if r < rungs - 1 else 1
-        configs = [configs[i] for i in ranked[:keep]]
+        ranked = _rung(env_id, configs, list(args.tune_seeds), budget, r, search, args, store)
+        keep = max(1, math.ceil(len(configs) / args.eta)) if r < rungs - 1 else (args.finalists if check_seeds else 1)
+        configs = ranked[:keep]
+    if check_seeds and len(configs) > 0:
+        seeds = list(args.tune_seeds) + check_seeds
+        print(f"{env_id}: check, {len(configs)} finalists x {len(seeds)} seeds, budget {budget} episodes", flush=True)
+        configs = _rung(env_id, configs, seeds, budget, rungs, search, args, store)
     print(f"{env_id}: best configuration {configs[0]}", flush=True)
 
 
@@ -392,7 +417,8 @@ def table(store: Store) -> str:
                 f"{', '.join('–' if e is None else str(e) for e in c['episodes'])}, {c['score'][1]:.0f}, "
                 f"{-c['score'][2]:.0f}"
                 for c in r["ranked"][:6])
-            lines.append(f"| {rung} | {r['budget']} | {len(r['ranked'])} | "
+            label = "check" if "checked on seeds" in search and rung == max(by_rung) else rung
+            lines.append(f"| {label} | {r['budget']} | {len(r['ranked'])} | "
                          f"{', '.join(map(str, r['tune_seeds']))} | {best} |")
     return "\n".join(lines) + "\n"
 
@@ -414,6 +440,9 @@ def main() -> None:
     ap.add_argument("--eta", type=int, default=3, help="halving rate: keep 1/eta per rung")
     ap.add_argument("--rungs", type=int, default=3)
     ap.add_argument("--tune-seeds", nargs="+", type=int, default=[100, 101])
+    ap.add_argument("--check-seeds", nargs="*", type=int, default=[102, 103, 104, 105, 106, 107],
+                    help="seeds the finalists are run on again before a winner is named (none: no check)")
+    ap.add_argument("--finalists", type=int, default=3, help="configurations the check reruns")
     ap.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--eval-episodes", type=int, default=5)
     ap.add_argument("--eval-every-episodes", type=int, default=16, help="evaluate about every this many episodes")
