@@ -219,23 +219,39 @@ def table(args: argparse.Namespace) -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(args.header + "\n" + text if args.header else text)
-    if args.png and results:
+    if args.png and any(len(r["history"]["loss"]) >= 100 for r in results):
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, ax = plt.subplots(figsize=(7, 4))
+        longest: dict = {}  # one curve per (method, data seed): its longest run (partial copies are prefixes)
         for r in results:
+            if len(r["history"]["loss"]) < 100:  # the 40-step cells are in the table only
+                continue
+            key = (r["config"]["method"], r["config"]["data_seed"])
+            if len(r["history"]["loss"]) > len(longest.get(key, {"history": {"loss": []}})["history"]["loss"]):
+                longest[key] = r
+        fig, (ax, ax_dev) = plt.subplots(1, 2, figsize=(11, 4))
+        for (method, seed), r in sorted(longest.items()):
             y = np.asarray(r["history"]["loss"], dtype=float)
-            w = min(10, len(y))
-            ax.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"),
-                    label=f"{r['config']['method']} seed {r['config']['data_seed']}")
+            w = min(50, len(y))
+            label = f"{method} seed {seed}"
+            line, = ax.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"), label=label)
+            dev = r["history"].get("dev") or []
+            if dev:
+                ax_dev.plot([s for s, _ in dev], [d["accuracy"] for _, d in dev], "o-", color=line.get_color(),
+                            label=label)
         ax.set_xlabel("step (batch %d)" % results[0]["config"]["batch_size"])
-        ax.set_ylabel("batch loss, running mean of 10\n(ZO: mean of the ± perturbed losses)")
-        ax.set_title("SST-2 k=512, SmolLM2-135M-Instruct")
-        ax.legend(fontsize=8)
+        ax.set_ylabel("batch loss, running mean of 50\n(ZO: mean of the ± perturbed losses)")
+        ax.set_title("SST-2 k=512, SmolLM2-135M-Instruct: training loss (runs >= 100 steps)")
+        ax.legend(fontsize=7)
+        ax_dev.set_xlabel("step")
+        ax_dev.set_ylabel("dev accuracy (class-balanced 128, raw)")
+        ax_dev.set_title("dev accuracy (runs with dev evaluations)")
+        if ax_dev.lines:
+            ax_dev.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(args.png, dpi=110)
 
