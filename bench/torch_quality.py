@@ -219,7 +219,8 @@ def table(args: argparse.Namespace) -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(args.header + "\n" + text if args.header else text)
-    if args.png and any(len(r["history"]["loss"]) >= 100 for r in results):
+    long_runs = [r for r in results if len(r["history"]["loss"]) >= 100]  # the 40-step cells are in the table only
+    if args.png and long_runs:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -227,11 +228,9 @@ def table(args: argparse.Namespace) -> None:
         import numpy as np
 
         longest: dict = {}  # one curve per (method, data seed): its longest run (partial copies are prefixes)
-        for r in results:
-            if len(r["history"]["loss"]) < 100:  # the 40-step cells are in the table only
-                continue
+        for r in long_runs:
             key = (r["config"]["method"], r["config"]["data_seed"])
-            if len(r["history"]["loss"]) > len(longest.get(key, {"history": {"loss": []}})["history"]["loss"]):
+            if key not in longest or len(r["history"]["loss"]) > len(longest[key]["history"]["loss"]):
                 longest[key] = r
         fig, (ax, ax_dev) = plt.subplots(1, 2, figsize=(11, 4))
         for (method, seed), r in sorted(longest.items()):

@@ -259,7 +259,7 @@ def config_specs(env_id: str, args) -> list[dict]:
 
 
 def _rung(env_id: str, configs: list[dict], seeds: list[int], budget: int, rung: int, search: str, args,
-          store: Store) -> list[dict]:
+          store: Store, check: bool = False) -> list[dict]:
     """Run ``configs`` on ``seeds`` with ``budget`` episodes, record the ranking, return the configs best first."""
     specs = [dict(c, kind="tune", seed=s, budget=budget, eval_episodes=args.eval_episodes,
                   eval_every_episodes=args.eval_every_episodes) for c in configs for s in seeds]
@@ -268,7 +268,7 @@ def _rung(env_id: str, configs: list[dict], seeds: list[int], budget: int, rung:
     scores = [score(recs[i * k:(i + 1) * k]) for i in range(len(configs))]
     ranked = sorted(range(len(configs)), key=lambda i: scores[i])
     store.add({"kind": "rung", "env_id": env_id, "search": search, "cmd": command_line(), "rung": rung,
-               "budget": budget, "tune_seeds": seeds,
+               "budget": budget, "tune_seeds": seeds, "check": check,
                "ranked": [dict(configs[i], score=list(scores[i]),
                                episodes=[x["reached_episodes"] for x in recs[i * k:(i + 1) * k]])
                           for i in ranked]})
@@ -276,13 +276,7 @@ def _rung(env_id: str, configs: list[dict], seeds: list[int], budget: int, rung:
 
 
 def tune(env_id: str, args, store: Store) -> None:
-    """Successive halving on the tuning seeds, then the finalists again on the check seeds.
-
-    Two tuning seeds cannot rank settings on the locomotion tasks (on HalfCheetah and Swimmer
-    every two-seed winner lost its lead over six more seeds, ``ars_episodes.md`` Session 5), so
-    the last rung keeps ``--finalists`` configurations and a final "check" rung reruns them on
-    the tuning seeds plus ``--check-seeds`` at the last budget; its ranking names the winner.
-    """
+    """Successive halving on the tuning seeds, then the finalists' check (module docstring)."""
     configs = config_specs(env_id, args)
     rungs = args.rungs
     pols = " ".join(policy_name(p) for p in args.policies)
@@ -292,7 +286,6 @@ def tune(env_id: str, args, store: Store) -> None:
     check_seeds = [s for s in args.check_seeds if s not in args.tune_seeds]
     if check_seeds:
         search += f", finalists {args.finalists} checked on seeds {' '.join(map(str, check_seeds))}"
-    budget = args.budget
     for r in range(rungs):
         budget = max(1, int(round(args.budget / args.eta ** (rungs - 1 - r))))
         print(f"{env_id}: rung {r}, {len(configs)} configurations x {len(args.tune_seeds)} seeds, "
@@ -300,10 +293,10 @@ def tune(env_id: str, args, store: Store) -> None:
         ranked = _rung(env_id, configs, list(args.tune_seeds), budget, r, search, args, store)
         keep = max(1, math.ceil(len(configs) / args.eta)) if r < rungs - 1 else (args.finalists if check_seeds else 1)
         configs = ranked[:keep]
-    if check_seeds and len(configs) > 0:
+    if check_seeds:
         seeds = list(args.tune_seeds) + check_seeds
         print(f"{env_id}: check, {len(configs)} finalists x {len(seeds)} seeds, budget {budget} episodes", flush=True)
-        configs = _rung(env_id, configs, seeds, budget, rungs, search, args, store)
+        configs = _rung(env_id, configs, seeds, budget, rungs, search, args, store, check=True)
     print(f"{env_id}: best configuration {configs[0]}", flush=True)
 
 
@@ -417,7 +410,7 @@ def table(store: Store) -> str:
                 f"{', '.join('–' if e is None else str(e) for e in c['episodes'])}, {c['score'][1]:.0f}, "
                 f"{-c['score'][2]:.0f}"
                 for c in r["ranked"][:6])
-            label = "check" if "checked on seeds" in search and rung == max(by_rung) else rung
+            label = "check" if r.get("check") else rung
             lines.append(f"| {label} | {r['budget']} | {len(r['ranked'])} | "
                          f"{', '.join(map(str, r['tune_seeds']))} | {best} |")
     return "\n".join(lines) + "\n"
