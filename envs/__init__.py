@@ -10,12 +10,14 @@ Example:
     (8,)
 """
 
+from envs.actions import ActionMap
 from envs.cache import clear_env_cache, get_env, get_stepper
 from envs.lean import LEAN_TASKS, GymStepper, LeanStepper, lean_supported, make_stepper
 from envs.make import env_dims, import_modules, make_env
 from envs.presets import PRESETS, TaskPreset, get_preset, known_presets
 
 __all__ = [
+    "ActionMap",
     "make_env",
     "env_dims",
     "import_modules",

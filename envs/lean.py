@@ -55,6 +55,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from envs.actions import ActionMap
+
 #: wrappers ``gymnasium.make`` adds by itself (anything else is a user wrapper)
 _MAKE_WRAPPERS = frozenset(
     f"gymnasium.wrappers.common.{n}" for n in ("TimeLimit", "OrderEnforcing", "PassiveEnvChecker")
@@ -520,8 +522,12 @@ class GymStepper:
         env: the env of slot 0.
         factory: builds the env of each further slot (``None``: one slot only).
 
+    Actions: the rollout's clipped output rows go through :class:`envs.actions.ActionMap`
+    (reshaped for a Box, ``argmax`` for a Discrete space).
+
     Raises:
-        ValueError: an observation space gymnasium cannot flatten.
+        ValueError: an observation space gymnasium cannot flatten, or an action space that
+            is neither Box nor Discrete.
     """
 
     lean = False
@@ -540,9 +546,8 @@ class GymStepper:
             raise ValueError(
                 f"observation space {self.space} cannot be flattened into a vector for a policy: {exc}"
             ) from None
-        self.act_dim = int(np.prod(env.action_space.shape))
-        self.low = np.asarray(env.action_space.low, dtype=np.float64).reshape(-1)
-        self.high = np.asarray(env.action_space.high, dtype=np.float64).reshape(-1)
+        self.actions = ActionMap.of(env.action_space)
+        self.act_dim, self.low, self.high = self.actions.dim, self.actions.low, self.actions.high
         self.obs = np.zeros((1, self.obs_dim))
 
     @property
@@ -585,10 +590,9 @@ class GymStepper:
         k = len(idx)
         reward = np.empty(k)
         terminated, truncated = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
-        shape = self.envs[0].action_space.shape
+        to_env = self.actions.to_env
         for i, j in enumerate(idx):
-            a = actions[i] if len(shape) == 1 else actions[i].reshape(shape)
-            obs, reward[i], terminated[i], truncated[i], _ = self.envs[self.slot_env[j]].step(a)
+            obs, reward[i], terminated[i], truncated[i], _ = self.envs[self.slot_env[j]].step(to_env(actions[i]))
             self.obs[j] = self._flatten(obs)
         return reward, terminated, truncated
 

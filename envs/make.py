@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
+from envs.actions import ActionMap
 
 _SILENCED = ("settotalmass",)
 _installed = False
@@ -45,7 +45,7 @@ def make_env(env_id: str, **kwargs: Any):
 
     Raises:
         ValueError: unknown id (the message lists the built-in presets) or an action
-            space that is not a ``gymnasium.spaces.Box`` (e.g. discrete CartPole).
+            space that is neither a ``Box`` nor a ``Discrete`` (see :mod:`envs.actions`).
     """
     import gymnasium as gym
 
@@ -55,16 +55,14 @@ def make_env(env_id: str, **kwargs: Any):
     if env_id not in gym.registry:
         raise ValueError(
             f"unknown env id {env_id!r}. Known presets: {', '.join(known_presets())} "
-            "(any registered gymnasium env with a Box action space also works)"
+            "(any registered gymnasium env with a Box or Discrete action space also works)"
         )
     env = gym.make(env_id, **kwargs)
-    if not isinstance(env.action_space, gym.spaces.Box):
-        space = env.action_space
+    try:
+        ActionMap.of(env.action_space)
+    except ValueError as exc:
         env.close()
-        raise ValueError(
-            f"{env_id} has action space {space}; policy search here needs a continuous "
-            "gymnasium.spaces.Box action space (discrete action spaces are not supported)"
-        )
+        raise ValueError(f"{env_id}: {exc}") from None
     return env
 
 
@@ -94,10 +92,11 @@ def import_modules(modules: Iterable[str]) -> None:
 
 def env_dims(env_id: str, env_kwargs: dict[str, Any] | None = None, imports: Iterable[str] = ()) -> tuple[int, int]:
     """``(obs_dim, act_dim)`` a policy sees: the flattened observation size (gymnasium
-    ``FlattenObservation`` semantics for Dict/Tuple/n-d spaces) and the action size.
+    ``FlattenObservation`` semantics for Dict/Tuple/n-d spaces) and the policy's output size
+    (:attr:`envs.actions.ActionMap.dim`: the Box's size, or one score per discrete action).
 
     Raises:
-        ValueError: unknown id, non-Box action space, or an observation space that
+        ValueError: unknown id, unsupported action space, or an observation space that
             cannot be flattened.
     """
     import gymnasium as gym
@@ -111,7 +110,7 @@ def env_dims(env_id: str, env_kwargs: dict[str, Any] | None = None, imports: Ite
         obs_dim = int(gym.spaces.flatdim(space))
     except (NotImplementedError, ValueError, TypeError) as exc:
         raise ValueError(f"{env_id}: observation space {space} cannot be flattened into a vector: {exc}") from None
-    return obs_dim, int(np.prod(env.action_space.shape))
+    return obs_dim, ActionMap.of(env.action_space).dim
 
 
 def script_registration(env_id: str) -> dict[str, Any] | None:

@@ -134,7 +134,8 @@ PRESETS: dict[str, TaskPreset] = dict(
 def task_scale(env_id: str, hidden: tuple[int, ...] | None = None) -> float:
     """The task's scale ``s = a_max / √d_in`` for the α, ν rule of untuned tasks.
 
-    ``a_max`` is the largest finite action bound (1 when unbounded), ``d_in`` what the
+    ``a_max`` is the largest finite action bound (1 when unbounded, and for a discrete
+    space, whose policy outputs are scores compared by ``argmax``), ``d_in`` what the
     policy's last (output) layer reads: the observation dimension for a linear policy, the
     last hidden width ``hidden[-1]`` for an MLP. With normalized observations (unit variance
     per coordinate) a linear policy perturbed by ν u moves each action by about ν √d_obs, so
@@ -161,8 +162,11 @@ def _scale_of(env, hidden: tuple[int, ...] | None = None) -> float:
 
     import numpy as np
 
+    from envs.actions import ActionMap
+
     d_obs = int(hidden[-1]) if hidden else int(np.prod(env.observation_space.shape))
-    high = np.abs(np.concatenate([np.ravel(env.action_space.high), np.ravel(env.action_space.low)]))
+    actions = ActionMap.of(env.action_space)
+    high = np.abs(np.concatenate([actions.high, actions.low]))
     high = high[np.isfinite(high)]
     a_max = float(high.max()) if high.size else 1.0
     return a_max / math.sqrt(max(d_obs, 1))
@@ -176,13 +180,13 @@ def known_presets() -> list[str]:
 def get_preset(env_id: str) -> TaskPreset:
     """The preset for ``env_id``.
 
-    Any registered gymnasium env with a ``Box`` action space that has no built-in preset
+    Any registered gymnasium env with a ``Box`` or ``Discrete`` action space that has no built-in preset
     gets a generic one: horizon from ``max_episode_steps`` (or 1000), no shift, and the
     rule measured on the tuned tasks (``GENERIC_RULE``): ``orthogonal`` with N = b = 8
     and α = ν = 0.3 · :func:`task_scale`.
 
     Raises:
-        ValueError: unknown id (the message lists the presets) or a non-Box action space.
+        ValueError: unknown id (the message lists the presets) or an unsupported action space.
     """
     if env_id in PRESETS:
         return PRESETS[env_id]

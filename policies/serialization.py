@@ -56,8 +56,9 @@ class LoadedPolicy:
         """Stable-Baselines3's ``predict``: ``(action, state)`` for one observation or a batch.
 
         The action is the one training rollouts take: normalized observation, policy,
-        clipped to the env's action bounds (read from the env named in the metadata;
-        unclipped when the policy names no env). Dict observations are flattened like
+        clipped to the env's action bounds, or ``argmax`` of the scores for a discrete
+        action space (:mod:`envs.actions`; the space is read from the env named in the
+        metadata; raw outputs when the policy names no env). Dict observations are flattened like
         ``gymnasium.wrappers.FlattenObservation``. The policy is deterministic and has no
         recurrent state: ``deterministic`` and ``episode_start`` are accepted for SB3's
         ``evaluate_policy`` and ignored, ``state`` is returned unchanged.
@@ -74,9 +75,9 @@ class LoadedPolicy:
         batch = obs.reshape(-1, self.policy.obs_dim) if obs.ndim != 1 else obs
         action = self.act(batch)
         if env is not None:
-            low = np.asarray(env.action_space.low, dtype=np.float64).reshape(-1)
-            high = np.asarray(env.action_space.high, dtype=np.float64).reshape(-1)
-            action = np.minimum(np.maximum(action, low), high)
+            from envs.actions import ActionMap
+
+            action = ActionMap.of(env.action_space).to_env_batch(action)
         return action, state
 
     def _env(self) -> Any:

@@ -111,11 +111,9 @@ def test_unknown_method_and_bad_config_are_clear():
         TrainConfig(n_directions=2, top_b=3)
 
 
-def test_unknown_env_and_discrete_actions_are_clear():
+def test_unknown_env_is_clear():  # unsupported action spaces: tests/test_discrete_actions.py
     with pytest.raises(ValueError, match="unknown env id.*Swimmer-v5"):
         Trainer(TrainConfig(env_id="Swimer-v5", backend="serial"))
-    with pytest.raises(ValueError, match="discrete"):
-        Trainer(TrainConfig(env_id="CartPole-v1", backend="serial"))
 
 
 def test_rl_objective_is_seeded_and_pickles():

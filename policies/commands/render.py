@@ -16,8 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from policies.commands.evaluate import GL_HELP, import_mujoco
 
 
@@ -33,16 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def record(loaded, env_id: str, *, steps: int, seed: int, width: int, height: int) -> tuple[list, float]:
     """Frames of one episode and the env's frame rate."""
+    from envs.actions import ActionMap
     from envs.make import make_env
 
     env = make_env(env_id, render_mode="rgb_array", width=width, height=height)
     try:
-        low, high = env.action_space.low, env.action_space.high
+        actions = ActionMap.of(env.action_space)
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
         for _ in range(steps):
-            action = np.clip(loaded.act(obs), low, high)
-            obs, _, terminated, truncated, _ = env.step(action)
+            obs, _, terminated, truncated, _ = env.step(actions.to_env(actions.clip(loaded.act(obs))))
             frames.append(env.render())
             if terminated or truncated:
                 break
