@@ -26,13 +26,21 @@ AIDREAMS = DATA / "models" / "aidreams260K"
 
 
 
-def _tiny_llama(seed=0):
-    cfg = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
-    )
+def _tiny_llama(seed=0, arch="llama"):
+    """A tiny random causal LM with tied input/output embeddings: Llama (``nn.Linear`` layers) or
+    GPT-2 (``Conv1D`` layers, i.e. 2-D weights of modules that are not ``nn.Linear``)."""
+    if arch == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=64, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                                      tie_word_embeddings=True)
+        cls = transformers.GPT2LMHeadModel
+    else:
+        cfg = transformers.LlamaConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True,
+        )
+        cls = transformers.LlamaForCausalLM
     torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(cfg).eval()
+    model = cls(cfg).eval()
     ids = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(seed))
     return model, lambda: model(input_ids=ids, labels=ids).loss
 
@@ -51,9 +59,18 @@ def test_tiny_llama_side_paths_cover_linears_and_tied_embedding():
     assert kinds["model.layers.0.input_layernorm.weight"] == "dense"
 
 
+def test_tiny_gpt2_conv1d_weights_are_written_in_place_and_the_tied_embedding_takes_side_paths():
+    model, _ = _tiny_llama(arch="gpt2")
+    opt = ZerothOrder(model.parameters(), method="lozo", rank=4, model=model)
+    kinds = {name: opt._kind[k] for k, (name, _) in enumerate(model.named_parameters())}
+    assert kinds["transformer.wte.weight"] == "side"  # tied to lm_head (an nn.Linear)
+    assert kinds["transformer.h.0.attn.c_attn.weight"] == "write"  # Conv1D is no nn.Linear: low rank, in place
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("method", ["subzero", "lozo-m"])
-def test_tiny_llama_side_path_matches_written_weights(method):
-    model_a, closure_a = _tiny_llama()
+def test_tiny_llama_side_path_matches_written_weights(method, arch):
+    model_a, closure_a = _tiny_llama(arch=arch)
     model_a.double()  # float64: in float32 the projected gradient (L+ - L-)/(2 eps) differs by rounding
     model_b = copy.deepcopy(model_a)
     ids = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(0))
@@ -80,9 +97,10 @@ def _loss_before_after(opt, closure, *, steps: int) -> tuple[float, float]:
         return start, float(closure())
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("method,lr", [("mezo", 2e-3), ("subzero", 2e-3), ("lozo", 2e-3), ("lozo-m", 2e-3)])
-def test_tiny_llama_loss_decreases_on_fixed_batch(method, lr):
-    model, closure = _tiny_llama()
+def test_tiny_llama_loss_decreases_on_fixed_batch(method, lr, arch):
+    model, closure = _tiny_llama(arch=arch)
     opt = ZerothOrder(model.parameters(), method=method, lr=lr, eps=1e-3, rank=4, refresh=20, model=model, seed=0)
     start, end = _loss_before_after(opt, closure, steps=150)
     assert end < start - 0.1, (start, end)
