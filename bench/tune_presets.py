@@ -35,7 +35,9 @@ defaults in ``envs/presets.py``) on the evaluation seeds (default 0 1 2; the tun
 default to 100 101, disjoint), with the task's default budget, and records episodes and
 env steps to the threshold; ``--check-episodes K`` also evaluates the stopped policy on K
 fresh episodes (gymnasium's ``reward_threshold`` is meant for a 100-episode mean, while a
-5-episode evaluation can pass on easy draws). Pick the defaults from the tuning table, write them into
+5-episode evaluation can pass on easy draws). ``--full-budget`` trains every evaluation run to
+the whole budget instead of stopping at the threshold (records of kind ``eval-full``), so
+``--check-episodes`` measures the policy a user ends up with. Pick the defaults from the tuning table, write them into
 ``envs/presets.py``, then run ``--evaluate``: the evaluation table is what docs/rl.md quotes.
 
 Every finished run is one JSON line in ``--jsonl`` (default
@@ -141,9 +143,10 @@ def one_run(spec: dict) -> dict:
         ret = row["eval_return"]
         if ret == ret:
             curve.append((row["episodes"], row["env_steps"], round(float(ret), 2)))
-            if ret >= threshold:
+            if ret >= threshold and not hit:
                 hit.update(episodes=row["episodes"], env_steps=row["env_steps"])
-                raise StopIteration
+                if not spec.get("full_budget"):
+                    raise StopIteration
 
     t0 = time.perf_counter()
     check: dict = {}
@@ -174,6 +177,10 @@ def _cut(r: dict, budget: int) -> dict:
                 env_steps=curve[-1][1], best_eval=max(c[2] for c in curve), final_eval=curve[-1][2], curve=curve)
 
 
+#: record kinds that are training runs: tuning, evaluation (stopped at the threshold), evaluation to the full budget
+RUN_KINDS = ("tune", "eval", "eval-full")
+
+
 class Store:
     """The JSON-lines file of finished runs (append-only; read back on start)."""
 
@@ -184,7 +191,7 @@ class Store:
             for line in self.path.read_text().splitlines():
                 if line.strip():
                     self.records.append(json.loads(line))
-        self.runs = [r for r in self.records if r["kind"] in ("tune", "eval")]
+        self.runs = [r for r in self.records if r["kind"] in RUN_KINDS]
 
     def lookup(self, spec_key: tuple, budget: int) -> dict | None:
         """A finished run that answers ``spec_key`` at ``budget``: one with that budget, one that
@@ -204,7 +211,7 @@ class Store:
 
     def add(self, r: dict) -> None:
         self.records.append(r)
-        if r["kind"] in ("tune", "eval"):
+        if r["kind"] in RUN_KINDS:
             self.runs.append(r)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
@@ -305,7 +312,8 @@ def evaluate(env_id: str, args, store: Store) -> None:
 
     cfg = TrainConfig(env_id=env_id).resolved()
     budget = args.budget or cfg.episodes
-    specs = [dict(env_id=env_id, kind="eval", cmd=command_line(), seed=s, budget=budget, eval_episodes=args.eval_episodes,
+    specs = [dict(env_id=env_id, kind="eval-full" if args.full_budget else "eval", cmd=command_line(),
+                  full_budget=args.full_budget, seed=s, budget=budget, eval_episodes=args.eval_episodes,
                   eval_every_episodes=args.eval_every_episodes, method=cfg.method, step_size=cfg.step_size,
                   noise=cfg.noise, n_directions=cfg.n_directions, top_b=cfg.top_b, policy=cfg.policy,
                   check_episodes=args.check_episodes,
@@ -361,7 +369,7 @@ def table(store: Store) -> str:
     for r in store.records:
         c = r.get("cmd") or (_search_cmd(r) if r["kind"] == "rung" else None)
         c = c and re.sub(r" --jsonl \S*tune_presets.jsonl", "", c)  # the default file, wherever it was run
-        if c and c not in cmds and r["kind"] in ("rung", "eval"):
+        if c and c not in cmds and r["kind"] in ("rung", "eval", "eval-full"):
             cmds.append(c)
     lines = ["# Per-task defaults: tuning and evaluation", "",
              "Commands (repo root, `OMP_NUM_THREADS=1`; the JSON lines are `bench/results/tune_presets.jsonl`, "
@@ -393,6 +401,23 @@ def table(store: Store) -> str:
                      f"{', '.join(str(r['seed']) for r in rs)} | {', '.join(_cell(r, 'episodes') for r in rs)} | "
                      f"{_median(rs, 'reached_episodes')} | {', '.join(_cell(r, 'steps') for r in rs)} | "
                      f"{_median(rs, 'reached_env_steps')} | {_bests(rs)} | {_checks(rs)} |")
+    full: dict = {}
+    for r in store.runs:
+        if r["kind"] == "eval-full":
+            cfg = (policy_name(r), r["method"], r["step_size"], r["noise"], r["n_directions"], r["top_b"])
+            full.setdefault((r["env_id"], cfg, r["budget"]), {})[r["seed"]] = r
+    if full:
+        lines += ["", "## Defaults trained to the whole budget (`--evaluate --full-budget`): the policy a user ends up with",
+                  "", "| task (threshold) | now | policy | method | budget (episodes) | seeds | first evaluation at or above "
+                  "the threshold (episodes, per seed) | last 5-episode evaluation (per seed) | final policy: mean ± std "
+                  "over K fresh episodes (per seed) |", "|---|---|---|---|---|---|---|---|---|"]
+        for (env, cfg, budget), by_seed in sorted(full.items()):
+            rs = [by_seed[s] for s in sorted(by_seed)]
+            now = "*now*" if (cfg, budget) == _current(env) else ""
+            firsts = ", ".join("–" if r["reached_episodes"] is None else str(r["reached_episodes"]) for r in rs)
+            finals = ", ".join(f"{r['final_eval']:.2f}" for r in rs)
+            lines.append(f"| {env} ({THRESHOLDS[env]:g}) | {now} | {cfg[0]} | {cfg[1]} | {budget} | "
+                         f"{', '.join(str(r['seed']) for r in rs)} | {firsts} | {finals} | {_checks(rs)} |")
     rungs: dict = {}
     for r in store.records:
         if r["kind"] == "rung" and r.get("search"):  # searches without one were scored by an older rule
@@ -440,6 +465,8 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=5)
     ap.add_argument("--eval-every-episodes", type=int, default=16, help="evaluate about every this many episodes")
     ap.add_argument("--evaluate", action="store_true", help="run the current presets on the evaluation seeds")
+    ap.add_argument("--full-budget", action="store_true",
+                    help="--evaluate: train to the whole budget instead of stopping at the threshold")
     ap.add_argument("--check-episodes", type=int, default=None,
                     help="--evaluate: also report the stopped policy's mean return over this many fresh episodes")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (separate processes)")
