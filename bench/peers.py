@@ -2,9 +2,10 @@
 
 The peer is PyPI ``sb3-contrib``'s ``ARS`` with the settings of rl-zoo3's
 ``hyperparams/ars.yml`` (read from the installed ``rl_zoo3`` package; its ``-v4`` entries,
-the v5 tasks have no entry): ``LinearPolicy`` (no bias, zero init, actions clipped),
-``n_delta`` N, ``n_top`` b, ``learning_rate`` α, ``delta_std`` ν, ``alive_bonus_offset``,
-and ``VecNormalize(norm_obs=True, norm_reward=False)`` where the file asks for it. dfo runs
+the v5 tasks have no entry): its ``policy`` (``LinearPolicy``: no bias, zero init, actions
+clipped; ``MlpPolicy`` where the file says so), ``n_delta`` N, ``n_top`` b, ``learning_rate`` α,
+``delta_std`` ν, ``alive_bonus_offset`` (ARS's own defaults for keys the entry leaves out), and
+``VecNormalize(norm_obs=True, norm_reward=False)`` where the file asks for it. dfo runs
 ``TrainConfig(env_id=ENV, seed=SEED)`` with nothing else given, i.e. the task preset's
 default method and hyperparameters (``envs/presets.py``).
 
@@ -13,7 +14,10 @@ thread): training runs until ``--budget`` env steps (training steps only); every
 ``--eval-every`` training env steps the current unperturbed policy is evaluated here, by
 one function, on ``--eval-episodes`` episodes of a fresh ``gymnasium.make(ENV)`` with the
 same seeds for both (true reward, actions clipped to the bounds, observations normalized
-with the run's current statistics, none updated). Reported per run: the training env
+with the run's current statistics, none updated; in a discrete action space dfo acts by the
+``argmax`` of its scores, ``envs.actions``, and SB3 by its own ``predict``). The threshold is
+the MuJoCo one of ``tune_presets.THRESHOLDS`` or else gymnasium's ``reward_threshold``
+(CartPole-v1 475, Acrobot-v1 -100). Reported per run: the training env
 steps at the first evaluation at or above the threshold, the evaluation return at the
 budget, and training env steps per second of wall time outside the evaluations.
 Wall-clock rates are only comparable when the machine is otherwise idle.
@@ -49,6 +53,18 @@ EVAL_SEED0 = 10_000
 EVAL_EVERY = 20_000
 
 
+def threshold(env_id: str) -> float:
+    """The task's threshold: the ARS paper's (``tune_presets.THRESHOLDS``) or gymnasium's ``reward_threshold``."""
+    if env_id in THRESHOLDS:
+        return THRESHOLDS[env_id]
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)
+    if spec is None or spec.reward_threshold is None:
+        raise ValueError(f"{env_id}: no threshold (not a MuJoCo preset and no gymnasium reward_threshold)")
+    return float(spec.reward_threshold)
+
+
 def zoo_settings(env_id: str) -> dict:
     """rl-zoo3's ARS entry for the task (its ``-v4`` key), from the installed package."""
     import rl_zoo3
@@ -63,13 +79,15 @@ def zoo_settings(env_id: str) -> dict:
 
 
 class Evaluator:
-    """Mean true return of a deterministic ``act(obs) -> action`` over fixed seeds."""
+    """Mean true return of a deterministic ``act(obs) -> action`` over fixed seeds (Box actions clipped)."""
 
     def __init__(self, env_id: str, n_episodes: int) -> None:
         import gymnasium as gym
 
+        from envs.actions import ActionMap
+
         self.env = gym.make(env_id)
-        self.low, self.high = self.env.action_space.low, self.env.action_space.high
+        self.actions = ActionMap.of(self.env.action_space)
         self.seeds = [EVAL_SEED0 + k for k in range(n_episodes)]
         self.wall = 0.0
 
@@ -80,7 +98,9 @@ class Evaluator:
             obs, _ = self.env.reset(seed=s)
             ret, done = 0.0, False
             while not done:
-                obs, r, term, trunc, _ = self.env.step(np.clip(act(obs), self.low, self.high))
+                a = act(obs)
+                a = int(np.asarray(a).reshape(-1)[0]) if self.actions.discrete else self.actions.clip(a)
+                obs, r, term, trunc, _ = self.env.step(a)
                 ret += float(r)
                 done = term or trunc
             rets.append(ret)
@@ -90,7 +110,7 @@ class Evaluator:
 
 def _record(peer: str, env_id: str, seed: int, budget: int, curve: list, steps: int, wall: float, ev: Evaluator,
             settings: dict) -> dict:
-    thr = THRESHOLDS[env_id]
+    thr = threshold(env_id)
     reached = next(((s, e) for s, e, _ in curve if _ >= thr), None)
     train_wall = max(wall - ev.wall, 1e-9)
     return {"peer": peer, "env_id": env_id, "seed": seed, "budget": budget, "threshold": thr,
@@ -115,9 +135,9 @@ def run_sb3(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes:
     norm = "normalize" in z
     if norm:  # rl-zoo3 writes dict(norm_obs=True, norm_reward=False) for every ARS entry that normalizes
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
-    model = ARS("LinearPolicy", venv, n_delta=int(z["n_delta"]), n_top=int(z.get("n_top", z["n_delta"])),
-                learning_rate=float(z["learning_rate"]), delta_std=float(z["delta_std"]),
-                alive_bonus_offset=float(z.get("alive_bonus_offset", 0)), seed=seed, verbose=0, device="cpu")
+    given = {k: (int(z[k]) if k.startswith("n_") else float(z[k]))
+             for k in ("n_delta", "n_top", "learning_rate", "delta_std", "alive_bonus_offset") if k in z}
+    model = ARS(z.get("policy", "LinearPolicy"), venv, **given, seed=seed, verbose=0, device="cpu")
     ev = Evaluator(env_id, eval_episodes)
     curve: list = []
 
@@ -149,6 +169,8 @@ def run_sb3(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes:
     curve.append((int(model.num_timesteps), cb.episodes, round(ev(act), 2)))
     settings = {k: z[k] for k in ("n_delta", "n_top", "learning_rate", "delta_std", "alive_bonus_offset") if k in z}
     settings["normalize"] = norm
+    if z.get("policy", "LinearPolicy") != "LinearPolicy":
+        settings["policy"] = z["policy"]
     return _record("sb3-contrib ARS (rl-zoo3)", env_id, seed, budget, curve, int(model.num_timesteps),
                    time.perf_counter() - t0, ev, settings)
 
@@ -165,7 +187,8 @@ def run_dfo(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes:
 
     def evaluate(tr) -> float:
         snap = tr.normalizer.snapshot if tr.method.normalize else NormalizerSnapshot.identity(tr.policy.obs_dim)
-        return ev(lambda obs: tr.policy.act(tr.params, snap.normalize(obs)))
+        amap = ev.actions
+        return ev(lambda obs: amap.to_env(amap.clip(tr.policy.act(tr.params, snap.normalize(obs)))))
 
     t0 = time.perf_counter()
     with Trainer(cfg, out_dir=None) as tr:
@@ -242,9 +265,9 @@ def table(records: list[dict]) -> str:
         cells_e = ", ".join(_fmt(r["reached_episodes"]) if r["reached_episodes"] is not None else "–" for r in rs)
         settings = " ".join(f"{k}={v}" for k, v in rs[0]["settings"].items())
         lines.append(
-            f"| {env} ({THRESHOLDS[env]:g}) | {budget:,} | {peer} | {settings} | "
+            f"| {env} ({threshold(env):g}) | {budget:,} | {peer} | {settings} | "
             f"{', '.join(str(r['seed']) for r in rs)} | {cells_s} | {med('reached_env_steps')} | {cells_e} | "
-            f"{med('reached_episodes')} | {PAPER_V2T_EPISODES[env]} | "
+            f"{med('reached_episodes')} | {PAPER_V2T_EPISODES.get(env, '–')} | "
             f"{_join(rs, 'final_eval', '.0f')} | {np.median([r['final_eval'] for r in rs]):.0f} | "
             f"{_join(rs, 'train_env_steps_per_s', ',.0f')} | {_join(rs, 'load_avg', '.1f')} |")
     return "\n".join(lines) + "\n"
@@ -268,7 +291,7 @@ def plot(records: list[dict], out: str) -> None:
             ax.plot(xs, ys, color=c, alpha=0.8, label=label if r["seed"] == min(
                 q["seed"] for q in records if q["env_id"] == env and q["peer"] == r["peer"]
                 and q["settings"] == r["settings"]) else None)
-        ax.axhline(THRESHOLDS[env], color="k", ls="--", lw=0.8)
+        ax.axhline(threshold(env), color="k", ls="--", lw=0.8)
         ax.set(title=f"{env} (one line per seed)", xlabel="training env steps", ylabel="evaluation return")
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -277,7 +300,8 @@ def plot(records: list[dict], out: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("env_ids", nargs="*", help=f"tasks ({', '.join(THRESHOLDS)})")
+    ap.add_argument("env_ids", nargs="*", help=f"tasks ({', '.join(THRESHOLDS)}, or any with a gymnasium "
+                    "reward_threshold and an rl-zoo3 ARS entry, e.g. CartPole-v1, Acrobot-v1)")
     ap.add_argument("--peers", nargs="+", default=["dfo", "sb3"], choices=["dfo", "sb3"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=500_000, help="training env steps per run")
@@ -297,9 +321,14 @@ def main() -> None:
         if args.plot:
             plot(records, args.plot)
         return
-    bad = [e for e in args.env_ids if e not in THRESHOLDS]
-    if bad or not args.env_ids:
-        sys.exit(f"peers: give tasks among {', '.join(THRESHOLDS)}; got {bad or 'none'}")
+    if not args.env_ids:
+        sys.exit(f"peers: give tasks, e.g. {', '.join(THRESHOLDS)}")
+    for e in args.env_ids:
+        try:
+            threshold(e)
+            zoo_settings(e)
+        except ValueError as exc:
+            sys.exit(f"peers: {exc}")
     done = {(r["peer"].split()[0].lower().replace("sb3-contrib", "sb3"), r["env_id"], r["seed"], r["budget"])
             for r in records if r["peer"].startswith("sb3") or r["settings"] == _dfo_settings(r["env_id"])}
     jobs = [(p, e, s, args.budget, args.eval_every, args.eval_episodes) for e in args.env_ids for s in args.seeds
