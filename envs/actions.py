@@ -1,7 +1,8 @@
-"""How a policy's output vector becomes an env action: the one home of clipping and discrete choice.
+"""How a policy's output vector becomes an env action: the one home of the action convention.
 
 A policy outputs a real vector ``y`` of length :attr:`ActionMap.dim`. Rollouts clip it to
-``[low, high]`` row by row (so a NaN stays NaN and ends the episode) and hand each row to
+``[low, high]`` row by row (``policies.rollout`` with these bounds tiled per slot, the others
+with :meth:`ActionMap.clip`; a NaN stays NaN and ends the episode) and hand each row to
 :meth:`ActionMap.to_env`:
 
 * ``Box(shape)``: ``dim = prod(shape)``; ``y`` is clipped to the space's bounds and reshaped.
