@@ -23,8 +23,10 @@ outside the forward passes shows). Threads default to all cores (``os.cpu_count(
 Methods: ``mezo-naive`` (the reference MeZO loop: ``torch.manual_seed`` then
 ``torch.normal`` four times per step, perturbation written into the weights,
 ``param.data = param.data - lr * g * z``), and ``dfo.torch.ZerothOrder`` with
-``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (side paths on ``nn.Linear``); ``mezo+hash`` is
-MeZO with ``noise="hash"`` (compiled counter-based generator; compiled during the warm-up step).
+``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (side paths on ``nn.Linear``; default noise cache:
+directions of up to 16 MiB kept for the step); ``mezo+hash`` is MeZO with ``noise="hash"``
+(compiled counter-based generator; compiled during the warm-up step), ``mezo+nocache`` MeZO with
+``noise_cache_bytes=0`` (every direction drawn three times per step).
 
 Example:
     $ python bench/torch_step_cost.py --model mlp --batch 64 --pairs 12 \\
@@ -43,7 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["mezo-naive", "mezo", "mezo+hash", "subzero", "lozo", "lozo-m"]
+METHODS = ["mezo-naive", "mezo+nocache", "mezo", "mezo+hash", "subzero", "lozo", "lozo-m"]
 
 
 def _reset_peak() -> bool:
@@ -135,10 +137,11 @@ def worker(args: argparse.Namespace) -> dict:
     model, closure = _build(args, device)
     if args.method == "mezo-naive":
         opt = NaiveMeZO(model.parameters(), lr=args.lr, eps=1e-3)
-    else:  # "<method>+hash": the counter-based noise generator (noise="hash")
-        method, _, noise = args.method.partition("+")
+    else:  # "<method>+hash": the counter-based noise generator; "<method>+nocache": no noise cache
+        method, _, variant = args.method.partition("+")
+        extra = {"noise": "hash"} if variant == "hash" else {"noise_cache_bytes": 0} if variant == "nocache" else {}
         opt = ZerothOrder(model.parameters(), method=method, lr=args.lr, eps=1e-3, rank=args.rank,
-                          refresh=args.refresh, model=model, seed=0, noise=noise or "torch")
+                          refresh=args.refresh, model=model, seed=0, **extra)
     cuda = device.type == "cuda"
 
     def sync():

@@ -539,6 +539,51 @@ def test_noise_threads_give_bit_identical_steps(method):
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
 
 
+@pytest.mark.parametrize("method", ["mezo", "lozo-m"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_noise_cache_changes_no_number_and_keeps_to_its_budget(method, threads, monkeypatch):
+    """Kept directions (whole, part of the model, none) give bit-identical steps, with weight
+    decay, two directions per step and lozo-m's dense momentum buffers (its 1-D biases);
+    the cache holds at most its budget and is empty between steps."""
+    from dfo.torch import directions
+
+    sizes: list[int] = []
+    clear = directions.Generators.clear_cache
+
+    def watch(self):
+        sizes.append(self._cached_bytes)
+        clear(self)
+
+    monkeypatch.setattr(directions.Generators, "clear_cache", watch)
+    budget_big = 600 * 600 * 4  # the big weight alone
+    runs = []
+    for budget in (0, budget_big, 10**9):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(600, 600), nn.Tanh(), nn.Linear(600, 3))
+        x = torch.randn(16, 600)
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            opt = ZerothOrder(model.parameters(), method=method, lr=1e-3, rank=2, n_directions=2, seed=1,
+                              weight_decay=0.1, noise_cache_bytes=budget)
+            losses = [opt.step(lambda: (model(x) ** 2).mean()) for _ in range(3)]
+        finally:
+            torch.set_num_threads(old)
+        assert all(0 <= b <= budget for b in sizes) and opt._gens._cached_bytes == 0
+        if budget == 10**9 and method == "mezo":
+            assert max(sizes) == 2 * 4 * sum(p.numel() for p in model.parameters())  # both directions, all tensors
+        sizes.clear()
+        runs.append((losses, [p.detach().clone() for p in model.parameters()]))
+    for losses, params in runs[1:]:
+        assert losses == runs[0][0]
+        assert all(torch.equal(a, b) for a, b in zip(params, runs[0][1]))
+
+
+def test_noise_cache_budget_is_validated():
+    with pytest.raises(ValueError, match="noise_cache_bytes"):
+        ZerothOrder(nn.Linear(2, 2).parameters(), noise_cache_bytes=-1)
+
+
 @pytest.mark.slow  # torch.compile of the kernel: about 10 s on an idle machine, 90 s under load
 def test_hash_noise_is_gaussian_deterministic_and_restores():
     """noise='hash': N(0, 1) moments, the same numbers compiled and eager, lr=0 leaves the weights in place."""

@@ -11,6 +11,13 @@ regenerated tensor by tensor.
   single-threaded) and the numbers do not depend on the thread count; the extra
   memory is one chunk per thread, not one tensor. On other devices each tensor is
   drawn whole from a per-device generator seeded with ``mix(s, k)``.
+* Noise cache (CPU, ``cache_bytes``): a step uses each direction three times (``+eps z``,
+  ``-2 eps z``, restore + update), so drawing the Gaussians is most of a step's own cost
+  when the forward pass is cheap. Tensors whose ``z`` fits in what is left of the budget
+  keep it for the rest of the step (the optimizer clears it when the step ends): one draw
+  per step instead of three, the same numbers (the cached ``z`` is what the chunks drew),
+  and at most ``cache_bytes`` of extra memory, so a large model keeps its inference
+  footprint while a small one (a few million parameters) gets all of its directions cached.
 * ``noise="hash"`` (opt-in, :func:`hash_gaussian_`): a counter-based generator
   written in torch ops, ``z_j = sqrt(-2 ln u1) cos(2 pi u2)`` with 24-bit uniforms
   ``u1, u2`` from two rounds of the ``lowbias32`` integer hash of ``(j, key)``.
@@ -60,7 +67,10 @@ def mix(seed: int, k: int) -> int:
 class Generators:
     """Private generators: one per device for whole-tensor draws, one per noise thread for CPU chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_bytes: int = 0) -> None:
+        self.cache_bytes = int(cache_bytes)
+        self._cache: dict[tuple[int, torch.dtype, int], torch.Tensor] = {}
+        self._cached_bytes = 0
         self._gens: dict[torch.device, torch.Generator] = {}
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
@@ -75,10 +85,16 @@ class Generators:
         gen.manual_seed(seed)
         return gen
 
+    def clear_cache(self) -> None:
+        """Drop the cached directions (their seeds are not used again)."""
+        self._cache.clear()
+        self._cached_bytes = 0
+
     def add_gaussian(self, jobs: list[tuple[torch.Tensor, int, float]], noise: str = "torch") -> None:
         """``target += alpha z(seed)`` for each ``(target, seed, alpha)``; the targets must be distinct tensors.
 
         ``noise``: ``"torch"`` (chunked ``normal_``, the default) or ``"hash"`` (:func:`hash_gaussian_`).
+        With ``cache_bytes`` > 0, CPU ``z`` are kept (within the budget) until :meth:`clear_cache`.
         """
         if noise == "hash":
             for target, seed, alpha in jobs:
@@ -92,7 +108,16 @@ class Generators:
                 target.add_(torch.empty_like(target).normal_(generator=self.get(target.device, seed)), alpha=alpha)
                 continue
             flat = target.view(-1)
-            items.extend((flat, seed, alpha, c) for c in range(0, flat.numel(), CHUNK))
+            key = (seed, flat.dtype, flat.numel())
+            z = self._cache.get(key)
+            if z is not None:  # drawn earlier in this step
+                flat.add_(z, alpha=alpha)
+                continue
+            size = flat.numel() * flat.element_size()
+            if self._cached_bytes + size <= self.cache_bytes:
+                z = self._cache[key] = torch.empty_like(flat)
+                self._cached_bytes += size
+            items.extend((flat, seed, alpha, c, z) for c in range(0, flat.numel(), CHUNK))
         threads = torch.get_num_threads()
         if threads > 1:  # small tensors inline: a thread hand-off costs more than drawing them
             small = [it for it in items if it[0].numel() < _INLINE]
@@ -111,15 +136,18 @@ class Generators:
             pass
 
     @torch.no_grad()  # grad mode is per thread: the pool's threads do not inherit the caller's no_grad
-    def _chunk(self, item: tuple[torch.Tensor, int, float, int]) -> None:
-        flat, seed, alpha, start = item
+    def _chunk(self, item: tuple[torch.Tensor, int, float, int, torch.Tensor | None]) -> None:
+        flat, seed, alpha, start, keep = item
         local = self._local
         if not hasattr(local, "gen"):
             local.gen, local.scratch = torch.Generator(), {}
         stop = min(start + CHUNK, flat.numel())
-        buf = local.scratch.get(flat.dtype)
-        if buf is None:
-            buf = local.scratch[flat.dtype] = torch.empty(CHUNK, dtype=flat.dtype)
+        if keep is not None:  # draw into the cache entry itself
+            buf = keep[start:]
+        else:
+            buf = local.scratch.get(flat.dtype)
+            if buf is None:
+                buf = local.scratch[flat.dtype] = torch.empty(CHUNK, dtype=flat.dtype)
         local.gen.manual_seed(mix(seed, start // CHUNK))
         z = buf[: stop - start].normal_(generator=local.gen)
         flat[start:stop].add_(z, alpha=alpha)

@@ -61,6 +61,8 @@ from dfo.torch.sidepath import SidePath, linear_owners
 
 METHODS = tuple(spec.METHODS)
 NOISES = ("torch", "hash")
+#: default budget of the per-step noise cache (see :mod:`dfo.torch.directions`)
+NOISE_CACHE_BYTES = 16 * 2**20
 _SEED_LIMIT = 2**63
 
 
@@ -186,6 +188,11 @@ class ZerothOrder(torch.optim.Optimizer):
         noise: ``"torch"`` (default: chunked ``normal_`` from torch generators, drawn by a
             thread pool) or ``"hash"`` (counter-based generator compiled with
             ``torch.compile``: faster on CPU, see :mod:`dfo.torch.directions`).
+        noise_cache_bytes: with ``noise="torch"`` on CPU, keep dense directions that fit in
+            this many bytes for the rest of the step (one Gaussian draw per step instead of
+            three; the numbers do not change). The default, :data:`NOISE_CACHE_BYTES`
+            (16 MiB), covers models of up to 4M float32 parameters and bounds the extra
+            memory for larger ones; 0 turns it off.
 
     ``step(closure)`` calls ``closure`` ``2 * n_directions`` times, under
     ``torch.no_grad``. The closure returns a scalar (tensor or float); it may
@@ -210,7 +217,12 @@ class ZerothOrder(torch.optim.Optimizer):
         seed: int | None = None,
         eval_mode: bool = True,
         noise: str = "torch",
+        noise_cache_bytes: int | None = None,
     ) -> None:
+        if noise_cache_bytes is None:
+            noise_cache_bytes = NOISE_CACHE_BYTES
+        if isinstance(noise_cache_bytes, bool) or not isinstance(noise_cache_bytes, int) or noise_cache_bytes < 0:
+            raise ValueError(f"noise_cache_bytes must be an integer >= 0, got {noise_cache_bytes!r}")
         self.config = ZOConfig(method=method, eps=eps, rank=rank, refresh=refresh, momentum=momentum,
                                n_directions=n_directions, noise=noise)
         defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
@@ -229,7 +241,7 @@ class ZerothOrder(torch.optim.Optimizer):
         self._ready = True
         for group in self.param_groups:
             self._register(group)
-        self._gens = Generators()
+        self._gens = Generators(cache_bytes=noise_cache_bytes)
         self._master = torch.Generator()
         self._master.manual_seed(int(torch.randint(0, 2**62, ()).item()) if seed is None else _check_seed(seed))
         self._step = 0
@@ -295,6 +307,7 @@ class ZerothOrder(torch.optim.Optimizer):
                 self._offset.clear()
                 self._sync_side()
                 self._dcache.clear()
+                self._gens.clear_cache()
         self._step += 1
         self.last_step = info
         return (sum(info.loss_plus) + sum(info.loss_minus)) / (2 * cfg.n_directions)
