@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LR = {"mezo": 1e-6, "subzero": 1e-6, "lozo": 1e-6, "lozo-m": 1e-6, "adam": 1e-5}
+from dfo.torch.finetune import DEFAULT_LR as LR  # noqa: E402  (one home of the defaults)
 
 
 def _write_json(path: Path, obj: dict) -> None:

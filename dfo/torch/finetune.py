@@ -48,6 +48,10 @@ from dfo.torch.tasks import TASKS, TaskError, balanced_subset, get_task, load_sp
 
 ZO_METHODS = tuple(_SPEC_METHODS)  # the optimizer's methods (one registry: dfo.estimators.lowrank_spec)
 METHODS = ZO_METHODS + ("adam",)
+#: default learning rates, measured with SmolLM2-135M on SST-2 (bench/results/torch_quality.md): ZO at 2e-5
+#: learned (+3.4 test points for MeZO after 1000 steps) while 1e-6 (MeZO's OPT value) left the model at its
+#: zero-shot accuracy after 200 steps; Adam at 1e-5. Larger models usually need smaller values.
+DEFAULT_LR = {**{m: 2e-5 for m in ZO_METHODS}, "adam": 1e-5}
 DTYPES = ("float32", "bfloat16", "float16")
 #: files and folders a run writes; ``overwrite`` removes exactly these
 ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", f"*{TMP_MARK}*")
@@ -86,7 +90,8 @@ class FinetuneConfig:
         lr, eps, rank, refresh, momentum, weight_decay, n_directions: optimizer settings
             (see :class:`dfo.torch.ZerothOrder`; ``adam`` uses ``lr`` and ``weight_decay``).
             ``rank`` and ``refresh`` left at None are filled in with the method's defaults
-            from :data:`dfo.estimators.lowrank_spec.METHODS` (the config records the values used).
+            from :data:`dfo.estimators.lowrank_spec.METHODS` (the config records the values used);
+            ``lr`` left at None takes :data:`DEFAULT_LR` of the method.
         steps: optimizer steps (0: evaluate zero-shot).
         batch_size: training examples per step.
         k, data_seed: which k-shot split.
@@ -108,7 +113,7 @@ class FinetuneConfig:
     label_words: tuple[str, ...] | None = None
     calibrate: bool = False
     method: str = "mezo"
-    lr: float = 1e-6
+    lr: float | None = None
     eps: float = 1e-3
     rank: int | None = None
     refresh: int | None = None
@@ -135,6 +140,8 @@ class FinetuneConfig:
         for name in ("rank", "refresh"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, _spec_default(self.method, name))
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR.get(self.method, DEFAULT_LR["mezo"]))
         task = get_task(self.task)
         if self.template != "auto":
             task.template(self.template)
