@@ -57,13 +57,13 @@ def _write_json(path: Path, obj: dict) -> None:
 def zero_shot(args: argparse.Namespace) -> None:
     import torch
 
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
     from dfo.torch.prompt import PromptClassifier
     from dfo.torch.tasks import balanced_subset, get_task, load_split
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
-    model, tok = load_causal_lm(args.model)
+    model, tok = load_lm(args.model)
     test = load_split(task, "test", data_dir=args.data_dir)
     jobs = [(t, "test", None) for t in task.templates] + [(t, "dev", s) for s in args.seeds for t in task.templates]
     for t, split, seed in jobs:  # the test rows of every template first: the figure that matters most

@@ -34,9 +34,9 @@ def run(method: str, refresh: int, seed: int, args: argparse.Namespace, data) ->
     import torch
 
     from dfo.torch import ZerothOrder
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    model, tok = load_causal_lm(Path(args.data_dir) / "models" / "aidreams260K")
+    model, tok = load_lm(Path(args.data_dir) / "models" / "aidreams260K")
     model.eval()
     tok.pad_token = tok.eos_token
     train, held_out = data
@@ -78,9 +78,9 @@ def main() -> None:
     train = [e.sentence for e in load_split("sst2", "train", k=512, data_seed=13, data_dir=args.data_dir)]
     held_out = [e.sentence for e in load_split("sst2", "dev", k=512, data_seed=13, data_dir=args.data_dir)][:64]
     t0 = time.perf_counter()
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    model, tok = load_causal_lm(Path(args.data_dir) / "models" / "aidreams260K")
+    model, tok = load_lm(Path(args.data_dir) / "models" / "aidreams260K")
     tok.pad_token = tok.eos_token
     enc = tok(held_out, return_tensors="pt", padding=True, truncation=True, max_length=48)
     with torch.no_grad():

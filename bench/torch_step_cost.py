@@ -115,11 +115,11 @@ def _build(args: argparse.Namespace, device):
         x = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
         y = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
         return model, lambda: ((model(x) - y).float() ** 2).mean()
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
     from dfo.torch.prompt import PromptClassifier
     from dfo.torch.tasks import load_split
 
-    model, tok = load_causal_lm(args.model, dtype=dtype)
+    model, tok = load_lm(args.model, dtype=dtype)
     model.to(device)
     clf = PromptClassifier(model, tok, task="sst2")
     train = load_split("sst2", "train", k=16, data_seed=13, data_dir=args.data_dir)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dfo.torch import ZerothOrder
-from dfo.torch.models import load_causal_lm
+from dfo.torch.models import load_lm
 from dfo.torch.prompt import PromptClassifier
 from dfo.torch.tasks import balanced_subset, load_split, resolve_data_dir
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parser.parse_args(argv)
 
     data = resolve_data_dir(args.data_dir)
-    model, tokenizer = load_causal_lm(args.model or data / "models" / "aidreams260K")
+    model, tokenizer = load_lm(args.model or data / "models" / "aidreams260K")
     clf = PromptClassifier(model, tokenizer, task="sst2", template=args.template)
     train = load_split("sst2", "train", k=16, data_seed=13, data_dir=data)
     dev = balanced_subset(load_split("sst2", "dev", k=16, data_seed=13, data_dir=data), 16, 2)

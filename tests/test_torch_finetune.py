@@ -164,9 +164,9 @@ def test_contextual_calibration_removes_the_label_bias_exactly():
 
 
 def test_left_padding_gives_the_same_logits_as_no_padding():
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    model, tok = load_causal_lm(AIDREAMS)
+    model, tok = load_lm(AIDREAMS)
     for task, template in (("sst2", "review"), ("rte", "gpt3")):
         clf = PromptClassifier(model, tok, task=task, template=template)
         items = [e.fields for e in load_split(task, "train", k=16, data_seed=13, data_dir=DATA)[:3]]
@@ -177,9 +177,9 @@ def test_left_padding_gives_the_same_logits_as_no_padding():
 
 
 def test_the_loss_of_an_encoded_batch_is_the_loss_of_the_examples_bit_for_bit():
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    model, tok = load_causal_lm(AIDREAMS)
+    model, tok = load_lm(AIDREAMS)
     clf = PromptClassifier(model.eval(), tok, task="sst2", template="it-was")
     batch = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)[:6]
     enc = clf.encode_batch(batch)
@@ -305,9 +305,9 @@ def test_saved_model_reloads_with_transformers_and_adam_learns(tmp_path):
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
     assert not list((tmp_path / "a" / "model").glob("*.bin"))
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "model")
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    tuned_tok = load_causal_lm(tmp_path / "a" / "model")[1]
+    tuned_tok = load_lm(tmp_path / "a" / "model")[1]
     clf = PromptClassifier(model.eval(), tuned_tok, template="it-was")
     test = balanced_subset(load_split("sst2", "test", data_dir=DATA), 16, 2)
     assert clf.evaluate(test).as_dict() == res["test"]

@@ -110,9 +110,9 @@ def test_tiny_llama_loss_decreases_on_fixed_batch(method, lr, arch):
 @pytest.mark.parametrize("method,lr", [("mezo", 1e-4), ("lozo", 3e-4)])
 def test_pretrained_aidreams_loss_decreases(method, lr):
     """Real pretrained weights: next-token loss on 8 SST-2 sentences drops within 100 steps."""
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    model, tok = load_causal_lm(AIDREAMS)
+    model, tok = load_lm(AIDREAMS)
     train = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)
     tok.pad_token = tok.eos_token
     enc = tok([e.sentence for e in train[:4] + train[16:20]], return_tensors="pt", padding=True)
@@ -139,9 +139,9 @@ def test_smollm2_prompt_loss_goes_down():
     An SGD step along z with g = grad . z lowers the loss by about lr g^2, so 3 steps by lr sum g_t^2
     (measured, seed 0: 1.2767 -> 1.2692, predicted 0.0076; seed 1: 1.2568, predicted 0.0193).
     """
-    from dfo.torch.models import load_causal_lm
+    from dfo.torch.models import load_lm
 
-    model, tok = load_causal_lm("smollm2")
+    model, tok = load_lm("smollm2")
     clf = PromptClassifier(model, tok)
     train = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)
     batch = train[:4] + train[16:20]  # 4 positive, 4 negative

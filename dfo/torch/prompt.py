@@ -1,9 +1,14 @@
-"""Prompt-based classification with a causal LM: verbalizer logits, loss, calibrated evaluation.
+"""Prompt-based classification with a language model: verbalizer logits, loss, calibrated evaluation.
 
-For an example x with prompt T(x), the class scores are the next-token logits
-z_c = logit(w_c | T(x)) of the first token of each label word w_c, read at the
-last position; p = softmax(z) over the classes. The training loss is the
-cross-entropy −log p_y (the LM-BFF / MeZO objective restricted to the label words).
+For an example x with prompt T(x), the class scores are the logits
+z_c = logit(w_c | T(x)) of the first token of each label word w_c; p = softmax(z)
+over the classes. The training loss is the cross-entropy −log p_y (the LM-BFF /
+MeZO objective restricted to the label words). Where the logits are read:
+
+* causal LM (Llama, GPT-2, SmolLM2...): the next-token logits at the last position of T(x);
+* masked LM (BERT, RoBERTa: the models of the LM-BFF and MeZO papers' tables): the
+  mask token is appended, T(x)[MASK] — "<sentence> It was[MASK]" for the MeZO SST-2
+  prompt — and the logits are read at the mask (Gao et al. 2021, LM-BFF).
 
 Contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): feed
 content-free inputs (every field "N/A", "" and "[MASK]"), average their class
@@ -65,12 +70,16 @@ class EncodedBatch:
     """A batch tokenized once (:meth:`PromptClassifier.encode_batch`), on the model's device.
 
     Attributes:
-        inputs: ``input_ids``, ``attention_mask`` and ``position_ids``.
+        inputs: the model's keyword arguments (``input_ids``, ``attention_mask``; ``position_ids``
+            for a causal LM).
         labels: class indices, or None when the items were bare field dicts.
+        read_at: per row, the position whose logits score the label words (a masked LM's mask
+            position), or None for a causal LM (its last position).
     """
 
     inputs: dict[str, Any]
     labels: Any | None
+    read_at: Any | None = None
 
 
 def label_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
@@ -92,11 +101,12 @@ def label_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
 
 
 class PromptClassifier:
-    """Prompt + verbalizer classifier over a causal LM.
+    """Prompt + verbalizer classifier over a causal or masked LM.
 
     Args:
         model: a transformers causal LM (called with ``input_ids``, ``attention_mask``,
-            ``position_ids``, ``logits_to_keep=1``).
+            ``position_ids``, ``logits_to_keep=1``) or masked LM (a ``...ForMaskedLM`` class, see
+            :func:`dfo.torch.models.is_masked_lm`; called with ``input_ids``, ``attention_mask``).
         tokenizer: its tokenizer.
         task: registry name or entry.
         template: template name or entry (default: the task's first).
@@ -105,7 +115,8 @@ class PromptClassifier:
             model's ``max_position_embeddings``).
 
     Raises:
-        TaskError: unknown template, wrong number of words, or words sharing a first token.
+        TaskError: unknown template, wrong number of words, words sharing a first token, or a
+            masked LM whose tokenizer has no mask token.
     """
 
     def __init__(
@@ -120,6 +131,8 @@ class PromptClassifier:
     ) -> None:
         import torch
 
+        from dfo.torch.models import is_masked_lm
+
         self.task = get_task(task) if isinstance(task, str) else task
         if template is None:
             template = self.task.templates[0]
@@ -128,24 +141,50 @@ class PromptClassifier:
         if len(self.label_words) != self.task.n_classes:
             raise TaskError(f"{self.task.name} has {self.task.n_classes} classes, got label words {self.label_words}")
         self.model, self.tokenizer = model, tokenizer
+        self.masked = is_masked_lm(model)
+        if self.masked:
+            if getattr(tokenizer, "mask_token_id", None) is None:
+                raise TaskError(f"{type(model).__name__} is a masked LM but its tokenizer has no mask token")
+            # the tokenizer's special tokens around a text, e.g. ([CLS], [SEP]) or (<s>, </s>)
+            framed = tokenizer.encode(tokenizer.mask_token)
+            at = framed.index(tokenizer.mask_token_id)
+            self._prefix, self._suffix = framed[:at], framed[at + 1 :]
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if limit and self.masked:
+            limit -= 2  # RoBERTa's position table starts after the padding index
         self.max_length = max_length or min(self.task.max_length, limit or self.task.max_length)
         self.label_ids = torch.tensor(label_token_ids(tokenizer, self.label_words))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
-    def encode(self, fields: Sequence[dict[str, str] | Any]) -> dict[str, Any]:
-        """Left-padded ``input_ids``, ``attention_mask`` and matching ``position_ids``."""
+    def encode(self, fields: Sequence[dict[str, str] | Any]) -> tuple[dict[str, Any], Any | None]:
+        """Model inputs for ``fields`` and the positions to read (None: the last one).
+
+        Causal LM: prompts keep their last ``max_length`` tokens, left-padded, with matching
+        ``position_ids``. Masked LM: the prompt's last tokens, then the mask token, inside the
+        tokenizer's special tokens (``[CLS] ... [MASK] [SEP]``), right-padded; the model numbers
+        the positions itself.
+        """
         import torch
 
-        seqs = [self.tokenizer.encode(self.template.format(f))[-self.max_length :] for f in fields]
+        tok = self.tokenizer
+        if self.masked:
+            room = self.max_length - len(self._prefix) - len(self._suffix) - 1
+            seqs = [self._prefix + tok.encode(self.template.format(f), add_special_tokens=False)[-room:]
+                    + [tok.mask_token_id] + self._suffix for f in fields]
+        else:
+            seqs = [tok.encode(self.template.format(f))[-self.max_length :] for f in fields]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
-            ids[i, width - len(s) :] = torch.tensor(s)
-            mask[i, width - len(s) :] = 1
+            span = slice(0, len(s)) if self.masked else slice(width - len(s), width)
+            ids[i, span] = torch.tensor(s)
+            mask[i, span] = 1
+        if self.masked:  # the appended mask is the last one (a content-free "[MASK]" input adds another)
+            read_at = torch.tensor([len(s) - 1 - s[::-1].index(tok.mask_token_id) for s in seqs])
+            return {"input_ids": ids, "attention_mask": mask}, read_at
         pos = (mask.cumsum(1) - 1).clamp(min=0)
-        return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}, None
 
     def encode_batch(self, items: Sequence[Example | dict[str, str]]) -> EncodedBatch:
         """Tokenize ``items`` once and move them to the model's device, for any number of forward passes
@@ -154,17 +193,23 @@ class PromptClassifier:
 
         fields = [e.fields if isinstance(e, Example) else e for e in items]
         device = next(self.model.parameters()).device
-        inputs = {k: v.to(device) for k, v in self.encode(fields).items()}
+        inputs, read_at = self.encode(fields)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
         labels = None
         if all(isinstance(e, Example) for e in items):
             labels = torch.tensor([e.label for e in items], device=device)
-        return EncodedBatch(inputs=inputs, labels=labels)
+        return EncodedBatch(inputs=inputs, labels=labels, read_at=None if read_at is None else read_at.to(device))
 
     def logits(self, items: Sequence[Example | dict[str, str]] | EncodedBatch) -> Any:
-        """Label-word logits at the last position, shape ``(batch, n_classes)``."""
+        """Label-word logits at the last position (causal LM) or the mask (masked LM), shape ``(batch, n_classes)``."""
+        import torch
+
         batch = items if isinstance(items, EncodedBatch) else self.encode_batch(items)
-        out = self.model(**batch.inputs, logits_to_keep=1, use_cache=False)
-        logits = out.logits[:, -1, :]
+        if batch.read_at is None:
+            logits = self.model(**batch.inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
+        else:
+            out = self.model(**batch.inputs).logits
+            logits = out[torch.arange(out.shape[0], device=out.device), batch.read_at]
         return logits.index_select(-1, self.label_ids.to(logits.device)).float()
 
     def loss(self, examples: Sequence[Example] | EncodedBatch) -> Any:
