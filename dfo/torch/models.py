@@ -95,10 +95,15 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         tok.save_pretrained(tmp)
 
 
+def _masked_lm_class(name: str) -> bool:
+    """The one rule: transformers names its masked-LM heads ``...ForMaskedLM``."""
+    return str(name).endswith("ForMaskedLM")
+
+
 def is_masked_lm(model: Any) -> bool:
     """Whether ``model`` is an encoder with a masked-LM head (a transformers ``...ForMaskedLM``:
     BERT, RoBERTa, DeBERTa...): its prompts end in the mask token (see :mod:`dfo.torch.prompt`)."""
-    return type(model).__name__.endswith("ForMaskedLM")
+    return _masked_lm_class(type(model).__name__)
 
 
 def load_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
@@ -117,7 +122,7 @@ def load_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
 
     path = resolve_model(path)
     config = AutoConfig.from_pretrained(path)
-    masked = any(str(a).endswith("ForMaskedLM") for a in getattr(config, "architectures", None) or [])
+    masked = any(_masked_lm_class(a) for a in getattr(config, "architectures", None) or [])
     tok = AutoTokenizer.from_pretrained(path)
     loader = AutoModelForMaskedLM if masked else AutoModelForCausalLM
     model = loader.from_pretrained(path, dtype=dtype or torch.float32)
