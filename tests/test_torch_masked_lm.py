@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,11 @@ def _save_masked_lm(folder: Path, arch: str) -> Path:
     """A tiny random ``BertForMaskedLM`` or ``RobertaForMaskedLM`` and its tokenizer, saved like a checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
     if arch == "bert":
-        wp = tokenizers.BertWordPieceTokenizer(lowercase=True)
-        wp.train_from_iterator(_corpus(), vocab_size=400, min_frequency=1)
-        wp.save_model(str(folder))
+        # a deterministic WordPiece vocabulary (the trainer's tie order varies from run to run)
+        words = sorted({w for text in _corpus() for w in re.findall(r"\w+|[^\w\s]", text.lower())})
+        chars = sorted({c for w in words for c in w})
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + [f"##{c}" for c in chars if c not in words]
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
         tok = transformers.BertTokenizerFast(str(folder / "vocab.txt"))
         cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
                                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=128)
@@ -116,21 +119,24 @@ def test_a_masked_lm_without_a_mask_token_is_refused(masked_folder):
         PromptClassifier(model, tok)
 
 
+STEPS = 300
+
+
 @pytest.mark.parametrize("method", ["mezo", "subzero", "lozo"])
 def test_zo_steps_lower_the_label_word_loss_of_a_masked_lm(masked_folder, method):
     model, tok = load_lm(masked_folder)
     clf = PromptClassifier(model, tok, task="sst2", template="it-was")
     train = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)
     batch = clf.encode_batch(train[:4] + train[16:20])
-    opt = ZerothOrder(model.parameters(), method=method, lr=5e-3, eps=1e-3, rank=4, refresh=20, model=model, seed=0)
+    opt = ZerothOrder(model.parameters(), method=method, lr=2e-3, eps=1e-3, rank=4, refresh=20, model=model, seed=0)
     with torch.no_grad():
         start = float(clf.loss(batch))
-    for _ in range(120):
+    for _ in range(STEPS):
         opt.step(lambda: clf.loss(batch))
     opt.flush()
     with torch.no_grad():
         end = float(clf.loss(batch))
-    assert end < start - 0.03, (start, end)  # CI, bert-subzero at 60 steps: 0.719 -> 0.674
+    assert end < start - 0.1, (start, end)  # measured: 0.52-0.66 lower for all six cases
 
 
 @pytest.mark.parametrize("method", ["subzero", "lozo-m"])
