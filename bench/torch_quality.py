@@ -20,8 +20,14 @@ Stages:
   copy it to ``<cell>-at<N>`` (N = the checkpoint's step) and evaluate it there as a
   finished N-step run (the same resume path: dev and full test set). Used when a
   deadline stops the grid; the table marks these rows "stopped at N of M".
-* ``table``: ``--out`` markdown, ``--png`` learning curves (training loss, running
-  mean over 10 steps, and dev accuracy when measured).
+* ``table``: ``--out`` markdown (all cells, then test accuracy per method and data
+  seed with mean ± std), ``--png`` learning curves (training loss, running mean over
+  50 steps, and dev accuracy when measured).
+
+The runs folder (a 0.5 GB checkpoint per cell) is not committed: ``cells --keep DIR``
+copies each finished cell's ``results.json`` to ``DIR/<cell>.json`` and ``table
+--cells DIR`` reads them back (``bench/results/torch_quality_cells``, with the
+zero-shot results under ``zero-shot/``), so a table survives a lost runs folder.
 
 Example (what the committed table ran; see bench/results/torch_quality.md):
     $ nice -n 10 python bench/torch_quality.py zero-shot --runs RUNS --data-dir ../shared/data
@@ -110,6 +116,7 @@ def cells(args: argparse.Namespace) -> None:
         for method in args.methods:
             out = runs / f"{method}-seed{seed}-steps{args.steps}"
             if (out / "results.json").is_file():
+                _keep(out, args.keep)
                 continue
             cfg = FinetuneConfig(
                 model=args.model, task=args.task, template=template, method=method, lr=args.lr or LR[method],
@@ -123,6 +130,33 @@ def cells(args: argparse.Namespace) -> None:
             res = finetune(cfg, resume=resume, progress=False)
             print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f} "
                   f"pred {res['test']['predicted']} ({res['train_seconds']:.0f} s)", flush=True)
+            _keep(out, args.keep)
+
+
+def _keep(cell: Path, keep: str | None) -> None:
+    """Copy a finished cell's ``results.json`` (config, loss history, dev curve, test scores; tens of kB)
+    to ``keep/<cell>.json``: the runs folder holds 0.5 GB checkpoints per cell and is not committed."""
+    if keep:
+        _write_json(Path(keep) / f"{cell.name}.json", json.loads((cell / "results.json").read_text()))
+
+
+def load_results(runs: Path, kept: list[str]) -> list[dict]:
+    """Results of the finished cells: ``runs/*/results.json`` and the kept ``*.json`` of each ``kept`` folder,
+    one result per file or ``{"cells": [...]}`` (results recovered without their history); a cell found in
+    both places counts once (the runs folder wins)."""
+    found: dict[str, dict] = {}
+    for p in sorted(runs.glob("*/results.json")):
+        found[p.parent.name] = json.loads(p.read_text())
+    for folder in kept:
+        for p in sorted(Path(folder).glob("*.json")):
+            doc = json.loads(p.read_text())
+            if "cells" in doc:
+                for i, r in enumerate(doc["cells"]):
+                    c = r["config"]
+                    found.setdefault(f"{c['method']}-seed{c['data_seed']}-steps{c['steps']}", r)
+            else:
+                found.setdefault(p.stem, doc)
+    return [found[k] for k in sorted(found)]
 
 
 def partial(args: argparse.Namespace) -> None:
@@ -171,12 +205,36 @@ def _planned_steps(result: dict) -> int:
     return int(result["config"]["steps"])
 
 
+def per_seed(results: list[dict]) -> list[str]:
+    """Markdown lines: test accuracy (raw / cal) per method and data seed for the finished cells of the
+    longest planned run length, with mean ± std over seeds."""
+    done = [r for r in results if _planned_steps(r) == r["config"]["steps"]]
+    if not done:
+        return []
+    steps = max(r["config"]["steps"] for r in done)
+    done = [r for r in done if r["config"]["steps"] == steps]
+    seeds = sorted({r["config"]["data_seed"] for r in done})
+    lines = [f"### Per data seed, {steps} steps (test acc raw / cal)", "",
+             "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std raw | mean ± std cal |",
+             "|---" * (len(seeds) + 3) + "|"]
+    for method in sorted({r["config"]["method"] for r in done}):
+        rs = {r["config"]["data_seed"]: r for r in done if r["config"]["method"] == method}
+        row = [f"{rs[s]['test']['accuracy']:.3f} / {rs[s]['test']['accuracy_calibrated']:.3f}" if s in rs else "-"
+               for s in seeds]
+        raw = [r["test"]["accuracy"] for r in rs.values()]
+        cal = [r["test"]["accuracy_calibrated"] for r in rs.values()]
+        lines.append(f"| {method} | " + " | ".join(row) + f" | {_mean_std(raw)} | {_mean_std(cal)} |")
+    return lines + [""]
+
+
 def table(args: argparse.Namespace) -> None:
     runs = Path(args.runs)
     lines = [f"Runs folder `{runs}`; test = all {args.test_n} SST-2 test sentences; accuracies from the "
              "label-word argmax (raw) and after contextual calibration (cal). `pred` = fraction predicted "
              "negative / positive.", ""]
-    zs = sorted((runs / "zero-shot").glob("*-test.json"))
+    zs_dir = next((d for d in [runs / "zero-shot"] + [Path(k) / "zero-shot" for k in args.cells]
+                   if any(d.glob("*-test.json"))), runs / "zero-shot")
+    zs = sorted(zs_dir.glob("*-test.json"))
     if zs:
         lines += ["### Zero-shot (no training)", "",
                   "| template | dev acc, mean over seeds (raw / cal) | test acc raw | test acc cal | "
@@ -184,7 +242,7 @@ def table(args: argparse.Namespace) -> None:
         for p in zs:
             r = json.loads(p.read_text())
             name = r["template"]
-            devs = [json.loads(d.read_text()) for d in sorted((runs / "zero-shot").glob(f"{name}-dev-*.json"))]
+            devs = [json.loads(d.read_text()) for d in sorted(zs_dir.glob(f"{name}-dev-*.json"))]
             dev = (f"{statistics.mean(d['accuracy'] for d in devs):.3f} / "
                    f"{statistics.mean(d['accuracy_calibrated'] for d in devs):.3f} "
                    f"(seeds {', '.join(str(d['data_seed']) for d in devs)}, n={devs[0]['n']} each)") if devs else "-"
@@ -192,7 +250,7 @@ def table(args: argparse.Namespace) -> None:
             pc = "/".join(f"{x:.2f}" for x in r["predicted_calibrated"])
             lines.append(f"| {name} | {dev} | {r['accuracy']:.3f} | {r['accuracy_calibrated']:.3f} | {pr} | {pc} |")
         lines.append("")
-    results = [json.loads(p.read_text()) for p in sorted(runs.glob("*/results.json"))]
+    results = load_results(runs, args.cells)
     if results:
         lines += ["### Fine-tuned (test after the last step)", "",
                   "| method | steps | forward passes / step | lr | template | test acc raw | test acc cal | "
@@ -204,22 +262,30 @@ def table(args: argparse.Namespace) -> None:
             planned = _planned_steps(r)
             groups.setdefault((c["method"], c["steps"], planned, c["lr"], r["template"]), []).append(r)
         for (method, steps, planned, lr, template), rs in sorted(groups.items()):
-            loss = [r["history"]["loss"] for r in rs]
-            first = statistics.mean(statistics.mean(x[:10]) for x in loss)
-            last = statistics.mean(statistics.mean(x[-10:]) for x in loss)
-            pred = "/".join(f"{statistics.mean(r['test']['predicted'][i] for r in rs):.2f}" for i in range(2))
+            loss = [r["history"]["loss"] for r in rs if r.get("history")]
+            preds = [r["test"]["predicted"] for r in rs if r["test"].get("predicted")]
+
+            def of(part: list) -> str:  # cells recovered without history or class balance
+                return "" if len(part) == len(rs) else f" ({len(part)} of {len(rs)} seeds)"
+
+            first = statistics.mean(statistics.mean(x[:10]) for x in loss) if loss else None
+            last = statistics.mean(statistics.mean(x[-10:]) for x in loss) if loss else None
+            loss_s = f"{first:.3f} -> {last:.3f}{of(loss)}" if loss else "-"
+            pred = ("/".join(f"{statistics.mean(x[i] for x in preds):.2f}" for i in range(2)) + of(preds)
+                    if preds else "-")
             lines.append(
                 f"| {method} | {steps if planned == steps else f'{steps} (stopped; of {planned})'} | "
                 f"{rs[0]['forward_passes_per_step']} | {lr:g} | {template} | "
                 f"{_mean_std([r['test']['accuracy'] for r in rs])} | "
-                f"{_mean_std([r['test']['accuracy_calibrated'] for r in rs])} | {pred} | {first:.3f} -> {last:.3f} | "
+                f"{_mean_std([r['test']['accuracy_calibrated'] for r in rs])} | {pred} | {loss_s} | "
                 f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
         lines.append("")
+        lines += per_seed(results)
     text = "\n".join(lines)
     print(text)
     if args.out:
         Path(args.out).write_text(args.header + "\n" + text if args.header else text)
-    long_runs = [r for r in results if len(r["history"]["loss"]) >= 100]  # the 40-step cells are in the table only
+    long_runs = [r for r in results if r.get("history") and len(r["history"]["loss"]) >= 100]  # the 40-step cells are in the table only
     if args.png and long_runs:
         import matplotlib
 
@@ -279,6 +345,10 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--png", default=None)
     p.add_argument("--header", default="", help="text put above the table in --out")
+    p.add_argument("--keep", default=None, help="cells: copy each finished cell's results.json to KEEP/<cell>.json "
+                   "(commit bench/results/torch_quality_cells)")
+    p.add_argument("--cells", nargs="*", default=[], help="table: folders of kept cell results (*.json) read "
+                   "besides --runs")
     p.add_argument("--test-n", type=int, default=872, help=argparse.SUPPRESS)
     p.add_argument("--test-size", type=int, default=0, help="partial: test sentences (0 = all)")
     args = p.parse_args()
