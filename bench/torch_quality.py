@@ -76,6 +76,8 @@ def zero_shot(args: argparse.Namespace) -> None:
         clf = PromptClassifier(model, tok, task=task, template=t)
         path = Path(args.runs) / "zero-shot" / f"{t.name}-{split}{'' if seed is None else f'-{seed}'}.json"
         if path.is_file():
+            if args.keep:
+                _write_json(Path(args.keep) / "zero-shot" / path.name, json.loads(path.read_text()))
             continue
         if split == "test":
             data = test
@@ -84,8 +86,11 @@ def zero_shot(args: argparse.Namespace) -> None:
             data = balanced_subset(dev, args.dev_size, task.n_classes, seed=seed)
         t0 = time.perf_counter()
         ev = clf.evaluate(data)
-        _write_json(path, {"template": t.name, "split": split, "data_seed": seed, "model": args.model,
-                           "seconds": time.perf_counter() - t0, **ev.as_dict()})
+        result = {"template": t.name, "split": split, "data_seed": seed, "model": args.model,
+                  "seconds": time.perf_counter() - t0, **ev.as_dict()}
+        _write_json(path, result)
+        if args.keep:
+            _write_json(Path(args.keep) / "zero-shot" / path.name, result)
         print(f"{t.name} {split} {seed}: acc {ev.accuracy:.3f} cal {ev.accuracy_calibrated:.3f} "
               f"pred {ev.predicted}", flush=True)
 
@@ -345,8 +350,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--png", default=None)
     p.add_argument("--header", default="", help="text put above the table in --out")
-    p.add_argument("--keep", default=None, help="cells: copy each finished cell's results.json to KEEP/<cell>.json "
-                   "(commit bench/results/torch_quality_cells)")
+    p.add_argument("--keep", default=None, help="zero-shot, cells: copy each result to KEEP/zero-shot/ "
+                   "or KEEP/<cell>.json (commit bench/results/torch_quality_cells)")
     p.add_argument("--cells", nargs="*", default=[], help="table: folders of kept cell results (*.json) read "
                    "besides --runs")
     p.add_argument("--test-n", type=int, default=872, help=argparse.SUPPRESS)

@@ -277,7 +277,12 @@ def test_low_precision_dtypes_step_and_restore(dtype, method):
     def closure():
         return ((model(x) - y).float() ** 2).mean()
 
-    opt = ZerothOrder(model.parameters(), method=method, lr=0.0, eps=1e-2, rank=4, model=model, seed=0)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt = ZerothOrder(model.parameters(), method=method, lr=0.0, eps=1e-2, rank=4, model=model, seed=0)
+    assert any("in place" in str(w.message) for w in caught) == (dtype != torch.float32)  # biases are dense
     opt.step(closure)
     opt.flush()
     tol = {torch.float32: 1e-6, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
@@ -653,3 +658,43 @@ def test_tied_embedding_and_head_side_path_equals_writing(method):
     opt_a.flush()
     for pa, pb in zip(model_a.parameters(), model_b.parameters()):
         assert torch.allclose(pa, pb, atol=1e-10)
+
+
+def _drift(model, dtype, autocast, steps=40, method="mezo"):
+    """Relative weight change after ``steps`` MeZO steps at lr 0 (only the +eps/-2eps/+eps round trips)."""
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1)).to(dtype)
+    before = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+
+    def closure():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return model(x).float().pow(2).mean()
+
+    opt = ZerothOrder(model.parameters(), method=method, lr=0.0, eps=1e-3, rank=2, model=model, seed=0)
+    for _ in range(steps):
+        opt.step(closure)
+    opt.flush()
+    after = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    return float((after - before).norm() / before.norm())
+
+
+def test_half_precision_weights_warn_once_and_autocast_over_float32_does_not_drift():
+    import warnings
+
+    model, _ = _problem(torch.float32)
+    with pytest.warns(RuntimeWarning, match="bfloat16 parameters in place") as caught:
+        _drift(copy.deepcopy(model).to(torch.bfloat16), torch.bfloat16, autocast=False, steps=0)
+    assert sum("in place" in str(w.message) for w in caught) == 1  # once per optimizer, not per tensor
+    with pytest.warns(RuntimeWarning):
+        half = _drift(copy.deepcopy(model).to(torch.bfloat16), torch.bfloat16, autocast=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float32 weights: no warning
+        full = _drift(copy.deepcopy(model), torch.float32, autocast=True)
+    # bfloat16 keeps 8 bits of mantissa: each write rounds by ~2^-9 relative, a random walk over 120 writes;
+    # float32 weights under a bfloat16 forward round at 2^-24
+    assert half > 1e-3 and full < 1e-5, (half, full)
+
+
+@pytest.mark.parametrize("method", LOW_RANK)
+def test_side_paths_run_under_autocast_over_float32_weights(method):
+    model, _ = _problem(torch.float32)
+    assert _drift(model, torch.float32, autocast=True, method=method) < 1e-5

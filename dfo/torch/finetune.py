@@ -53,6 +53,8 @@ METHODS = ZO_METHODS + ("adam",)
 #: zero-shot accuracy after 200 steps; Adam at 1e-5. Larger models usually need smaller values.
 DEFAULT_LR = {**{m: 2e-5 for m in ZO_METHODS}, "adam": 1e-5}
 DTYPES = ("float32", "bfloat16", "float16")
+#: half-precision forward passes over float32 weights (``torch.autocast``)
+AUTOCAST_DTYPES = ("bfloat16", "float16")
 #: files and folders a run writes; ``overwrite`` removes exactly these
 ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", f"*{TMP_MARK}*")
 #: at most this many (class-balanced) dev examples score each template for ``template="auto"``
@@ -102,7 +104,12 @@ class FinetuneConfig:
         out_dir: run folder (None: nothing is written).
         data_dir: data folder (None: ``$DFO_DATA``).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
-        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``: the dtype the weights are stored,
+            perturbed and updated in. ZO steps in half precision round at each in-place write and
+            the weights drift (``bench/results/torch_precision_drift.md``); prefer ``autocast``.
+        autocast: ``"bfloat16"`` / ``"float16"``: run every forward pass under ``torch.autocast``
+            while the weights, perturbations and updates stay float32 (needs ``dtype="float32"``);
+            None: forward passes in ``dtype``.
         max_length: prompt length cap in tokens (None: the task's).
         save_model: write ``out_dir/model`` with ``save_pretrained`` after training.
     """
@@ -133,6 +140,7 @@ class FinetuneConfig:
     data_dir: str | None = None
     device: str = "auto"
     dtype: str = "float32"
+    autocast: str | None = None
     max_length: int | None = None
     save_model: bool = True
 
@@ -170,6 +178,12 @@ class FinetuneConfig:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
         if self.dtype not in DTYPES:
             raise FinetuneError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.autocast is not None:
+            if self.autocast not in AUTOCAST_DTYPES:
+                raise FinetuneError(f"--autocast must be one of {', '.join(AUTOCAST_DTYPES)}, got {self.autocast!r}")
+            if self.dtype != "float32":
+                raise FinetuneError(f"--autocast keeps float32 weights and runs the forward passes in {self.autocast}; "
+                                    f"it cannot be combined with --dtype {self.dtype}")
 
 
 def _spec_default(method: str, name: str) -> int:
@@ -251,12 +265,33 @@ def _load_model(cfg: FinetuneConfig, device: Any) -> tuple[Any, Any]:
     return model.to(device), tok
 
 
+def forward_precision(cfg: FinetuneConfig, device: Any) -> Callable[[], Any]:
+    """A context factory for the forward passes: ``torch.autocast`` to ``cfg.autocast`` on ``device``, or none.
+
+    Only forward passes run under it, never the optimizer's own arithmetic (directions, updates), so
+    the weights stay float32 and the ``+eps z, -2 eps z, +eps z`` round trip adds no half-precision rounding.
+    """
+    import contextlib
+
+    import torch
+
+    if cfg.autocast is None:
+        return contextlib.nullcontext
+    dtype = getattr(torch, cfg.autocast)
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def _check_resumable(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
     now = asdict(cfg)
     diff = [k for k in now if k not in RESUME_MAY_CHANGE and _jsonable(now[k]) != saved.get(k)]
     if diff:
         raise FinetuneError("--resume: the checkpoint was made with different settings: "
                             + ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in diff))
+
+
+def _under(ctx: Callable[[], Any], fn: Callable[..., Any], *args: Any) -> Any:
+    with ctx():
+        return fn(*args)
 
 
 def _jsonable(v: Any) -> Any:
@@ -307,6 +342,7 @@ def finetune(
     if out is not None:
         prepare_run_dir(out, resume=resume, overwrite=overwrite)
     model, tok = _load_model(cfg, device)
+    amp = forward_precision(cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.method == "adam":
         opt: Any = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -339,8 +375,9 @@ def finetune(
         elif template == "auto":
             try:
                 pick = balanced_subset(dev, SELECTION_DEV_SIZE, task.n_classes, seed=cfg.data_seed)
-                template, selection = choose_template(model, tok, task, pick, calibrate=cfg.calibrate,
-                                                      max_length=cfg.max_length, should_stop=stop)
+                with amp():
+                    template, selection = choose_template(model, tok, task, pick, calibrate=cfg.calibrate,
+                                                          max_length=cfg.max_length, should_stop=stop)
             except Interrupted:
                 raise Stopped(stop.signum, 0, None) from None
             except TaskError as exc:
@@ -368,7 +405,8 @@ def finetune(
             return out / ckpt_io.POINTER
 
         def evaluate_dev(step: int) -> dict[str, Any]:
-            ev = clf.evaluate(dev, should_stop=stop).as_dict()
+            with amp():
+                ev = clf.evaluate(dev, should_stop=stop).as_dict()
             history["dev"].append([step, ev])
             return ev
 
@@ -390,13 +428,14 @@ def finetune(
                 encoded = clf.encode_batch(batch)  # once per step: every forward of a ZO step reuses it
                 if cfg.method == "adam":
                     opt.zero_grad(set_to_none=True)
-                    loss_t = clf.loss(encoded)
+                    with amp():
+                        loss_t = clf.loss(encoded)
                     loss_t.backward()
                     opt.step()
                     loss = float(loss_t.detach())
                 else:
                     try:
-                        loss = opt.step(lambda: clf.loss(encoded))
+                        loss = opt.step(lambda: _under(amp, clf.loss, encoded))
                     except FloatingPointError as exc:
                         raise FinetuneError(f"step {step + 1}: {exc} (try a smaller --lr or --eps)") from None
                 train_seconds += time.perf_counter() - t0
@@ -419,8 +458,9 @@ def finetune(
                 save(cfg.steps)
             if hasattr(opt, "flush"):
                 opt.flush()
-            dev_ev = clf.evaluate(dev, should_stop=stop)
-            test_ev = clf.evaluate(test, should_stop=stop)
+            with amp():
+                dev_ev = clf.evaluate(dev, should_stop=stop)
+                test_ev = clf.evaluate(test, should_stop=stop)
         except Interrupted:
             raise stopped(max(start, len(history["loss"]))) from None
         finally:
@@ -454,4 +494,4 @@ def finetune(
     return result
 
 
-__all__ = ["FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune", "resolve_device"]
+__all__ = ["AUTOCAST_DTYPES", "FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune", "resolve_device"]

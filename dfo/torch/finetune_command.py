@@ -25,7 +25,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402  (ImportError here makes `dfo finetune` report the missing extra)
 
-from dfo.torch.finetune import DTYPES, METHODS, FinetuneConfig, FinetuneError, Stopped, finetune  # noqa: E402
+from dfo.torch.finetune import (  # noqa: E402
+    AUTOCAST_DTYPES,
+    DTYPES,
+    METHODS,
+    FinetuneConfig,
+    FinetuneError,
+    Stopped,
+    finetune,
+)
 from dfo.torch.tasks import DATA_ENV, TASKS, TaskError, get_task, parse_label_words  # noqa: E402
 
 
@@ -71,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--overwrite", action="store_true", help="replace the run in OUT")
     a("--no-save-model", action="store_true", help="do not write OUT/model (save_pretrained) after training")
     a("--device", default=d.device, help="auto (CUDA if present), cpu, cuda, cuda:N, mps")
-    a("--dtype", default=d.dtype, choices=DTYPES)
+    a("--dtype", default=d.dtype, choices=DTYPES, help="weight dtype (half precision drifts under ZO steps: "
+      "prefer --autocast)")
+    a("--autocast", default=None, choices=AUTOCAST_DTYPES, help="forward passes in this dtype over float32 weights")
     a("--threads", type=int, default=None, help="torch intra-op threads")
     a("--no-progress", action="store_true")
 
@@ -92,7 +102,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         steps=args.steps, batch_size=args.batch_size, k=args.k, data_seed=args.data_seed, seed=args.seed,
         eval_every=args.eval_every, dev_size=args.dev_size, test_size=args.test_size,
         checkpoint_every=args.checkpoint_every, out_dir=out, data_dir=args.data_dir, device=args.device,
-        dtype=args.dtype, max_length=args.max_length, save_model=not args.no_save_model,
+        dtype=args.dtype, autocast=args.autocast, max_length=args.max_length, save_model=not args.no_save_model,
     )
 
 

@@ -82,7 +82,8 @@ class SidePath:
         x = args[0]
         # (tokens, r); F.linear with a contiguous r x n weight is ~3x faster on CPU than x @ right (n x r)
         xr = F.linear(x.reshape(-1, x.shape[-1]).to(self.right.dtype), self._right_t)
-        if torch.is_grad_enabled() or not output.is_contiguous() or output.dtype != xr.dtype:
+        if torch.is_grad_enabled() or not output.is_contiguous() or not output.dtype == xr.dtype == self.left.dtype:
+            # under torch.autocast the layer's output and xr are in the autocast dtype, the factors are not
             return output + (xr @ self.left.T).view(output.shape).to(output.dtype)
         output.view(-1, output.shape[-1]).addmm_(xr, self.left.T)  # fused: no side-sized temporary
         return output
