@@ -494,4 +494,5 @@ def finetune(
     return result
 
 
-__all__ = ["AUTOCAST_DTYPES", "FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune", "resolve_device"]
+__all__ = ["AUTOCAST_DTYPES", "FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune",
+           "resolve_device"]
