@@ -289,7 +289,7 @@ def table(args: argparse.Namespace) -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(args.header + "\n" + text if args.header else text)
+        Path(args.out).write_text(args.header.rstrip("\n") + "\n\n" + text if args.header else text)
     long_runs = [r for r in results if r.get("history") and len(r["history"]["loss"]) >= 100]  # the 40-step cells are in the table only
     if args.png and long_runs:
         import matplotlib
