@@ -156,7 +156,7 @@ def load_results(runs: Path, kept: list[str]) -> list[dict]:
         for p in sorted(Path(folder).glob("*.json")):
             doc = json.loads(p.read_text())
             if "cells" in doc:
-                for i, r in enumerate(doc["cells"]):
+                for r in doc["cells"]:
                     c = r["config"]
                     found.setdefault(f"{c['method']}-seed{c['data_seed']}-steps{c['steps']}", r)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 
@@ -276,8 +277,6 @@ def test_low_precision_dtypes_step_and_restore(dtype, method):
 
     def closure():
         return ((model(x) - y).float() ** 2).mean()
-
-    import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -661,7 +660,7 @@ def test_tied_embedding_and_head_side_path_equals_writing(method):
 
 
 def _drift(model, dtype, autocast, steps=40, method="mezo"):
-    """Relative weight change after ``steps`` MeZO steps at lr 0 (only the +eps/-2eps/+eps round trips)."""
+    """Relative weight change after ``steps`` ZO steps at lr 0 (only the +eps/-2eps/+eps round trips)."""
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1)).to(dtype)
     before = torch.cat([p.detach().double().flatten() for p in model.parameters()])
 
@@ -678,8 +677,6 @@ def _drift(model, dtype, autocast, steps=40, method="mezo"):
 
 
 def test_half_precision_weights_warn_once_and_autocast_over_float32_does_not_drift():
-    import warnings
-
     model, _ = _problem(torch.float32)
     with pytest.warns(RuntimeWarning, match="bfloat16 parameters in place") as caught:
         _drift(copy.deepcopy(model).to(torch.bfloat16), torch.bfloat16, autocast=False, steps=0)
