@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -271,8 +272,6 @@ def forward_precision(cfg: FinetuneConfig, device: Any) -> Callable[[], Any]:
     Only forward passes run under it, never the optimizer's own arithmetic (directions, updates), so
     the weights stay float32 and the ``+eps z, -2 eps z, +eps z`` round trip adds no half-precision rounding.
     """
-    import contextlib
-
     import torch
 
     if cfg.autocast is None:
