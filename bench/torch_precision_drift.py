@@ -35,9 +35,9 @@ def drift(dtype_name: str, method: str, args: argparse.Namespace, autocast: str 
     import torch
 
     from dfo.torch import ZerothOrder
-    from dfo.torch.models import load_lm
-    from dfo.torch.prompt import PromptClassifier
-    from dfo.torch.tasks import load_split
+    from dfo.torch.llm.models import load_lm
+    from dfo.torch.llm.prompt import PromptClassifier
+    from dfo.torch.llm.tasks import load_split
 
     model, tok = load_lm(Path(args.data_dir) / "models" / "aidreams260K", dtype=getattr(torch, dtype_name))
     clf = PromptClassifier(model, tok, template="it-was")

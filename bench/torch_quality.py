@@ -2,7 +2,7 @@
 
 Every cell of the grid is its own resumable job whose result is a JSON file under
 ``--runs``; a cell that already has its result is skipped, a half-done fine-tuning
-cell continues from its checkpoint (``dfo.torch.finetune``'s safetensors + JSON
+cell continues from its checkpoint (``dfo.torch.llm.finetune``'s safetensors + JSON
 checkpoint). ``table`` turns whatever cells exist into the markdown table and the
 learning-curve PNG, and lists the cells that are missing.
 
@@ -50,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dfo.torch.finetune import DEFAULT_LR as LR  # noqa: E402  (one home of the defaults)
+from dfo.torch.llm.finetune import DEFAULT_LR as LR  # noqa: E402  (one home of the defaults)
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -63,9 +63,9 @@ def _write_json(path: Path, obj: dict) -> None:
 def zero_shot(args: argparse.Namespace) -> None:
     import torch
 
-    from dfo.torch.models import load_lm
-    from dfo.torch.prompt import PromptClassifier
-    from dfo.torch.tasks import balanced_subset, get_task, load_split
+    from dfo.torch.llm.models import load_lm
+    from dfo.torch.llm.prompt import PromptClassifier
+    from dfo.torch.llm.tasks import balanced_subset, get_task, load_split
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -112,7 +112,7 @@ def best_template(runs: Path, seeds: list[int], calibrated: bool) -> tuple[str, 
 def cells(args: argparse.Namespace) -> None:
     import torch
 
-    from dfo.torch.finetune import FinetuneConfig, finetune
+    from dfo.torch.llm.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
@@ -169,7 +169,7 @@ def partial(args: argparse.Namespace) -> None:
 
     import torch
 
-    from dfo.torch.finetune import FinetuneConfig, finetune
+    from dfo.torch.llm.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)

@@ -34,7 +34,7 @@ def run(method: str, refresh: int, seed: int, args: argparse.Namespace, data) ->
     import torch
 
     from dfo.torch import ZerothOrder
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     model, tok = load_lm(Path(args.data_dir) / "models" / "aidreams260K")
     model.eval()
@@ -72,13 +72,13 @@ def main() -> None:
     import torch
 
     from dfo.torch import ZerothOrder  # noqa: F401 (fail early without torch)
-    from dfo.torch.tasks import load_split
+    from dfo.torch.llm.tasks import load_split
 
     torch.set_num_threads(1)
     train = [e.sentence for e in load_split("sst2", "train", k=512, data_seed=13, data_dir=args.data_dir)]
     held_out = [e.sentence for e in load_split("sst2", "dev", k=512, data_seed=13, data_dir=args.data_dir)][:64]
     t0 = time.perf_counter()
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     model, tok = load_lm(Path(args.data_dir) / "models" / "aidreams260K")
     tok.pad_token = tok.eos_token

@@ -115,9 +115,9 @@ def _build(args: argparse.Namespace, device):
         x = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
         y = torch.randn(args.batch, 768, generator=gen).to(device=device, dtype=dtype)
         return model, lambda: ((model(x) - y).float() ** 2).mean()
-    from dfo.torch.models import load_lm
-    from dfo.torch.prompt import PromptClassifier
-    from dfo.torch.tasks import load_split
+    from dfo.torch.llm.models import load_lm
+    from dfo.torch.llm.prompt import PromptClassifier
+    from dfo.torch.llm.tasks import load_split
 
     model, tok = load_lm(args.model, dtype=dtype)
     model.to(device)

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("policies.commands.plot", "plot learning curves of one or more runs"),
     "render": ("policies.commands.render", "render a video of a saved policy"),
     "study": ("dfo.study.command", "measure the accuracy of gradient estimators"),
-    "finetune": ("dfo.torch.finetune_command", "zeroth-order fine-tuning of a causal or masked LM"),
+    "finetune": ("dfo.torch.llm.finetune_command", "zeroth-order fine-tuning of a causal or masked LM"),
 }
 
 

@@ -2,7 +2,7 @@
 
 The one home of how dfo writes files that must survive a kill: the RL trainer's
 checkpoints (:mod:`policies.checkpoint`, :mod:`policies.serialization`) and the
-fine-tuning checkpoints (:mod:`dfo.torch.checkpoint`) both use it.
+fine-tuning checkpoints (:mod:`dfo.torch.llm.checkpoint`) both use it.
 
 * :func:`atomic_write_bytes`: a file is written beside its target under a name
   ``<name>.tmp-XXXXXXXX``, flushed to disk and renamed over the target, so a crash

@@ -12,7 +12,7 @@ Two layouts share the walker, each fixed by the checkpoints already on disk:
 * ``compact=False`` (RL trainer checkpoints, :mod:`policies.checkpoint`): every
   container is tagged, ``{"__dict__": {str(key): ...}}``, ``{"__list__": [...]}``,
   ``{"__tuple__": [...]}``; a leaf's key is its path (``s.a.0``).
-* ``compact=True`` (fine-tuning checkpoints, :mod:`dfo.torch.checkpoint`): lists
+* ``compact=True`` (fine-tuning checkpoints, :mod:`dfo.torch.llm.checkpoint`): lists
   and dicts with plain string keys stay JSON, tuples are ``{"__tuple__": [...]}``
   and other dicts ``{"__dict__": [[key, value], ...]}`` (integer keys survive);
   a leaf's key is its path and a counter (``t.state.0.V#3``).

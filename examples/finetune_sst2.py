@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from dfo.torch import ZerothOrder
-from dfo.torch.models import load_lm
-from dfo.torch.prompt import PromptClassifier
-from dfo.torch.tasks import balanced_subset, load_split, resolve_data_dir
+from dfo.torch.llm.models import load_lm
+from dfo.torch.llm.prompt import PromptClassifier
+from dfo.torch.llm.tasks import balanced_subset, load_split, resolve_data_dir
 
 
 def main(argv: list[str] | None = None) -> float:

@@ -1,4 +1,4 @@
-"""dfo.torch.checkpoint: a write killed at any point leaves the previous checkpoint whole, and its debris goes."""
+"""dfo.torch.llm.checkpoint: a write killed at any point leaves the previous checkpoint whole, and its debris goes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ pytest.importorskip("safetensors")
 
 import safetensors.torch  # noqa: E402
 
-from dfo.torch import checkpoint as ckpt  # noqa: E402
+from dfo.torch.llm import checkpoint as ckpt  # noqa: E402
 
 
 def _model(value: float) -> torch.nn.Linear:

@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-from dfo.torch.finetune import FinetuneConfig, FinetuneError, Stopped, finetune  # noqa: E402
-from dfo.torch.prompt import EncodedBatch, PromptClassifier  # noqa: E402
-from dfo.torch.tasks import (  # noqa: E402
+from dfo.torch.llm.finetune import FinetuneConfig, FinetuneError, Stopped, finetune  # noqa: E402
+from dfo.torch.llm.prompt import EncodedBatch, PromptClassifier  # noqa: E402
+from dfo.torch.llm.tasks import (  # noqa: E402
     TASKS,
     TaskError,
     balanced_subset,
@@ -96,7 +96,7 @@ def test_label_words_follow_the_template_spacing():
 
 
 def test_a_new_task_is_one_registry_entry(tmp_path, monkeypatch):
-    from dfo.torch.tasks import Task, Template
+    from dfo.torch.llm.tasks import Task, Template
 
     toy = Task(name="toy", folder="toy", columns={"text": "txt"}, label_column="y", labels=("no", "yes"),
                templates=(Template(name="q", text="{text}\nAnswer:", label_words=(" no", " yes")),))
@@ -130,7 +130,7 @@ def _write_task_file(folder: Path, **changes) -> Path:
 
 def test_a_task_file_is_a_task_without_code_and_without_a_data_dir(tmp_path, capsys, monkeypatch):
     from dfo.cli import main
-    from dfo.torch.tasks import task_from_json
+    from dfo.torch.llm.tasks import task_from_json
 
     path = _write_task_file(tmp_path / "spec")
     task = get_task(str(path))
@@ -206,7 +206,7 @@ class _BiasedLM(torch.nn.Module):
 
 
 def test_contextual_calibration_removes_the_label_bias_exactly():
-    from dfo.torch.tasks import Example
+    from dfo.torch.llm.tasks import Example
 
     tok = _WordTokenizer()
     clf = PromptClassifier(_BiasedLM(tok), tok, task="sst2", template="it-was")
@@ -224,7 +224,7 @@ def test_contextual_calibration_removes_the_label_bias_exactly():
 
 
 def test_left_padding_gives_the_same_logits_as_no_padding():
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     model, tok = load_lm(AIDREAMS)
     for task, template in (("sst2", "review"), ("rte", "gpt3")):
@@ -237,7 +237,7 @@ def test_left_padding_gives_the_same_logits_as_no_padding():
 
 
 def test_the_loss_of_an_encoded_batch_is_the_loss_of_the_examples_bit_for_bit():
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     model, tok = load_lm(AIDREAMS)
     clf = PromptClassifier(model.eval(), tok, task="sst2", template="it-was")
@@ -365,7 +365,7 @@ def test_saved_model_reloads_with_transformers_and_adam_learns(tmp_path):
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
     assert not list((tmp_path / "a" / "model").glob("*.bin"))
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "model")
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     tuned_tok = load_lm(tmp_path / "a" / "model")[1]
     clf = PromptClassifier(model.eval(), tuned_tok, template="it-was")
@@ -424,7 +424,7 @@ def test_cli_zero_shot_rte_and_training(tmp_path, capsys):
 
 
 def test_cli_sigterm_exits_143_with_a_checkpoint(tmp_path, capsys, monkeypatch):
-    import dfo.torch.finetune_command as command
+    import dfo.torch.llm.finetune_command as command
 
     real = command.finetune
 
@@ -512,7 +512,7 @@ def test_rank_and_refresh_default_to_the_methods_lowrank_spec_entry(monkeypatch)
     import dataclasses
 
     from dfo.estimators import lowrank_spec as spec
-    from dfo.torch import finetune_command as command
+    from dfo.torch.llm import finetune_command as command
 
     monkeypatch.setitem(spec.METHODS, "lozo", dataclasses.replace(spec.METHODS["lozo"], rank=3, refresh=7))
     assert (FinetuneConfig(model="m", method="lozo").rank, FinetuneConfig(model="m", method="lozo").refresh) == (3, 7)

@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from dfo.torch import ZerothOrder  # noqa: E402
-from dfo.torch.prompt import PromptClassifier  # noqa: E402
-from dfo.torch.tasks import load_split  # noqa: E402
+from dfo.torch.llm.prompt import PromptClassifier  # noqa: E402
+from dfo.torch.llm.tasks import load_split  # noqa: E402
 
 METHODS = ["mezo", "subzero", "lozo", "lozo-m"]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -110,7 +110,7 @@ def test_tiny_llama_loss_decreases_on_fixed_batch(method, lr, arch):
 @pytest.mark.parametrize("method,lr", [("mezo", 1e-4), ("lozo", 3e-4)])
 def test_pretrained_aidreams_loss_decreases(method, lr):
     """Real pretrained weights: next-token loss on 8 SST-2 sentences drops within 100 steps."""
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     model, tok = load_lm(AIDREAMS)
     train = load_split("sst2", "train", k=16, data_seed=13, data_dir=DATA)
@@ -139,7 +139,7 @@ def test_smollm2_prompt_loss_goes_down():
     An SGD step along z with g = grad . z lowers the loss by about lr g^2, so 3 steps by lr sum g_t^2
     (measured, seed 0: 1.2767 -> 1.2692, predicted 0.0076; seed 1: 1.2568, predicted 0.0193).
     """
-    from dfo.torch.models import load_lm
+    from dfo.torch.llm.models import load_lm
 
     model, tok = load_lm("smollm2")
     clf = PromptClassifier(model, tok)

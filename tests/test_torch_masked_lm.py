@@ -19,9 +19,9 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from dfo.torch import ZerothOrder  # noqa: E402
-from dfo.torch.models import is_masked_lm, load_lm  # noqa: E402
-from dfo.torch.prompt import PromptClassifier  # noqa: E402
-from dfo.torch.tasks import TaskError, load_split  # noqa: E402
+from dfo.torch.llm.models import is_masked_lm, load_lm  # noqa: E402
+from dfo.torch.llm.prompt import PromptClassifier  # noqa: E402
+from dfo.torch.llm.tasks import TaskError, load_split  # noqa: E402
 
 DATA = Path(os.environ.get("DFO_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 pytestmark = [

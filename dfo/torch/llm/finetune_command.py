@@ -25,7 +25,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402  (ImportError here makes `dfo finetune` report the missing extra)
 
-from dfo.torch.finetune import (  # noqa: E402
+from dfo.torch.llm.finetune import (  # noqa: E402
     AUTOCAST_DTYPES,
     DTYPES,
     METHODS,
@@ -34,7 +34,7 @@ from dfo.torch.finetune import (  # noqa: E402
     Stopped,
     finetune,
 )
-from dfo.torch.tasks import DATA_ENV, TASKS, TaskError, get_task, parse_label_words  # noqa: E402
+from dfo.torch.llm.tasks import DATA_ENV, TASKS, TaskError, get_task, parse_label_words  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
-from dfo.torch.tasks import Example, Task, TaskError, Template, get_task
+from dfo.torch.llm.tasks import Example, Task, TaskError, Template, get_task
 
 
 class Interrupted(Exception):
@@ -106,7 +106,7 @@ class PromptClassifier:
     Args:
         model: a transformers causal LM (called with ``input_ids``, ``attention_mask``,
             ``position_ids``, ``logits_to_keep=1``) or masked LM (a ``...ForMaskedLM`` class, see
-            :func:`dfo.torch.models.is_masked_lm`; called with ``input_ids``, ``attention_mask``).
+            :func:`dfo.torch.llm.models.is_masked_lm`; called with ``input_ids``, ``attention_mask``).
         tokenizer: its tokenizer.
         task: registry name or entry.
         template: template name or entry (default: the task's first).
@@ -131,7 +131,7 @@ class PromptClassifier:
     ) -> None:
         import torch
 
-        from dfo.torch.models import is_masked_lm
+        from dfo.torch.llm.models import is_masked_lm
 
         self.task = get_task(task) if isinstance(task, str) else task
         if template is None:

@@ -2,14 +2,14 @@
 
 A loop around :class:`dfo.torch.ZerothOrder` (or ``torch.optim.Adam`` with
 backprop, ``method="adam"``, the reference ceiling) and
-:class:`dfo.torch.prompt.PromptClassifier`: each step samples a batch from the
+:class:`dfo.torch.llm.prompt.PromptClassifier`: each step samples a batch from the
 k-shot training set (indices from ``default_rng([seed, step])``, so a resumed run
 sees the same batches), takes one step, and every ``eval_every`` steps evaluates
 on a class-balanced dev sample. ``template="auto"`` picks the prompt with the
 best zero-shot dev accuracy (never the test set) and reports every template's score.
 
 Run folder (``out_dir``): ``checkpoint.json`` + ``ckpt-<step>/`` (safetensors and
-checksummed JSON, see :mod:`dfo.torch.checkpoint`; nothing is unpickled),
+checksummed JSON, see :mod:`dfo.torch.llm.checkpoint`; nothing is unpickled),
 ``results.json`` and, after training, ``model/`` written with ``save_pretrained``
 (safetensors) together with the tokenizer. An existing run is never overwritten
 unless asked (``overwrite=True``); ``resume=True`` continues it. Ctrl-C or SIGTERM
@@ -42,10 +42,10 @@ from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
 from dfo.estimators.lowrank_spec import Method as _SpecMethod
 from dfo.fileio import TMP_MARK, atomic_write_bytes, make_writable_dir, staged_dir
 from dfo.interrupts import StopFlag
-from dfo.torch import checkpoint as ckpt_io
-from dfo.torch.models import load_lm
-from dfo.torch.prompt import Interrupted, PromptClassifier, choose_template
-from dfo.torch.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
+from dfo.torch.llm import checkpoint as ckpt_io
+from dfo.torch.llm.models import load_lm
+from dfo.torch.llm.prompt import Interrupted, PromptClassifier, choose_template
+from dfo.torch.llm.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
 
 ZO_METHODS = tuple(_SPEC_METHODS)  # the optimizer's methods (one registry: dfo.estimators.lowrank_spec)
 METHODS = ZO_METHODS + ("adam",)
@@ -84,7 +84,7 @@ class FinetuneConfig:
 
     Attributes:
         model: local Hugging Face causal- or masked-LM folder, or ``"smollm2"``.
-        task: a :data:`dfo.torch.tasks.TASKS` name, or a task file ``*.json`` (:func:`dfo.torch.tasks.task_from_json`).
+        task: a :data:`dfo.torch.llm.tasks.TASKS` name, or a task file ``*.json`` (:func:`dfo.torch.llm.tasks.task_from_json`).
         template: a template of the task, or ``"auto"``: the best zero-shot accuracy on (at most
             :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
         label_words: one word per class replacing the template's (needs an explicit template).

@@ -102,7 +102,7 @@ def _masked_lm_class(name: str) -> bool:
 
 def is_masked_lm(model: Any) -> bool:
     """Whether ``model`` is an encoder with a masked-LM head (a transformers ``...ForMaskedLM``:
-    BERT, RoBERTa, DeBERTa...): its prompts end in the mask token (see :mod:`dfo.torch.prompt`)."""
+    BERT, RoBERTa, DeBERTa...): its prompts end in the mask token (see :mod:`dfo.torch.llm.prompt`)."""
     return _masked_lm_class(type(model).__name__)
 
 
