@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("policies.commands.render", "render a video of a saved policy"),
     "study": ("dfo.study.command", "measure the accuracy of gradient estimators"),
     "finetune": ("dfo.torch.llm.finetune_command", "zeroth-order fine-tuning of a causal or masked LM"),
+    "data": ("dfo.torch.llm.kshot", "build k-shot SST-2/RTE splits from GLUE files you downloaded"),
 }
 
 
