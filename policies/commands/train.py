@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from dfo.configcli import add_config_arguments, add_config_file_argument, given_fields, read_config_file
 from policies.methods import METHODS
 from policies.training.config import (
     BACKEND_CHOICES,
@@ -29,40 +30,40 @@ from policies.training.config import (
 DEFAULT_ENV = "Swimmer-v5"
 
 
+#: TrainConfig fields whose flag is not ``--field-name`` (kept from earlier releases)
+FLAG_NAMES = {"n_eval_episodes": "--eval-episodes", "imports": "--import"}
+#: ``run_id`` is written into a run's config.json beside the TrainConfig fields
+RUN_KEYS = ("run_id",)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Positional ENV_ID, the run-folder flags, and one flag per :class:`TrainConfig` field (generated)."""
     parser.add_argument("env_id", nargs="?", default=None,
-                        help=f"gymnasium env id (default {DEFAULT_ENV}; taken from the run when resuming)")
-    parser.add_argument("--method", choices=list(METHODS), default=None, help="training method (default: task preset)")
-    parser.add_argument("--episodes", type=int, default=None,
-                        help=f"training-episode budget (default: task preset, {DEFAULT_EPISODES} for tasks without one; "
-                             "evaluation episodes not counted)")
-    parser.add_argument("--n-jobs", type=int, default=None, help="rollout workers, -1 = all cores (default -1)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+                        help=f"gymnasium env id (default {DEFAULT_ENV}; taken from the run "
+                             "when resuming, or from --config)")
     parser.add_argument("--out", default=None, help="run directory (default runs/ENV_METHOD_sSEED)")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help="parallel backend (default loky)")
-    parser.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (--backend dask)")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue a run from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true",
                         help="clear the run files in a non-empty --out first (refused if it holds other files)")
-    parser.add_argument("--n-directions", type=int, default=None, help="ARS N (default: task preset)")
-    parser.add_argument("--top-b", type=int, default=None, help="ARS b, directions kept (default: task preset)")
-    parser.add_argument("--step-size", type=float, default=None, help="ARS alpha (default: task preset)")
-    parser.add_argument("--noise", type=float, default=None, help="ARS nu (default: task preset)")
-    parser.add_argument("--step", choices=STEP_CHOICES, default=None,
-                        help="step rule: sgd (lr = 2*nu*alpha), momentum (beta 0.9, lr = 2*nu*alpha*(1-beta)), "
-                             "adam (lr = alpha) or armijo (line search; method interpolation) "
-                             "(default: the method's own, sgd or armijo)")
-    parser.add_argument("--direction", choices=DIRECTION_CHOICES, default=None,
-                        help="search direction: gradient (default) or lbfgs (only with the armijo step)")
-    parser.add_argument("--horizon", type=int, default=None, help="episode length cap (default: task preset)")
-    parser.add_argument("--policy", choices=POLICY_KINDS, default=None,
-                        help="policy class: linear or mlp (default: task preset)")
-    parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 5)")
-    parser.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
-    parser.add_argument("--checkpoint-every", type=int, default=None, help="iterations between checkpoints (10)")
-    parser.add_argument("--max-iterations", type=int, default=None, help="stop after this many iterations")
+    add_config_file_argument(parser, "a run's config.json reruns that run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_env_arguments(parser)
+    add_config_arguments(
+        parser, TrainConfig, skip=("env_id",), flags=FLAG_NAMES, repeatable=("imports",), metavars={"imports": "MODULE"},
+        choices={"method": list(METHODS), "backend": BACKEND_CHOICES, "policy": POLICY_KINDS,
+                 "step": STEP_CHOICES, "direction": DIRECTION_CHOICES},
+        group_title="training settings (TrainConfig; unset ones come from the task preset)",
+    )
+
+
+def add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env-kwargs JSON`` and ``--import MODULE`` for commands without the TrainConfig flags (``dfo evaluate``)."""
+    parser.add_argument("--env-kwargs", type=json_object, default=None, metavar="JSON",
+                        help="keyword arguments for gymnasium.make as a JSON object, e.g. "
+                             "'{\"ctrl_cost_weight\": 0.2}' (such envs run through env.step, not the lean path)")
+    parser.add_argument("--import", dest="imports", action="append", default=None, metavar="MODULE",
+                        help="import MODULE first, in this process and every worker (e.g. one that calls "
+                             "gymnasium.register for a custom env); repeatable; searched on PYTHONPATH, then the "
+                             "current directory")
 
 
 def json_object(text: str) -> dict:
@@ -76,28 +77,13 @@ def json_object(text: str) -> dict:
     return value
 
 
-def add_env_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--env-kwargs JSON`` and ``--import MODULE`` (shared by ``dfo train`` and ``dfo evaluate``)."""
-    parser.add_argument("--env-kwargs", type=json_object, default=None, metavar="JSON",
-                        help="keyword arguments for gymnasium.make as a JSON object, e.g. "
-                             "'{\"ctrl_cost_weight\": 0.2}' (such envs run through env.step, not the lean path)")
-    parser.add_argument("--import", dest="imports", action="append", default=None, metavar="MODULE",
-                        help="import MODULE first, in this process and every worker (e.g. one that calls "
-                             "gymnasium.register for a custom env); repeatable; searched on PYTHONPATH, then the "
-                             "current directory")
-
-
-_FIELDS = {  # CLI option -> TrainConfig field
-    "method": "method", "episodes": "episodes", "n_jobs": "n_jobs", "seed": "seed", "backend": "backend",
-    "scheduler": "scheduler", "n_directions": "n_directions", "top_b": "top_b", "step_size": "step_size",
-    "noise": "noise", "horizon": "horizon", "policy": "policy", "eval_episodes": "n_eval_episodes",
-    "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "max_iterations": "max_iterations",
-    "env_kwargs": "env_kwargs", "imports": "imports", "step": "step", "direction": "direction",
-}
-
-
 def _given(args: argparse.Namespace) -> dict:
-    return {field: getattr(args, opt) for opt, field in _FIELDS.items() if getattr(args, opt) is not None}
+    """Settings from ``--config FILE`` (if any), overridden by the flags given on the command line."""
+    given = read_config_file(args.config, TrainConfig, ignore=RUN_KEYS) if args.config else {}
+    given.update(given_fields(args, TrainConfig, skip=("env_id",)))
+    if args.env_id is not None:
+        given["env_id"] = args.env_id
+    return given
 
 
 def _default_out(cfg: TrainConfig) -> Path:
@@ -122,24 +108,30 @@ def run(args: argparse.Namespace) -> int:
     from policies.training.rundir import clear_run_dir, prepare_run_dir
     from policies.training.trainer import Trainer
 
-    given = _given(args)
+    try:
+        given = _given(args)
+    except ValueError as exc:
+        return _error(str(exc))
+    env_id = given.pop("env_id", None)
     if given.get("backend") == "dask" and not given.get("scheduler"):
         return _error("--backend dask needs --scheduler tcp://HOST:PORT "
                       "(or use --backend local-dask to start a cluster here)")
     if given.get("scheduler") and given.get("backend") != "dask":
         return _error("--scheduler is only used with --backend dask")
+    if args.resume and args.config:
+        return _error("--resume DIR continues the run in DIR with its own config.json; it takes no --config")
     if args.resume and (args.overwrite or args.out):
         return _error("--resume DIR continues the run in DIR; it takes no --out or --overwrite")
     try:
         if args.resume:
             trainer = Trainer.resume(args.resume, overrides=given, progress=not args.no_progress)
-            if args.env_id is not None and args.env_id != trainer.config.env_id:
+            if env_id is not None and env_id != trainer.config.env_id:
                 trainer.close()
-                raise ValueError(f"--resume run is for {trainer.config.env_id}, not {args.env_id}")
+                raise ValueError(f"--resume run is for {trainer.config.env_id}, not {env_id}")
             print(f"resuming {trainer.out_dir} at iteration {trainer.iteration} "
                   f"({trainer.episodes} episodes)", file=sys.stderr)
         else:
-            cfg = TrainConfig(env_id=args.env_id or DEFAULT_ENV, **given)
+            cfg = TrainConfig(env_id=env_id or DEFAULT_ENV, **given)
             out = Path(args.out) if args.out else _default_out(cfg)
             if args.overwrite:
                 clear_run_dir(out)

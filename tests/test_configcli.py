@@ -1,0 +1,139 @@
+"""Command-line flags generated from config dataclasses (dfo.configcli) and `dfo train --config`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dfo.configcli import add_config_arguments, field_docs, given_fields, none_clause, read_config_file
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Demo:
+    """A demo config.
+
+    Attributes:
+        steps: iterations
+            to run.
+        rate, decay: step size and its decay (``None`` = from the preset).
+        widths: layer widths.
+        flag: a switch.
+        extra: JSON settings.
+        names: modules.
+
+    Example:
+        ignored: not a field.
+    """
+
+    steps: int = 10
+    rate: float | None = None
+    decay: float = 0.5
+    widths: tuple[int, ...] = (8,)
+    flag: bool = False
+    extra: dict = dataclasses.field(default_factory=dict)
+    names: tuple[str, ...] = ()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    add_config_arguments(p, Demo, repeatable=("names",), flags={"names": "--name"})
+    return p
+
+
+def test_field_docs_reads_grouped_and_continued_entries():
+    docs = field_docs(Demo)
+    assert docs["steps"] == "iterations to run."
+    assert docs["rate"] == docs["decay"] == "step size and its decay (``None`` = from the preset)."
+    assert "ignored" not in docs
+    assert none_clause(docs["rate"]) == ("step size and its decay.", "from the preset")
+
+
+def test_only_given_flags_are_returned_with_their_types():
+    args = _parser().parse_args(["--widths", "64,32", "--flag", "yes", "--extra", '{"a": 1}',
+                                 "--name", "m1", "--name", "m2", "--rate", "0.1"])
+    assert given_fields(args, Demo) == {"widths": (64, 32), "flag": True, "extra": {"a": 1},
+                                        "names": ("m1", "m2"), "rate": 0.1}
+    assert given_fields(_parser().parse_args([]), Demo) == {}
+
+
+@pytest.mark.parametrize("argv", [["--widths", "a,b"], ["--flag", "maybe"], ["--extra", "[1]"], ["--steps", "1.5"]])
+def test_bad_values_are_argparse_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[0]}:" in err and "error" in err
+
+
+def test_help_shows_every_default():
+    text = " ".join(_parser().format_help().split())
+    for shown in ("(default: 10)", "(default: from the preset)", "(default: 0.5)", "(default: 8)",
+                  "(default: False)", "(default: none)"):
+        assert shown in text
+
+
+def test_every_train_config_field_has_a_flag_with_its_default():
+    from policies.commands.train import add_arguments
+    from policies.training.config import TrainConfig
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    dests = {a.dest for a in p._actions}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields <= dests                                  # env_id is the positional
+    for action in p._actions:
+        if action.dest in fields - {"env_id"}:
+            assert "(default: " in action.help, action.dest
+
+
+def test_read_config_file_refuses_unknown_keys_and_non_objects(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"steps": 3, "widths": [4, 4], "run_id": "x"}))
+    assert read_config_file(good, Demo, ignore=("run_id",)) == {"steps": 3, "widths": (4, 4)}
+    with pytest.raises(ValueError, match=r"unknown settings \['run_id'\]"):
+        read_config_file(good, Demo)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        read_config_file(tmp_path / "list.json", Demo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_config_file(tmp_path, Demo)
+
+
+def _dfo(*argv, cwd):
+    return subprocess.run([sys.executable, "-m", "dfo.cli", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_dfo_train_config_reruns_a_run_to_the_same_numbers(tmp_path):
+    first = _dfo("train", "InvertedPendulum-v5", "--episodes", "32", "--n-jobs", "1", "--seed", "5",
+                 "--step-size", "0.3", "--no-progress", "--out", "a", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = _dfo("train", "--config", "a/config.json", "--no-progress", "--out", "b", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    cfg_a = json.loads((tmp_path / "a" / "config.json").read_text())
+    cfg_b = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfg_a.pop("run_id") != cfg_b.pop("run_id")
+    assert cfg_a == cfg_b and cfg_a["step_size"] == 0.3 and cfg_a["seed"] == 5
+
+    def returns(run):
+        with open(tmp_path / run / "progress.csv") as fh:
+            return [row["eval_return"] for row in csv.DictReader(fh)]
+
+    assert returns("a") == returns("b")
+    override = _dfo("train", "--config", "a/config.json", "--seed", "6", "--max-iterations", "1", "--no-progress",
+                    "--out", "c", cwd=tmp_path)
+    assert override.returncode == 0, override.stderr
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["seed"] == 6
+
+
+def test_dfo_train_config_errors_are_one_line(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps({"env_id": "Swimmer-v5", "nonsense": 1}))
+    res = _dfo("train", "--config", "bad.json", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "unknown settings ['nonsense']" in res.stderr
