@@ -12,8 +12,9 @@ Example:
 
 from envs.actions import ActionMap
 from envs.cache import clear_env_cache, get_env, get_stepper
+from envs.ids import UnknownEnvError, import_modules, register_env, split_env_id
 from envs.lean import LEAN_TASKS, GymStepper, LeanStepper, lean_supported, make_stepper
-from envs.make import env_dims, import_modules, make_env
+from envs.make import env_dims, make_env
 from envs.presets import PRESETS, TaskPreset, get_preset, known_presets
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "make_env",
     "env_dims",
     "import_modules",
+    "register_env",
+    "split_env_id",
+    "UnknownEnvError",
     "get_stepper",
     "LEAN_TASKS",
     "get_env",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from envs.make import make_env
+
 _CACHE: dict[tuple, Any] = {}
 _PID = os.getpid()
 
@@ -32,8 +34,6 @@ def get_env(env_id: str, **kwargs: Any):
     key = _key(env_id, kwargs)
     env = _CACHE.get(key)
     if env is None:
-        from envs.make import make_env
-
         env = _CACHE[key] = make_env(env_id, **kwargs)
     return env
 
@@ -45,8 +45,7 @@ def get_stepper(env_id: str, env_kwargs: dict[str, Any] | None = None, *, lean: 
     builds one more env per extra slot (``ensure_width``). The lean path is taken only
     for an unwrapped registered task (``envs.lean.lean_supported``).
     """
-    from envs.lean import make_stepper
-    from envs.make import make_env
+    from envs.lean import make_stepper  # imports mujoco: only when a stepper is asked for
 
     kwargs = dict(env_kwargs or {})
     env = get_env(env_id, **kwargs)  # also resets the caches in a forked child

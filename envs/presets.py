@@ -39,6 +39,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
+
+import numpy as np
+
+from envs.actions import ActionMap
+from envs.ids import UnknownEnvError
+from envs.make import make_env
 
 ARS_PAPER = "ARS V2-t (Mania, Guy, Recht 2018)"
 OURS = "dfo default (task not in the ARS paper; not tuned)"
@@ -148,8 +155,6 @@ def task_scale(env_id: str, hidden: tuple[int, ...] | None = None) -> float:
         >>> round(task_scale("InvertedPendulum-v5"), 3)
         1.5
     """
-    from envs.make import make_env
-
     env = make_env(env_id)
     try:
         return _scale_of(env, hidden)
@@ -158,13 +163,9 @@ def task_scale(env_id: str, hidden: tuple[int, ...] | None = None) -> float:
 
 
 def _scale_of(env, hidden: tuple[int, ...] | None = None) -> float:
-    import math
+    import gymnasium as gym
 
-    import numpy as np
-
-    from envs.actions import ActionMap
-
-    d_obs = int(hidden[-1]) if hidden else int(np.prod(env.observation_space.shape))
+    d_obs = int(hidden[-1]) if hidden else int(gym.spaces.flatdim(env.observation_space))
     actions = ActionMap.of(env.action_space)
     high = np.abs(np.concatenate([actions.high, actions.low]))
     high = high[np.isfinite(high)]
@@ -190,9 +191,10 @@ def get_preset(env_id: str) -> TaskPreset:
     """
     if env_id in PRESETS:
         return PRESETS[env_id]
-    from envs.make import make_env  # validates the id and the action space
-
-    env = make_env(env_id)
+    try:
+        env = make_env(env_id)  # validates the id and the action space
+    except UnknownEnvError as exc:
+        raise UnknownEnvError(f"{exc}. Known presets: {', '.join(known_presets())}") from None
     try:
         spec = env.spec
         horizon = int(spec.max_episode_steps) if spec is not None and spec.max_episode_steps else 1000

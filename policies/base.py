@@ -1,4 +1,10 @@
-"""The flat-parameter policy interface shared by all numpy policies."""
+"""The flat-parameter policy interface shared by all numpy policies, and the table of policy classes.
+
+A concrete subclass of :class:`Policy` registers itself under its class name when its module
+is imported (``__init_subclass__``); :func:`policy_from_config` rebuilds a saved policy from
+that table, so this module imports no policy class (``policies/__init__.py`` imports the
+built-in ones, which fills the table for every ``import policies...``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ from typing import Any
 import numpy as np
 
 RngLike = None | int | np.random.Generator
+
+#: ``Policy.config()["class"]`` -> the class; filled by :meth:`Policy.__init_subclass__`
+POLICY_CLASSES: dict[str, type[Policy]] = {}
 
 
 class Policy(abc.ABC):
@@ -25,6 +34,16 @@ class Policy(abc.ABC):
 
     obs_dim: int
     act_dim: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register a concrete subclass in :data:`POLICY_CLASSES` under its class name."""
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):
+            known = POLICY_CLASSES.get(cls.__name__)
+            here = (cls.__module__, cls.__qualname__)
+            if known is not None and (known.__module__, known.__qualname__) != here:  # a reload replaces itself
+                raise TypeError(f"two policy classes named {cls.__name__!r}: in {known.__module__} and {cls.__module__}")
+            POLICY_CLASSES[cls.__name__] = cls
 
     @abc.abstractmethod
     def param_blocks(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -127,17 +146,16 @@ class Policy(abc.ABC):
 def policy_from_config(config: dict[str, Any]) -> Policy:
     """Rebuild a policy from ``Policy.config()`` output.
 
+    The class is looked up in :data:`POLICY_CLASSES` by its ``"class"`` name; a policy class of
+    your own is found once the module defining it has been imported.
+
     Raises:
         ValueError: for an unknown ``"class"``.
     """
-    from policies.linear import LinearPolicy
-    from policies.mlp import MLPPolicy
-
-    classes = {"LinearPolicy": LinearPolicy, "MLPPolicy": MLPPolicy}
     cfg = dict(config)
     name = cfg.pop("class", None)
-    if name not in classes:
-        raise ValueError(f"unknown policy class {name!r}; known: {sorted(classes)}")
+    if name not in POLICY_CLASSES:
+        raise ValueError(f"unknown policy class {name!r}; known: {sorted(POLICY_CLASSES)}")
     if "hidden" in cfg:
         cfg["hidden"] = tuple(cfg["hidden"])
-    return classes[name](**cfg)
+    return POLICY_CLASSES[name](**cfg)

@@ -51,12 +51,12 @@ def test_generic_preset_for_other_box_env():
     assert p.env_id == "Pendulum-v1" and p.horizon == 200 and p.survival_shift == 0.0
 
 
-def test_unknown_env_lists_presets():
+def test_unknown_env_names_close_ids_and_presets():
+    with pytest.raises(ValueError, match="unknown env id 'HalfCheeta-v5'.*did you mean 'HalfCheetah-v5'"):
+        make_env("HalfCheeta-v5")
     with pytest.raises(ValueError, match="unknown env id 'NoSuchEnv-v9'") as e:
-        make_env("NoSuchEnv-v9")
-    assert "HalfCheetah-v5" in str(e.value) and "Swimmer-v5" in str(e.value)
-    with pytest.raises(ValueError, match="Known presets"):
         get_preset("NoSuchEnv-v9")
+    assert "Known presets" in str(e.value) and "Swimmer-v5" in str(e.value)
 
 
 def test_env_cache_returns_same_object():

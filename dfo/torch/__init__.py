@@ -11,3 +11,12 @@ Example:
 from dfo.torch.optimizer import METHODS, StepInfo, ZerothOrder, ZOConfig
 
 __all__ = ["METHODS", "StepInfo", "ZOConfig", "ZerothOrder"]
+
+
+def __getattr__(name: str):
+    """Submodules on first use: ``import dfo.torch; dfo.torch.hf.ZOTrainer`` (PEP 562)."""
+    if name in ("hf", "llm", "directions", "sidepath"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
