@@ -98,6 +98,9 @@ CURVE_POINTS = 60
 SETTING_FIELDS = ("method", "episodes", "n_directions", "top_b", "step_size", "noise", "horizon", "survival_shift",
                   "policy", "hidden", "n_eval_episodes", "eval_every", "step", "direction")
 VARIANTS = ("default", "ars-v2t-paper")
+#: step-control candidates are measured on these seeds (disjoint from SWEEP_SEEDS)
+TUNING_SEEDS = (0, 1, 2, 3, 4)
+DEFAULT_TUNING_CELLS = "bench/results/seed_sweep_tuning_cells"
 
 
 def variant_settings(env_id: str, variant: str) -> dict | None:
@@ -117,8 +120,9 @@ def variant_settings(env_id: str, variant: str) -> dict | None:
 
 
 def _extra_variants() -> dict:
-    """Variants measured beside the default (step-control candidates): name -> env_id -> settings."""
-    return {}
+    """Variants measured beside the default: the step-control candidates (``--step rollback``,
+    ``trust``, ``decay``: :class:`policies.methods.StepControl`) on the preset's settings."""
+    return {f"step-{rule}": (lambda env_id, rule=rule: {"step": rule}) for rule in ("rollback", "trust", "decay")}
 
 
 def resolved_settings(env_id: str, settings: dict, episodes: int | None = None) -> dict:
@@ -258,8 +262,9 @@ def run_cell(env_id: str, variant: str, seed: int, *, cells: Path, runs: Path, e
         os.close(lock)
 
 
-def planned_cells(tasks, variants, seeds, episodes=None) -> list[tuple[str, str, int]]:
-    """(task, variant, seed) in run order: per variant, cheapest task first, then seed."""
+def planned_cells(tasks, variants, seeds, episodes=None, by_seed: bool = False) -> list[tuple[str, str, int]]:
+    """(task, variant, seed) in run order: per variant, cheapest task first, then seed
+    (``by_seed``: per task, seed by seed, every variant of a seed before the next seed)."""
     out = []
     for v in variants:
         for t in tasks:
@@ -268,6 +273,8 @@ def planned_cells(tasks, variants, seeds, episodes=None) -> list[tuple[str, str,
             n = PLANNED_SEEDS.get(t)
             for s in (seeds if n is None else seeds[:n]):
                 out.append((t, v, s))
+    if by_seed:
+        out.sort(key=lambda c: (tasks.index(c[0]), seeds.index(c[2]), variants.index(c[1])))
     return out
 
 
@@ -292,7 +299,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, forward)
         rcs = [p.wait() for p in procs]
         return max(rcs)
-    todo = planned_cells(args.tasks, args.variants, list(args.seeds), args.episodes)
+    todo = planned_cells(list(args.tasks), list(args.variants), list(args.seeds), args.episodes, args.by_seed)
     for env_id, variant, seed in todo:
         try:
             t0 = time.time()
@@ -447,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--checkpoint-every", type=int, default=10)
     r.add_argument("--check-episodes", type=int, default=None)
     r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--by-seed", action="store_true", help="run every variant of a seed before the next seed")
     r.add_argument("--cells", default=DEFAULT_CELLS)
     r.add_argument("--runs", default=DEFAULT_RUNS)
     t = sub.add_parser("table", help="write the markdown table from the cell files")

@@ -40,6 +40,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 from dfo.estimators import StdNormalize, TopDirections
 
 RADIUS_RULES = ("gaussian", "unit", "lowrank-lozo")
@@ -145,6 +147,140 @@ class Method:
         if self.std_normalize:
             out.append(StdNormalize())
         return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepControlRule:
+    """How :class:`StepControl` sizes the ARS step (one of :data:`STEP_CONTROL`).
+
+    Attributes:
+        name: the ``--step`` name.
+        rollback: go back to the best policy seen when the centre return falls more than
+            ``kappa`` standard errors below the best.
+        kappa: the margin of a rollback, in standard errors of the centre return.
+        shrink: step multiplier on a rollback (``rollback``) or after ``patience``
+            iterations without a new best (``decay``).
+        grow: step multiplier on a new best (capped at the full ARS step).
+        floor: the smallest step multiplier.
+        patience: iterations without a new best before the step shrinks (0 = never).
+    """
+
+    name: str
+    rollback: bool = False
+    kappa: float = 2.0
+    shrink: float = 1.0
+    grow: float = 1.0
+    floor: float = 1.0
+    patience: int = 0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.floor <= 1 and 0 < self.shrink <= 1 and self.grow >= 1 and self.kappa > 0
+                and self.patience >= 0):
+            raise ValueError(f"step control {self.name}: need 0 < floor, shrink <= 1, grow >= 1, kappa > 0")
+
+
+#: step rules that keep the ARS (SGD, lr = 2να) step and control its length (see :class:`StepControl`)
+STEP_CONTROL: dict[str, StepControlRule] = {
+    "rollback": StepControlRule(name="rollback", rollback=True),
+    "trust": StepControlRule(name="trust", rollback=True, shrink=0.5, grow=2.0, floor=1.0 / 16),
+    "decay": StepControlRule(name="decay", shrink=0.5, floor=1.0 / 8, patience=25),
+}
+
+
+class StepControl:
+    """An estimator wrapper that controls the length of the SGD (ARS) step.
+
+    ARS (Mania, Guy, Recht 2018) divides its step by σ_R, the spread of the returns, so the
+    step never shrinks: at an optimum, where the return differences are mostly noise, the
+    policy keeps moving by about α·√(n/b) per iteration and a run that solved the task can
+    walk away from it. This wrapper measures the return at the centre for free, as the mean
+    ``m_t`` of the iteration's 2N training returns around θ_t (``se_t`` its standard error),
+    and returns the base estimate ``g`` times a multiplier ``s`` (so the Minimizer's step is
+    ``lr·s·g``), with three rules (:data:`STEP_CONTROL`):
+
+    * ``rollback`` (keep-best): when ``m_t < m_best − κ·se_t`` (κ = 2), the returned
+      "gradient" is ``(θ_t − θ_best)/lr``, so the SGD step lands on the best policy seen;
+      the next iteration re-measures it there and that value replaces ``m_best`` (so one
+      lucky measurement cannot hold the run). Otherwise the ARS step.
+    * ``trust``: ``rollback``, and the step multiplier halves on every rollback (down to
+      1/16) and doubles on every new best (up to 1): a trust-region-like step that shrinks
+      where steps keep failing.
+    * ``decay``: no rollback; the multiplier halves after 25 iterations without a new best
+      (down to 1/8).
+
+    Only training rollouts are used (no evaluation episodes), so the episode count stays
+    the ARS count. All state is in :meth:`state_dict` (checkpoints resume it exactly) and
+    depends only on the values, merged in item order (serial and parallel runs agree).
+    The observation normalizer is not rolled back.
+
+    Args:
+        base: the method's estimator.
+        rule: a :class:`StepControlRule`.
+        lr: the Minimizer's SGD rate (2να), to express the rollback as a step.
+    """
+
+    def __init__(self, base, rule: StepControlRule, lr: float) -> None:
+        self.base = base
+        self.rule = rule
+        self.lr = float(lr)
+        self.scale = 1.0
+        self.best_x: np.ndarray | None = None
+        self.best_m: float | None = None
+        self.since_best = 0
+        self.returned = False  # the last step was a rollback: this iteration re-measures the best
+        self.rollbacks = 0
+
+    def __getattr__(self, name):  # sigma, n_directions, shaping, central, ... of the base estimator
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def ask(self, x, rng=None, *, fx=None):
+        return self.base.ask(x, rng, fx=fx)
+
+    def tell(self, query, values):
+        est = self.base.tell(query, values)
+        v = np.asarray(values, dtype=float)
+        m = -float(v.mean())
+        se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
+        x = np.asarray(query.x, dtype=float)
+        r = self.rule
+        grad = est.grad
+        if self.returned:  # at the best policy again: its fresh value replaces the old one
+            self.returned = False
+            self.best_m = m
+            self.since_best = 0
+        elif self.best_m is None or m > self.best_m:
+            self.best_x, self.best_m, self.since_best = x.copy(), m, 0
+            self.scale = min(1.0, self.scale * r.grow)
+        elif r.rollback and m < self.best_m - r.kappa * se:
+            self.scale = max(r.floor, self.scale * r.shrink)
+            self.returned = True
+            self.rollbacks += 1
+            info = {**est.info, "rollback": True}
+            return dataclasses.replace(est, grad=(x - self.best_x) / self.lr, info=info)
+        else:
+            self.since_best += 1
+            if r.patience and self.since_best >= r.patience:
+                self.scale = max(r.floor, self.scale * r.shrink)
+                self.since_best = 0
+        return dataclasses.replace(est, grad=self.scale * grad, info={**est.info, "step_scale": self.scale})
+
+    def state_dict(self) -> dict:
+        base = self.base.state_dict() if hasattr(self.base, "state_dict") else None
+        return {"base": base, "scale": self.scale, "best_x": None if self.best_x is None else self.best_x.copy(),
+                "best_m": self.best_m, "since_best": self.since_best, "returned": self.returned,
+                "rollbacks": self.rollbacks}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("base") is not None:
+            self.base.load_state_dict(state["base"])
+        self.scale = float(state["scale"])
+        self.best_x = None if state["best_x"] is None else np.array(state["best_x"], dtype=float)
+        self.best_m = None if state["best_m"] is None else float(state["best_m"])
+        self.since_best = int(state["since_best"])
+        self.returned = bool(state["returned"])
+        self.rollbacks = int(state["rollbacks"])
 
 
 def _m(name: str, **kw) -> tuple[str, Method]:

@@ -21,7 +21,9 @@ from policies.methods import get_method
 BACKEND_CHOICES = ("serial", "loky", "dask", "local-dask", "ray")
 POLICY_KINDS = ("linear", "mlp")
 #: step rules of ``TrainConfig.step`` (``dfo.Minimizer``'s ``step``) and search directions
-STEP_CHOICES = ("sgd", "momentum", "adam", "armijo")
+STEP_CHOICES = ("sgd", "momentum", "adam", "armijo", "rollback", "trust", "decay")
+#: the ARS (SGD) step with step control (``policies.methods.StepControl``)
+STEP_CONTROL_CHOICES = ("rollback", "trust", "decay")
 DIRECTION_CHOICES = ("gradient", "lbfgs")
 
 #: default ``episodes`` budget of ``dfo train`` when none is given
@@ -65,7 +67,10 @@ class TrainConfig:
             most a coordinate moves per iteration (early on, each coordinate moves by about α);
             ``"armijo"``: the noise-tolerant line search (needs a method without return
             shaping, i.e. ``interpolation``, since the Armijo test compares the decrease of f
-            with α‖g‖² on f's own scale).
+            with α‖g‖² on f's own scale); ``"rollback"``, ``"trust"``, ``"decay"``: the SGD
+            (ARS) step with step control (:class:`policies.methods.StepControl`: back to the
+            best policy when the measured return drops, a step that shrinks on failures, or
+            one that decays on plateaus).
         direction: ``"gradient"`` (d = −g) or ``"lbfgs"`` (L-BFGS two-loop direction; only
             with ``step="armijo"``).
     """

@@ -59,7 +59,7 @@ from dfo.parallel import make_evaluator
 from policies.base import Policy
 from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from policies.linear import LinearPolicy
-from policies.methods import Method, get_method
+from policies.methods import STEP_CONTROL, Method, StepControl, get_method
 from policies.mlp import MLPPolicy
 from policies.normalizer import ObsNormalizer
 from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
@@ -137,7 +137,7 @@ def rule_learning_rate(step: str, sgd_lr: float, step_size: float) -> float:
     steady gradient moves θ by an ARS step per iteration, not 1/(1 − β) of one. ``adam``:
     ``α`` itself, since Adam divides out the gradient's scale (|Δθ_j| ≲ lr per iteration).
     """
-    if step == "sgd":
+    if step == "sgd" or step in STEP_CONTROL:
         return sgd_lr
     if step == "momentum":
         return sgd_lr * (1.0 - Momentum().beta)
@@ -178,6 +178,8 @@ class Trainer:
             blocks=self.policy.param_blocks(),
         )
         self.lr = self.method.learning_rate(float(cfg.step_size), float(cfg.noise))
+        if cfg.step in STEP_CONTROL:  # the ARS step, its length controlled (policies.methods.StepControl)
+            self.estimator = StepControl(self.estimator, STEP_CONTROL[cfg.step], self.lr)
         # state
         self.params = self.policy.init_params(np.random.default_rng(cfg.seed))
         self.normalizer = ObsNormalizer(obs_dim)
@@ -376,7 +378,8 @@ class Trainer:
                                       line_search={"max_backtracks": LS_MAX_TRIALS, "tau": 0.5},
                                       max_step=None)
         else:
-            kw = dict(step=cfg.step, lr=rule_learning_rate(cfg.step, self.lr, float(cfg.step_size)), eps_f=0.0,
+            kw = dict(step="sgd" if cfg.step in STEP_CONTROL else cfg.step,
+                      lr=rule_learning_rate(cfg.step, self.lr, float(cfg.step_size)), eps_f=0.0,
                       direction=cfg.direction)
         return Minimizer(self.params, estimator=self.estimator, seeded=True, nonfinite="worst", rng=self.rng,
                          **kw)
@@ -406,8 +409,12 @@ class Trainer:
                 traffic[k] = traffic.get(k, 0) + int(t.get(k, 0))
             all_outs += outs
             opt.tell(np.array([np.nan if o.nonfinite else -o.ret for o in outs]))
+        hist = opt.history  # a dfo.state.Trace (columns), or a dict of lists in older cores
+        step_size = (hist.column("step_size") if hasattr(hist, "column") else hist["step_size"])[-1]
+        if isinstance(opt.estimator, StepControl):  # the ARS rate times the control's multiplier
+            step_size = self.lr * opt.estimator.scale
         return {"params": opt.x.copy(), "alpha": opt.alpha, "outs": all_outs, "traffic": traffic,
-                "grad_norm": float(np.linalg.norm(opt.grad)), "step_size": opt.history["step_size"][-1]}
+                "grad_norm": float(np.linalg.norm(opt.grad)), "step_size": step_size}
 
     def step(self) -> dict[str, Any]:
         """One iteration, committed atomically: on any exception the state is unchanged."""
