@@ -253,6 +253,7 @@ def run_cell(env_id: str, variant: str, seed: int, *, cells: Path, runs: Path, e
             "cpu_s": round(sum(s["cpu_s"] for s in segments + [seg]), 1),
             "segments": segments + [seg],
             "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
+            "code": code_version(),
         }
         if cfg.policy != "mlp":
             record["settings"]["hidden"] = None
@@ -260,6 +261,25 @@ def run_cell(env_id: str, variant: str, seed: int, *, cells: Path, runs: Path, e
         return record
     finally:
         os.close(lock)
+
+
+def code_version() -> dict:
+    """The commit checked out and a SHA-256 over the repository's modules this process has
+    loaded (dfo, policies, envs as they were when imported: a working tree edited by others
+    while a sweep runs shows up as a different digest)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(sys.modules):
+        path = getattr(sys.modules[name], "__file__", None)
+        if path and name.split(".")[0] in ("dfo", "policies", "envs") and Path(path).is_file():
+            h.update(name.encode() + b"\0" + Path(path).read_bytes())
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        head = ""
+    return {"head": head, "modules_sha256": h.hexdigest()}
 
 
 def planned_cells(tasks, variants, seeds, episodes=None, by_seed: bool = False) -> list[tuple[str, str, int]]:
