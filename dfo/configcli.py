@@ -191,6 +191,7 @@ def add_config_arguments(
     choices: Mapping[str, Iterable[Any]] | None = None,
     repeatable: Iterable[str] = (),
     metavars: Mapping[str, str] | None = None,
+    parsers: Mapping[str, Callable[[str], Any]] | None = None,
     group_title: str | None = None,
 ) -> None:
     """Add one flag per field of the dataclass ``cls`` (except ``skip``).
@@ -201,6 +202,11 @@ def add_config_arguments(
         repeatable: tuple fields given by repeating the flag (``--import a --import b``)
             instead of a comma-separated list.
         metavars: field -> the placeholder ``--help`` shows for its value.
+        parsers: field -> the argparse ``type`` where the annotation alone does not say how to
+            read the text (a tuple mixing numbers and words, say).
+
+    A ``bool`` field whose default is ``False`` is a switch: ``--flag`` sets it, and
+    ``--flag false`` is accepted too.
         group_title: put the flags in an argument group with this title.
     """
     skip, repeatable = set(skip), set(repeatable)
@@ -217,9 +223,13 @@ def add_config_arguments(
         if field.name in repeatable:
             item = typing.get_args(_strip_optional(hints[field.name]))
             kwargs.update(action="append", type=item[0] if item else str, metavar=field.name.upper())
+        elif parsers and field.name in parsers:
+            kwargs.update(type=parsers[field.name], metavar=field.name.upper())
         else:
             kind, metavar = parser_for(hints[field.name])
             kwargs.update(type=kind, metavar=metavar)
+            if kind is _bool and field.default is False:
+                kwargs.update(nargs="?", const=True)
         if metavars and field.name in metavars:
             kwargs["metavar"] = metavars[field.name]
         if field.name in choices:

@@ -137,3 +137,22 @@ def test_dfo_train_config_errors_are_one_line(tmp_path):
     res = _dfo("train", "--config", "bad.json", cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "unknown settings ['nonsense']" in res.stderr
+
+
+def test_dfo_study_flags_come_from_study_config_and_config_reruns(tmp_path):
+    from dfo.cli import main
+
+    argv = ["study", "--problem", "rosenbrock", "--dim", "4", "--estimators", "gaussian,cfd", "--repeats", "4",
+            "--sigma", "1e-4,rule", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["sigma"] == [1e-4, "rule"] and saved["estimators"] == ["gaussian", "cfd"]
+    assert main(["study", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
+
+    def errors(folder):  # the study's numbers, without the timing columns
+        with open(tmp_path / folder / "study.csv") as fh:
+            return [(r["estimator"], r["sigma"], r["rel_error_mean"]) for r in csv.DictReader(fh)]
+
+    assert errors("a") == errors("b")
+    assert main(["study", "--repeats", "1", "--out", str(tmp_path / "c")]) == 2

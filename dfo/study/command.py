@@ -16,16 +16,14 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dfo.fileio import make_writable_dir
+from dfo.configcli import add_config_arguments, add_config_file_argument, given_fields, read_config_file
+from dfo.fileio import atomic_write_bytes, make_writable_dir
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+PRESETS = ("berahas", "profiles")
 
 
 def _sigmas(text: str) -> tuple:
@@ -42,29 +40,65 @@ def _sigmas(text: str) -> tuple:
     return tuple(out)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """Settings of ``dfo study`` (its flags are generated from this class by :mod:`dfo.configcli`).
+
+    Attributes:
+        preset: run a published study, ``berahas`` or ``profiles`` (``None`` = the study set by the flags below).
+        problem: linear | quadratic | rosenbrock | a Moré–Wild name | rl:ENV_ID.
+        dim: dimension of linear/quadratic/rosenbrock (``None`` = the problem's own).
+        estimators: presets of ``dfo.ESTIMATORS`` to compare.
+        n_directions: N values (``None`` = the dimension n).
+        sigma: radii: numbers, ``auto`` (measured noise and curvature, as ``dfo.minimize``) or ``rule``
+            (Berahas et al. at the known noise level, L, M).
+        noise: noise models: none, uniform:EPS, gaussian:EPS, relative:EPS, wild3:EPS.
+        repeats: estimates per cell (>= 2).
+        seed: seeds the noise, the directions and the presets.
+        out: output folder (CSV, markdown, PNG, and this config as config.json).
+        horizon: episode length (rl problems).
+        ref_seeds: common seeds of the reference gradient (rl problems).
+        ref_bases: orthonormal bases of the reference gradient (rl problems).
+        jobs: parallel rollout workers, -1 = all cores (rl problems).
+        crn: one common episode seed for all points of one estimate (rl problems).
+        quick: a small, fast version of a preset (smoke test).
+    """
+
+    preset: str | None = None
+    problem: str = "rosenbrock"
+    dim: int | None = None
+    estimators: tuple[str, ...] = ("gaussian", "sphere", "orthogonal", "interpolation", "ffd", "cfd")
+    n_directions: tuple[int, ...] | None = None
+    sigma: tuple[float | str, ...] = ("auto",)
+    noise: tuple[str, ...] = ("none",)
+    repeats: int = 100
+    seed: int = 0
+    out: str = "study_out"
+    horizon: int = 100
+    ref_seeds: int = 16
+    ref_bases: int = 4
+    jobs: int = 1
+    crn: bool = False
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.dim is not None and self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        if self.jobs < 1 and self.jobs != -1:
+            raise ValueError(f"jobs must be >= 1 or -1 (all cores), got {self.jobs}")
+        if self.preset is None and self.repeats < 2:
+            raise ValueError(f"repeats must be >= 2, got {self.repeats}")
+        if not self.estimators:
+            raise ValueError("estimators must name at least one preset of dfo.ESTIMATORS")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=("berahas", "profiles"), help="run a published study")
-    parser.add_argument("--problem", default="rosenbrock",
-                        help="linear | quadratic | rosenbrock | a Moré–Wild name | rl:ENV_ID")
-    parser.add_argument("--dim", type=int, default=None, help="dimension for linear/quadratic/rosenbrock")
-    parser.add_argument("--estimators", default="gaussian,sphere,orthogonal,interpolation,ffd,cfd",
-                        help="comma-separated presets (see dfo.ESTIMATORS)")
-    parser.add_argument("--n-directions", type=_ints, default=None, help="comma-separated N values (default n)")
-    parser.add_argument("--sigma", type=_sigmas, default=("auto",),
-                        help="comma-separated radii, 'auto' (default: measured noise and curvature, as "
-                             "dfo.minimize) or 'rule' (Berahas et al. at the known noise level, L, M)")
-    parser.add_argument("--noise", default="none", help="comma-separated: none, uniform:EPS, gaussian:EPS, relative:EPS, wild3:EPS")
-    parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="study_out", help="output folder (CSV, markdown, PNG)")
-    parser.add_argument("--horizon", type=int, default=100, help="rl: episode length")
-    parser.add_argument("--ref-seeds", type=int, default=16, help="rl: common seeds of the reference gradient")
-    parser.add_argument("--ref-bases", type=int, default=4, help="rl: orthonormal bases of the reference gradient")
-    parser.add_argument("--jobs", type=int, default=1, help="rl: parallel rollout workers (joblib)")
-    parser.add_argument("--crn", action="store_true",
-                        help="rl: one common episode seed for all points of one estimate")
-    parser.add_argument("--quick", action="store_true", help="presets: a small, fast version (smoke test)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_config_file_argument(parser, "a study's own OUT/config.json reruns that study")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(parser, StudyConfig, choices={"preset": PRESETS}, parsers={"sigma": _sigmas},
+                         group_title="study settings (StudyConfig)")
 
 
 def _rl_function(args, progress: bool):
@@ -90,19 +124,13 @@ def _rl_function(args, progress: bool):
     return func, info
 
 
-def run_generic(args) -> int:
+def run_generic(args: StudyConfig, progress: bool) -> int:
     from .functions import make_function
     from .report import write_study
     from .runner import StudySpec, run_study
 
-    progress = not args.no_progress
     extra = {}
-    ests = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
-    noises = tuple(t.strip() for t in args.noise.split(","))
-    if args.dim is not None and args.dim < 1:
-        raise ValueError(f"--dim must be >= 1, got {args.dim}")
-    if args.jobs < 1 and args.jobs != -1:
-        raise ValueError(f"--jobs must be >= 1 or -1 (all cores), got {args.jobs}")
+    ests, noises = args.estimators, args.noise
     # every input is checked before any work (the RL reference gradient alone takes minutes)
     StudySpec(estimators=ests, n_directions=args.n_directions or (1,), sigmas=args.sigma, noises=noises,
               repeats=args.repeats, seed=args.seed)
@@ -116,7 +144,7 @@ def run_generic(args) -> int:
     for r in rows:
         r.update(extra)
     paths = write_study(rows, args.out, stem="study", title=f"dfo study on {func.name}")
-    _write_command(args.out)
+    _write_command(args)
     for r in rows:  # the radius each cell used, and how it was chosen
         how = r.get("sigma_mode", "")
         if how == "auto":
@@ -129,10 +157,12 @@ def run_generic(args) -> int:
     return 0
 
 
-def _write_command(out) -> None:
-    Path(out).mkdir(parents=True, exist_ok=True)
+def _write_command(cfg: StudyConfig) -> None:
+    """OUT/command.txt (the command as typed) and OUT/config.json (``dfo study --config`` reruns it)."""
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     cmd = "dfo study " + " ".join(sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "study" else sys.argv[1:])
-    (Path(out) / "command.txt").write_text(cmd.strip() + "\n")
+    (Path(cfg.out) / "command.txt").write_text(cmd.strip() + "\n")
+    atomic_write_bytes(Path(cfg.out) / "config.json", json.dumps(asdict(cfg), indent=1).encode())
 
 
 def check_out(out) -> None:
@@ -150,22 +180,24 @@ def check_out(out) -> None:
         raise ValueError(f"cannot write to --out {p}: {e.strerror or e}") from None
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # effective only if numpy's BLAS is not yet started
     t0 = time.perf_counter()
+    progress = not args.no_progress
     try:
-        check_out(args.out)
-        if args.preset == "berahas":
+        given = read_config_file(args.config, StudyConfig) if args.config else {}
+        given.update(given_fields(args, StudyConfig))
+        cfg = StudyConfig(**given)
+        check_out(cfg.out)
+        if cfg.preset == "berahas":
             from .presets import berahas_preset
-            code = berahas_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
-        elif args.preset == "profiles":
+            code = berahas_preset(cfg.out, quick=cfg.quick, progress=progress, seed=cfg.seed)
+        elif cfg.preset == "profiles":
             from .presets import profiles_preset
-            code = profiles_preset(args.out, quick=args.quick, progress=not args.no_progress, seed=args.seed)
+            code = profiles_preset(cfg.out, quick=cfg.quick, progress=progress, seed=cfg.seed)
         else:
-            if args.repeats < 2:
-                raise ValueError(f"--repeats must be >= 2, got {args.repeats}")
-            code = run_generic(args)
-    except (ValueError, KeyError, OSError) as exc:  # input errors (unknown names, bad specs, --out)
+            code = run_generic(cfg, progress)
+    except (ValueError, KeyError, OSError, TypeError) as exc:  # input errors (unknown names, bad specs, --out)
         print(f"dfo study: error: {exc}", file=sys.stderr)
         return 2
     print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
