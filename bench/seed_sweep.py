@@ -237,7 +237,7 @@ def run_cell(env_id: str, variant: str, seed: int, *, cells: Path, runs: Path, e
                 check_mean, check_std, _ = trainer.evaluate(n_episodes=k, iteration=CHECK_ITERATION)
         finally:
             seg.update(wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
-                       load_end=round(os.getloadavg()[0], 2))
+                       load_end=round(os.getloadavg()[0], 2), code=code_version())
             seg_path.write_text(json.dumps(segments + [seg]))
         threshold = THRESHOLDS[env_id]
         summary = summarize(read_progress(run_dir), threshold)
@@ -377,20 +377,79 @@ def load_cells(cells: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
 
 
-def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS) -> str:
+HEADER = ("| task (threshold) | variant | seeds | reached within budget | episodes to threshold | × paper V2-t | "
+          "env steps to threshold | best eval | final eval | final check (K) | budget | CPU min / cell |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _group(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     by: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         if r.get("episodes_override") is not None:  # a shortened test cell, not the preset budget
             continue
         by.setdefault((r["env_id"], r["variant"]), []).append(r)
+    for rs in by.values():
+        rs.sort(key=lambda r: r["seed"])
+    return by
+
+
+def _variants(by) -> list[str]:
+    return sorted({v for (_, v) in by}, key=lambda v: (v != "default", v))
+
+
+def summary_row(rs: list[dict]) -> str:
+    """One table row over the cells ``rs`` of one task and variant (see the header)."""
+    n = len(rs)
+    ok = [r for r in rs if r["reached_episodes"] is not None]
+    eps = [r["reached_episodes"] if r["reached_episodes"] is not None else math.inf for r in rs]
+    steps = [r["reached_env_steps"] if r["reached_env_steps"] is not None else math.inf for r in rs]
+    med = quantile_nr(eps, 0.5)
+    paper = rs[0].get("paper_v2t_episodes")
+    ratio = f"{med / paper:.2f}" if paper and not math.isinf(med) else "–"
+    best = sorted(r["best_eval"] for r in rs)
+    final = sorted(r["final_eval"] for r in rs)
+    chk = sorted(r["check_return"] for r in rs)
+    chk_ok = sum(r["check_return"] >= r["threshold"] for r in rs)
+    return (f"| {rs[0]['env_id']} ({rs[0]['threshold']:g}) | `{rs[0]['variant']}` | {n} | "
+            f"{len(ok)}/{n} ({100 * len(ok) / n:.0f} %) | {_q(eps)} | {ratio} | {_steps(steps)} | "
+            f"{quantile_nr(best, 0.5):,.1f} | {quantile_nr(final, 0.5):,.1f} | {quantile_nr(chk, 0.5):,.1f} "
+            f"(min {chk[0]:,.1f}; {chk_ok}/{n} ≥ thr) ({rs[0]['check_episodes']}) | {rs[0]['budget']:,} | "
+            f"{sum(r['cpu_s'] for r in rs) / n / 60:.1f} |")
+
+
+def _details(by, tasks) -> list[str]:
+    lines = ["", "Settings per row (resolved TrainConfig):", ""]
+    for t in tasks:
+        for v in _variants(by):
+            rs = by.get((t, v), [])
+            if rs:
+                st = rs[0]["settings"]
+                lines.append(f"* {t} `{v}`: " + ", ".join(f"{k}={st[k]}" for k in SETTING_FIELDS
+                                                         if st.get(k) is not None))
+    lines += ["", "Per seed (episodes to threshold, `–` = not reached; best / final eval):", ""]
+    for t in tasks:
+        for v in _variants(by):
+            rs = by.get((t, v), [])
+            if rs:
+                lines.append(f"* {t} `{v}`: " + "; ".join(
+                    f"s{r['seed']} {r['reached_episodes'] if r['reached_episodes'] is not None else '–'} "
+                    f"({r['best_eval']:.0f} / {r['final_eval']:.0f})" for r in rs))
+    return lines
+
+
+def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict] | None = None) -> str:
+    by = _group(records)
     lines = [
         "# Seed sweep: `dfo train ENV` defaults over many seeds",
         "",
-        "Written by `python bench/seed_sweep.py table` from the cell files in `bench/results/seed_sweep_cells/`;",
-        "the cells were run with",
+        "Written by `python bench/seed_sweep.py table` from the cell files in `bench/results/seed_sweep_cells/`",
+        "(and `seed_sweep_tuning_cells/` for the step-control section); the cells were run with",
         "",
         "    OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --variants default --workers 2 &",
         "    OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --variants ars-v2t-paper --workers 2 &",
+        "    OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --tasks Hopper-v5 --variants default "
+        "step-trust \\",
+        "        --seeds 0 1 2 3 4 --by-seed --cells bench/results/seed_sweep_tuning_cells --runs runs/seed_sweep_tuning &",
         "",
         "(the same command resumes an interrupted sweep; finished cells are skipped). Each cell: one serial",
         "`dfo.train(ENV, seed=SEED, **variant)` run over the preset's whole episode budget. Sweep seeds 1000-1009,",
@@ -402,62 +461,40 @@ def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS) -> str:
         "policy's mean over K fresh episodes (K = 100 on Reacher and Pusher, where the threshold is a",
         "100-episode mean; 20 elsewhere). `ars-v2t-paper`: ARS V2-t with the ARS paper's N, b, α, ν; on Hopper",
         "(and Walker2d, Ant, Humanoid) the preset is that configuration, so the default's cells stand for both.",
+        "CPU min / cell: CPU time of the cell's process (the machine was shared: wall times were 1-4 × that).",
         "",
-        "| task (threshold) | variant | seeds | reached within budget | episodes to threshold | × paper V2-t | "
-        "env steps to threshold | best eval | final eval | final check (K) | budget | CPU min / cell |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *HEADER,
     ]
-    variants_seen = sorted({v for (_, v) in by}, key=lambda v: (v != "default", v))
     for t in tasks:
-        for v in variants_seen:
-            rs = sorted(by.get((t, v), []), key=lambda r: r["seed"])
-            if not rs:
-                continue
-            n = len(rs)
-            ok = [r for r in rs if r["reached_episodes"] is not None]
-            eps = [r["reached_episodes"] if r["reached_episodes"] is not None else math.inf for r in rs]
-            steps = [r["reached_env_steps"] if r["reached_env_steps"] is not None else math.inf for r in rs]
-            med = quantile_nr(eps, 0.5)
-            paper = rs[0].get("paper_v2t_episodes")
-            ratio = f"{med / paper:.2f}" if paper and not math.isinf(med) else "–"
-            best = sorted(r["best_eval"] for r in rs)
-            final = sorted(r["final_eval"] for r in rs)
-            chk = sorted(r["check_return"] for r in rs)
-            chk_ok = sum(c >= r_thr for c, r_thr in ((r["check_return"], r["threshold"]) for r in rs))
-            k = rs[0]["check_episodes"]
-            lines.append(
-                f"| {t} ({rs[0]['threshold']:g}) | `{v}` | {n} | {len(ok)}/{n} ({100 * len(ok) / n:.0f} %) | "
-                f"{_q(eps)} | {ratio} | {_steps(steps)} | {quantile_nr(best, 0.5):,.1f} | "
-                f"{quantile_nr(final, 0.5):,.1f} | {quantile_nr(chk, 0.5):,.1f} (min {chk[0]:,.1f}; "
-                f"{chk_ok}/{n} ≥ thr) ({k}) | {rs[0]['budget']:,} | "
-                f"{sum(r['cpu_s'] for r in rs) / n / 60:.1f} |")
-    lines += ["", "Settings per row (resolved TrainConfig):", ""]
-    for t in tasks:
-        for v in variants_seen:
-            rs = by.get((t, v), [])
-            if rs:
-                s = rs[0]["settings"]
-                lines.append(f"* {t} `{v}`: " + ", ".join(f"{k}={s[k]}" for k in SETTING_FIELDS if s.get(k) is not None))
-    lines += ["", "Per seed (episodes to threshold, `–` = not reached; best / final eval):", ""]
-    for t in tasks:
-        for v in variants_seen:
-            rs = sorted(by.get((t, v), []), key=lambda r: r["seed"])
-            if rs:
-                lines.append(f"* {t} `{v}`: " + "; ".join(
-                    f"s{r['seed']} {r['reached_episodes'] if r['reached_episodes'] is not None else '–'} "
-                    f"({r['best_eval']:.0f} / {r['final_eval']:.0f})" for r in rs))
+        for v in _variants(by):
+            if by.get((t, v)):
+                lines.append(summary_row(by[(t, v)]))
+    lines += _details(by, tasks)
     missing: dict[tuple[str, str], list[int]] = {}
-    for (t, v, s) in planned_cells(tasks, ("default", "ars-v2t-paper"), list(seeds)):
-        if s not in {r["seed"] for r in by.get((t, v), [])}:
-            missing.setdefault((t, v), []).append(s)
+    for (t, v, sd) in planned_cells(list(tasks), ["default", "ars-v2t-paper"], list(seeds)):
+        if sd not in {r["seed"] for r in by.get((t, v), [])}:
+            missing.setdefault((t, v), []).append(sd)
     if missing:
         lines += ["", f"Cells planned and not finished yet ({sum(map(len, missing.values()))}): " + "; ".join(
             f"{t} `{v}` seeds {' '.join(map(str, ss))}" for (t, v), ss in missing.items())]
+    if tuning:
+        tb = _group(tuning)
+        lines += ["", "## Step control (tuning seeds 0-4)", "",
+                  "Candidates for a new default step rule (`--step trust`, `rollback`, `decay`: "
+                  "`policies.methods.StepControl`), each on the preset's other settings and budget, against the "
+                  "default on the same tuning seeds (disjoint from the sweep seeds). Same columns as above.", "",
+                  *HEADER]
+        for t in tasks:
+            for v in _variants(tb):
+                if tb.get((t, v)):
+                    lines.append(summary_row(tb[(t, v)]))
+        lines += _details(tb, tasks)
     return "\n".join(lines) + "\n"
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    text = table(load_cells(Path(args.cells)))
+    tuning = load_cells(Path(args.tuning_cells)) if Path(args.tuning_cells).is_dir() else None
+    text = table(load_cells(Path(args.cells)), tuning=tuning)
     Path(args.out).write_text(text)
     print(text)
     return 0
@@ -480,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table", help="write the markdown table from the cell files")
     t.add_argument("--cells", default=DEFAULT_CELLS)
     t.add_argument("--out", default=DEFAULT_TABLE)
+    t.add_argument("--tuning-cells", default=DEFAULT_TUNING_CELLS)
     args = ap.parse_args(argv)
     for v in getattr(args, "variants", []):
         for task in args.tasks:
