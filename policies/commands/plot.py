@@ -4,8 +4,12 @@ Runs are grouped by (env id, method, settings) from their ``config.json``: runs 
 differ only in the seed (or where they ran) form one group; runs with other settings
 (step size, noise, N, b, horizon, policy, ...) never share a band. When groups of one
 env differ in settings, each label names the settings that differ. A group of one run
-is drawn as a line; a group of several runs (seeds) as the median with a min–max band,
-at each x over the runs that got that far. One panel per env.
+is drawn as a line; a group of several runs (seeds) as their interquartile mean (IQM) with a
+95 % percentile-bootstrap interval over runs (Agarwal et al. 2021; :mod:`policies.aggregate`).
+A run that stopped early (at a return threshold, or a smaller budget) keeps its last
+evaluation from there on, so the aggregate does not fall when the successful runs stop.
+One panel per env; each method keeps one colour in every panel, and the legend sits below
+the panels, off the data.
 
 Example:
     $ dfo plot runs/Hopper-v5_* --out hopper.png
@@ -69,16 +73,23 @@ def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
     return cfg, np.array([r[x] for r in rows]), np.array([r["eval_return"] for r in rows])
 
 
-def group_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Median and min/max of several curves (linear interpolation onto the union of their x).
+def group_band(curves: list[tuple[np.ndarray, np.ndarray]], *, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, IQM, low, high) of several runs' curves: 95 % bootstrap interval, finished runs carried forward."""
+    from policies.aggregate import bootstrap_iqm, carry_forward
 
-    At each x only the runs that reached that x count (a run that stopped early, e.g. at a
-    return threshold, leaves the band there rather than being extrapolated).
-    """
-    grid = np.unique(np.concatenate([c[0] for c in curves]))
-    ys = np.stack([np.where((grid >= c[0][0]) & (grid <= c[0][-1]), np.interp(grid, c[0], c[1]), np.nan)
-                   for c in curves])
-    return grid, np.nanmedian(ys, axis=0), np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
+    grid, values = carry_forward(curves)
+    point, low, high = bootstrap_iqm(values, seed=seed)
+    return grid, point, low, high
+
+
+def method_colours(labels: list[str]) -> dict[str, str]:
+    """One colour per label, the same in every panel (tab10, then tab20 for more labels)."""
+    import matplotlib
+
+    names = sorted(set(labels))
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: matplotlib.colors.to_hex(cmap(i % cmap.N)) for i, name in enumerate(names)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,24 +114,32 @@ def run(args: argparse.Namespace) -> int:
         print("dfo plot: error: nothing to plot", file=sys.stderr)
         return 2
     labels = group_labels(sorted(groups))
+    colours = method_colours(list(labels.values()))
     envs = sorted({k[0] for k in groups})
-    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(5.5, 4.5 * len(envs)), 4.2), squeeze=False)
+    handles: dict[str, object] = {}
     for ax, env in zip(axes[0], envs):
         for key, curves in sorted(groups.items()):
             if key[0] != env:
                 continue
+            colour = colours[labels[key]]
             if len(curves) == 1:
-                ax.plot(*curves[0], label=labels[key])
+                name = labels[key]
+                (line,) = ax.plot(*curves[0], color=colour, lw=1.5)
             else:
-                grid, med, lo, hi = group_band(curves)
-                (line,) = ax.plot(grid, med, label=f"{labels[key]}, median of {len(curves)}")
-                ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2)
+                grid, mid, lo, hi = group_band(curves)
+                name = f"{labels[key]} (IQM of {len(curves)} runs, 95% bootstrap CI)"
+                (line,) = ax.plot(grid, mid, color=colour, lw=1.5)
+                ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
+            handles.setdefault(name, line)
         ax.set_title(env)
         ax.set_xlabel(args.x.replace("_", " "))
         ax.set_ylabel("evaluation return (true reward)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    ncol = max(1, min(len(handles), 3 if len(envs) > 1 else 1))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    rows = -(-len(handles) // ncol)
+    fig.tight_layout(rect=(0, min(0.45, 0.06 + 0.055 * rows), 1, 1))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
