@@ -7,7 +7,12 @@ MuJoCo. A command module exposes two functions::
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def run(args: argparse.Namespace) -> int | None: ...
 
+The table :data:`COMMANDS` names each command's module as a string: it is one of the
+name tables through which the core reaches the packages above it (tests/test_package_edges.py).
+
 Example:
+    $ dfo --version
+    $ python -m dfo demo             # the same as `dfo demo`
     $ dfo demo                       # the core on a noisy Rosenbrock problem
     $ dfo train Swimmer-v5           # policy search on MuJoCo
     $ dfo study --preset berahas     # estimator accuracy study
@@ -19,10 +24,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterable
 
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("dfo.demo", "minimize a noisy test problem with each estimator (core demo)"),
+    "demo": ("dfo.demo", "minimize a noisy test problem with every estimator of the registry (core demo)"),
     "train": ("policies.commands.train", "train a policy on a gymnasium MuJoCo task"),
     "evaluate": ("policies.commands.evaluate", "evaluate a saved policy checkpoint"),
     "plot": ("policies.commands.plot", "plot learning curves of one or more runs"),
@@ -33,13 +39,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; imports the module of ``only`` (or of every command)."""
+def build_parser(load: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; imports the modules of the commands in ``load`` (default: every command).
+
+    A command that is not loaded still appears, with its one-line help, in ``dfo --help``.
+    """
+    from dfo import __version__
+
     parser = argparse.ArgumentParser(prog="dfo", description="Derivative-free optimization toolkit.")
+    parser.add_argument("--version", action="version", version=f"dfo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if only is None or name == only:
+        if load is None or name in load:
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:  # optional extra not installed
@@ -51,9 +63,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``dfo`` command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(only=command if command in COMMANDS else None)
+    parser = build_parser(load=[command] if command in COMMANDS else [])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -6,7 +6,6 @@ they are imported here too because rollout workers and commands have always foun
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from envs.actions import ActionMap
 from envs.ids import ensure_registered, import_modules, resolve_env_id, script_registration
 
-__all__ = ["make_env", "env_dims", "check_env_kwargs", "parse_env_kwargs",
+__all__ = ["make_env", "env_dims", "check_env_kwargs",
            "import_modules", "script_registration", "ensure_registered"]
 
 _SILENCED = ("settotalmass",)
@@ -38,23 +37,6 @@ def _quiet_mujoco_warnings() -> None:
 
     mujoco.set_mju_user_warning(handler)
     _installed = True
-
-
-def parse_env_kwargs(text: str) -> dict[str, Any]:
-    """``--env-kwargs`` text -> a dict: a JSON object, parsed with ``json.loads`` (never evaluated).
-
-    Raises:
-        ValueError: not JSON, nested too deeply for the parser, or not an object (one line).
-    """
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc}): {text[:80]!r}") from None
-    except RecursionError:
-        raise ValueError(f"JSON nested too deeply to parse: {text[:40]!r}...") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object like '{{\"ctrl_cost_weight\": 0.2}}', got {text[:80]!r}")
-    return value
 
 
 def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:

@@ -1,5 +1,9 @@
 """``dfo.train(env_id, **settings)``: what ``dfo train`` does, from Python, returning the run.
 
+The env may be a gymnasium id (``"Hopper-v5"``, ``"mypkg.envs:Maze-v0"``), a callable that
+returns an env, or an env instance; the last two are registered under a generated id
+(:func:`envs.ids.register_env`) that the rollout workers receive with their callable.
+
 Example:
     >>> import dfo
     >>> run = dfo.train("InvertedPendulum-v5", episodes=16, horizon=50, backend="serial", n_eval_episodes=1)
@@ -11,21 +15,30 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from envs.ids import register_env
 from policies.training.config import TrainConfig
 from policies.training.rundir import clear_run_dir, prepare_run_dir
 from policies.training.trainer import Trainer, TrainResult
 
 
-def train(env_id: str | None = None, *, out: str | os.PathLike | None = None,
+def train(env_id: str | Callable[[], Any] | Any | None = None, *, env: Callable[[], Any] | Any | None = None,
+          out: str | os.PathLike | None = None,
           resume: str | os.PathLike | None = None, overwrite: bool = False, progress: bool | None = None,
           evaluator: Any = None, callback=None, **settings: Any) -> TrainResult:
     """Train a policy on a gymnasium task with the task's preset settings, as ``dfo train`` does.
 
     Args:
-        env_id: gymnasium id (default: the :class:`~policies.training.TrainConfig` default;
-            when resuming, the run's own, and another id is refused).
+        env_id: gymnasium id, ``"module:Env-v0"``, a callable returning an env, or an env
+            instance (default: the :class:`~policies.training.TrainConfig` default; when
+            resuming, the run's own, and another id is refused).
+        env: the same as ``env_id``, by keyword (``dfo.train(env=make_my_env)``). A callable
+            is called once per rollout worker and slot and must be picklable (cloudpickle);
+            an instance is deep-copied for each env, the caller's is never stepped. The run's
+            ``config.json`` records the generated id ``"dfo/<name>-v0"``: resuming it needs the
+            same callable or instance registered again (:func:`envs.register_env`).
         out: run directory for checkpoints and logs (``None``: nothing is written).
         resume: continue the run in this directory from its newest checkpoint; ``settings``
             may then only change the budget and where the work runs (``episodes``,
@@ -47,6 +60,12 @@ def train(env_id: str | None = None, *, out: str | os.PathLike | None = None,
             checkpoint of another run, ...; ``KeyboardInterrupt`` after Ctrl-C/SIGTERM
             (a checkpoint is written first when ``out`` is given).
     """
+    if env is not None:
+        if env_id is not None:
+            raise ValueError("give the env once: as env_id or as env=, not both")
+        env_id = env
+    if env_id is not None and not isinstance(env_id, str):
+        env_id = register_env(env_id)
     if progress is None:
         progress = sys.stderr.isatty()
     kw = {"progress": progress, "evaluator": evaluator, "callback": callback}

@@ -103,3 +103,49 @@ def test_examples_run(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train_pendulum.py", "--episodes", "16"])
     runpy.run_path(str(root / "examples" / "train_pendulum.py"), run_name="__main__")
     assert "after 16 episodes" in capsys.readouterr().out
+
+
+def test_demo_runs_every_estimator_of_the_registry(capsys):
+    import dfo
+
+    assert main(["demo", "--n", "4", "--maxfev", "60"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| estimator")]
+    assert rows == list(dfo.ESTIMATORS) and len(rows) >= 13
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+    import sys
+
+    import pytest
+
+    import dfo
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dfo {dfo.__version__}"
+    out = subprocess.run([sys.executable, "-m", "dfo", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"dfo {dfo.__version__}"
+    assert subprocess.run([sys.executable, "-m", "dfo"], capture_output=True, text=True, timeout=60).returncode == 2
+
+
+def test_lazy_attributes_of_dfo_and_dfo_torch():
+    import subprocess
+    import sys
+
+    code = ("import dfo, sys; assert 'dfo.torch' not in sys.modules and 'policies' not in sys.modules; "
+            "print(dfo.torch.ZerothOrder.__name__, dfo.train.__module__); "
+            "import dfo.torch; print(dfo.torch.hf.ZOTrainer.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ZerothOrder", "policies.api", "ZOTrainer"]
+    import dfo
+
+    assert "train" in dir(dfo) and "torch" in dir(dfo)
+    try:
+        dfo.no_such_name
+    except AttributeError as exc:
+        assert "no attribute 'no_such_name'" in str(exc)
+    else:
+        raise AssertionError("dfo.no_such_name did not raise AttributeError")

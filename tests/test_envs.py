@@ -358,3 +358,107 @@ def test_saved_policy_predicts_on_dict_observations(tmp_path):
     assert action.tolist() == [1.0] and state is None  # 3 * 0.5 clipped to the action bound 1
     batch = {"a": np.array([[0.1], [-0.2]]), "b": np.zeros((2, 2))}  # as a vector env stacks them
     np.testing.assert_allclose(loaded.predict(batch)[0], [[0.3], [-0.6]])
+
+
+# -- env ids: module:Env-v0, factories and instances (issue 26) ------------------------------------
+
+
+def test_module_prefixed_id_imports_the_module_first(tmp_path, monkeypatch):
+    (tmp_path / "dfo_prefix_envmod.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('DfoPrefixPendulum-v0', entry_point='gymnasium.envs.classic_control:PendulumEnv',"
+        " max_episode_steps=30)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = make_env("dfo_prefix_envmod:DfoPrefixPendulum-v0")
+    assert env.spec.id == "DfoPrefixPendulum-v0" and env.spec.max_episode_steps == 30
+    assert env_dims("dfo_prefix_envmod:DfoPrefixPendulum-v0") == (3, 1)
+    assert get_preset("dfo_prefix_envmod:DfoPrefixPendulum-v0").horizon == 30
+    with pytest.raises(ValueError, match="module 'dfo_prefix_envmod' did not register it"):
+        make_env("dfo_prefix_envmod:Nope-v0")
+    with pytest.raises(ValueError, match="cannot import module 'dfo_no_such_mod'"):
+        make_env("dfo_no_such_mod:Nope-v0")
+
+
+def test_dict_observation_task_gets_a_generic_preset_and_trains():
+    import dfo
+
+    assert get_preset("DfoTestDictObs-v0").env_id == "DfoTestDictObs-v0"  # was: int(None) on the Dict shape
+    run = dfo.train("DfoTestDictObs-v0", episodes=16, horizon=10, backend="serial", n_eval_episodes=1)
+    assert run.params.shape == (3,) and run.episodes >= 16
+
+
+def _make_cartpole():
+    return gym.make("CartPole-v1")
+
+
+def test_train_takes_a_factory_or_an_instance_with_the_ids_numbers():
+    import dfo
+
+    kw = dict(episodes=16, backend="serial", n_eval_episodes=1, seed=3)
+    by_id = dfo.train("CartPole-v1", **kw)
+    by_factory = dfo.train(env=_make_cartpole, **kw)
+    template = gym.make("CartPole-v1")
+    by_instance = dfo.train(template, **kw)
+    np.testing.assert_array_equal(by_factory.params, by_id.params)
+    np.testing.assert_array_equal(by_instance.params, by_id.params)
+    assert template.unwrapped.state is None  # the caller's instance was copied, never reset or stepped
+    with pytest.raises(ValueError, match="not both"):
+        dfo.train("CartPole-v1", env=_make_cartpole, **kw)
+
+
+def test_register_env_gives_one_id_per_object():
+    from envs import register_env
+
+    first = register_env(_make_cartpole)
+    assert first.startswith("dfo/make_cartpole-v") and register_env(_make_cartpole) == first
+    inst = gym.make("CartPole-v1")
+    copy_id = register_env(inst)
+    a, b = make_env(copy_id), make_env(copy_id)
+    assert a.unwrapped is not b.unwrapped is not inst.unwrapped
+    with pytest.raises(ValueError, match="takes no env_kwargs"):
+        make_env(copy_id, sutton_barto_reward=True)
+    with pytest.raises(ValueError, match="callable returning an env"):
+        register_env(42)
+
+
+# -- reliability round 3, cases in envs/ (one clear line each) -------------------------------------
+
+
+@pytest.mark.parametrize("case,body,message", [
+    ("I4", "raise RuntimeError('module init failed')\n",
+     r"module 'dfo_rel_I4' raised RuntimeError while being imported \(--import\): module init failed"),
+    ("I5", "def broken(:\n", r"cannot import module 'dfo_rel_I5' \(--import\): SyntaxError: .* line 1"),
+    ("I6", "import sys\nsys.exit(0)\n", r"module 'dfo_rel_I6' called sys.exit\(0\) while being imported"),
+])
+def test_reliability_import_of_a_failing_module_is_one_line(case, body, message, tmp_path, monkeypatch):
+    from envs import import_modules
+
+    (tmp_path / f"dfo_rel_{case}.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=message) as err:
+        import_modules([f"dfo_rel_{case}"])
+    assert "\n" not in str(err.value) and f"dfo_rel_{case}" not in __import__("sys").modules
+
+
+def test_reliability_I4_train_with_a_raising_import_is_a_one_line_error(tmp_path, monkeypatch):
+    import dfo
+
+    (tmp_path / "dfo_rel_I4b.py").write_text("raise RuntimeError('module init failed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="raised RuntimeError while being imported"):
+        dfo.train("InvertedPendulum-v5", imports=["dfo_rel_I4b"], episodes=8, backend="serial")
+
+
+@pytest.mark.parametrize("case,skip", [("E5", 0), ("E5b", -1), ("E5c", 2.5), ("E5d", True)])
+def test_reliability_frame_skip_below_one_is_refused(case, skip):
+    with pytest.raises(ValueError, match=f"InvertedPendulum-v5: frame_skip must be an integer >= 1, got {skip!r}"):
+        make_env("InvertedPendulum-v5", frame_skip=skip)
+    assert make_env("InvertedPendulum-v5", frame_skip=3).unwrapped.frame_skip == 3
+
+
+def test_reliability_E7_render_mode_human_is_refused_before_any_window():
+    with pytest.raises(ValueError, match="render_mode 'human' opens a window"):
+        make_env("InvertedPendulum-v5", render_mode="human")
+    with pytest.raises(ValueError, match="render_mode 'human'"):
+        get_stepper("InvertedPendulum-v5", {"render_mode": "human"})
+
