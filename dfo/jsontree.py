@@ -34,14 +34,86 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+#: :func:`load_json` reads at most this many bytes unless told otherwise
+MAX_JSON_BYTES = 64 * 1024 * 1024
+#: :func:`load_json` refuses containers nested deeper than this unless told otherwise
+MAX_JSON_DEPTH = 200
+
 
 class TreeError(ValueError):
     """A tree that does not decode: an unknown tag, or a reference to a leaf that is not stored."""
+
+
+def json_depth(obj: Any) -> int:
+    """Nesting depth of a decoded JSON value (0 for a scalar), computed without recursion."""
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def read_regular_file(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, read without blocking on a FIFO or
+    reading a device (``/dev/zero``) to the end.
+
+    Raises:
+        OSError: it cannot be opened.
+        ValueError: not a regular file, or larger than ``max_bytes``.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{what} {str(path)!r} is not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{what} {str(path)!r} is {st.st_size} bytes, more than the {max_bytes} allowed")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} {str(path)!r} is more than the {max_bytes} bytes allowed")
+    return data
+
+
+def load_json(source: str | os.PathLike[str] | bytes, *, what: str = "JSON file", max_bytes: int = MAX_JSON_BYTES,
+              max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from a regular file (a path) or from bytes, with size and nesting limits.
+
+    Python's parser recurses once per nesting level: a deep document raises ``RecursionError``
+    (a traceback) and a huge one, or ``/dev/zero``, exhausts memory. Here each is one
+    ``ValueError`` naming ``what``.
+
+    Raises:
+        OSError: the file cannot be opened.
+        ValueError: not a regular file, too large, not JSON / not UTF-8, or nested deeper than ``max_depth``.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > max_bytes:
+            raise ValueError(f"{what} is {len(source)} bytes, more than the {max_bytes} allowed")
+        data = bytes(source)
+    else:
+        data = read_regular_file(source, what=what, max_bytes=max_bytes)
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply (more than {max_depth} levels)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    if json_depth(value) > max_depth:
+        raise ValueError(f"{what} is nested too deeply (more than {max_depth} levels)")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)

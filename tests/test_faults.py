@@ -271,28 +271,44 @@ def test_signal_while_an_iteration_is_logged_is_held_until_the_row_is_written(tm
 
 
 def test_a_non_empty_run_dir_needs_resume_or_overwrite(tmp_path, capsys):
+    from policies.training.rundir import prepare_run_dir
+
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "progress.csv").write_text("iteration\r\n0\r\n")  # what a run killed before its first checkpoint leaves
-    with pytest.raises(RunDirError, match="not empty.*--resume.*--overwrite"):
+    prepare_run_dir(out, resume=False)  # the run's manifest comes first...
+    (out / "progress.csv").write_text("iteration\r\n0\r\n")  # ...then what a run killed before its first checkpoint leaves
+    with pytest.raises(RunDirError, match="not empty.*no checkpoint to resume.*--overwrite"):
         _run(out)
     args = ["train", "InvertedPendulum-v5", "--max-iterations", "1", "--horizon", "20", "--n-jobs", "1",
             "--n-directions", "2", "--top-b", "2", "--eval-episodes", "1", "--no-progress", "--out", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--overwrite" in err and "--resume" in err
+    assert err.count("\n") == 1 and "--overwrite" in err and "--resume" not in err  # nothing to resume (F7)
     assert main([*args, "--overwrite"]) == 0
     assert [r["iteration"] for r in read_progress(out / "progress.csv")] == [0, 1]
+    assert main(args) == 2 and f"--resume {out}" in capsys.readouterr().err  # a checkpoint now: resumable
     (out / "notes.txt").write_text("mine")
-    assert main([*args, "--overwrite"]) == 2  # never deletes files that are not run files
-    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").exists()
-    (out / "notes.txt").unlink()
+    assert main([*args, "--overwrite"]) == 0  # deletes the run's files only
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [r["iteration"] for r in read_progress(out / "progress.csv")] == [0, 1]
     outside = tmp_path / "outside"
     shutil.move(str(out / "checkpoints"), str(outside))
     (out / "checkpoints").symlink_to(outside, target_is_directory=True)
     kept = sorted(p.name for p in outside.iterdir())
     assert main([*args, "--overwrite"]) == 0  # the link is removed, not followed
     assert sorted(p.name for p in outside.iterdir()) == kept and not (out / "checkpoints").is_symlink()
+
+
+def test_overwrite_never_deletes_run_named_files_no_manifest_lists(tmp_path, capsys):
+    """A folder written by an older dfo (no .dfo-run.json), or a file of yours called config.json:
+    --overwrite refuses, naming it, and deletes nothing."""
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text('{"mine": 1}')
+    (legacy / "progress.csv").write_text("iteration\r\n0\r\n")
+    args = ["train", "InvertedPendulum-v5", "--max-iterations", "1", "--n-jobs", "1", "--no-progress",
+            "--out", str(legacy), "--overwrite"]
+    _one_line_error(capsys, main(args), "--overwrite refused")
+    assert (legacy / "config.json").read_text() == '{"mine": 1}' and (legacy / "progress.csv").exists()
 
 
 def test_torn_last_lines_are_cut_back_to_the_checkpoint(tmp_path, reference):

@@ -1,10 +1,10 @@
-"""What a run directory may contain, and the checks made before anything is written to it.
+"""``dfo train``'s run directory: the rules of :mod:`dfo.run` with the train layout.
 
-A run directory holds only the files ``dfo train`` writes (:data:`RUN_ENTRIES`, plus the
-``.lock`` a writing process holds), all of them real files or directories: a symbolic link anywhere in it is refused, so a run
-never writes, truncates or deletes anything outside its directory. A new run refuses a
-non-empty directory (``--resume`` continues it, ``--overwrite`` clears it first, and
-only when it holds nothing but run files).
+A run directory holds the files ``dfo train`` writes (:data:`RUN_ENTRIES`), its manifest
+``.dfo-run.json`` and the ``.lock`` a writing process holds. The checks, the overwrite rule
+(``--overwrite`` deletes only the entries the manifest lists; dot-files and folders of yours
+stay) and the lock live in :mod:`dfo.run`; this module keeps the names the trainer and the
+commands call, plus :func:`check_same_run` (which checkpoint belongs to which run).
 
 Example:
     >>> import tempfile
@@ -18,109 +18,63 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from dfo.jsontree import load_json
+from dfo.run import folder as _folder
+from dfo.run.folder import LOCK, TRAIN, RunFolderError, is_empty, plan_overwrite, prepare, remove_entries
+from dfo.run.lock import RunLock
+
 #: top-level entries a run directory may hold (``checkpoints/`` and ``tb/`` are directories)
-RUN_ENTRIES = ("config.json", "progress.csv", "metrics.jsonl", "best_policy.npz", "best_policy.json",
-               "checkpoints", "tb")
+RUN_ENTRIES = TRAIN.entries
 
-#: lock file held while a process writes to a run directory
-LOCK = ".lock"
+#: ``dfo train``'s run-directory errors are the run-folder errors of :mod:`dfo.run`
+RunDirError = RunFolderError
 
-
-class RunDirError(ValueError):
-    """A run directory cannot be used as asked (the message says why and what to do)."""
-
-
-def is_empty(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return not p.exists() or (p.is_dir() and not any(p.iterdir()))
+__all__ = ["LOCK", "RUN_ENTRIES", "RunDirError", "check_no_symlinks", "check_same_run", "check_writable",
+           "clear_run_dir", "find_symlinks", "is_empty", "lock_run_dir", "prepare_run_dir", "unlock_run_dir"]
 
 
 def find_symlinks(path: str | os.PathLike) -> list[Path]:
-    """Symbolic links inside a run directory (top level, ``checkpoints/`` and its checkpoints, ``tb/``)."""
-    root = Path(path)
-    found: list[Path] = []
-    if not root.is_dir():
-        return found
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        for p in d.iterdir():
-            if p.is_symlink():
-                found.append(p)
-            elif p.is_dir() and (d != root or p.name in ("checkpoints", "tb")):
-                stack.append(p)
-    return sorted(found)
+    """Symbolic links a run could write through (run entries, ``checkpoints/`` and ``tb/`` inside)."""
+    return _folder.find_symlinks(path, TRAIN)
 
 
 def check_no_symlinks(path: str | os.PathLike) -> None:
-    links = find_symlinks(path)
-    if links:
-        shown = ", ".join(str(p) for p in links[:3]) + (" ..." if len(links) > 3 else "")
-        raise RunDirError(f"{path} holds symbolic links ({shown}); a run directory must hold real files "
-                          "only (dfo never writes or deletes through a link)")
+    _folder.check_no_symlinks(path, TRAIN)
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Create ``path`` if needed and prove a file can be written there.
-
-    Raises:
-        RunDirError: ``path`` is a file, or cannot be created or written (read-only, no permission).
-    """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise RunDirError(f"{p} exists and is not a directory (pick another output directory)")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=p, prefix=".dfo-write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise RunDirError(f"cannot write to {p}: {e.strerror or e}") from None
+    """Create ``path`` if needed and prove a file can be written there (:class:`RunDirError` if not)."""
+    _folder.check_writable(path)
 
 
 def clear_run_dir(path: str | os.PathLike) -> None:
-    """Remove the run files of ``path`` (``--overwrite``); links are removed, never followed.
+    """``--overwrite``: delete the entries the directory's manifest lists; keep everything else.
 
     Raises:
-        RunDirError: ``path`` holds other files (it is not a run directory).
+        RunDirError: another process writes the run, or a file named like a run file is not in the
+            manifest (it is never deleted).
     """
     p = Path(path)
-    if not p.exists():
-        return
-    other = sorted(e.name for e in p.iterdir() if e.name not in RUN_ENTRIES and not e.name.startswith("."))
-    if other:
-        raise RunDirError(f"--overwrite refused: {p} holds files that are not run files ({other[:5]}); "
-                          "pick another --out")
-    fd = lock_run_dir(p)  # never clear a run another process is writing
-    try:
-        for e in p.iterdir():
-            if e.is_symlink() or not e.is_dir():
-                e.unlink()
-            else:
-                shutil.rmtree(e)
-    finally:
-        unlock_run_dir(fd)
+    if not p.is_dir() or p.is_symlink():
+        return  # prepare_run_dir reports what is wrong with it
+    with RunLock(p):  # never clear a run another process is writing
+        remove_entries(plan_overwrite(p, TRAIN))
+        _folder.write_manifest(p, TRAIN)  # the files left are accepted: a new run may start beside them
 
 
 def prepare_run_dir(path: str | os.PathLike, *, resume: bool) -> None:
-    """The checks before a run writes to ``path``.
+    """The checks before a run writes to ``path`` (see :func:`dfo.run.folder.prepare`).
 
-    A new run (``resume=False``) needs an empty or missing directory; a resumed one its
-    own. Both need a writable directory without symbolic links.
+    A new run (``resume=False``) needs a folder without run files (and without other files unless
+    :func:`clear_run_dir` accepted them); a resumed one its own. Both need a writable directory
+    without symbolic links.
 
     Raises:
         RunDirError: the reason, naming ``path`` and the option that fixes it.
     """
-    p = Path(path)
-    check_writable(p)
-    check_no_symlinks(p)
-    if not resume and not is_empty(p):
-        raise RunDirError(f"{p} is not empty: continue its run with --resume {p}, clear it with --overwrite, "
-                          "or pick another --out")
+    prepare(path, TRAIN, resume=resume)
 
 
 def check_same_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, ckpt_config: dict,
@@ -138,10 +92,10 @@ def check_same_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, ck
     if not cfg_path.exists():
         return
     try:
-        run_cfg = json.loads(cfg_path.read_text())
+        run_cfg = load_json(cfg_path, what="config.json")
         if not isinstance(run_cfg, dict):
             raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:
         raise RunDirError(f"corrupt {cfg_path}: {e}") from None
     rid = run_cfg.get("run_id")
     differ = sorted(k for k, v in ckpt_config.items() if k not in mutable and k in run_cfg and run_cfg[k] != v)
@@ -151,30 +105,20 @@ def check_same_run(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, ck
                           "refusing to mix two runs in one directory")
 
 
-def lock_run_dir(path: str | os.PathLike) -> int | None:
-    """Take the run directory's lock (``.lock``, an exclusive ``flock``); the file descriptor to release.
+def lock_run_dir(path: str | os.PathLike) -> RunLock:
+    """Take the run directory's lock (``.lock``; see :class:`dfo.run.lock.RunLock`); pass the result
+    to :func:`unlock_run_dir`.
 
     Two processes writing one run (e.g. the same ``--resume`` started twice) would interleave
     their logs and checkpoints; the second one is refused instead. The lock goes away with
-    the process, however it ends. Returns ``None`` where ``flock`` does not exist.
+    the process, however it ends.
 
     Raises:
         RunDirError: another process holds the lock.
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        return None
-    fd = os.open(Path(path) / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise RunDirError(f"another process is writing to {path} (it holds {Path(path) / LOCK}); "
-                          "wait for it to end or stop it first") from None
-    return fd
+    return RunLock(path).acquire()
 
 
-def unlock_run_dir(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock
+def unlock_run_dir(lock: RunLock | None) -> None:
+    if lock is not None:
+        lock.release()
