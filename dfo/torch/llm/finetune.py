@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -40,8 +39,10 @@ import numpy as np
 
 from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
 from dfo.estimators.lowrank_spec import Method as _SpecMethod
-from dfo.fileio import TMP_MARK, atomic_write_bytes, make_writable_dir, staged_dir
+from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.interrupts import StopFlag
+from dfo.run import FINETUNE as RUN_LAYOUT
+from dfo.run import open_run_folder, run_folder_job
 from dfo.torch.llm import checkpoint as ckpt_io
 from dfo.torch.llm.models import load_lm
 from dfo.torch.llm.prompt import Interrupted, PromptClassifier, choose_template
@@ -56,8 +57,8 @@ DEFAULT_LR = {**{m: 2e-5 for m in ZO_METHODS}, "adam": 1e-5}
 DTYPES = ("float32", "bfloat16", "float16")
 #: half-precision forward passes over float32 weights (``torch.autocast``)
 AUTOCAST_DTYPES = ("bfloat16", "float16")
-#: files and folders a run writes; ``overwrite`` removes exactly these
-ARTIFACTS = ("checkpoint.json", "results.json", "model", "ckpt-*", f"*{TMP_MARK}*")
+#: files and folders a run writes (dfo.run's layout); ``overwrite`` removes those its manifest lists
+ARTIFACTS = RUN_LAYOUT.entries
 #: at most this many (class-balanced) dev examples score each template for ``template="auto"``
 SELECTION_DEV_SIZE = 256
 #: settings that may differ when a run is resumed
@@ -221,37 +222,14 @@ def resolve_device(name: str) -> Any:
 
 
 def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Check (and with ``overwrite`` clear) the run folder.
+    """Lock, check (and with ``overwrite`` clear) the run folder: :func:`dfo.run.open_run_folder`'s rules,
+    the lock held until :func:`finetune` ends.
 
     Raises:
-        FinetuneError: not a folder, unwritable, holds symlinks, or holds a run and neither flag was given.
+        dfo.run.RunFolderError: another process writes it, not a folder, unwritable, symlinks, or it holds
+            a run and neither flag was given (:func:`finetune` reports it as :class:`FinetuneError`).
     """
-    if resume and overwrite:
-        raise FinetuneError("--resume and --overwrite exclude each other")
-    if out.is_symlink():
-        raise FinetuneError(f"--out {out} is a symlink; give the real folder")
-    if out.exists() and not out.is_dir():
-        raise FinetuneError(f"--out {out} exists and is not a folder")
-    if out.is_dir():
-        links = [p.name for p in out.iterdir() if p.is_symlink()]
-        if links:
-            raise FinetuneError(f"--out {out} holds symlinks ({', '.join(links[:3])}); a run folder holds real files only")
-        ours = [p for pat in ARTIFACTS for p in out.glob(pat)]
-        if resume:
-            if not (out / ckpt_io.POINTER).is_file():
-                raise FinetuneError(f"--resume: no checkpoint in {out} (no {ckpt_io.POINTER})")
-        elif ours:
-            if not overwrite:
-                raise FinetuneError(f"--out {out} already holds a run; pass --resume to continue it "
-                                    "or --overwrite to replace it")
-            for p in ours:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-    elif resume:
-        raise FinetuneError(f"--resume: run folder {out} does not exist")
-    try:
-        make_writable_dir(out)
-    except OSError as exc:
-        raise FinetuneError(f"--out {out} is not writable ({exc.strerror or exc})") from None
+    open_run_folder(out, RUN_LAYOUT, resume=resume, overwrite=overwrite)
 
 
 def _load_model(cfg: FinetuneConfig, device: Any) -> tuple[Any, Any]:
@@ -297,6 +275,7 @@ def _jsonable(v: Any) -> Any:
     return json.loads(json.dumps(v))
 
 
+@run_folder_job(FinetuneError)  # holds the run-folder lock for the call; refusals as FinetuneError
 def finetune(
     cfg: FinetuneConfig,
     *,
