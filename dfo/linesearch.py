@@ -49,6 +49,7 @@ class ArmijoLineSearch:
     c1: float = 1e-4
     eps_f: float = 0.0
     max_backtracks: int = 12
+    evaluates = True  # a searching step rule (dfo.optim.STEP_RULES): its trials are evaluated
 
     def __post_init__(self) -> None:
         for name in ("alpha0", "alpha_max", "alpha_min", "tau", "c1", "eps_f"):
@@ -76,3 +77,7 @@ class ArmijoLineSearch:
 
     def shrink(self, alpha: float) -> float:
         return alpha * self.tau
+
+    def init(self, n: int) -> dict:
+        """The rule's state: the trial step α (None: the Minimizer sizes the first step)."""
+        return {"alpha": self.alpha0}

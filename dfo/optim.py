@@ -1,11 +1,18 @@
-"""Update rules on an estimated gradient: fixed-step SGD, momentum, Adam.
+"""Step rules on an estimated gradient, in one registry: the noise-tolerant line search
+(``armijo``), fixed-step SGD, momentum, Adam.
 
-Each rule is a frozen dataclass of hyperparameters with an explicit state:
+Each rule is a frozen dataclass of hyperparameters with an explicit state. An *update*
+rule moves x without evaluating f:
 
     state = rule.init(n)
     x, state = rule.update(x, g, state)
 
-so the state can be saved and restored with the rest of a run.
+The *searching* rule (``armijo``, :class:`dfo.linesearch.ArmijoLineSearch`, Berahas,
+Cao & Scheinberg 2021) proposes trial points x + α d and judges each by its value
+(``rule.evaluates`` is True): its state is the step α, grown after an accepted trial
+and shrunk after a rejected one. :class:`dfo.Minimizer` drives both kinds; a new rule
+is one class and one :data:`STEP_RULES` entry, and the registry-driven tests then run
+it with every estimator.
 
 * :class:`SGD`: x ← x − η g.
 * :class:`Momentum` (heavy ball, Polyak 1964): m ← β m + g; x ← x − η m.
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .linesearch import ArmijoLineSearch
+
 
 def _check_lr(lr: float) -> None:
     if not (np.isfinite(lr) and lr > 0):
@@ -29,6 +38,7 @@ class SGD:
     """Fixed step: x ← x − lr · g."""
 
     lr: float = 1e-2
+    evaluates = False
 
     def __post_init__(self) -> None:
         _check_lr(self.lr)
@@ -46,6 +56,7 @@ class Momentum:
 
     lr: float = 1e-2
     beta: float = 0.9
+    evaluates = False
 
     def __post_init__(self) -> None:
         _check_lr(self.lr)
@@ -68,6 +79,7 @@ class Adam:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    evaluates = False
 
     def __post_init__(self) -> None:
         _check_lr(self.lr)
@@ -84,4 +96,20 @@ class Adam:
         return x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps), {"m": m, "v": v, "t": t}
 
 
+#: the update rules (they move x without evaluating f)
 UPDATE_RULES = {"sgd": SGD, "fixed": SGD, "momentum": Momentum, "adam": Adam}
+#: every step rule by name: the line search and the update rules
+STEP_RULES = {"armijo": ArmijoLineSearch, **UPDATE_RULES}
+
+
+def make_step_rule(name: str, *, lr: float | None = None, line_search=None):
+    """The rule ``name`` of :data:`STEP_RULES` with its options: ``line_search`` (an
+    :class:`ArmijoLineSearch` or a dict of its fields) for ``armijo``, ``lr`` for the others."""
+    if name not in STEP_RULES:
+        raise ValueError(f"unknown step {name!r}; known: {', '.join(STEP_RULES)}")
+    cls = STEP_RULES[name]
+    if cls.evaluates:
+        if isinstance(line_search, cls):
+            return line_search
+        return cls(**(line_search if isinstance(line_search, dict) else {}))
+    return cls(**({} if lr is None else {"lr": lr}))

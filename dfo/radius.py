@@ -133,17 +133,27 @@ CENTRAL_GAUSSIAN = RadiusRule("M", 0.5, 1.0, 1.0, 0.5, "derived in dfo.radius: n
 CENTRAL_SPHERE = RadiusRule("M", 0.5, 0.0, 1.0, 1.0, "derived in dfo.radius: M σ²/2 + n ε_f/σ")
 
 
+#: preset name -> its rule; filled by the estimator registry (:mod:`dfo.estimators.registry`)
+#: as presets are registered, so this module imports nothing of the registry
+NAMED_RULES: dict[str, RadiusRule] = {}
+
+
+def name_rule(name: str, radius_rule: RadiusRule) -> None:
+    """Record the rule of the preset ``name`` (called by :func:`dfo.estimators.register`)."""
+    if not isinstance(radius_rule, RadiusRule):
+        raise TypeError(f"preset {name!r}: a radius rule (dfo.radius.RadiusRule) is required")
+    NAMED_RULES[name] = radius_rule
+
+
 def rule(estimator: str) -> RadiusRule:
     """The radius rule of the preset ``estimator`` (from its registry entry)."""
-    from .estimators.registry import ESTIMATORS
-
     if not isinstance(estimator, str):
         raise TypeError(f"radius rules are looked up by preset name, got {type(estimator).__name__}")
-    entry = ESTIMATORS.get(estimator)
-    if entry is None:
+    found = NAMED_RULES.get(estimator)
+    if found is None:
         raise ValueError(f"no radius rule for estimator {estimator!r}: it is not a registered preset "
-                         f"(known: {', '.join(sorted(ESTIMATORS))})")
-    return entry.radius
+                         f"(known: {', '.join(sorted(NAMED_RULES))})")
+    return found
 
 
 def sampling_radius(estimator: str, eps_f: float, *, L: float | None = None,
@@ -170,12 +180,6 @@ def sampling_radius(estimator: str, eps_f: float, *, L: float | None = None,
     return r.radius(float(eps_f), float(K), n)
 
 
-__all__ = ["RadiusRule", "rule", "sampling_radius", "FORWARD_FD", "CENTRAL_FD",
+__all__ = ["RadiusRule", "rule", "name_rule", "NAMED_RULES", "sampling_radius", "FORWARD_FD", "CENTRAL_FD",
            "GAUSSIAN", "SPHERE", "CENTRAL_GAUSSIAN", "CENTRAL_SPHERE"]
 
-
-def __getattr__(name):  # old import path of the noise estimators (moved to dfo.noise)
-    if name in ("estimate_noise", "NoiseEstimate", "ecnoise"):
-        from . import noise
-        return getattr(noise, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -362,6 +362,7 @@ def test_nonfinite_values_rank_last_when_asked():
     def run(vals, shaping=(CenteredRanks(),)):
         opt = Minimizer(np.zeros(2), estimator="central-gaussian", step="sgd", lr=0.1, sigma=0.1, eps_f=0.0,
                         n_directions=4, nonfinite="worst", rng=0, shaping=shaping)
+        opt.ask()
         opt.tell(vals)
         return opt
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..noise import auto_radius
 from ..rng import as_generator
 from .assembly import RankDeficientError
 from .base import GradEstimate, NonFiniteValueError, Query
@@ -42,29 +43,6 @@ def get_estimator(name, **options):
         return ESTIMATORS[name](**options)
     except TypeError as exc:
         raise TypeError(f"estimator {name!r}: {exc}") from None
-
-
-def auto_radius(fun, x, estimator="orthogonal", *, n_directions: int | None = None, rng=None,
-                **options) -> dict:
-    """The automatic σ for ``estimator`` at ``x``: the probe :class:`dfo.Minimizer` runs at
-    its start, evaluated serially (one home for the default radius of ``minimize``,
-    :func:`estimate_gradient` and ``dfo study``).
-
-    The probe measures ε_f (repeated values at x: stochastic noise; otherwise ECNoise on
-    a line, Moré & Wild 2011), curvature bounds L, M from values on a random line
-    (Moré & Wild 2012) and applies the preset's radius rule (:mod:`dfo.radius`).
-
-    Returns:
-        dict with ``sigma``, ``eps_f``, ``noise_kind``, ``L``, ``M``, ``fx`` (f(x) as
-        measured) and ``nfev`` (the probe's evaluations).
-    """
-    from ..minimizer import Minimizer
-
-    opt = Minimizer(x, estimator=estimator, n_directions=n_directions, rng=as_generator(rng), **options)
-    while opt.phase in ("noise", "curvature"):
-        opt.tell([float(fun(p)) for p in opt.ask()])
-    return {"sigma": float(opt.sigma), "eps_f": float(opt.eps_f), "noise_kind": opt.noise_kind,
-            "L": opt.L, "M": opt.M, "fx": opt.fx, "nfev": int(opt.nfev)}
 
 
 def estimate_gradient(

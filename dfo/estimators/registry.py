@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, Callable
 
 from ..radius import (CENTRAL_FD, CENTRAL_GAUSSIAN, CENTRAL_SPHERE, FORWARD_FD, GAUSSIAN, SPHERE,
-                      RadiusRule)
+                      RadiusRule, name_rule)
 from .finite_difference import FiniteDifferenceEstimator
 from .lowrank import LowRankEstimator
 from .lowrank_spec import METHODS
@@ -113,4 +113,9 @@ def register(preset: Preset, *, replace: bool = False) -> Preset:
     if preset.name in ESTIMATORS and not replace:
         raise ValueError(f"estimator {preset.name!r} is already registered (pass replace=True)")
     ESTIMATORS[preset.name] = preset
+    name_rule(preset.name, preset.radius)
     return preset
+
+
+for _preset in ESTIMATORS.values():
+    name_rule(_preset.name, _preset.radius)
