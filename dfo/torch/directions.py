@@ -135,6 +135,58 @@ class Generators:
         for _ in self._pool.map(self._chunk, items):
             pass
 
+    @torch.no_grad()
+    def gram(self, tensors: list[tuple[torch.Tensor, list[int]]]) -> np.ndarray:
+        """``G = sum over tensors of Z^T Z`` (k x k, float64) for the directions ``z(seed_i)`` of each tensor.
+
+        ``tensors``: ``(like, [seed_1 .. seed_k])`` per tensor, the z being those that
+        :meth:`add_gaussian` adds to ``like`` with these seeds (same dtype, same numbers). On CPU the
+        z are regenerated chunk by chunk (k chunks of :data:`CHUNK` numbers at a time, summed in chunk
+        order, so the result does not depend on the thread count); no direction is held whole. On
+        other devices each z is drawn whole and only two are held at a time (k (k + 1) / 2 draws).
+        """
+        k = len(tensors[0][1]) if tensors else 0
+        total = np.zeros((k, k))
+        for like, seeds in tensors:
+            if like.device.type != "cpu" or not like.is_contiguous():
+                for i in range(k):
+                    zi = torch.empty_like(like).normal_(generator=self.get(like.device, seeds[i]))
+                    for j in range(i + 1):
+                        zj = zi if j == i else torch.empty_like(like).normal_(generator=self.get(like.device, seeds[j]))
+                        total[i, j] = total[j, i] = total[i, j] + float((zi.double() * zj.double()).sum())
+                continue
+            n = like.numel()
+            items = [(like.dtype, n, seeds, c) for c in range(0, n, CHUNK)]
+            threads = torch.get_num_threads()
+            if threads > 1 and len(items) > 1:
+                if self._pool is None or self._pool_size != threads:
+                    if self._pool is not None:
+                        self._pool.shutdown()
+                    self._pool, self._pool_size = ThreadPoolExecutor(threads, thread_name_prefix="dfo-noise"), threads
+                parts = list(self._pool.map(self._gram_chunk, items))
+            else:
+                parts = [self._gram_chunk(it) for it in items]
+            for part in parts:  # chunk order: the same sum whatever the thread count
+                total += part
+        return total
+
+    @torch.no_grad()
+    def _gram_chunk(self, item: tuple[torch.dtype, int, list[int], int]) -> np.ndarray:
+        dtype, n, seeds, start = item
+        local = self._local
+        if not hasattr(local, "gen"):
+            local.gen, local.scratch = torch.Generator(), {}
+        stop = min(start + CHUNK, n)
+        buf = torch.empty(len(seeds), stop - start, dtype=dtype)
+        for i, seed in enumerate(seeds):  # the numbers _chunk draws for (seed, chunk)
+            local.gen.manual_seed(mix(seed, start // CHUNK))
+            buf[i].normal_(generator=local.gen)
+        total = np.zeros((len(seeds), len(seeds)))
+        for lo in range(0, stop - start, CHUNK // 8):  # float64 products in slices: 1/8 chunk of extra memory
+            b = buf[:, lo:lo + CHUNK // 8].double()
+            total += (b @ b.T).numpy()
+        return total
+
     @torch.no_grad()  # grad mode is per thread: the pool's threads do not inherit the caller's no_grad
     def _chunk(self, item: tuple[torch.Tensor, int, float, int, torch.Tensor | None]) -> None:
         flat, seed, alpha, start, keep = item

@@ -62,12 +62,19 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+import numpy as np
+
 from dfo.estimators import lowrank_spec as spec
+from dfo.torch import methods as registry
 from dfo.torch.directions import Generators, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
-METHODS = tuple(spec.METHODS)
+#: every method: the spec's (mezo, subzero, lozo, lozo-m) and the step rules of :mod:`dfo.torch.methods`
+METHODS = tuple(registry.METHODS)
 NOISES = ("torch", "hash")
+BASELINES = ("mean", "base")
+#: settings added after the first checkpoints were written, with the values those checkpoints ran with
+_LATER_FIELDS = {"noise": "torch", "ls_c": 0.25, "ls_trials": 2, "noise_every": 50, "baseline": "mean"}
 #: default budget of the per-step noise cache (see :mod:`dfo.torch.directions`)
 NOISE_CACHE_BYTES = 16 * 2**20
 _SEED_LIMIT = 2**63
@@ -78,14 +85,18 @@ class ZOConfig:
     """Hyperparameters shared by all parameter groups.
 
     Attributes:
-        method: a name of :data:`dfo.estimators.lowrank_spec.METHODS`.
+        method: a name of :data:`METHODS` (:mod:`dfo.torch.methods`).
         eps: perturbation radius.
         rank: r of the low-rank methods (None: the method's spec default).
         refresh: steps between subspace redraws, SubZero's T, LOZO's nu (None: spec default).
         momentum: beta of the factored momentum, only methods whose default has one (None: spec default).
-        n_directions: directions averaged per step (2 forward passes each).
+        n_directions: directions per step (2 forward passes each; 1 each for ``fzoo``; None: the method's).
         noise: generator of the dense Gaussian directions, ``"torch"`` or ``"hash"``
             (see :mod:`dfo.torch.directions`).
+        ls_c: Armijo constant c of the line-search methods (accept ``f_0 - f_t >= c a s + 2 sigma``).
+        ls_trials: trial points per step of the line search (halving the step after each rejection).
+        noise_every: the line search repeats ``f(x)`` every this many steps to measure the noise.
+        baseline: ``fzoo``'s baseline, ``"mean"`` of the perturbed losses or ``"base"`` (one more forward, f(x)).
     """
 
     method: str = "mezo"
@@ -93,12 +104,16 @@ class ZOConfig:
     rank: int | None = None
     refresh: int | None = None
     momentum: float | None = None
-    n_directions: int = 1
+    n_directions: int | None = None
     noise: str = "torch"
+    ls_c: float = 0.25
+    ls_trials: int = 2
+    noise_every: int = 50
+    baseline: str = "mean"
 
     def __post_init__(self) -> None:
-        entry = spec.get_method(self.method)
-        for name in ("rank", "refresh", "momentum"):  # None: the method's default, from its spec entry
+        entry = registry.get(self.method)
+        for name in ("rank", "refresh", "momentum", "n_directions"):  # None: the method's default, from its entry
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(entry, name))
         if self.noise not in NOISES:
@@ -106,7 +121,7 @@ class ZOConfig:
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (
                 math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps must be a positive finite number, got {self.eps!r}")
-        for name in ("rank", "refresh", "n_directions"):
+        for name in ("rank", "refresh", "n_directions", "ls_trials", "noise_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -114,24 +129,56 @@ class ZOConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.momentum and not entry.momentum:
             raise ValueError(f"momentum is only used by 'lozo-m' (method is {self.method!r})")
+        if not (isinstance(self.ls_c, (int, float)) and 0.0 <= self.ls_c < 1.0):
+            raise ValueError(f"ls_c must be in [0, 1), got {self.ls_c!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if entry.step == "fzoo" and self.n_directions < 2:
+            raise ValueError(f"{self.method!r} normalises by the spread of its losses: n_directions must be >= 2")
+        if entry.step == "orth" and self.noise != "torch":
+            raise ValueError(f"{self.method!r} orthonormalises chunk-drawn directions: it needs noise='torch'")
+
+    @property
+    def entry(self) -> registry.TorchMethod:
+        return registry.get(self.method)
 
     @property
     def family(self) -> str:
-        return spec.get_method(self.method).family
+        return self.entry.family
 
     @property
     def low_rank(self) -> bool:
-        return spec.get_method(self.method).low_rank
+        return self.entry.low_rank
+
+    def max_forward_passes(self) -> int:
+        """The most forward passes one step can take (a step of a line-search method may take fewer)."""
+        e, k = self.entry, self.n_directions
+        evals = k if e.step == "fzoo" else 2 * k
+        base = 1 if (e.line_search or (e.step == "fzoo" and self.baseline == "base")) else 0
+        return evals + base + (self.ls_trials + 1 if e.line_search else 0)
 
 
 @dataclass
 class StepInfo:
-    """What the last step saw: losses on both sides, projected gradients per direction, the step seed."""
+    """What the last step saw: losses on both sides, projected gradients per direction, the step seed.
+
+    The step rules of :mod:`dfo.torch.methods` fill more: ``loss_base`` (``f(x)``), ``curvature``
+    (three-point ``(f_+ - 2 f_0 + f_-) / eps^2`` per direction), ``trials`` (``(a, f(x - a u))`` per
+    trial point), ``accepted``, ``noise`` (the measured sigma used), ``combination`` (the k x k weights
+    C of the directions ``P_j = sum_i C_ij z_i``), ``forward_passes``.
+    """
 
     loss_plus: list[float] = field(default_factory=list)
     loss_minus: list[float] = field(default_factory=list)
     projected_grad: list[float] = field(default_factory=list)
     seed: int | None = None
+    loss_base: float | None = None
+    curvature: list[float] = field(default_factory=list)
+    trials: list[tuple[float, float]] = field(default_factory=list)
+    accepted: bool | None = None
+    noise: float | None = None
+    combination: list[list[float]] | None = None
+    forward_passes: int = 0
 
 
 @dataclass
@@ -218,20 +265,25 @@ class ZerothOrder(torch.optim.Optimizer):
         refresh: int | None = None,
         momentum: float | None = None,
         weight_decay: float = 0.0,
-        n_directions: int = 1,
+        n_directions: int | None = None,
         *,
         model: nn.Module | None = None,
         seed: int | None = None,
         eval_mode: bool = True,
         noise: str = "torch",
         noise_cache_bytes: int | None = None,
+        ls_c: float = 0.25,
+        ls_trials: int = 2,
+        noise_every: int = 50,
+        baseline: str = "mean",
     ) -> None:
         if noise_cache_bytes is None:
             noise_cache_bytes = NOISE_CACHE_BYTES
         if isinstance(noise_cache_bytes, bool) or not isinstance(noise_cache_bytes, int) or noise_cache_bytes < 0:
             raise ValueError(f"noise_cache_bytes must be an integer >= 0, got {noise_cache_bytes!r}")
         self.config = ZOConfig(method=method, eps=eps, rank=rank, refresh=refresh, momentum=momentum,
-                               n_directions=n_directions, noise=noise)
+                               n_directions=n_directions, noise=noise, ls_c=ls_c, ls_trials=ls_trials,
+                               noise_every=noise_every, baseline=baseline)
         defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
                         decay_1d=False)
         self._model = model
@@ -253,6 +305,8 @@ class ZerothOrder(torch.optim.Optimizer):
         self._master = torch.Generator()
         self._master.manual_seed(int(torch.randint(0, 2**62, ()).item()) if seed is None else _check_seed(seed))
         self._step = 0
+        self._rule = {"alpha": None, "noise_sq": 0.0, "noise_n": 0}  # line-search state (dfo.torch.methods)
+        self._forward_passes = 0
         self.last_step = StepInfo()
 
     # ------------------------------------------------------------------ public
@@ -260,6 +314,11 @@ class ZerothOrder(torch.optim.Optimizer):
     def step_count(self) -> int:
         """Number of completed steps."""
         return self._step
+
+    @property
+    def forward_passes(self) -> int:
+        """Closure calls of all completed steps (the query count that budgets compare)."""
+        return self._forward_passes
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (torch semantics); its tensors get placements and are trained from the next step."""
@@ -287,10 +346,12 @@ class ZerothOrder(torch.optim.Optimizer):
         cfg = self.config
         active = [s for s in self._slots if s.p.requires_grad]
         with self._forward_mode():
+            if cfg.entry.new_rule:
+                return self._rule_step(closure, active)
             self._refresh_due(active)
             seed = int(torch.randint(0, 2**62, (), generator=self._master).item())
             self._step_seed = seed
-            info = StepInfo(seed=seed)
+            info = StepInfo(seed=seed, forward_passes=2 * cfg.n_directions)
             offset, cur = 0.0, 0
             try:
                 for i in range(cfg.n_directions):
@@ -317,8 +378,127 @@ class ZerothOrder(torch.optim.Optimizer):
                 self._dcache.clear()
                 self._gens.clear_cache()
         self._step += 1
+        self._forward_passes += info.forward_passes
         self.last_step = info
         return (sum(info.loss_plus) + sum(info.loss_minus)) / (2 * cfg.n_directions)
+
+    def _rule_step(self, closure: Callable[[], Any], active: list[_Slot]) -> float:
+        """One step of a rule of :mod:`dfo.torch.methods` (dense directions; see that module for the formulas)."""
+        cfg = self.config
+        e, k, eps = cfg.entry, cfg.n_directions, cfg.eps
+        seed = int(torch.randint(0, 2**62, (), generator=self._master).item())
+        self._step_seed = seed
+        info = StepInfo(seed=seed)
+        if e.step == "orth":  # P_j = sqrt(d) sum_i z_i (L^-T)_ij with G = Z^T Z = L L^T
+            gram = self._gens.gram([(s.p, [self._dense_seed(s, i) for i in range(k)]) for s in active])
+            try:
+                chol = np.linalg.cholesky(gram)
+            except np.linalg.LinAlgError:
+                raise FloatingPointError(f"ZerothOrder step {self._step}: the {k} directions are linearly dependent "
+                                         f"(fewer than {k} parameters?)") from None
+            dim = sum(s.p.numel() for s in active)
+            comb = math.sqrt(dim) * np.linalg.inv(chol).T
+        else:
+            comb = np.eye(k)
+        info.combination = comb.tolist()
+        pos = np.zeros(k)  # where the parameters are, in z coordinates: theta_now = theta + sum_i pos_i z_i
+        moved = [False]
+
+        def move(target: np.ndarray) -> None:
+            delta = target - pos
+            for i in range(k):  # one call per seed: add_gaussian needs distinct targets within a call
+                if delta[i] != 0.0:
+                    self._gens.add_gaussian([(s.p, self._dense_seed(s, i), float(delta[i])) for s in active],
+                                            cfg.noise)
+            pos[:] = target
+
+        def evaluate(side: str, j: int) -> float:
+            info.forward_passes += 1
+            return self._evaluate(closure, side, j)
+
+        done = False
+        try:
+            f0 = None
+            if e.line_search or (e.step == "fzoo" and cfg.baseline == "base"):
+                f0 = info.loss_base = evaluate("+0", 0)
+                if e.line_search and (self._rule["noise_n"] == 0 or self._step % cfg.noise_every == 0):
+                    again = evaluate("+0 (repeat)", 0)  # the noise of f on this batch, measured
+                    self._rule["noise_sq"] += (f0 - again) ** 2 / 2
+                    self._rule["noise_n"] += 1
+            if e.step in ("spsa", "orth"):
+                g = np.zeros(k)
+                for j in range(k):
+                    move(eps * comb[:, j])
+                    lp = evaluate("+eps", j)
+                    move(-eps * comb[:, j])
+                    lm = evaluate("-eps", j)
+                    g[j] = (lp - lm) / (2 * eps)
+                    info.loss_plus.append(lp)
+                    info.loss_minus.append(lm)
+                    info.projected_grad.append(float(g[j]))
+                    if f0 is not None:
+                        info.curvature.append((lp - 2 * f0 + lm) / eps**2)
+                u = comb @ g / k  # the estimate (1/k) sum_j g_j P_j, in z coordinates
+                slope = float(g @ g) / k  # grad . u, with grad . P_j ~= g_j
+                curv = float(np.dot(g**2, info.curvature)) / k**2 if info.curvature else None  # u^T H u
+                mean_loss = (sum(info.loss_plus) + sum(info.loss_minus)) / (2 * k)
+            else:  # fzoo: one-sided, shared baseline, normalised by the spread of the losses
+                f = np.zeros(k)
+                for i in range(k):
+                    move(eps * comb[:, i])
+                    f[i] = evaluate("+eps", i)
+                    info.loss_plus.append(float(f[i]))
+                base, denom = (float(f.mean()), k - 1) if cfg.baseline == "mean" else (f0, k)
+                sigma = float(f.std(ddof=1))
+                a = (f - base) / eps
+                info.projected_grad = a.tolist()
+                u = (f - base) / sigma / denom if sigma > 0 else np.zeros(k)
+                slope, curv = float(u @ a), None
+                mean_loss = float(f.mean())
+            lrs = {s.k: s.group["lr"] for s in active}
+            if e.line_search:
+                sigma_f = math.sqrt(self._rule["noise_sq"] / self._rule["noise_n"])
+                info.noise = sigma_f
+                alpha = self._rule["alpha"] if self._rule["alpha"] is not None else (active[0].group["lr"] if active else 0.0)
+                a_try = min(alpha, slope / curv) if (curv is not None and curv > 0 and slope > 0) else alpha
+                info.accepted = False
+                if slope > 0 and a_try > 0:
+                    for t in range(cfg.ls_trials):
+                        move(-a_try * u)
+                        ft = evaluate(f"-{a_try:.3g} u", t)
+                        info.trials.append((a_try, ft))
+                        if f0 - ft >= cfg.ls_c * a_try * slope + 2 * sigma_f:
+                            info.accepted = True
+                            break
+                        a_try /= 2
+                if info.accepted:
+                    self._rule["alpha"] = 2 * a_try
+                    for s in active:
+                        shrink = 1.0 - s.group["lr"] * self._decay(s)
+                        if shrink != 1.0:
+                            s.p.mul_(shrink)
+                else:
+                    move(np.zeros(k))
+                    self._rule["alpha"] = a_try if a_try > 0 else alpha
+                done = True
+            else:
+                for s in active:  # restore (shrunk by weight decay) and update, per tensor: groups' lr
+                    shrink = 1.0 - lrs[s.k] * self._decay(s)
+                    if shrink != 1.0:
+                        s.p.mul_(shrink)
+                for i in range(k):
+                    self._gens.add_gaussian([(s.p, self._dense_seed(s, i),
+                                              float((1.0 - lrs[s.k] * self._decay(s)) * -pos[i] - lrs[s.k] * u[i]))
+                                             for s in active], cfg.noise)
+                done = True
+        finally:
+            if not done:
+                move(np.zeros(k))
+            self._gens.clear_cache()
+        self._step += 1
+        self._forward_passes += info.forward_passes
+        self.last_step = info
+        return float(f0) if f0 is not None else mean_loss
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -356,7 +536,8 @@ class ZerothOrder(torch.optim.Optimizer):
             groups.append(g)
         return {
             "zo": {"step": self._step, "rng": self._master.get_state(), "config": asdict(self.config),
-                   "shapes": [list(s.p.shape) for s in self._slots]},
+                   "shapes": [list(s.p.shape) for s in self._slots], "rule": dict(self._rule),
+                   "forward_passes": self._forward_passes},
             "param_groups": groups,
             "state": state,
         }
@@ -382,6 +563,8 @@ class ZerothOrder(torch.optim.Optimizer):
                                for key, v in saved.items()}
         self._master.set_state(zo["rng"])
         self._step = int(zo["step"])
+        self._rule = {"alpha": None, "noise_sq": 0.0, "noise_n": 0, **zo.get("rule", {})}
+        self._forward_passes = int(zo.get("forward_passes", 0))
         self._sync_side()
 
     @property
@@ -420,8 +603,8 @@ class ZerothOrder(torch.optim.Optimizer):
             raise ValueError(f"not a ZerothOrder state_dict (keys {keys}; another optimizer's state?): {foreign}")
         zo = sd["zo"]
         saved = zo.get("config")
-        if isinstance(saved, dict) and "noise" not in saved:  # written before the noise option: always "torch"
-            saved = {**saved, "noise": "torch"}
+        if isinstance(saved, dict):  # written before these options: the values those runs used
+            saved = {**_LATER_FIELDS, **saved}
         if saved != asdict(self.config):
             raise ValueError(f"optimizer config differs from the checkpoint: {zo.get('config')} vs {asdict(self.config)}")
         groups = sd["param_groups"]
@@ -480,7 +663,7 @@ class ZerothOrder(torch.optim.Optimizer):
         if torch.is_tensor(out):
             if out.numel() != 1:
                 raise TypeError(f"the closure must return a scalar loss, got a tensor of shape {tuple(out.shape)}")
-            value = float(out.detach().float().item())
+            value = float(out.detach().item())  # exact for every dtype (float64 losses keep their digits)
         elif isinstance(out, (int, float)):
             value = float(out)
         else:

@@ -37,8 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dfo.estimators.lowrank_spec import METHODS as _SPEC_METHODS
-from dfo.estimators.lowrank_spec import Method as _SpecMethod
+from dfo.torch.methods import METHODS as _ZO_REGISTRY
+from dfo.torch.methods import TorchMethod as _SpecMethod
 from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.interrupts import StopFlag
 from dfo.run import FINETUNE as RUN_LAYOUT
@@ -48,7 +48,7 @@ from dfo.torch.llm.models import load_lm
 from dfo.torch.llm.prompt import Interrupted, PromptClassifier, choose_template
 from dfo.torch.llm.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
 
-ZO_METHODS = tuple(_SPEC_METHODS)  # the optimizer's methods (one registry: dfo.estimators.lowrank_spec)
+ZO_METHODS = tuple(_ZO_REGISTRY)  # the optimizer's methods (dfo.torch.methods: the lowrank spec's + the step rules)
 METHODS = ZO_METHODS + ("adam",)
 #: default learning rates, measured with SmolLM2-135M on SST-2 (bench/results/torch_quality.md): ZO at 2e-5
 #: learned (+3.4 test points for MeZO after 1000 steps) while 1e-6 (MeZO's OPT value) left the model at its
@@ -191,7 +191,7 @@ class FinetuneConfig:
 def _spec_default(method: str, name: str) -> int:
     """Default ``rank`` / ``refresh`` of ``method`` from the low-rank spec (the one home of the defaults);
     ``adam`` ignores them and records the spec's generic default."""
-    entry = _SPEC_METHODS.get(method)
+    entry = _ZO_REGISTRY.get(method)
     return getattr(entry if entry is not None else _SpecMethod, name)  # the dataclass's field default
 
 
