@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: config fields that do not change what a run learns (seed and where/how long it ran)
 NOT_SETTINGS = frozenset({"env_id", "method", "seed", "backend", "n_jobs", "scheduler", "episodes",
-                          "max_iterations", "checkpoint_every", "n_eval_episodes", "eval_every", "run_id"})
+                          "max_iterations", "checkpoint_every", "n_eval_episodes", "eval_every", "run_id", "track"})
 
 
 def settings_of(cfg: dict) -> tuple[tuple[str, str], ...]:

@@ -73,6 +73,9 @@ class TrainConfig:
             one that decays on plateaus).
         direction: ``"gradient"`` (d = −g) or ``"lbfgs"`` (L-BFGS two-loop direction; only
             with ``step="armijo"``).
+        track: experiment trackers that receive the run's metrics and settings besides
+            TensorBoard: ``wandb`` and/or ``mlflow`` (the ``track`` extra; configured by their own
+            environment variables, see :mod:`dfo.run.track`).
     """
 
     env_id: str = "Swimmer-v5"
@@ -99,6 +102,7 @@ class TrainConfig:
     imports: tuple[str, ...] = ()
     step: str | None = None
     direction: str = "gradient"
+    track: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -144,6 +148,11 @@ class TrainConfig:
         if self.direction not in DIRECTION_CHOICES:
             raise ValueError(f"direction must be one of {DIRECTION_CHOICES}, got {self.direction!r}")
         _check_step(None if self.method is None else get_method(self.method), self.step, self.direction)
+        if isinstance(self.track, str):
+            raise ValueError(f"track must be a list of tracker names, got {self.track!r}")
+        from dfo.run.track import check_trackers
+
+        object.__setattr__(self, "track", check_trackers(self.track))
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` hyperparameter filled from the task preset."""
@@ -179,6 +188,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["hidden"] = None if self.hidden is None else list(self.hidden)
         d["imports"] = list(self.imports)
+        d["track"] = list(self.track)
         return d
 
     @classmethod
@@ -192,6 +202,8 @@ class TrainConfig:
             d["hidden"] = tuple(d["hidden"])
         if "imports" in d:
             d["imports"] = tuple(d["imports"])
+        if "track" in d:
+            d["track"] = tuple(d["track"])
         return cls(**d)
 
 

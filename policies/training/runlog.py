@@ -171,10 +171,14 @@ class RunLog:
         hparams: the run's settings, logged once to TensorBoard's HParams dashboard.
         purge_step: on resume, the env step from which TensorBoard drops points written
             by the interrupted process (the checkpoint's env steps + 1).
+        track: experiment trackers that mirror the namespaced metrics (``"wandb"``,
+            ``"mlflow"``; :mod:`dfo.run.track`), started with ``hparams`` as their config.
+        run_id: the run's own id (a resumed run continues the same W&B run).
     """
 
     def __init__(self, run_dir: str | os.PathLike, *, tensorboard: bool = True,
-                 hparams: dict[str, Any] | None = None, purge_step: int | None = None) -> None:
+                 hparams: dict[str, Any] | None = None, purge_step: int | None = None,
+                 track: tuple[str, ...] = (), run_id: str | None = None) -> None:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.dir / "progress.csv"
@@ -199,6 +203,10 @@ class RunLog:
                     self._tb.purge_from(purge_step)
                 elif hparams:
                     self._tb.hparams(hparams, metrics=["charts/episodic_return"])
+        from dfo.run.track import open_trackers
+
+        self._trackers = open_trackers(track, run_id=run_id or self.dir.name, name=self.dir.name,
+                                       config=hparams or {})
 
     @staticmethod
     def truncate(run_dir: str | os.PathLike, iteration: int) -> list[int]:
@@ -242,8 +250,10 @@ class RunLog:
                 rec[key] = v
         self._jsonl.write(json.dumps(rec) + "\n")
         self._jsonl.flush()
+        metrics = {k: v for k, v in rec.items() if "/" in k}
         if self._tb is not None:
-            self._tb.scalars({k: v for k, v in rec.items() if "/" in k}, step=int(row["env_steps"]))
+            self._tb.scalars(metrics, step=int(row["env_steps"]))
+        self._trackers.log(metrics, step=int(row["env_steps"]))
 
     def close(self) -> None:
         for f in (self._csv, self._jsonl):
@@ -252,6 +262,7 @@ class RunLog:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        self._trackers.close()
 
 
 #: seconds between plain progress lines when stderr is not a terminal

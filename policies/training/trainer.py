@@ -484,8 +484,9 @@ class Trainer:
         cfg = self.config.to_dict()
         atomic_write_bytes(self.out_dir / "config.json", json.dumps({**cfg, "run_id": self.run_id}, indent=2).encode())
         hparams = {k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()
-                   if k not in ("backend", "n_jobs", "scheduler")}
-        self._log = RunLog(self.out_dir, hparams=hparams, purge_step=self.env_steps + 1 if self._resumed else None)
+                   if k not in ("backend", "n_jobs", "scheduler", "track")}
+        self._log = RunLog(self.out_dir, hparams=hparams, purge_step=self.env_steps + 1 if self._resumed else None,
+                           track=self.config.track, run_id=self.run_id)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)
