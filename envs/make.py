@@ -13,7 +13,7 @@ from typing import Any
 from envs.actions import ActionMap
 from envs.ids import ensure_registered, import_modules, resolve_env_id, script_registration
 
-__all__ = ["make_env", "env_dims", "check_env_kwargs",
+__all__ = ["make_env", "make_render_env", "env_dims", "check_env_kwargs",
            "import_modules", "script_registration", "ensure_registered"]
 
 _SILENCED = ("settotalmass",)
@@ -111,3 +111,28 @@ def env_dims(env_id: str, env_kwargs: dict[str, Any] | None = None, imports: Ite
         return obs_dim, ActionMap.of(env.action_space).dim
     finally:
         env.close()
+
+
+def make_render_env(env_id: str, env_kwargs: dict[str, Any] | None = None, *, width: int, height: int):
+    """An env of ``env_id`` (with the run's ``env_kwargs``) that renders ``rgb_array`` frames.
+
+    ``width`` and ``height`` are passed only to an env whose constructor takes them (MuJoCo's do;
+    classic control's draw at their own size), so asking for a size never fails on such an env.
+
+    Raises:
+        ValueError: as :func:`make_env`.
+    """
+    import inspect
+
+    import gymnasium as gym
+
+    name = resolve_env_id(env_id)
+    entry = gym.registry[name].entry_point
+    creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+    try:
+        params = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an object without a signature: do not guess
+        params = []
+    takes = {p.name for p in params} | ({"width", "height"} if any(p.kind is p.VAR_KEYWORD for p in params) else set())
+    size = {"width": int(width), "height": int(height)} if {"width", "height"} <= takes else {}
+    return make_env(env_id, **{**dict(env_kwargs or {}), "render_mode": "rgb_array", **size})

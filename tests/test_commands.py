@@ -149,3 +149,27 @@ def test_lazy_attributes_of_dfo_and_dfo_torch():
         assert "no attribute 'no_such_name'" in str(exc)
     else:
         raise AssertionError("dfo.no_such_name did not raise AttributeError")
+
+
+def test_demo_flags_come_from_its_config_with_every_default_shown(capsys, tmp_path):
+    import dataclasses
+
+    import pytest
+
+    from dfo.demo import DemoConfig
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(DemoConfig):
+        flag = "--" + field.name.replace("_", "-")
+        assert flag in text, flag
+    assert "(default: 20000)" in text and "(default: every estimator in dfo.ESTIMATORS)" in text
+    config = tmp_path / "demo.json"
+    config.write_text('{"n": 4, "maxfev": 40, "estimators": ["cfd", "ffd"]}')
+    assert main(["demo", "--config", str(config), "--estimators", "ffd"]) == 0  # a flag overrides the file
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows == ["estimator", "ffd"]
+    assert main(["demo", "--estimators", "cfd,nope"]) == 2
+    assert capsys.readouterr().err.strip() == ("dfo demo: error: unknown estimator(s) 'nope'; known: "
+                                               + ", ".join(__import__("dfo").ESTIMATORS))

@@ -462,3 +462,14 @@ def test_reliability_E7_render_mode_human_is_refused_before_any_window():
     with pytest.raises(ValueError, match="render_mode 'human'"):
         get_stepper("InvertedPendulum-v5", {"render_mode": "human"})
 
+
+
+def test_render_env_takes_the_runs_kwargs_and_a_size_only_where_the_env_has_one():
+    from envs.make import make_render_env
+
+    pendulum = make_render_env("InvertedPendulum-v5", {"reset_noise_scale": 0.2, "render_mode": "human"},
+                               width=64, height=48)
+    inner = pendulum.unwrapped
+    assert (inner.render_mode, inner.width, inner.height, inner._reset_noise_scale) == ("rgb_array", 64, 48, 0.2)
+    cartpole = make_render_env("CartPole-v1", width=64, height=48)  # CartPole takes no width: was a false GL error
+    assert cartpole.unwrapped.render_mode == "rgb_array"
