@@ -104,6 +104,81 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="dfo-parent-watch", daemon=True).start()
 
 
+#: what every Python process a backend starts finds in its environment: ``PYTHONSAFEPATH=1`` (Python >= 3.11)
+#: keeps the working directory (``python -c``, ``python -m``) off the front of its import path
+SAFE_PATH_ENV = {"PYTHONSAFEPATH": "1"}
+
+_safe_path_lock = threading.Lock()
+_safe_path_users = 0
+_safe_path_set_here = False
+
+
+def _enter_safe_path() -> None:
+    """Put :data:`SAFE_PATH_ENV` into this process's environment while an evaluator is open.
+
+    loky starts its workers with ``python -m ...`` and its resource tracker with ``python -c ...``;
+    Dask's nannies start workers with ``python -c ...``. Python puts the current directory first on
+    the import path of such a process, so a ``joblib.py``, ``lz4.py`` or ``org.py`` lying in the folder
+    where ``dfo train`` was started would run in every helper (L1). With ``PYTHONSAFEPATH=1`` inherited
+    they start with the installed packages only; the caller's own import path (``sys.path``, including
+    the folder of a module named with ``--import``) still reaches the workers, which copy it.
+    """
+    global _safe_path_users, _safe_path_set_here
+    with _safe_path_lock:
+        if _safe_path_users == 0 and os.environ.get("PYTHONSAFEPATH") != "1":
+            os.environ.update(SAFE_PATH_ENV)
+            _safe_path_set_here = True
+        _safe_path_users += 1
+
+
+def _exit_safe_path() -> None:
+    global _safe_path_users, _safe_path_set_here
+    with _safe_path_lock:
+        _safe_path_users = max(0, _safe_path_users - 1)
+        if _safe_path_users == 0 and _safe_path_set_here:
+            os.environ.pop("PYTHONSAFEPATH", None)
+            _safe_path_set_here = False
+
+
+def _safe_loky_backend(**kw: Any) -> Any:
+    """joblib's loky backend whose workers start with :data:`SAFE_PATH_ENV` (set before the interpreter
+    starts, so ``python -m`` never imports from the working directory)."""
+    from joblib._parallel_backends import LokyBackend
+
+    class SafePathLokyBackend(LokyBackend):
+        def _prepare_worker_env(self, n_jobs: int) -> dict[str, str]:
+            return {**super()._prepare_worker_env(n_jobs), **SAFE_PATH_ENV}
+
+    return SafePathLokyBackend(**kw)
+
+
+#: scheduler address -> credentials of the local-dask clusters this process started (so that a ``dask``
+#: evaluator of this process may join one; no other process holds them)
+_LOCAL_CLUSTERS: dict[str, Any] = {}
+
+
+def local_dask_security() -> Any:
+    """Credentials of a ``local-dask`` cluster: mutual TLS with a certificate made for this run (D1).
+
+    ``distributed.security.Security.temporary()`` makes a fresh self-signed certificate and key in
+    memory (never written to disk) and requires it of every connection: the scheduler, workers and
+    nannies accept only peers that present it, and the trainer's client is the only holder outside
+    the cluster. Another process on the machine — another user, or a program of yours — can still
+    open a TCP connection to the loopback port, but the TLS handshake fails, so it can neither submit
+    work nor read results. Needs the ``cryptography`` package (a dependency of ``distributed``'s TLS).
+
+    Raises:
+        ImportError: ``cryptography`` is missing (the message says what to install).
+    """
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError as exc:
+        raise ImportError("backend 'local-dask' secures its cluster with a per-run TLS certificate, which "
+                          "needs the 'cryptography' package: pip install cryptography") from exc
+
+
 #: ``batch="auto"`` cuts a map call into this many chunks per worker (two, so
 #: that uneven item costs, e.g. episodes that terminate early, still balance).
 AUTO_CHUNKS_PER_WORKER = 2
@@ -346,38 +421,54 @@ class JoblibEvaluator(_Closing):
         self._ray_started = False
         self._parallel: joblib.Parallel | None = None
         self._closed = False
-        self._start(scheduler)
+        self._safe_path = False
+        try:
+            self._start(scheduler)
+        except BaseException:
+            self.close()
+            raise
         self._errors = _lost_worker_errors(backend)
 
     # -- set-up and tear-down -------------------------------------------------
     def _start(self, scheduler: Any) -> None:
+        if self.backend in ("loky", "local-dask"):
+            _enter_safe_path()  # helper processes never import from the working directory (L1)
+            self._safe_path = True
         if self.backend == "loky":
-            from joblib._parallel_backends import LokyBackend
-
-            self._backend_arg: Any = LokyBackend(initializer=_exit_with_parent, initargs=(os.getpid(),))
+            self._backend_arg: Any = _safe_loky_backend(initializer=_exit_with_parent, initargs=(os.getpid(),))
         elif self.backend in ("dask", "local-dask"):
             from distributed import Client
 
             _ClusterOnlyDaskBackend = _cluster_only_dask_backend()
 
             if self.backend == "local-dask":
+                import dask
                 from distributed import LocalCluster
 
                 n = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
-                self._cluster = LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",  # scheduler, workers and nannies listen on loopback only
-                    dashboard_address=None,  # no dashboard: nothing listens on other interfaces
-                    worker_dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+                # no HTTP routes (cluster info, metrics, proxy): its small HTTP servers answer 404 to anyone
+                with dask.config.set({"distributed.scheduler.http.routes": [],
+                                      "distributed.worker.http.routes": []}):
+                    self._cluster = LocalCluster(
+                        n_workers=n,
+                        threads_per_worker=1,
+                        processes=True,
+                        security=local_dask_security(),  # mutual TLS, a per-run certificate: no other client (D1)
+                        protocol="tls://",
+                        host="127.0.0.1",  # scheduler, workers and nannies listen on loopback only
+                        dashboard_address=None,  # no dashboard: nothing listens on other interfaces
+                        worker_dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
                 self._client = Client(self._cluster, set_as_default=False)
                 self._own_client = True
+                _LOCAL_CLUSTERS[self._cluster.scheduler_address] = self._cluster.security
             elif isinstance(scheduler, str):
+                # this process's own local-dask cluster: its certificate; otherwise dask's configured security
+                security = _LOCAL_CLUSTERS.get(scheduler)
                 try:
-                    self._client = Client(scheduler, set_as_default=False, timeout=DASK_CONNECT_TIMEOUT_S)
+                    self._client = Client(scheduler, set_as_default=False, timeout=DASK_CONNECT_TIMEOUT_S,
+                                          **({"security": security} if security is not None else {}))
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler} within "
                                           f"{DASK_CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}); "
@@ -433,6 +524,7 @@ class JoblibEvaluator(_Closing):
         if self._own_client and self._client is not None:
             self._client.close()
         if self._cluster is not None:
+            _LOCAL_CLUSTERS.pop(getattr(self._cluster, "scheduler_address", None), None)
             self._cluster.close()
         self._client = self._cluster = None
         if self._ray_started:
@@ -440,6 +532,9 @@ class JoblibEvaluator(_Closing):
 
             ray.shutdown()
             self._ray_started = False
+        if self._safe_path:
+            self._safe_path = False
+            _exit_safe_path()
 
     # -- properties -----------------------------------------------------------
     @property

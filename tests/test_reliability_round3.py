@@ -96,3 +96,70 @@ def test_FC1_a_second_finetune_into_a_live_run_folder_is_refused_with_one_line(t
     assert saved["config"]["seed"] == 0 and saved["history"] == json.loads(json.dumps(first["history"]))
     # released when the call ends: the folder now holds a finished run, refused as such
     assert main([*args, "--seed", "1"]) == 2 and "already holds a run" in capsys.readouterr().err
+
+
+# -- L1: helper processes never import from the caller's working directory ----------------------------------
+PLANTED = {name: textwrap.dedent(f"""
+    import os
+    open(os.path.join(os.getcwd(), "MARKER-{name}-%d" % os.getpid()), "w").write("ran")
+    if {name!r} == "joblib":
+        raise ImportError("planted joblib")
+    """) for name in ("joblib", "lz4", "org")}
+
+RUNNER = textwrap.dedent("""
+    import operator, sys
+    from dfo.parallel import make_evaluator
+
+    if __name__ == "__main__":
+        with make_evaluator(sys.argv[1], n_jobs=2) as ev:
+            print(ev.map(operator.mul, range(6), shared=3))
+    """)
+
+
+@pytest.mark.parametrize("backend", ["loky", pytest.param("local-dask", marks=pytest.mark.slow)])
+def test_L1_workers_and_trackers_never_run_modules_planted_in_the_working_directory(tmp_path, backend):
+    """A script started elsewhere (like the `dfo` command: its own folder, not the cwd, on its path) in a
+    folder holding joblib.py / lz4.py / org.py: no helper process imports them (before: 10 processes did)."""
+    if backend == "local-dask":
+        pytest.importorskip("distributed")
+    plant, bin_dir = tmp_path / "plant", tmp_path / "bin"
+    plant.mkdir()
+    bin_dir.mkdir()
+    for name, body in PLANTED.items():
+        (plant / f"{name}.py").write_text(body)
+    (bin_dir / "runner.py").write_text(RUNNER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+    if env.get("PYTHONPATH"):  # absolute entries only: a relative one would name the planted folder itself
+        env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if os.path.isabs(p))
+    done = subprocess.run([sys.executable, str(bin_dir / "runner.py"), backend], cwd=plant, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0, 3, 6, 9, 12, 15]"
+    assert sorted(p.name for p in plant.iterdir() if p.name.startswith("MARKER")) == []
+    assert "PYTHONSAFEPATH" not in os.environ  # nothing leaks into the caller
+
+
+# -- D1: a local Dask cluster needs its run's credentials ------------------------------------------------------
+def test_D1_local_dask_refuses_clients_without_the_runs_certificate():
+    pytest.importorskip("distributed")
+    from distributed import Client
+    from distributed.security import Security
+
+    from dfo.parallel import make_evaluator
+
+    with make_evaluator("local-dask", n_jobs=1) as ev:
+        address = ev.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:"), address
+        assert ev.map(lambda s, i: s * i, range(4), shared=3) == [0, 3, 6, 9]
+        port = address.rsplit(":", 1)[1]
+        attempts = {  # what another local process can try: plain TCP, TLS without or with its own certificate
+            "tcp": dict(address=f"tcp://127.0.0.1:{port}"),
+            "tls, no certificate": dict(address=address),
+            "tls, another certificate": dict(address=address, security=Security.temporary()),
+        }
+        for what, kw in attempts.items():
+            with pytest.raises(Exception):  # noqa: B017 - any failure to connect; a connection would pass
+                client = Client(**kw, timeout=3, set_as_default=False)
+                client.close()
+                pytest.fail(f"connected to the run's scheduler with {what}")
+        assert ev.map(lambda s, i: s + i, range(3), shared=1) == [1, 2, 3]  # the run goes on
