@@ -13,7 +13,8 @@ Example:
 from envs.actions import ActionMap
 from envs.cache import clear_env_cache, get_env, get_stepper
 from envs.ids import UnknownEnvError, import_modules, register_env, split_env_id
-from envs.lean import LEAN_TASKS, GymStepper, LeanStepper, lean_supported, make_stepper
+from envs.lean import GymStepper, LeanStepper, make_stepper
+from envs.lean_tasks import LEAN_TASKS, lean_supported
 from envs.make import env_dims, make_env
 from envs.presets import PRESETS, TaskPreset, get_preset, known_presets
 
