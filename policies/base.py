@@ -38,7 +38,9 @@ class Policy(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Register a concrete subclass in :data:`POLICY_CLASSES` under its class name."""
         super().__init_subclass__(**kwargs)
-        if not getattr(cls, "__abstractmethods__", None):
+        # ABCMeta sets __abstractmethods__ only after this hook runs: look at the methods themselves
+        names = {*Policy.__abstractmethods__, *vars(cls)}
+        if not any(getattr(getattr(cls, name, None), "__isabstractmethod__", False) for name in names):
             known = POLICY_CLASSES.get(cls.__name__)
             here = (cls.__module__, cls.__qualname__)
             if known is not None and (known.__module__, known.__qualname__) != here:  # a reload replaces itself
