@@ -84,3 +84,16 @@ def test_quadratic_example_reaches_the_minimum():
     assert "distance to the minimizer" in out
     dist = float(out.rsplit("distance to the minimizer", 1)[1].split()[0])
     assert dist < 1e-2  # from 4.5 at x0 = 0
+
+
+def test_train_swimmer_cli_example_trains_and_evaluates(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "train_swimmer_cli.py"), "--episodes", "8",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "run" / "config.json").is_file() and "Swimmer-v5" in out.stdout
+
+
+def test_every_example_is_run_by_a_test():
+    tests = " ".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    for example in sorted((ROOT / "examples").glob("*.py")):
+        assert example.name in tests or example.stem in tests, f"no test runs examples/{example.name}"
