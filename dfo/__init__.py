@@ -51,7 +51,7 @@ def __getattr__(name: str):
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         extra = {"train": "rl", "torch": "torch"}.get(name)
-        hint = f" (pip install 'dfo[{extra}]')" if extra else ""
+        hint = f" (pip install 'dfo-toolkit[{extra}]')" if extra else ""
         raise ImportError(f"dfo.{name} needs {exc.name!r}, which is not installed{hint}") from exc
     value = getattr(module, attr) if attr else module
     globals()[name] = value

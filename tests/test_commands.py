@@ -173,3 +173,24 @@ def test_demo_flags_come_from_its_config_with_every_default_shown(capsys, tmp_pa
     assert main(["demo", "--estimators", "cfd,nope"]) == 2
     assert capsys.readouterr().err.strip() == ("dfo demo: error: unknown estimator(s) 'nope'; known: "
                                                + ", ".join(__import__("dfo").ESTIMATORS))
+
+
+def test_dfo_train_without_the_rl_extra_says_which_extra(monkeypatch):
+    import importlib
+
+    import pytest
+
+    import dfo
+
+    real = importlib.import_module
+
+    def without_gymnasium(name, *args):
+        if name.startswith("policies"):
+            raise ModuleNotFoundError("No module named 'gymnasium'", name="gymnasium")
+        return real(name, *args)
+
+    monkeypatch.delitem(dfo.__dict__, "train", raising=False)  # not cached from an earlier access
+    monkeypatch.setattr(importlib, "import_module", without_gymnasium)
+    with pytest.raises(ImportError, match=r"dfo.train needs 'gymnasium', which is not installed "
+                                          r"\(pip install 'dfo-toolkit\[rl\]'\)"):
+        dfo.train
