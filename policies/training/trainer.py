@@ -158,8 +158,9 @@ class Trainer:
         evaluator: an evaluator to use (not closed by the trainer); default: built from
             ``config.backend`` / ``config.n_jobs`` and closed by :meth:`close`.
         progress: show a tqdm bar.
-        callback: ``callback(row)`` after each iteration; raising ``StopIteration`` ends
-            the run (a checkpoint is written), ``KeyboardInterrupt`` acts like Ctrl-C.
+        callback: ``callback(row)`` after each iteration; returning ``False`` or raising
+            ``StopIteration`` ends the run (a checkpoint is written), ``KeyboardInterrupt``
+            acts like Ctrl-C.
     """
 
     def __init__(self, config: TrainConfig, *, out_dir: str | os.PathLike | None = None, evaluator=None,
@@ -545,7 +546,8 @@ class Trainer:
                 guard.raise_pending()
                 if self.callback is not None:
                     try:
-                        self.callback(row)
+                        if self.callback(row) is False:  # False stops, as in SB3's callbacks
+                            break
                     except StopIteration:
                         break
             else:
