@@ -22,8 +22,12 @@ class Box:
 
     @classmethod
     def parse(cls, bounds, n: int) -> Box | None:
-        """``None``, a scipy ``Bounds``, an ``(lb, ub)`` pair of arrays or scalars, or a
-        sequence of n ``(low, high)`` pairs (``None`` = unbounded) -> :class:`Box` or None.
+        """``None``, a scipy ``Bounds`` or a sequence of n ``(low, high)`` pairs (``None`` =
+        unbounded) -> :class:`Box` or None: the two forms ``scipy.optimize.minimize`` takes.
+
+        An ``(lb, ub)`` pair of arrays is not one of them: at n = 2 it cannot be told from two
+        (low, high) pairs (``([-2, -2], [2, 2])`` is read as scipy reads it, x₀ ∈ [−2, −2],
+        x₁ ∈ [2, 2]), so elsewhere it is refused rather than guessed.
 
         Example:
             >>> Box.parse([(0, 1), (None, 2)], 2).ub.tolist()
@@ -38,14 +42,11 @@ class Box:
                 seq = list(bounds)
             except TypeError:
                 raise ValueError(f"bounds must be scipy.optimize.Bounds or (low, high) pairs, got {bounds!r}") from None
-            if len(seq) == n and all(np.ndim(b) == 1 and len(b) == 2 for b in seq) and not (
-                    n == 2 and all(np.ndim(b) == 0 for b in seq)):
-                lb = [-np.inf if b[0] is None else b[0] for b in seq]
-                ub = [np.inf if b[1] is None else b[1] for b in seq]
-            elif len(seq) == 2:
-                lb, ub = seq
-            else:
-                raise ValueError(f"bounds must hold {n} (low, high) pairs, got {len(seq)} entries")
+            if len(seq) != n or not all(np.ndim(b) == 1 and len(b) == 2 for b in seq):
+                raise ValueError(f"bounds must be scipy.optimize.Bounds(lb, ub) or {n} (low, high) pairs, got "
+                                 f"{len(seq)} entries (an (lb, ub) pair of arrays: use Bounds(lb, ub))")
+            lb = [-np.inf if b[0] is None else b[0] for b in seq]
+            ub = [np.inf if b[1] is None else b[1] for b in seq]
         try:
             lb = np.broadcast_to(np.asarray(lb, dtype=float), (n,)).copy()
             ub = np.broadcast_to(np.asarray(ub, dtype=float), (n,)).copy()

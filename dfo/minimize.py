@@ -34,6 +34,20 @@ def _evaluate(fun: Callable, item) -> float:
     return float(fun(item))
 
 
+def _items(req: Request) -> list:
+    """A request's evaluations for ``evaluator.map``: points, or (point, seed) pairs."""
+    return list(req.points) if req.seeds is None else [(p, int(s)) for p, s in zip(req.points, req.seeds)]
+
+
+def _evaluate_batch(fun: Callable, req: Request) -> np.ndarray:
+    """One call of a vectorized ``fun`` on all of a request's points (and seeds)."""
+    values = fun(req.points.copy()) if req.seeds is None else fun(req.points.copy(), np.asarray(req.seeds).copy())
+    values = np.asarray(values, dtype=float).ravel()
+    if values.size != len(req):
+        raise ValueError(f"vectorized fun returned {values.size} values for {len(req)} points")
+    return values
+
+
 class _WithArgs:
     """``fun(x, *args)`` as a picklable one-argument callable."""
 
@@ -57,7 +71,8 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
              bounds=None, tol: float | None = None, options: dict | None = None,
              callback: Callable | None = None, maxfev: int | None = None, maxiter: int | None = None,
              gtol: float = 0.0, evaluator=None, rng=None, seeded: bool = False, progress: bool = False,
-             jac=None, hess=None, hessp=None, constraints=(), **kwargs: Any) -> OptimizeResult:
+             vectorized: bool = False, jac=None, hess=None, hessp=None, constraints=(),
+             **kwargs: Any) -> OptimizeResult:
     """Minimize ``fun`` with gradient estimates and line-search (or fixed-rule) descent.
 
     Follows ``scipy.optimize.minimize`` conventions and works as a callable
@@ -75,10 +90,15 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         callback: ``callback(intermediate_result)`` or legacy ``callback(xk)`` after each
             iteration; raising ``StopIteration`` ends the run (status 99).
         maxfev: evaluation budget (default 100 (n + 1)); the run stops before a batch
-            that would exceed it.
+            that would exceed it (with an update rule, one evaluation is kept for f at the
+            returned x).
         maxiter: iteration limit. gtol: stop when ‖g‖ ≤ gtol.
         evaluator: None (serial), an int (joblib jobs), a backend name or an evaluator.
         rng: seed or Generator. progress: show a tqdm progress bar over evaluations.
+        vectorized: ``fun`` takes an ``(N, n)`` array (and, with ``seeded=True``, an array of
+            N seeds) and returns N values: it is called once per request (a whole gradient
+            estimate, a batch of noise repeats, a trial), as pycma's and Py-BOBYQA's users
+            batch their simulations. The same values give the same run as one-at-a-time.
         jac, hess, hessp: accepted for scipy compatibility and ignored (derivative-free).
         constraints: only an empty sequence is supported.
         **kwargs: :class:`Minimizer` options (n_directions, sigma, eps_f, lr, line_search,
@@ -116,6 +136,8 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         raise ValueError(f"maxfev={maxfev} is below the cost of one gradient estimate "
                          f"(about {first_estimate + 1} evaluations at n={n})")
     cb_kind = None if callback is None else _callback_kind(callback)
+    if vectorized and evaluator is not None:
+        raise ValueError("vectorized=True calls fun once per request itself; pass no evaluator")
     own = not hasattr(evaluator, "map")
     ev = make_evaluator(evaluator)
     bar = None
@@ -123,14 +145,15 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         from tqdm.auto import tqdm
         bar = tqdm(total=maxfev, unit="fev", desc="minimize")
     message, status = f"evaluation budget maxfev={maxfev} reached", 1
+    # an update rule leaves f(x) unknown after its step: one evaluation is kept for it at the end
+    reserve = 0 if opt.rule.evaluates else 1
     try:
         while True:
             req = opt.request
-            if opt.nfev + len(req) > maxfev:
+            if opt.nfev + len(req) > maxfev - reserve:
                 break
-            items = list(req.points) if req.seeds is None else [(p, int(s)) for p, s in zip(req.points, req.seeds)]
             nit = opt.nit
-            opt.tell(ev.map(_evaluate, items, shared=fun))
+            opt.tell(_evaluate_batch(fun, req) if vectorized else ev.map(_evaluate, _items(req), shared=fun))
             if bar is not None:
                 bar.update(len(req))
                 if opt.fx is not None:
