@@ -163,3 +163,153 @@ def test_D1_local_dask_refuses_clients_without_the_runs_certificate():
                 client.close()
                 pytest.fail(f"connected to the run's scheduler with {what}")
         assert ev.map(lambda s, i: s + i, range(3), shared=1) == [1, 2, 3]  # the run goes on
+
+
+# -- FT3 and crafted fine-tuning checkpoints (FT3b, FT9-FT12), S8-bin ------------------------------------------
+def _ft_cfg(out: Path, steps: int, **kw):
+    from dfo.torch.llm.finetune import FinetuneConfig
+
+    base = dict(model=str(AIDREAMS), data_dir=str(DATA), template="it-was", method="mezo", steps=steps,
+                batch_size=4, checkpoint_every=2, test_size=8, dev_size=8, out_dir=str(out), save_model=False)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def _edit_body(run: Path, edit) -> None:
+    """What an editor without a secret can do: change checkpoint.json's body and recompute its hash."""
+    from dfo.torch.llm import checkpoint as ckpt_io
+
+    doc = json.loads((run / "checkpoint.json").read_text())
+    edit(doc["body"])
+    doc["sha256"] = ckpt_io._body_hash(doc["body"])
+    (run / "checkpoint.json").write_text(json.dumps(doc))
+
+
+def _rewrite_state_file(run: Path, change) -> None:
+    """Replace ckpt-*/state.safetensors by change(raw bytes or tensors) and record its new hash, consistently."""
+    from dfo.fileio import sha256_file
+
+    folder = next(run.glob("ckpt-*"))
+    change(folder / "state.safetensors")
+    _edit_body(run, lambda b: b["sha256"].__setitem__("state.safetensors", sha256_file(folder / "state.safetensors")))
+
+
+@pytest.fixture(scope="module")
+def ft_base(tmp_path_factory):
+    pytest.importorskip("torch")
+    if not (AIDREAMS / "config.json").is_file():
+        pytest.skip(f"no data/model at {DATA}")
+    from dfo.torch.llm.finetune import finetune
+
+    run = tmp_path_factory.mktemp("ft") / "base"
+    finetune(_ft_cfg(run, 2), progress=False)
+    return run
+
+
+def _copy(base: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(base, tmp_path / "run")
+    (tmp_path / "run" / ".lock").unlink(missing_ok=True)
+    return tmp_path / "run"
+
+
+@needs_model
+def test_FT3_settings_in_a_rehashed_checkpoint_must_agree_with_the_runs(ft_base, tmp_path):
+    from dfo.torch.llm.finetune import FinetuneError, finetune
+
+    run = _copy(ft_base, tmp_path)
+    _edit_body(run, lambda b: b["state"]["optimizer"]["param_groups"][0].__setitem__("lr", 1000.0))
+    with pytest.raises(FinetuneError, match=r"param group 0 lr=1000\.0 but the run's settings say 2e-05"):
+        finetune(_ft_cfg(run, 4), resume=True, progress=False)
+    _edit_body(run, lambda b: b["state"]["optimizer"]["param_groups"][0].__setitem__("lr", float("nan")))
+    with pytest.raises(FinetuneError, match="lr=nan"):  # FT3b: was a traceback
+        finetune(_ft_cfg(run, 4), resume=True, progress=False)
+    _edit_body(run, lambda b: b["state"]["optimizer"]["param_groups"][0].__setitem__("lr", 2e-05))
+    _edit_body(run, lambda b: b["state"]["optimizer"]["zo"]["config"].__setitem__("eps", 0.5))
+    with pytest.raises(FinetuneError, match="zo eps=0.5"):
+        finetune(_ft_cfg(run, 4), resume=True, progress=False)
+    _edit_body(run, lambda b: b["state"]["optimizer"]["zo"]["config"].__setitem__("eps", 1e-3))
+    _edit_body(run, lambda b: b["meta"].__setitem__("template", "review"))
+    with pytest.raises(FinetuneError, match="template 'review'.*'it-was'"):
+        finetune(_ft_cfg(run, 4), resume=True, progress=False)
+    _edit_body(run, lambda b: b["meta"].__setitem__("template", "it-was"))
+    # consistent again: resumes, and results.json reports the values the optimizer used
+    result = finetune(_ft_cfg(run, 4), resume=True, progress=False)
+    saved = json.loads((run / "results.json").read_text())
+    state = json.loads((run / "checkpoint.json").read_text())["body"]["state"]["optimizer"]
+    assert saved["config"]["lr"] == state["param_groups"][0]["lr"] == 2e-05
+    assert saved["template"] == result["template"] == "it-was"
+
+
+def _header_2_62(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes((2 ** 62).to_bytes(8, "little") + raw[8:])
+
+
+def _cut_rng(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if "rng" in k)
+    tensors[key] = tensors[key][:10].clone()
+    save_file(tensors, str(path))
+
+
+@needs_model
+@pytest.mark.parametrize("case, craft, message", [
+    ("FT9", lambda run: _edit_body(run, lambda b: b.__setitem__("folder", ["ckpt-00000002"])), "folder is not a name"),
+    ("FT10", lambda run: _edit_body(run, lambda b: b.pop("meta")), "missing ['meta']"),
+    ("R8-ft", lambda run: _edit_body(run, lambda b: b.__setitem__("folder", "ckpt-../../x")), "invalid folder"),
+    ("FT11", lambda run: _rewrite_state_file(run, _header_2_62), "state.safetensors cannot be read"),
+    ("FT12", lambda run: _rewrite_state_file(run, _cut_rng), "generator state is damaged"),
+    ("deep", lambda run: (run / "checkpoint.json").write_text("[" * 100000 + "]" * 100000), "nested too deeply"),
+])
+def test_FT9_FT10_FT11_FT12_crafted_checkpoints_are_one_line_errors(ft_base, tmp_path, capsys, case, craft, message):
+    run = _copy(ft_base, tmp_path)
+    craft(run)
+    args = ["finetune", "--model", str(AIDREAMS), "--data-dir", str(DATA), "--template", "it-was", "--method",
+            "mezo", "--batch-size", "4", "--checkpoint-every", "2", "--test-size", "8", "--dev-size", "8",
+            "--no-progress", "--no-save-model", "--steps", "4", "--out", str(run), "--resume"]
+    _one_line(capsys, main(args), message)
+
+
+@needs_model
+def test_S8_bin_a_pickle_model_file_is_refused_with_one_line_and_never_unpickled(tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "evil_model"
+    model.mkdir()
+    for f in AIDREAMS.iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, model / f.name)
+    marker = tmp_path / "UNPICKLED"
+    (model / "pytorch_model.bin").write_bytes(f"cbuiltins\nopen\n(V{marker}\nVw\ntR.".encode())  # opens a file
+    err = _one_line(capsys, main(["finetune", "--model", str(model), "--data-dir", str(DATA), "--steps", "0",
+                                  "--template", "it-was", "--test-size", "8", "--dev-size", "8", "--no-progress"]),
+                    "has no safetensors weights")
+    assert "pytorch_model.bin" in err and not marker.exists()
+
+
+@needs_model
+def test_FT_disk_full_during_a_finetune_is_one_line_naming_the_kept_checkpoint(tmp_path, capsys, monkeypatch):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from safetensors import SafetensorError
+
+    real, calls = safetensors_torch.save_model, []
+
+    def full_disk(*args, **kw):  # what safetensors raises on a full disk (the report's FT-disk)
+        calls.append(1)
+        if len(calls) > 1:
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                  '"No space left on device" })')
+        return real(*args, **kw)
+
+    monkeypatch.setattr(safetensors_torch, "save_model", full_disk)
+    out = tmp_path / "full"
+    args = ["finetune", "--model", str(AIDREAMS), "--data-dir", str(DATA), "--template", "it-was", "--method",
+            "mezo", "--batch-size", "4", "--checkpoint-every", "2", "--test-size", "8", "--dev-size", "8",
+            "--no-progress", "--no-save-model", "--steps", "6", "--out", str(out)]
+    err = _one_line(capsys, main(args), "No space left on device")
+    assert "checkpoint of step 2" in err and "--resume" in err
+    monkeypatch.setattr(safetensors_torch, "save_model", real)
+    assert main([*args, "--resume"]) == 0  # the kept checkpoint resumes

@@ -180,8 +180,8 @@ def check_no_symlinks(path: str | os.PathLike[str], layout: Layout = TRAIN) -> N
     links = find_symlinks(path, layout)
     if links:
         shown = ", ".join(str(p) for p in links[:3]) + (" ..." if len(links) > 3 else "")
-        raise RunFolderError(f"{path} holds symbolic links ({shown}); a run directory must hold real files "
-                             "only (dfo never writes or deletes through a link)")
+        raise RunFolderError(f"{path} holds symlinks ({shown}); a run directory must hold real files "
+                             "only (dfo never writes or deletes through a symbolic link)")
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

@@ -146,7 +146,7 @@ def _write_error(exc: BaseException) -> str | None:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
     text = str(exc)
-    if type(exc).__name__ == "SafetensorError" and ("os error" in text or "No space" in text):
+    if type(exc).__name__ == "SafetensorError" and any(w in text for w in ("IoError", "os error", "No space")):
         return text.splitlines()[0]
     return None
 

@@ -106,6 +106,27 @@ def is_masked_lm(model: Any) -> bool:
     return _masked_lm_class(type(model).__name__)
 
 
+#: weight files that are pickles (``torch.load`` runs code from them): never loaded
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safetensors_only(path: Path) -> None:
+    """A model folder must hold its weights as safetensors: a pickle ``pytorch_model.bin`` is refused
+    by name, never handed to ``torch.load``.
+
+    Raises:
+        FileNotFoundError: no ``*.safetensors`` file in ``path`` (the message names the pickle files).
+    """
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pat in PICKLE_WEIGHTS for p in path.glob(pat))
+    found = f"it holds {', '.join(pickles[:3])} (pickle, which can run code when loaded)" if pickles else \
+        "it holds no weight file"
+    raise FileNotFoundError(f"model folder {str(path)!r} has no safetensors weights: {found}; dfo loads "
+                            "safetensors only (convert with save_pretrained(..., safe_serialization=True) "
+                            "where you trust the file)")
+
+
 def load_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a local folder in eval mode.
 
@@ -122,9 +143,10 @@ def load_lm(path: str | os.PathLike[str], dtype: Any = None) -> tuple[Any, Any]:
 
     path = resolve_model(path)
     config = AutoConfig.from_pretrained(path)
+    check_safetensors_only(path)
     masked = any(_masked_lm_class(a) for a in getattr(config, "architectures", None) or [])
     tok = AutoTokenizer.from_pretrained(path)
     loader = AutoModelForMaskedLM if masked else AutoModelForCausalLM
-    model = loader.from_pretrained(path, dtype=dtype or torch.float32)
+    model = loader.from_pretrained(path, dtype=dtype or torch.float32, use_safetensors=True)
     model.eval()
     return model, tok
