@@ -80,7 +80,7 @@ def read_regular_file(path: str | os.PathLike[str], *, what: str, max_bytes: int
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{what} {str(path)!r} is not a regular file")
         if st.st_size > max_bytes:
-            raise ValueError(f"{what} {str(path)!r} is {st.st_size} bytes, more than the {max_bytes} allowed")
+            raise ValueError(f"{what} {str(path)!r} is {st.st_size} bytes, more than the {max_bytes} bytes allowed")
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ValueError(f"{what} {str(path)!r} is more than the {max_bytes} bytes allowed")
@@ -101,7 +101,7 @@ def load_json(source: str | os.PathLike[str] | bytes, *, what: str = "JSON file"
     """
     if isinstance(source, (bytes, bytearray)):
         if len(source) > max_bytes:
-            raise ValueError(f"{what} is {len(source)} bytes, more than the {max_bytes} allowed")
+            raise ValueError(f"{what} is {len(source)} bytes, more than the {max_bytes} bytes allowed")
         data = bytes(source)
     else:
         data = read_regular_file(source, what=what, max_bytes=max_bytes)

@@ -313,3 +313,95 @@ def test_FT_disk_full_during_a_finetune_is_one_line_naming_the_kept_checkpoint(t
     assert "checkpoint of step 2" in err and "--resume" in err
     monkeypatch.setattr(safetensors_torch, "save_model", real)
     assert main([*args, "--resume"]) == 0  # the kept checkpoint resumes
+
+
+# -- task files (N3): size, depth, regular files, plain names, plain bounded format fields ------------------
+def _task_dir(tmp_path: Path, **changes) -> Path:
+    """A valid task file with its data (k=4, seed 13) beside it, then ``changes`` applied to the JSON."""
+    data = tmp_path / "data"
+    (data / "4-13").mkdir(parents=True)
+    rows = "sentence\tlabel\n" + "".join(f"s{i} .\t{i % 2}\n" for i in range(8))
+    for f in ("4-13/train.tsv", "4-13/dev.tsv", "test.tsv"):
+        (data / f).write_text(rows)
+    spec = {"name": "toy", "folder": "data", "columns": {"sentence": "sentence"}, "label_column": "label",
+            "labels": ["0", "1"], "k_values": [4], "data_seeds": [13],
+            "templates": [{"name": "q", "text": "{sentence} It was", "label_words": [" bad", " good"]}]}
+    spec.update(changes)
+    (tmp_path / "task.json").write_text(json.dumps(spec))
+    return tmp_path / "task.json"
+
+
+def _template(text: str) -> dict:
+    return {"templates": [{"name": "q", "text": text, "label_words": [" bad", " good"]}]}
+
+
+@pytest.mark.parametrize("case, changes, message", [
+    ("name_trav", {"name": "../../escaped_by_name"}, "task name must be a plain name"),
+    ("name_abs", {"name": "/tmp/ABS_ESCAPED"}, "task name must be a plain name"),
+    ("name_ansi", {"name": "\u001b[31mRED\u001b[0m\nfake: line"}, "task name must be a plain name"),
+    ("fmt_globals", {"columns": {"s.__init__.__globals__": "sentence", "s": "sentence"},
+                     **_template("{s.__init__.__globals__} It was")}, "must be a plain name"),
+    ("fmt_dotcol", {"columns": {"sentence.__class__": "sentence", "sentence": "sentence"},
+                    **_template("{sentence.__class__} {sentence}")}, "must be a plain name"),
+    ("fmt_index", {"columns": {"sentence[0]": "sentence"}, **_template("{sentence[0]} It was")},
+     "must be a plain name"),
+    ("fmt_nested", _template("{sentence:{sentence}} It was"), "not a plain alignment/width"),
+    ("fmt_pad", _template("{sentence:>3000000} It was"), "at most 1000"),
+    ("fmt_empty", _template(""), "uses no field"),
+    ("label_ansi", {"labels": ["0", "\u001b[2J"]}, "control characters"),
+])
+def test_N3_task_file_names_and_format_fields_are_checked_before_any_work(tmp_path, case, changes, message):
+    from dfo.torch.llm.tasks import TaskError, get_task
+
+    path = _task_dir(tmp_path, **changes)
+    with pytest.raises(TaskError, match=message) as err:
+        get_task(str(path))
+    assert "\u001b" not in str(err.value) and "\n" not in str(err.value)  # nothing to forge a log line with
+
+
+def test_N3_plain_bounded_format_fields_still_work(tmp_path):
+    from dfo.torch.llm.tasks import get_task
+
+    task = get_task(str(_task_dir(tmp_path, **_template("Review: {sentence!r:>20}\nSentiment:"))))
+    assert task.template("q").format({"sentence": "ok"}) == "Review:                 'ok'\nSentiment:"
+
+
+@pytest.mark.parametrize("case", ["zero.json", "fifo.json", "deep.json", "huge.json"])
+def test_N3_task_files_that_are_devices_fifos_or_bombs_are_one_line_errors(tmp_path, case):
+    from dfo.torch.llm.tasks import TaskError, get_task
+
+    path = tmp_path / case
+    if case == "zero.json":
+        path.symlink_to("/dev/zero")
+        message = "not a regular file"
+    elif case == "fifo.json":
+        os.mkfifo(path)  # nobody writes it: reading would hang
+        message = "not a regular file"
+    elif case == "deep.json":
+        path.write_text("[" * 200_000 + "]" * 200_000)
+        message = "nested too deeply"
+    else:
+        path.write_text(json.dumps({"name": "x" * (2 * 1024 * 1024)}))
+        message = "more than the 1048576 bytes"
+    with pytest.raises(TaskError, match=message):
+        get_task(str(path))
+
+
+@pytest.mark.parametrize("case, write, message", [
+    ("tsv_nonutf8tsv", lambda d: (d / "4-13" / "train.tsv").write_bytes(b"sentence\tlabel\n\xff .\t0\n"),
+     r"train.tsv is not UTF-8 text \(byte 0xff"),
+    ("tsv_headeronly", lambda d: (d / "test.tsv").write_text("sentence\tlabel\n"), "holds no examples"),
+    ("three_labels", None, "no example has label '2'"),
+])
+def test_N3_data_files_that_do_not_fit_name_the_file(tmp_path, case, write, message):
+    from dfo.torch.llm.tasks import TaskError, get_task, load_split
+
+    path = _task_dir(tmp_path, **({"labels": ["0", "1", "2"], "templates": [
+        {"name": "q", "text": "{sentence} It was", "label_words": [" bad", " good", " ok"]}]}
+        if case == "three_labels" else {}))
+    if write is not None:
+        write(tmp_path / "data")
+    task = get_task(str(path))
+    with pytest.raises(TaskError, match=message):
+        for split in ("train", "dev", "test"):
+            load_split(task, split, k=4, data_seed=13)

@@ -39,14 +39,17 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import os
+import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from dfo.jsontree import load_json
 
 DATA_ENV = "DFO_DATA"
 #: earlier name of :data:`DATA_ENV`, still read
@@ -55,6 +58,65 @@ LEGACY_DATA_ENV = "DFO_SHARED_DATA"
 
 class TaskError(ValueError):
     """A task, split, template or data folder that does not exist or does not fit."""
+
+
+#: a task or template name: a plain identifier (it names run folders and appears in logs)
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+#: a format field's spec: at most fill/align, sign, width and precision, each bounded (no nested fields)
+FORMAT_SPEC = re.compile(r"(?:[^{}]?[<>=^])?[+\- ]?(?P<width>\d*)(?:\.(?P<precision>\d+))?s?")
+#: widest padding a format field may ask for (``{sentence:>3000000}`` took 76 s and 1.1 GB)
+MAX_FORMAT_WIDTH = 1000
+#: limits of a task file (a real one is a few KB)
+MAX_TASK_FILE_BYTES = 1024 * 1024
+MAX_TASK_FILE_DEPTH = 8
+MAX_TEMPLATES = 100
+MAX_TEXT_CHARS = 10_000
+
+
+def check_name(what: str, name: str) -> str:
+    """``name`` if it is a plain identifier (letters, digits, ``_``, ``-``; at most 64), else a TaskError."""
+    if not isinstance(name, str) or NAME.fullmatch(name) is None:
+        raise TaskError(f"{what} must be a plain name (letters, digits, _ and -, at most 64), got {ascii(name)}")
+    return name
+
+
+def check_text(what: str, text: str, *, allow: str = "") -> str:
+    """``text`` if it holds no control characters (escape sequences would reach terminals and logs)
+    other than those in ``allow``, else a TaskError."""
+    bad = sorted({c for c in text if unicodedata.category(c) == "Cc" and c not in allow})
+    if bad:
+        raise TaskError(f"{what} holds control characters {[ascii(c) for c in bad][:3]}, got {ascii(text)[:80]}")
+    return text
+
+
+def template_fields(what: str, text: str) -> set[str]:
+    """The fields a template pattern uses, each checked: a plain name (no attribute or index access),
+    no nested field in its spec, a width and precision of at most :data:`MAX_FORMAT_WIDTH`.
+
+    Raises:
+        TaskError: an invalid pattern, or a field that is not plain and bounded.
+    """
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise TaskError(f"{what} is not a valid pattern ({exc})") from None
+    fields = set()
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if not field.isidentifier() or field.startswith("_"):
+            raise TaskError(f"{what}: field {{{field}}} must be a plain name (no attributes, indexes or "
+                            "positional fields)")
+        m = FORMAT_SPEC.fullmatch(spec or "")
+        if m is None or "{" in (spec or "") or conversion not in (None, "s", "r"):
+            raise TaskError(f"{what}: field {{{field}}} has a format spec {spec!r} that is not a plain "
+                            "alignment/width (no nested fields)")
+        for part in ("width", "precision"):
+            if m.group(part) and int(m.group(part)) > MAX_FORMAT_WIDTH:
+                raise TaskError(f"{what}: field {{{field}}} asks for a {part} of {int(m.group(part))}; "
+                                f"at most {MAX_FORMAT_WIDTH}")
+        fields.add(field)
+    return fields
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,14 +187,24 @@ class Task:
             raise TaskError(f"{where}: columns must map at least one prompt field to a TSV column")
         if not self.templates or len({t.name for t in self.templates}) != len(self.templates):
             raise TaskError(f"{where}: needs one or more templates with distinct names")
+        check_name("task name", self.name)
+        for field in self.columns:
+            if not (isinstance(field, str) and field.isidentifier() and not field.startswith("_")):
+                raise TaskError(f"{where}: prompt field {ascii(field)} must be a plain name (a Python identifier)")
+        for value in (*self.columns.values(), self.label_column, *self.labels):
+            check_text(f"{where}: column or label", value)
         for t in self.templates:
+            check_name(f"{where}: template name", t.name)
+            check_text(f"{where}: template {t.name!r}", t.text, allow="\n\t")
+            for w in (*t.label_words, t.source):
+                check_text(f"{where}: template {t.name!r} label word or source", w)
             if len(t.label_words) != len(self.labels):
                 raise TaskError(f"{where}: template {t.name!r} has {len(t.label_words)} label words "
                                 f"for {len(self.labels)} labels")
-            try:
-                fields = {f for _, f, _, _ in string.Formatter().parse(t.text) if f is not None}
-            except ValueError as exc:
-                raise TaskError(f"{where}: template {t.name!r} is not a valid pattern ({exc})") from None
+            fields = template_fields(f"{where}: template {t.name!r}", t.text)
+            if not fields:
+                raise TaskError(f"{where}: template {t.name!r} uses no field, so every prompt would be the same; "
+                                f"use one of {sorted(self.columns)}")
             unknown = sorted(fields - set(self.columns))
             if unknown:
                 raise TaskError(f"{where}: template {t.name!r} uses field(s) {unknown}; "
@@ -225,12 +297,12 @@ def task_from_json(path: str | os.PathLike[str]) -> Task:
             or an inconsistent task (see :class:`Task`).
     """
     path = Path(path).expanduser()
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a regular file of at most 1 MiB, nested at most 8 deep (not /dev/zero, a FIFO or a JSON bomb)
+        spec = load_json(path, what="task file", max_bytes=MAX_TASK_FILE_BYTES, max_depth=MAX_TASK_FILE_DEPTH)
     except OSError as exc:
         raise TaskError(f"cannot read task file {str(path)!r}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TaskError(f"task file {str(path)!r} is not valid JSON: {exc}") from None
+    except ValueError as exc:
+        raise TaskError(str(exc)) from None
     if not isinstance(spec, dict):
         raise TaskError(f"task file {str(path)!r} must hold a JSON object")
     missing = sorted({"name", "columns", "label_column", "labels", "templates"} - set(spec))
@@ -254,14 +326,16 @@ def task_from_json(path: str | os.PathLike[str]) -> Task:
     if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
         raise TaskError(f"task file {str(path)!r}: columns must map prompt fields to TSV column names")
     templates = []
-    if not isinstance(spec["templates"], list):
-        raise TaskError(f"task file {str(path)!r}: templates must be a list of objects")
+    if not isinstance(spec["templates"], list) or len(spec["templates"]) > MAX_TEMPLATES:
+        raise TaskError(f"task file {str(path)!r}: templates must be a list of at most {MAX_TEMPLATES} objects")
     for t in spec["templates"]:
         if not isinstance(t, dict) or not {"name", "text", "label_words"} <= set(t) or set(t) - _TEMPLATE_KEYS:
             raise TaskError(f"task file {str(path)!r}: each template is an object with name, text, label_words "
                             f"(and optionally source), got {t!r}")
-        if not all(isinstance(t.get(k, ""), str) for k in ("name", "text", "source")):
-            raise TaskError(f"task file {str(path)!r}: template name, text and source must be strings")
+        if not all(isinstance(t.get(k, ""), str) and len(t.get(k, "")) <= MAX_TEXT_CHARS
+                   for k in ("name", "text", "source")):
+            raise TaskError(f"task file {str(path)!r}: template name, text and source must be strings "
+                            f"of at most {MAX_TEXT_CHARS} characters")
         templates.append(Template(name=t["name"], text=t["text"], source=t.get("source", str(path)),
                                   label_words=strings("label_words", t["label_words"])))
     for key in ("name", "label_column", "folder"):
@@ -356,8 +430,13 @@ def load_split(
     if not path.is_file():
         raise TaskError(f"{task.name} {split} split not found: {path} (k={k}, data_seed={data_seed}; "
                         f"shipped: k in {task.k_values}, data seeds {task.data_seeds})")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as exc:
+        raise TaskError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except (OSError, csv.Error) as exc:
+        raise TaskError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not rows:
         raise TaskError(f"{path} is empty")
     header = rows[0]
@@ -378,6 +457,12 @@ def load_split(
             raise TaskError(f"{path}:{line}: label {raw!r} is not one of {list(task.labels)}")
         fields = {f: r[col[c]].strip() for f, c in task.columns.items()}
         out.append(Example(fields=fields, label=label_of[raw]))
+    if not out:
+        raise TaskError(f"{path} holds no examples (a header only)")
+    absent = [lab for i, lab in enumerate(task.labels) if not any(e.label == i for e in out)]
+    if absent:
+        raise TaskError(f"{path}: no example has label {absent[0]!r}; the task's labels are {list(task.labels)} "
+                        "(a label the data does not have?)")
     return out
 
 
