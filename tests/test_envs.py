@@ -429,7 +429,7 @@ def test_register_env_gives_one_id_per_object():
      r"module 'dfo_rel_I4' raised RuntimeError while being imported \(--import\): module init failed"),
     ("I5", "def broken(:\n", r"cannot import module 'dfo_rel_I5' \(--import\): SyntaxError: .* line 1"),
     ("I6", "import sys\nsys.exit(0)\n", r"module 'dfo_rel_I6' called sys.exit\(0\) while being imported"),
-])
+], ids=["I4", "I5", "I6"])
 def test_reliability_import_of_a_failing_module_is_one_line(case, body, message, tmp_path, monkeypatch):
     from envs import import_modules
 
@@ -449,7 +449,8 @@ def test_reliability_I4_train_with_a_raising_import_is_a_one_line_error(tmp_path
         dfo.train("InvertedPendulum-v5", imports=["dfo_rel_I4b"], episodes=8, backend="serial")
 
 
-@pytest.mark.parametrize("case,skip", [("E5", 0), ("E5b", -1), ("E5c", 2.5), ("E5d", True)])
+@pytest.mark.parametrize("case,skip", [("E5", 0), ("E5b", -1), ("E5c", 2.5), ("E5d", True)],
+                         ids=["E5", "E5b", "E5c", "E5d"])
 def test_reliability_frame_skip_below_one_is_refused(case, skip):
     with pytest.raises(ValueError, match=f"InvertedPendulum-v5: frame_skip must be an integer >= 1, got {skip!r}"):
         make_env("InvertedPendulum-v5", frame_skip=skip)
