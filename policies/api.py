@@ -25,9 +25,8 @@ from policies.training.trainer import Trainer, TrainResult
 
 
 def train(env_id: str | Callable[[], Any] | Any | None = None, *, env: Callable[[], Any] | Any | None = None,
-          out: str | os.PathLike | None = None,
-          resume: str | os.PathLike | None = None, overwrite: bool = False, progress: bool | None = None,
-          evaluator: Any = None, callback=None, **settings: Any) -> TrainResult:
+          out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None, overwrite: bool = False,
+          progress: bool | None = None, evaluator: Any = None, callback=None, **settings: Any) -> TrainResult:
     """Train a policy on a gymnasium task with the task's preset settings, as ``dfo train`` does.
 
     Args:
