@@ -1,5 +1,5 @@
 """Run outputs: ``progress.csv`` (one row per iteration), ``metrics.jsonl`` (namespaced keys),
-TensorBoard event files in ``tb/`` (when the ``tensorboardX`` package is installed; no
+TensorBoard event files in ``tb/`` (when the ``tensorboard`` package is installed; no
 torch needed, see :mod:`policies.training.tblog`) and the progress display.
 
 Floats are written with ``repr`` so a CSV value reads back bit for bit. Every row is
@@ -167,7 +167,7 @@ class RunLog:
 
     Args:
         run_dir: the run directory (must exist or be creatable).
-        tensorboard: write ``tb/`` event files when the ``tensorboardX`` package is installed.
+        tensorboard: write ``tb/`` event files when the ``tensorboard`` package is installed.
         hparams: the run's settings, logged once to TensorBoard's HParams dashboard.
         purge_step: on resume, the env step from which TensorBoard drops points written
             by the interrupted process (the checkpoint's env steps + 1).
@@ -197,9 +197,12 @@ class RunLog:
             tb_dir = self.dir / "tb"
             if tb_dir.is_symlink():
                 raise LogError(f"{tb_dir} is a symbolic link; a run directory must hold real files only")
-            self._tb = open_writer(tb_dir, purge_step=purge_step)
-            if self._tb is not None and purge_step is None and hparams:
-                self._tb.hparams(hparams, metrics=["charts/episodic_return"])
+            self._tb = open_writer(tb_dir)
+            if self._tb is not None:
+                if purge_step is not None:
+                    self._tb.purge_from(purge_step)
+                elif hparams:
+                    self._tb.hparams(hparams, metrics=["charts/episodic_return"])
         from dfo.run.track import open_trackers
 
         self._trackers = open_trackers(track, run_id=run_id or self.dir.name, name=self.dir.name,
