@@ -83,15 +83,15 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+            raise ValueError(f"--preset must be one of {PRESETS}, got {self.preset!r}")
         if self.dim is not None and self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
+            raise ValueError(f"--dim must be >= 1, got {self.dim}")
         if self.jobs < 1 and self.jobs != -1:
-            raise ValueError(f"jobs must be >= 1 or -1 (all cores), got {self.jobs}")
+            raise ValueError(f"--jobs must be >= 1 or -1 (all cores), got {self.jobs}")
         if self.preset is None and self.repeats < 2:
-            raise ValueError(f"repeats must be >= 2, got {self.repeats}")
+            raise ValueError(f"--repeats must be >= 2, got {self.repeats}")
         if not self.estimators:
-            raise ValueError("estimators must name at least one preset of dfo.ESTIMATORS")
+            raise ValueError("--estimators must name at least one preset of dfo.ESTIMATORS")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,25 +13,54 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from dfo.configcli import add_config_arguments, given_fields
 
 GL_HELP = ("offscreen rendering needs EGL or OSMesa: install e.g. `apt-get install libegl1` (EGL) or "
            "`apt-get install libosmesa6` (OSMesa) and set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    """Settings of ``dfo evaluate`` (its flags are generated from this class by :mod:`dfo.configcli`).
+
+    Attributes:
+        episodes: evaluation episodes (>= 1).
+        seed: seed of the episode seeds.
+        horizon: episode cap (``None`` = the run's horizon).
+        env: env id (``None`` = from the checkpoint).
+        n_jobs: parallel workers.
+        env_kwargs: keyword arguments for gymnasium.make, a JSON object (``None`` = the run's own).
+        imports: modules imported first, in this process and every worker (e.g. one that registers
+            a custom env); named here only, never read from the checkpoint.
+    """
+
+    episodes: int = 100
+    seed: int = 0
+    horizon: int | None = None
+    env: str | None = None
+    n_jobs: int = 1
+    env_kwargs: dict | None = None
+    imports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"--horizon must be >= 1, got {self.horizon}")
+        if self.n_jobs < 1 and self.n_jobs != -1:
+            raise ValueError(f"--n-jobs must be >= 1 or -1 (all cores), got {self.n_jobs}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="run directory, checkpoint directory or policy file")
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the episode seeds (default 0)")
-    parser.add_argument("--horizon", type=int, default=None, help="episode cap (default: the run's horizon)")
-    parser.add_argument("--env", default=None, help="env id (default: from the checkpoint)")
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel workers (default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    from policies.commands.train import add_env_arguments
-
-    add_env_arguments(parser)
+    add_config_arguments(parser, EvaluateConfig, flags={"imports": "--import"}, repeatable=("imports",),
+                         metavars={"imports": "MODULE"}, group_title="evaluation settings (EvaluateConfig)")
 
 
 def load(checkpoint: str | Path):
@@ -95,8 +124,10 @@ def evaluate_policy(loaded, env_id: str, *, episodes: int, horizon: int, seed: i
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
-        print("dfo evaluate: error: --episodes must be >= 1", file=sys.stderr)
+    try:
+        cfg = EvaluateConfig(**given_fields(args, EvaluateConfig))
+    except ValueError as exc:
+        print(f"dfo evaluate: error: {exc}", file=sys.stderr)
         return 2
     if (code := import_mujoco("evaluate")) is not None:
         return code
@@ -106,18 +137,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         from envs.make import import_modules
 
-        imports = tuple(args.imports or ())
-        import_modules(imports)  # named on the command line only, never read from the checkpoint
+        import_modules(cfg.imports)  # named on the command line only, never read from the checkpoint
         loaded = load(args.checkpoint)
-        env_id = args.env or loaded.metadata.get("env_id")
+        env_id = cfg.env or loaded.metadata.get("env_id")
         if not env_id:
             raise ValueError("the checkpoint does not name its env: pass --env ENV_ID")
-        env_kwargs = args.env_kwargs if args.env_kwargs is not None else loaded.metadata.get("env_kwargs") or {}
-        check_dims(loaded, env_id, env_kwargs, imports)
-        horizon = args.horizon or loaded.metadata.get("horizon") or get_preset(env_id).horizon
-        rets, steps, bad = evaluate_policy(loaded, env_id, episodes=args.episodes, horizon=horizon,
-                                           seed=args.seed, n_jobs=args.n_jobs, env_kwargs=env_kwargs,
-                                           imports=imports)
+        env_kwargs = cfg.env_kwargs if cfg.env_kwargs is not None else loaded.metadata.get("env_kwargs") or {}
+        check_dims(loaded, env_id, env_kwargs, cfg.imports)
+        horizon = cfg.horizon or loaded.metadata.get("horizon") or get_preset(env_id).horizon
+        rets, steps, bad = evaluate_policy(loaded, env_id, episodes=cfg.episodes, horizon=horizon,
+                                           seed=cfg.seed, n_jobs=cfg.n_jobs, env_kwargs=env_kwargs,
+                                           imports=cfg.imports)
     except (ValueError, CheckpointError) as exc:
         print(f"dfo evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from dfo.configcli import add_config_arguments, add_config_file_argument, given_
 from policies.methods import METHODS
 from policies.training.config import (
     BACKEND_CHOICES,
-    DEFAULT_EPISODES,
     DIRECTION_CHOICES,
     POLICY_KINDS,
     STEP_CHOICES,
@@ -53,28 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  "step": STEP_CHOICES, "direction": DIRECTION_CHOICES},
         group_title="training settings (TrainConfig; unset ones come from the task preset)",
     )
-
-
-def add_env_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--env-kwargs JSON`` and ``--import MODULE`` for commands without the TrainConfig flags (``dfo evaluate``)."""
-    parser.add_argument("--env-kwargs", type=json_object, default=None, metavar="JSON",
-                        help="keyword arguments for gymnasium.make as a JSON object, e.g. "
-                             "'{\"ctrl_cost_weight\": 0.2}' (such envs run through env.step, not the lean path)")
-    parser.add_argument("--import", dest="imports", action="append", default=None, metavar="MODULE",
-                        help="import MODULE first, in this process and every worker (e.g. one that calls "
-                             "gymnasium.register for a custom env); repeatable; searched on PYTHONPATH, then the "
-                             "current directory")
-
-
-def json_object(text: str) -> dict:
-    """argparse type of ``--env-kwargs``: a JSON object (parsed with ``json.loads``, never evaluated)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"ctrl_cost_weight\": 0.2}}', got {text!r}")
-    return value
 
 
 def _given(args: argparse.Namespace) -> dict:
