@@ -269,3 +269,15 @@ def test_berahas_small():
     # Gaussian smoothing needs several n, and fewer than the Chebyshev count 40 (n + 1) + 1
     assert 3 * 10 < by["gaussian"]["measured_nfev"] < by["gaussian"]["theory_nfev"] == 441
     assert all(c["repeats"] == 40 for c in cells)
+
+
+def test_missing_pybobyqa_is_a_printed_warning_not_a_silent_omission(monkeypatch):
+    import importlib.util
+
+    from dfo.study.profiles import MissingPeerWarning, default_solvers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pybobyqa" else real(name, *a))
+    with pytest.warns(MissingPeerWarning, match="Py-BOBYQA is not installed"):
+        names = [s.name for s in default_solvers()]
+    assert "pybobyqa" not in names and "ls-orthogonal" in names

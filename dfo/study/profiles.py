@@ -22,8 +22,10 @@ methods get ε_f = ε |f(x0)| (the noise bound at the start point).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,12 +86,17 @@ def default_solvers(include_bobyqa: bool = True) -> list[Solver]:
     out += [Solver(f"lbfgs-{e}", "dfo", e, "lbfgs") for e in ("ffd", "orthogonal", "interpolation")]
     out += [Solver(m.lower().replace("-", ""), "scipy", method=m) for m in ("Nelder-Mead", "Powell", "COBYLA")]
     if include_bobyqa:
-        try:
-            import pybobyqa  # noqa: F401
+        if importlib.util.find_spec("pybobyqa") is None:
+            warnings.warn("Py-BOBYQA is not installed, so the profiles have no 'pybobyqa' curve: "
+                          "pip install \"dfo-toolkit[bench]\" (or Py-BOBYQA) to compare with it",
+                          MissingPeerWarning, stacklevel=2)
+        else:
             out.append(Solver("pybobyqa", "bobyqa"))
-        except ImportError:
-            pass
     return out
+
+
+class MissingPeerWarning(UserWarning):
+    """A peer solver of a profile study is not installed, so its curve is missing (said, never silent)."""
 
 
 @dataclass(frozen=True, kw_only=True)
