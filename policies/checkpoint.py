@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from dfo.fileio import atomic_write_bytes, bad_files, file_digests, staged_dir
-from dfo.jsontree import TreeCodec, TreeError
+from dfo.jsontree import TreeCodec, TreeError, load_json
 
 from .serialization import read_checksummed_pair, write_checksummed_pair
 
@@ -49,6 +49,8 @@ PREFIX = "iter_"
 KEEP = 2
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
+#: a manifest lists four files; anything this large is not one dfo wrote
+MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 class CheckpointError(ValueError):
@@ -116,11 +118,15 @@ def verify_checkpoint(directory: str | os.PathLike) -> None:
     if not mpath.is_file():
         raise CheckpointError(f"checkpoint {directory} has no {MANIFEST} (incomplete, or written by an older dfo)")
     try:
-        files = json.loads(mpath.read_text())["files"]
-        if not isinstance(files, dict):
-            raise TypeError("'files' is not a mapping")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        files = load_json(mpath, what=MANIFEST, max_bytes=MAX_MANIFEST_BYTES, max_depth=2)["files"]
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise TypeError("'files' is not a mapping of names to hashes")
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {directory}: corrupt {MANIFEST}: {e}") from None
+    outside = sorted(n for n in files if not _plain_file_name(n))
+    if outside:  # R8: "../../config.json", "/etc/hostname" (a hash oracle for files outside the checkpoint)
+        raise CheckpointError(f"checkpoint {directory}: {MANIFEST} lists {outside[:3]}, which are not plain file "
+                              "names of the checkpoint")
     extra = sorted({p.name for p in directory.iterdir() if p.name != MANIFEST} - set(files))
     missing, changed = bad_files(directory, files)
     if missing:
@@ -130,6 +136,12 @@ def verify_checkpoint(directory: str | os.PathLike) -> None:
     if changed:
         raise CheckpointError(f"checkpoint {directory}: corrupt {changed[0]}: its SHA-256 does not match the checksum "
                               f"in {MANIFEST} (edited, truncated or bit-flipped)")
+
+
+def _plain_file_name(name: str) -> bool:
+    """A file name inside the checkpoint folder: no separators, not ``.``/``..``, not hidden, no NUL."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
+            and not any(c in name for c in "/\\\0"))
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

@@ -30,10 +30,13 @@ from typing import Any
 import numpy as np
 
 from dfo.fileio import atomic_write_bytes
+from dfo.jsontree import load_json
 from policies.base import Policy, policy_from_config
 from policies.normalizer import ObsNormalizer
 
 FORMAT_VERSION = 1
+#: a policy's metadata is a few KB; more is not a file dfo wrote
+MAX_META_BYTES = 16 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -89,7 +92,9 @@ class LoadedPolicy:
             return None
         from envs.cache import get_env
 
-        return get_env(env_id, **dict(self.metadata.get("env_kwargs") or {}))
+        kwargs = dict(self.metadata.get("env_kwargs") or {})
+        kwargs.pop("render_mode", None)  # only the spaces are needed: never open a window from a file's setting
+        return get_env(env_id, **kwargs)
 
 
 def _flatten_dict(env: Any, obs: dict) -> np.ndarray:
@@ -121,9 +126,17 @@ def write_checksummed_pair(npz_path: Path, json_path: Path, arrays: dict[str, np
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     npz_bytes = buf.getvalue()
+    meta = {k: v for k, v in meta.items() if k != "json_sha256"}
     meta = {**meta, "npz_sha256": hashlib.sha256(npz_bytes).hexdigest()}
+    meta["json_sha256"] = _meta_hash(meta)
     atomic_write_bytes(npz_path, npz_bytes)
     atomic_write_bytes(json_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+
+
+def _meta_hash(meta: dict) -> str:
+    """SHA-256 of the metadata without its own hash (canonical JSON: sorted keys)."""
+    body = {k: v for k, v in meta.items() if k != "json_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy metadata") -> tuple[dict, dict[str, np.ndarray]]:
@@ -135,9 +148,14 @@ def read_checksummed_pair(npz_path: Path, json_path: Path, what: str = "policy m
             or an unreadable npz; the message names the file.
     """
     try:
-        meta = json.loads(Path(json_path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"corrupt {what} {json_path}: {e}") from e
+        meta = load_json(json_path, what=f"{what} {json_path}", max_bytes=MAX_META_BYTES)
+        if not isinstance(meta, dict):
+            raise ValueError(f"{what} {json_path} is not a JSON object")
+    except ValueError as e:
+        raise ValueError(f"corrupt {e}") from None
+    if "json_sha256" in meta and meta["json_sha256"] != _meta_hash(meta):
+        # BP2: an edited env_kwargs (or anything else) in best_policy.json, which no manifest covers
+        raise ValueError(f"{json_path} does not match its own checksum (json_sha256): edited or corrupt")
     npz_bytes = Path(npz_path).read_bytes()
     if hashlib.sha256(npz_bytes).hexdigest() != meta.get("npz_sha256"):
         raise ValueError(f"{npz_path} does not match the checksum in {json_path} (truncated, corrupt or mismatched pair)")
@@ -178,7 +196,7 @@ def save_policy(
             raise ValueError(f"normalizer dim {normalizer.dim} != policy obs_dim {policy.obs_dim}")
         arrays.update({f"norm_{k}": v for k, v in normalizer.state.items()})
     meta = dict(metadata or {})
-    for reserved in ("policy", "format", "npz_sha256", "has_normalizer"):
+    for reserved in ("policy", "format", "npz_sha256", "json_sha256", "has_normalizer"):
         if reserved in meta:
             raise ValueError(f"metadata key {reserved!r} is reserved")
     meta.update({"format": FORMAT_VERSION, "policy": policy.config(), "has_normalizer": normalizer is not None})
@@ -205,5 +223,5 @@ def load_policy(path: str | os.PathLike) -> LoadedPolicy:
     normalizer = None
     if meta.get("has_normalizer"):
         normalizer = ObsNormalizer.from_state({k[5:]: v for k, v in arrays.items() if k.startswith("norm_")})
-    user_meta = {k: v for k, v in meta.items() if k not in ("npz_sha256", "has_normalizer")}
+    user_meta = {k: v for k, v in meta.items() if k not in ("npz_sha256", "json_sha256", "has_normalizer")}
     return LoadedPolicy(policy=policy, params=params, normalizer=normalizer, metadata=user_meta)

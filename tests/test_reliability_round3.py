@@ -405,3 +405,61 @@ def test_N3_data_files_that_do_not_fit_name_the_file(tmp_path, case, write, mess
     with pytest.raises(TaskError, match=message):
         for split in ("train", "dev", "test"):
             load_split(task, split, k=4, data_seed=13)
+
+
+# -- RL checkpoints and policies (N5): R7, R8, BP2 -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rl_run(tmp_path_factory) -> Path:
+    from policies.training import TrainConfig, Trainer
+
+    out = tmp_path_factory.mktemp("rl") / "run"
+    cfg = TrainConfig(env_id="InvertedPendulum-v5", method="ars-v2t", episodes=10**6, max_iterations=1, horizon=20,
+                      n_directions=2, top_b=2, n_eval_episodes=1, eval_every=1, checkpoint_every=1, backend="serial")
+    with Trainer(cfg, out_dir=out) as tr:
+        tr.run()
+    return out
+
+
+def _rl_copy(rl_run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(rl_run, tmp_path / "run")
+    (tmp_path / "run" / ".lock").unlink(missing_ok=True)
+    return tmp_path / "run"
+
+
+def test_R7_a_deeply_nested_manifest_is_a_clear_error(rl_run, tmp_path):
+    from policies.checkpoint import CheckpointError, list_checkpoints
+    from policies.training import Trainer
+
+    run = _rl_copy(rl_run, tmp_path)
+    (list_checkpoints(run)[-1] / "manifest.json").write_text('{"files": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(CheckpointError, match="corrupt manifest.json.*nested too deeply"):
+        Trainer.resume(run)
+
+
+def test_R8_manifest_names_outside_the_checkpoint_are_refused(rl_run, tmp_path):
+    from dfo.fileio import sha256_file
+    from policies.checkpoint import CheckpointError, list_checkpoints
+    from policies.training import Trainer
+
+    run = _rl_copy(rl_run, tmp_path)
+    manifest = list_checkpoints(run)[-1] / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["files"]["../../config.json"] = sha256_file(run / "config.json")  # the true hash: still refused
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=r"lists \['../../config.json'\], which are not plain file names"):
+        Trainer.resume(run)
+
+
+def test_BP2_an_edited_best_policy_json_is_refused(rl_run, tmp_path, capsys):
+    from policies.serialization import load_policy
+
+    run = _rl_copy(rl_run, tmp_path)
+    assert load_policy(run / "best_policy").metadata["env_id"] == "InvertedPendulum-v5"
+    doc = json.loads((run / "best_policy.json").read_text())
+    doc["env_kwargs"] = {"ctrl_cost_weight": 1000.0}
+    (run / "best_policy.json").write_text(json.dumps(doc, indent=1))
+    with pytest.raises(ValueError, match=r"best_policy.json does not match its own checksum"):
+        load_policy(run / "best_policy")
+    _one_line(capsys, main(["evaluate", str(run / "best_policy"), "--episodes", "1"]), "own checksum")
