@@ -66,9 +66,15 @@ class Query:
     def points(self) -> np.ndarray:
         """All points to evaluate, one per row (centre first when ``needs_fx``)."""
         u = self.directions.matrix()
-        blocks = [self.x[None, :]] if self.needs_fx else []
-        blocks += [self.x[None, :] + s * self.sigma * u for s in self.signs]
-        return np.concatenate(blocks, axis=0)
+        head = int(self.needs_fx)
+        out = np.empty((head + len(self.signs) * u.shape[0], self.x.size))
+        if head:
+            out[0] = self.x
+        for k, s in enumerate(self.signs):  # x + s σ u, written in place (one pass each)
+            block = out[head + k * u.shape[0]: head + (k + 1) * u.shape[0]]
+            np.multiply(u, s * self.sigma, out=block)
+            block += self.x
+        return out
 
     @property
     def nfev(self) -> int:

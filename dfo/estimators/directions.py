@@ -13,7 +13,13 @@ Families (N directions in R^n):
 * ``sphere``: u_i uniform on the unit sphere (a normalized Gaussian); E[u uᵀ] = I/n.
 * ``orthogonal``: orthonormal rows, the Q factor of the QR of a Gaussian block
   (signs fixed by diag(R) so Q is Haar-distributed); N > n stacks independent blocks.
-  Each row is uniform on the sphere, so E[q qᵀ] = I/n as for ``sphere``.
+  Each row is uniform on the sphere, so E[q qᵀ] = I/n as for ``sphere``. In high
+  dimension with many directions (n ≥ 512 and N ≥ n/2, where the QR's O(n N²) would
+  dominate the optimizer's own time) a block is a subsampled randomized trigonometric
+  transform instead (the SRHT of Ailon & Chazelle 2009 / Tropp 2011 with the orthonormal
+  DCT-II in place of Hadamard): N distinct rows, drawn at random, of C·D with C the
+  orthonormal DCT matrix and D random ±1 signs. Its rows are orthonormal and
+  E[q qᵀ] = (1/n) Σ_r diag(C_r²) = I/n as well; it costs O(N n) per block.
 * ``coordinate``: the unit vectors e_1..e_n (N = n, deterministic).
 """
 
@@ -25,6 +31,30 @@ from functools import lru_cache
 import numpy as np
 
 FAMILIES = ("gaussian", "sphere", "orthogonal", "coordinate")
+#: orthogonal blocks are randomized DCT rows from this dimension on (when N ≥ n/2)
+FAST_ORTHOGONAL_N = 512
+
+
+@lru_cache(maxsize=2)
+def _dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix C (C Cᵀ = I), rows = frequencies."""
+    from scipy.fft import dct
+
+    c = dct(np.eye(n), norm="ortho", axis=0)
+    c.setflags(write=False)
+    return c
+
+
+def _orthogonal_block(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """k orthonormal rows in R^n: Haar (QR of a Gaussian block), or randomized DCT rows
+    in high dimension (see the module docstring)."""
+    if n >= FAST_ORTHOGONAL_N and 2 * k >= n:
+        rows = rng.permutation(n)[:k]
+        signs = rng.choice(np.array([-1.0, 1.0]), size=n)
+        return _dct_matrix(n)[rows] * signs
+    q, r = np.linalg.qr(rng.standard_normal((n, k)))
+    q *= np.where(np.diag(r) < 0, -1.0, 1.0)  # Haar measure (Mezzadri 2007)
+    return q.T
 
 
 @lru_cache(maxsize=16)
@@ -39,9 +69,7 @@ def _directions(family: str, n: int, n_directions: int, seed: int) -> np.ndarray
         blocks, left = [], n_directions
         while left > 0:
             k = min(left, n)
-            q, r = np.linalg.qr(rng.standard_normal((n, k)))
-            q *= np.where(np.diag(r) < 0, -1.0, 1.0)  # Haar measure (Mezzadri 2007)
-            blocks.append(q.T)
+            blocks.append(_orthogonal_block(rng, n, k))
             left -= k
         u = np.concatenate(blocks, axis=0)
     elif family == "coordinate":
