@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,19 @@ def save(run_dir: Path, *, step: int, model: Any, state: Any, meta: dict[str, An
     with staged_dir(run_dir / name, prefix=f"{name}{TMP_MARK}") as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         save_file(tensors, str(tmp / "state.safetensors"))
+        for f in TENSOR_FILES:  # safetensors writes 0600; a checkpoint's files follow the umask like the rest
+            _umask_mode(tmp / f)
         hashes = file_digests(tmp, TENSOR_FILES)
     body = {"format": FORMAT, "step": step, "folder": name, "sha256": hashes, "state": tree, "meta": meta}
     pointer = run_dir / POINTER
     atomic_write_bytes(pointer, json.dumps({"body": body, "sha256": _body_hash(body)}).encode())
     clean(run_dir, keep=name)
     return pointer
+
+
+def _umask_mode(path: Path) -> None:
+    """Give ``path`` the mode a new file gets under the umask (read off its folder, made with ``os.mkdir``)."""
+    os.chmod(path, path.parent.stat().st_mode & 0o666)
 
 
 def clean(run_dir: Path, *, keep: str | None) -> None:
