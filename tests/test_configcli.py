@@ -156,3 +156,18 @@ def test_dfo_study_flags_come_from_study_config_and_config_reruns(tmp_path):
 
     assert errors("a") == errors("b")
     assert main(["study", "--repeats", "1", "--out", str(tmp_path / "c")]) == 2
+
+
+def test_dfo_study_replot_redraws_figures_from_the_csv_alone(tmp_path):
+    from dfo.cli import main
+
+    out = tmp_path / "s"
+    assert main(["study", "--problem", "rosenbrock", "--dim", "4", "--estimators", "gaussian,ffd", "--repeats", "4",
+                 "--sigma", "1e-4", "--no-progress", "--out", str(out)]) == 0
+    pngs = sorted(out.glob("study_*.png"))
+    assert pngs
+    for p in pngs:
+        p.unlink()
+    assert main(["study", "--out", str(out), "--replot"]) == 0
+    assert sorted(out.glob("study_*.png")) == pngs
+    assert main(["study", "--out", str(tmp_path / "empty"), "--replot"]) == 2

@@ -62,6 +62,8 @@ class StudyConfig:
         jobs: parallel rollout workers, -1 = all cores (rl problems).
         crn: one common episode seed for all points of one estimate (rl problems).
         quick: a small, fast version of a preset (smoke test).
+        replot: redraw the figures of a finished study in ``out`` from its CSV (``cells.csv`` of
+            the berahas preset, ``study.csv`` otherwise) without computing anything.
     """
 
     preset: str | None = None
@@ -80,6 +82,7 @@ class StudyConfig:
     jobs: int = 1
     crn: bool = False
     quick: bool = False
+    replot: bool = False
 
     def __post_init__(self) -> None:
         if self.preset is not None and self.preset not in PRESETS:
@@ -180,6 +183,21 @@ def check_out(out) -> None:
         raise ValueError(f"cannot write to --out {p}: {e.strerror or e}") from None
 
 
+def replot(cfg: StudyConfig) -> int:
+    """Redraw a finished study's figures from its CSV (``--replot``)."""
+    from .report import plot_study, read_csv
+
+    if cfg.preset == "profiles":
+        raise ValueError("--replot redraws berahas and generic studies; rerun the profiles preset instead")
+    stem = "cells" if cfg.preset == "berahas" else "study"
+    path = Path(cfg.out) / f"{stem}.csv"
+    if not path.is_file():
+        raise ValueError(f"--replot: {path} not found (run the study first)")
+    for p in plot_study(read_csv(path), cfg.out, stem=stem):
+        print(p)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # effective only if numpy's BLAS is not yet started
     t0 = time.perf_counter()
@@ -189,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
         given.update(given_fields(args, StudyConfig))
         cfg = StudyConfig(**given)
         check_out(cfg.out)
-        if cfg.preset == "berahas":
+        if cfg.replot:
+            code = replot(cfg)
+        elif cfg.preset == "berahas":
             from .presets import berahas_preset
             code = berahas_preset(cfg.out, quick=cfg.quick, progress=progress, seed=cfg.seed)
         elif cfg.preset == "profiles":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -38,6 +38,26 @@ def columns_of(rows: Sequence[dict]) -> list[str]:
             if key not in cols and not key.startswith("_"):
                 cols.append(key)
     return cols
+
+
+def _cell(text: str) -> Any:
+    """One CSV cell read back: bool, int, float or the text (empty -> NaN, as written)."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "":
+        return float("nan")
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows written by :func:`write_csv`, with numbers and flags parsed back."""
+    with Path(path).open(newline="") as fh:
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
@@ -101,6 +121,32 @@ def markdown_table(rows: Sequence[dict], columns: Iterable[str] = DEFAULT_TABLE)
     return "\n".join(lines)
 
 
+def estimator_colours(names: Sequence[str]) -> dict[str, Any]:
+    """One colour per estimator, fixed by its place in ``dfo.ESTIMATORS`` (the same in every figure)."""
+    import matplotlib
+
+    from ..estimators import ESTIMATORS
+
+    order = list(ESTIMATORS) + [n for n in names if n not in ESTIMATORS]
+    cmap = matplotlib.colormaps["tab20"]  # its even entries are tab10's ten colours, the odd ones lighter twins
+
+    def slot(i: int) -> int:
+        return (2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20
+
+    return {n: cmap(slot(order.index(n))) for n in names}
+
+
+def _merge_close(bounds: list[tuple[float, str, Any]], rtol: float = 0.02) -> list[tuple[float, list]]:
+    """Group (value, name, colour) entries whose values agree within ``rtol``: [(value, [(name, colour)])]."""
+    groups: list[tuple[float, list]] = []
+    for value, name, colour in sorted(bounds):
+        if groups and abs(value - groups[-1][0]) <= rtol * groups[-1][0]:
+            groups[-1][1].append((name, colour))
+        else:
+            groups.append((value, [(name, colour)]))
+    return groups
+
+
 def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: str = "",
                               theory: bool = True, floors: dict | None = None) -> Path:
     """Median relative error (q10–q90 band) vs evaluations per estimate, one line per estimator.
@@ -117,14 +163,15 @@ def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: 
 
     from .theory import rms_curve
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.2, 4.5))
     names = list(dict.fromkeys(r["estimator"] for r in rows))
-    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-    for i, name in enumerate(names):
+    colours = estimator_colours(names)
+    bounds: list[tuple[float, str, Any]] = []
+    for name in names:
         sel = sorted((r for r in rows if r["estimator"] == name), key=lambda r: r["nfev"])
         x = np.array([r["nfev"] for r in sel], dtype=float)
         med = np.array([r["rel_error_median"] for r in sel])
-        color = cmap(i % cmap.N)
+        color = colours[name]
         marker = "o" if len(sel) == 1 else "."
         ax.plot(x, np.maximum(med, 1e-16), marker=marker, color=color, label=name)
         if "rel_error_q10" in sel[0]:
@@ -132,13 +179,16 @@ def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: 
                             np.maximum([r["rel_error_q90"] for r in sel], 1e-16), color=color, alpha=0.12)
         bound = sel[0].get("theory_rel_error_bound", float("nan"))
         if theory and isinstance(bound, float) and np.isfinite(bound) and bound > 0:
-            ax.axhline(bound, ls=(0, (5, 3)), color=color, lw=0.9)
-            ax.annotate(f"{name} bound", (x[0], bound), fontsize=7, color=color, va="bottom")
+            bounds.append((bound, name, color))
         if theory and sel[0].get("noise", "none") == "none":
             curve = rms_curve(name, int(sel[0]["n"]), [r["n_directions"] for r in sel])
             curve = np.where(curve > 0, curve, np.nan)  # exact (0) points are off a log axis
             if np.any(np.isfinite(curve)):
                 ax.plot(x, curve, "--", color=color, lw=1)
+    for value, members in _merge_close(bounds):  # equal bounds share one line and one label
+        ax.axhline(value, ls=(0, (5, 3)), color=members[0][1], lw=0.9)
+        ax.annotate(", ".join(m[0] for m in members) + " bound", (1.0, value), xycoords=("axes fraction", "data"),
+                    fontsize=7, color=members[0][1], va="bottom", ha="right")
     for j, (label, value) in enumerate((floors or {}).items()):
         if np.isfinite(value) and value > 0:
             ax.axhline(value, ls="--", color="gray", lw=0.8)
@@ -150,7 +200,7 @@ def plot_error_vs_evaluations(rows: Sequence[dict], path: str | Path, *, title: 
     ax.set_ylabel("relative error ‖g − ∇f‖ / ‖∇f‖ (median)")
     ax.set_title((title + "\n" if title else "") + "dashed: theory (√E‖g−∇f‖²/‖∇f‖² on linear f; "
                  "horizontal: Berahas et al. error bound); dotted: θ = 1/2", fontsize=8)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,9 +216,18 @@ def write_study(rows: Sequence[dict], out: str | Path, *, stem: str = "study", t
     md = out / f"{stem}.md"
     md.write_text((f"# {title}\n\n" if title else "") + markdown_table(rows) + "\n")
     paths.append(md)
+    return paths + plot_study(rows, out, stem=stem)
+
+
+def plot_study(rows: Sequence[dict], out: str | Path, *, stem: str = "study") -> list[Path]:
+    """One plot per (problem, noise, σ-choice) group of study rows (also from :func:`read_csv`)."""
+    out = Path(out)
+    paths: list[Path] = []
     groups: dict = {}
     for r in rows:
-        key = (r.get("problem", "f"), r["noise"], r.get("sigma_mode") or ("rule" if r.get("sigma_rule") else "fixed"))
+        mode = r.get("sigma_mode")
+        mode = mode if isinstance(mode, str) and mode else ("rule" if r.get("sigma_rule") is True else "fixed")
+        key = (r.get("problem", "f"), r["noise"], mode)
         groups.setdefault(key, []).append(r)
     for (prob, noise, sig), sel in groups.items():
         if len({r["sigma"] for r in sel if not r.get("sigma_rule")}) > 1:
