@@ -274,28 +274,52 @@ def table(records: list[dict]) -> str:
 
 
 def plot(records: list[dict], out: str) -> None:
-    """Evaluation return against training env steps, one panel per task, one line per run."""
+    """Evaluation return against training env steps: one panel per task, one colour per peer in every
+    panel; the seeds of a peer are drawn as their IQM with a 95 % bootstrap band (policies.aggregate: runs
+    that ended carry their last evaluation forward) over thin per-seed lines; one legend below the panels."""
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
+    from policies.aggregate import bootstrap_iqm, carry_forward
+
+    colours = {"dfo default": "#1f77b4", "sb3-contrib ARS (rl-zoo3)": "#d62728"}
     envs = sorted({r["env_id"] for r in records})
-    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
-    colors: dict = {}
-    for ax, env in zip(axes[0], envs):
-        for r in sorted((r for r in records if r["env_id"] == env), key=lambda r: (r["peer"], r["seed"])):
-            label = f"{r['peer']} ({' '.join(f'{k}={v}' for k, v in r['settings'].items())})"
-            c = colors.setdefault(label, f"C{len(colors)}")
-            xs, ys = [p[0] for p in r["curve"]], [p[2] for p in r["curve"]]
-            ax.plot(xs, ys, color=c, alpha=0.8, label=label if r["seed"] == min(
-                q["seed"] for q in records if q["env_id"] == env and q["peer"] == r["peer"]
-                and q["settings"] == r["settings"]) else None)
-        ax.axhline(threshold(env), color="k", ls="--", lw=0.8)
-        ax.set(title=f"{env} (one line per seed)", xlabel="training env steps", ylabel="evaluation return")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
+    ncol = min(3, len(envs))
+    nrow = math.ceil(len(envs) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow + 0.6), squeeze=False)
+    handles = {}
+    for ax, env in zip(axes.flat, envs):
+        for peer in sorted({r["peer"] for r in records if r["env_id"] == env}):
+            runs = sorted((r for r in records if r["env_id"] == env and r["peer"] == peer), key=lambda r: r["seed"])
+            curves = [(np.array([p[0] for p in r["curve"]], float), np.array([p[2] for p in r["curve"]], float))
+                      for r in runs]
+            colour = colours.get(peer, "#7f7f7f")
+            for xs, ys in curves:
+                ax.plot(xs, ys, color=colour, alpha=0.3, lw=0.6)
+            grid, values = carry_forward(curves)
+            mid, lo, hi = bootstrap_iqm(values)
+            (line,) = ax.plot(grid, mid, color=colour, lw=1.8)
+            ax.fill_between(grid, lo, hi, color=colour, alpha=0.18, lw=0)
+            handles.setdefault(f"{peer}: IQM of {len(runs)} seeds, 95% bootstrap CI", line)
+        thr = ax.axhline(threshold(env), color="k", ls="--", lw=0.8)
+        handles.setdefault("threshold", thr)
+        ax.set_title(env, fontsize=10)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 500k, 1.5M
+        ax.set_xlabel("training env steps")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(envs):]:
+        ax.set_visible(False)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)),
+               fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if nrow > 1 else 0.12, 1, 1))
     fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
