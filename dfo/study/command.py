@@ -63,7 +63,8 @@ class StudyConfig:
         crn: one common episode seed for all points of one estimate (rl problems).
         quick: a small, fast version of a preset (smoke test).
         replot: redraw the figures of a finished study in ``out`` from its CSV (``cells.csv`` of
-            the berahas preset, ``study.csv`` otherwise) without computing anything.
+            the berahas preset, ``runs.csv`` of the profiles preset, ``study.csv`` otherwise)
+            without computing anything.
     """
 
     preset: str | None = None
@@ -188,7 +189,13 @@ def replot(cfg: StudyConfig) -> int:
     from .report import plot_study, read_csv
 
     if cfg.preset == "profiles":
-        raise ValueError("--replot redraws berahas and generic studies; rerun the profiles preset instead")
+        from .profiles import replot_profiles
+
+        if not (Path(cfg.out) / "runs.csv").is_file():
+            raise ValueError(f"--replot: {Path(cfg.out) / 'runs.csv'} not found (run the study first)")
+        for p in replot_profiles(cfg.out):
+            print(p)
+        return 0
     stem = "cells" if cfg.preset == "berahas" else "study"
     path = Path(cfg.out) / f"{stem}.csv"
     if not path.is_file():

@@ -26,7 +26,7 @@ import importlib.util
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -230,11 +230,94 @@ def performance_profile(times: dict, solver: str, alphas: np.ndarray) -> np.ndar
     return np.array([np.mean(ratios <= a) for a in alphas])
 
 
-def write_profiles(runs: list[dict], config: ProfileConfig, out) -> list:
-    """runs.csv (one row per run with t per τ), profiles.md and one PNG per (setting, τ)."""
+#: colours of the baselines (the dfo solvers take their estimator's colour, report.estimator_colours)
+BASELINE_COLOURS = {"neldermead": "#000000", "powell": "#999999", "cobyla": "#a6761d", "pybobyqa": "#1b9e77"}
+
+
+def solver_style(name: str) -> tuple[str, object]:
+    """(line style, colour) of a profiled solver, the same in every figure: ``ls-E`` solid and ``lbfgs-E``
+    dashed in estimator E's colour, baselines dotted in their own colours."""
+    from .report import estimator_colours
+
+    if name.startswith(("ls-", "lbfgs-")):
+        kind, est = name.split("-", 1)
+        return ("-" if kind == "ls" else "--"), estimator_colours([est])[est]
+    return ":", BASELINE_COLOURS.get(name, "#17becf")
+
+
+def plot_profiles(times_by_tau: dict, dims: dict, solvers: list[str], settings: list[str], budget_gradients: int,
+                  out) -> tuple[list, list[dict]]:
+    """One PNG per (setting, τ): data profile (left) and performance profile (right); returns (paths, summary).
+
+    ``times_by_tau[τ][(setting, problem)][solver]`` are the evaluations to solve (∞: not solved);
+    ``dims[(setting, problem)]`` the problem's n.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, paths = [], []
+    for tau, times in times_by_tau.items():
+        for setting in settings:
+            sub = {k[1]: v for k, v in times.items() if k[0] == setting}
+            sub_dims = {k[1]: n for k, n in dims.items() if k[0] == setting}
+            alphas_d = np.linspace(0, budget_gradients, 201)
+            alphas_p = np.logspace(0, 2, 200)
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.6))
+            for s in solvers:
+                style, color = solver_style(s)
+                a1.plot(alphas_d, data_profile(sub, sub_dims, s, alphas_d), style, color=color, label=s, lw=1.4)
+                a2.plot(alphas_p, performance_profile(sub, s, alphas_p), style, color=color, lw=1.4)
+                marks = sorted({a for a in (10, 25, 50) if a < budget_gradients} | {budget_gradients})
+                d = data_profile(sub, sub_dims, s, np.array(marks, dtype=float))
+                summary.append({"setting": setting, "tau": tau, "solver": s,
+                                **{f"solved@{a}": float(v) for a, v in zip(marks, d)}})
+            a1.set_xlabel("simplex gradients α (evaluations / (n + 1))")
+            a1.set_ylabel("fraction of problems solved d_s(α)")
+            a1.set_title(f"data profile, {setting}, τ = {tau:g}", fontsize=10)
+            a2.set_xscale("log")
+            a2.set_xlabel("performance ratio α")
+            a2.set_ylabel("ρ_s(α)")
+            a2.set_title(f"performance profile, {setting}, τ = {tau:g}", fontsize=10)
+            for ax in (a1, a2):
+                ax.set_ylim(-0.02, 1.02)
+                ax.grid(alpha=0.3)
+            fig.legend(*a1.get_legend_handles_labels(), loc="center right", fontsize=8, frameon=False,
+                       title="solid: line search, dashed: L-BFGS,\ndotted: baselines", title_fontsize=7)
+            fig.tight_layout(rect=(0, 0, 0.83, 1))
+            p = out / f"profile_{setting}_tau{tau:g}.png"
+            fig.savefig(p, dpi=100)
+            plt.close(fig)
+            paths.append(p)
+    return paths, summary
+
+
+def replot_profiles(out, budget_gradients: int = 100) -> list:
+    """Redraw the profile PNGs of a finished run from its ``runs.csv`` (the t_tau_* columns), computing nothing."""
+    from pathlib import Path
+
+    from .report import read_csv
+
+    rows = read_csv(Path(out) / "runs.csv")
+    taus = [float(c[len("t_tau_"):]) for c in rows[0] if c.startswith("t_tau_")]
+    solvers = list(dict.fromkeys(r["solver"] for r in rows))
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    times_by_tau = {}
+    for tau in taus:
+        times: dict = {}
+        for r in rows:
+            t = r[f"t_tau_{tau:g}"]
+            times.setdefault((r["setting"], r["problem"]), {})[r["solver"]] = float(t)
+        times_by_tau[tau] = times
+    dims = {(r["setting"], r["problem"]): int(r["n"]) for r in rows}
+    return plot_profiles(times_by_tau, dims, solvers, settings, budget_gradients, out)[0]
+
+
+def write_profiles(runs: list[dict], config: ProfileConfig, out) -> list:
+    """runs.csv (one row per run with t per τ), profiles.md and one PNG per (setting, τ)."""
     from pathlib import Path
 
     from .report import markdown_table
@@ -245,39 +328,12 @@ def write_profiles(runs: list[dict], config: ProfileConfig, out) -> list:
     settings = list(dict.fromkeys(r["setting"] for r in runs))
     rows = [{k: v for k, v in r.items() if k != "values"} | {"f_best": float(np.min(r["values"])) if r["values"].size else math.nan}
             for r in runs]
-    summary, paths = [], []
-    for tau in config.taus:
-        times = solve_times(runs, tau)
+    times_by_tau = {tau: solve_times(runs, tau) for tau in config.taus}
+    for tau, times in times_by_tau.items():
         for row in rows:
             row[f"t_tau_{tau:g}"] = times[(row["setting"], row["problem"])][row["solver"]]
-        for setting in settings:
-            sub = {k[1]: v for k, v in times.items() if k[0] == setting}
-            dims = {r["problem"]: r["n"] for r in runs if r["setting"] == setting}
-            alphas_d = np.linspace(0, config.budget_gradients, 201)
-            alphas_p = np.logspace(0, 2, 200)
-            fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-            for i, s in enumerate(solvers):
-                style = "-" if s.startswith("ls-") else ("--" if s.startswith("lbfgs-") else ":")
-                color = plt.get_cmap("tab20")(i % 20)
-                a1.plot(alphas_d, data_profile(sub, dims, s, alphas_d), style, color=color, label=s)
-                a2.plot(alphas_p, performance_profile(sub, s, alphas_p), style, color=color, label=s)
-                marks = sorted({a for a in (10, 25, 50) if a < config.budget_gradients} | {config.budget_gradients})
-                d = data_profile(sub, dims, s, np.array(marks, dtype=float))
-                summary.append({"setting": setting, "tau": tau, "solver": s,
-                                **{f"solved@{a}": float(v) for a, v in zip(marks, d)}})
-            a1.set_xlabel("simplex gradients α (evaluations / (n + 1))")
-            a1.set_ylabel("fraction of problems solved d_s(α)")
-            a1.set_title(f"data profile, {setting}, τ = {tau:g}", fontsize=10)
-            a2.set_xscale("log")
-            a2.set_xlabel("performance ratio α")
-            a2.set_ylabel("ρ_s(α)")
-            a2.set_title(f"performance profile, {setting}, τ = {tau:g}", fontsize=10)
-            a2.legend(fontsize=7, ncol=2, loc="lower right")
-            fig.tight_layout()
-            p = out / f"profile_{setting}_tau{tau:g}.png"
-            fig.savefig(p, dpi=100)
-            plt.close(fig)
-            paths.append(p)
+    dims = {(r["setting"], r["problem"]): r["n"] for r in runs}
+    paths, summary = plot_profiles(times_by_tau, dims, solvers, settings, config.budget_gradients, out)
     import csv
     cols = list(rows[0])
     with (out / "runs.csv").open("w", newline="") as fh:
