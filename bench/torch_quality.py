@@ -119,13 +119,14 @@ def cells(args: argparse.Namespace) -> None:
     template = args.template or best_template(runs, args.seeds, calibrated=False)[0]
     for seed in args.seeds:
         for method in args.methods:
-            out = runs / f"{method}-seed{seed}-steps{args.steps}"
+            out = runs / cell_name(method, seed, args)
             if (out / "results.json").is_file():
                 _keep(out, args.keep)
                 continue
             cfg = FinetuneConfig(
                 model=args.model, task=args.task, template=template, method=method, lr=args.lr or LR[method],
                 eps=args.eps, rank=args.rank, refresh=args.refresh, steps=args.steps, batch_size=args.batch,
+                forward_passes=args.forward_passes, n_directions=args.n_directions, lora=args.lora,
                 k=args.k, data_seed=seed, seed=seed, eval_every=args.eval_every, dev_size=args.dev_size,
                 checkpoint_every=args.checkpoint_every, out_dir=str(out), data_dir=args.data_dir,
                 save_model=False,
@@ -136,6 +137,21 @@ def cells(args: argparse.Namespace) -> None:
             print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f} "
                   f"pred {res['test']['predicted']} ({res['train_seconds']:.0f} s)", flush=True)
             _keep(out, args.keep)
+
+
+def cell_name(method: str, seed: int, args: argparse.Namespace) -> str:
+    """``<method>-seed<S>-steps<N>`` (a step count), or ``<method>-seed<S>-fp<N>[-lr<LR>][-k<K>][-lora<R>]`` for a
+    forward-pass budget (the cells of the forward-pass axis; lr and directions in the name when not the defaults)."""
+    if args.forward_passes is None:
+        return f"{method}-seed{seed}-steps{args.steps}"
+    name = f"{method}-seed{seed}-fp{args.forward_passes}"
+    if args.lr is not None:
+        name += f"-lr{args.lr:g}"
+    if args.n_directions is not None:
+        name += f"-k{args.n_directions}"
+    if args.lora is not None:
+        name += f"-lora{args.lora}"
+    return name
 
 
 def _keep(cell: Path, keep: str | None) -> None:
@@ -337,6 +353,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[13, 21, 42])
     p.add_argument("--methods", nargs="+", default=["mezo", "subzero", "lozo", "lozo-m", "adam"])
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--forward-passes", type=int, default=None, help="cells: budget of training forward passes "
+                   "(the run stops before a step that could pass it; --steps still caps it); cells are named "
+                   "<method>-seed<S>-fp<N>")
+    p.add_argument("--n-directions", type=int, default=None, help="default: the method's")
+    p.add_argument("--lora", type=int, default=None, help="LoRA rank (peft adapters only)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default: %s" % LR)
     p.add_argument("--eps", type=float, default=1e-3)

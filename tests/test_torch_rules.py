@@ -259,3 +259,38 @@ def test_rules_resume_bit_identically(method):
 
     a, b = run(6), run(2)
     assert a[0] == b[0] and torch.equal(a[1], b[1]) and a[2] == b[2]
+
+
+def _per_example_problem(spread, dim=30, n=16, seed=0):
+    """Per-example losses 0.5 |x - 1|^2 + spread * c_e . x (the c_e sum to zero: the mean is the quadratic)."""
+    gen = torch.Generator().manual_seed(seed)
+    c = torch.randn(n, dim, dtype=torch.float64, generator=gen)
+    c -= c.mean(0)
+    x = nn.Parameter(torch.zeros(dim, dtype=torch.float64))
+    return x, lambda: 0.5 * ((x - 1) ** 2).sum() + spread * (c @ x)
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.5, 5.0])
+def test_line_search_with_per_example_losses_shrinks_and_asks_for_a_decrease_beyond_the_batch_noise(spread):
+    """Per-example losses: the slopes are shrunk by rho = max(0, 1 - SE^2 / g^2) and a trial is accepted only when
+    the mean decrease exceeds c a s + 2 sigma + ls_batch_slack * SE(decrease); no spread, no batch noise."""
+    x, closure = _per_example_problem(spread)
+    opt = ZerothOrder([x], method="mezo-ls", lr=1e-2, eps=1e-4, seed=0)
+    start = float(closure().detach().mean())
+    accepted = 0
+    for _ in range(40):
+        opt.step(closure)
+        info = opt.last_step
+        g = info.projected_grad[0]
+        assert 0.0 <= info.shrinkage[0] <= 1.0
+        for t, (a, ft) in enumerate(info.trials):
+            need = opt.config.ls_c * a * info.shrinkage[0] * g ** 2 + 2 * info.noise + \
+                opt.config.ls_batch_slack * info.batch_noise[t]
+            assert (info.loss_base - ft >= need) == (info.accepted and t == len(info.trials) - 1)
+            if spread == 0.0:
+                assert info.batch_noise[t] == pytest.approx(0.0, abs=1e-9)
+        accepted += bool(info.accepted)
+    end = float(closure().detach().mean())
+    assert end <= start
+    # measured accepted steps of 40: spread 0 -> 40, 0.5 -> 33, 5 -> 1 (fixed seeds)
+    assert accepted == {0.0: 40, 0.5: 33, 5.0: 1}[spread]

@@ -112,7 +112,10 @@ METHODS: dict[str, TorchMethod] = {
 
 
 def get(name: str) -> TorchMethod:
-    """The entry called ``name`` (one clear error otherwise)."""
+    """The entry called ``name`` (one clear error otherwise); the spec's methods are read from the spec
+    at each call, so the spec stays the one home of their defaults."""
+    if name in spec.METHODS:
+        return _from_spec(spec.METHODS[name])
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {tuple(METHODS)}")
     return METHODS[name]

@@ -74,7 +74,8 @@ METHODS = tuple(registry.METHODS)
 NOISES = ("torch", "hash")
 BASELINES = ("mean", "base")
 #: settings added after the first checkpoints were written, with the values those checkpoints ran with
-_LATER_FIELDS = {"noise": "torch", "ls_c": 0.25, "ls_trials": 2, "noise_every": 50, "baseline": "mean"}
+_LATER_FIELDS = {"noise": "torch", "ls_c": 0.25, "ls_trials": 2, "noise_every": 50, "baseline": "mean",
+                 "ls_batch_slack": 1.0}
 #: default budget of the per-step noise cache (see :mod:`dfo.torch.directions`)
 NOISE_CACHE_BYTES = 16 * 2**20
 _SEED_LIMIT = 2**63
@@ -95,6 +96,8 @@ class ZOConfig:
             (see :mod:`dfo.torch.directions`).
         ls_c: Armijo constant c of the line-search methods (accept ``f_0 - f_t >= c a s + 2 sigma``).
         ls_trials: trial points per step of the line search (halving the step after each rejection).
+        ls_batch_slack: with per-example losses, the line search also asks for a decrease beyond this many
+            standard errors of the batch's mean decrease (0: the shrinkage of the slopes only).
         noise_every: the line search repeats ``f(x)`` every this many steps to measure the noise.
         baseline: ``fzoo``'s baseline, ``"mean"`` of the perturbed losses or ``"base"`` (one more forward, f(x)).
     """
@@ -110,6 +113,7 @@ class ZOConfig:
     ls_trials: int = 2
     noise_every: int = 50
     baseline: str = "mean"
+    ls_batch_slack: float = 1.0
 
     def __post_init__(self) -> None:
         entry = registry.get(self.method)
@@ -129,6 +133,8 @@ class ZOConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.momentum and not entry.momentum:
             raise ValueError(f"momentum is only used by 'lozo-m' (method is {self.method!r})")
+        if not (isinstance(self.ls_batch_slack, (int, float)) and 0.0 <= self.ls_batch_slack < math.inf):
+            raise ValueError(f"ls_batch_slack must be a finite number >= 0, got {self.ls_batch_slack!r}")
         if not (isinstance(self.ls_c, (int, float)) and 0.0 <= self.ls_c < 1.0):
             raise ValueError(f"ls_c must be in [0, 1), got {self.ls_c!r}")
         if self.baseline not in BASELINES:
@@ -165,7 +171,8 @@ class StepInfo:
     The step rules of :mod:`dfo.torch.methods` fill more: ``loss_base`` (``f(x)``), ``curvature``
     (three-point ``(f_+ - 2 f_0 + f_-) / eps^2`` per direction), ``trials`` (``(a, f(x - a u))`` per
     trial point), ``accepted``, ``noise`` (the measured sigma used), ``combination`` (the k x k weights
-    C of the directions ``P_j = sum_i C_ij z_i``), ``forward_passes``.
+    C of the directions ``P_j = sum_i C_ij z_i``), ``forward_passes``, and with per-example losses
+    ``shrinkage`` (rho_j per direction) and ``batch_noise`` (standard error of each trial's mean decrease).
     """
 
     loss_plus: list[float] = field(default_factory=list)
@@ -179,6 +186,8 @@ class StepInfo:
     noise: float | None = None
     combination: list[list[float]] | None = None
     forward_passes: int = 0
+    shrinkage: list[float] = field(default_factory=list)
+    batch_noise: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -276,6 +285,7 @@ class ZerothOrder(torch.optim.Optimizer):
         ls_trials: int = 2,
         noise_every: int = 50,
         baseline: str = "mean",
+        ls_batch_slack: float = 1.0,
     ) -> None:
         if noise_cache_bytes is None:
             noise_cache_bytes = NOISE_CACHE_BYTES
@@ -283,7 +293,7 @@ class ZerothOrder(torch.optim.Optimizer):
             raise ValueError(f"noise_cache_bytes must be an integer >= 0, got {noise_cache_bytes!r}")
         self.config = ZOConfig(method=method, eps=eps, rank=rank, refresh=refresh, momentum=momentum,
                                n_directions=n_directions, noise=noise, ls_c=ls_c, ls_trials=ls_trials,
-                               noise_every=noise_every, baseline=baseline)
+                               noise_every=noise_every, baseline=baseline, ls_batch_slack=ls_batch_slack)
         defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
                         decay_1d=False)
         self._model = model
@@ -307,6 +317,7 @@ class ZerothOrder(torch.optim.Optimizer):
         self._step = 0
         self._rule = {"alpha": None, "noise_sq": 0.0, "noise_n": 0}  # line-search state (dfo.torch.methods)
         self._forward_passes = 0
+        self._examples: np.ndarray | None = None  # per-example losses of the last closure call (line search)
         self.last_step = StepInfo()
 
     # ------------------------------------------------------------------ public
@@ -412,21 +423,26 @@ class ZerothOrder(torch.optim.Optimizer):
                                             cfg.noise)
             pos[:] = target
 
+        per_example: dict[str, np.ndarray] = {}
+
         def evaluate(side: str, j: int) -> float:
             info.forward_passes += 1
-            return self._evaluate(closure, side, j)
+            value = self._evaluate(closure, side, j)
+            if self._examples is not None:
+                per_example[f"{side}{j}"] = self._examples
+            return value
 
         done = False
         try:
             f0 = None
             if e.line_search or (e.step == "fzoo" and cfg.baseline == "base"):
-                f0 = info.loss_base = evaluate("+0", 0)
+                f0 = info.loss_base = evaluate("+0", 0)  # key "+00" in per_example
                 if e.line_search and (self._rule["noise_n"] == 0 or self._step % cfg.noise_every == 0):
                     again = evaluate("+0 (repeat)", 0)  # the noise of f on this batch, measured
                     self._rule["noise_sq"] += (f0 - again) ** 2 / 2
                     self._rule["noise_n"] += 1
             if e.step in ("spsa", "orth"):
-                g = np.zeros(k)
+                g, shrink = np.zeros(k), np.ones(k)
                 for j in range(k):
                     move(eps * comb[:, j])
                     lp = evaluate("+eps", j)
@@ -438,9 +454,16 @@ class ZerothOrder(torch.optim.Optimizer):
                     info.projected_grad.append(float(g[j]))
                     if f0 is not None:
                         info.curvature.append((lp - 2 * f0 + lm) / eps**2)
-                u = comb @ g / k  # the estimate (1/k) sum_j g_j P_j, in z coordinates
-                slope = float(g @ g) / k  # grad . u, with grad . P_j ~= g_j
-                curv = float(np.dot(g**2, info.curvature)) / k**2 if info.curvature else None  # u^T H u
+                    ep, em = per_example.get(f"+eps{j}"), per_example.get(f"-eps{j}")
+                    if e.line_search and ep is not None and em is not None and ep.size == em.size > 1:
+                        ge = (ep - em) / (2 * eps)  # per-example slopes: positive-part James-Stein shrinkage of g_j
+                        se2 = float(ge.var(ddof=1)) / ge.size
+                        shrink[j] = max(0.0, 1.0 - se2 / g[j] ** 2) if g[j] != 0 else 0.0
+                info.shrinkage = shrink.tolist()
+                u = comb @ (shrink * g) / k  # the estimate (1/k) sum_j rho_j g_j P_j, in z coordinates
+                slope = float(shrink @ g**2) / k  # grad . u, with grad . P_j ~= g_j
+                curv = (float(np.dot(shrink**2 * g**2, info.curvature)) / k**2  # u^T H u
+                        if info.curvature else None)
                 mean_loss = (sum(info.loss_plus) + sum(info.loss_minus)) / (2 * k)
             else:  # fzoo: one-sided, shared baseline, normalised by the spread of the losses
                 f = np.zeros(k)
@@ -465,9 +488,14 @@ class ZerothOrder(torch.optim.Optimizer):
                 if slope > 0 and a_try > 0:
                     for t in range(cfg.ls_trials):
                         move(-a_try * u)
-                        ft = evaluate(f"-{a_try:.3g} u", t)
+                        ft = evaluate("-a u", t)
                         info.trials.append((a_try, ft))
-                        if f0 - ft >= cfg.ls_c * a_try * slope + 2 * sigma_f:
+                        e0, et = per_example.get("+00"), per_example.get(f"-a u{t}")
+                        se = 0.0  # standard error of the batch's mean decrease, from the per-example decreases
+                        if e0 is not None and et is not None and e0.size == et.size > 1:
+                            se = float((e0 - et).std(ddof=1)) / math.sqrt(e0.size)
+                        info.batch_noise.append(se)
+                        if f0 - ft >= cfg.ls_c * a_try * slope + 2 * sigma_f + cfg.ls_batch_slack * se:
                             info.accepted = True
                             break
                         a_try /= 2
@@ -659,11 +687,18 @@ class ZerothOrder(torch.optim.Optimizer):
                 m.training = mode
 
     def _evaluate(self, closure: Callable[[], Any], side: str, i: int) -> float:
+        self._examples = None
         out = closure()
         if torch.is_tensor(out):
-            if out.numel() != 1:
-                raise TypeError(f"the closure must return a scalar loss, got a tensor of shape {tuple(out.shape)}")
-            value = float(out.detach().item())  # exact for every dtype (float64 losses keep their digits)
+            if out.numel() != 1 and not (self.config.entry.line_search and out.ndim == 1):
+                raise TypeError(f"the closure must return a scalar loss, got a tensor of shape {tuple(out.shape)}"
+                                + (" (per-example losses, a 1-D tensor, only for the line-search methods)"
+                                   if out.ndim == 1 else ""))
+            if out.numel() != 1:  # per-example losses: the loss is their mean, the spread is the batch noise
+                self._examples = out.detach().double().cpu().numpy()
+                value = float(self._examples.mean())
+            else:
+                value = float(out.detach().item())  # exact for every dtype (float64 losses keep their digits)
         elif isinstance(out, (int, float)):
             value = float(out)
         else:

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dfo.torch.methods import METHODS as _ZO_REGISTRY
+from dfo.torch.methods import get as _zo_entry
 from dfo.torch.methods import TorchMethod as _SpecMethod
 from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.interrupts import StopFlag
@@ -93,10 +94,14 @@ class FinetuneConfig:
         method: ``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (zeroth order) or ``adam`` (backprop).
         lr, eps, rank, refresh, momentum, weight_decay, n_directions: optimizer settings
             (see :class:`dfo.torch.ZerothOrder`; ``adam`` uses ``lr`` and ``weight_decay``).
-            ``rank`` and ``refresh`` left at None are filled in with the method's defaults
-            from :data:`dfo.estimators.lowrank_spec.METHODS` (the config records the values used);
+            ``rank``, ``refresh`` and ``n_directions`` left at None are filled in with the method's
+            defaults from :data:`dfo.torch.methods.METHODS` (the config records the values used);
             ``lr`` left at None takes :data:`DEFAULT_LR` of the method.
         steps: optimizer steps (0: evaluate zero-shot).
+        forward_passes: budget of training forward passes (None: no budget): the run stops before a
+            step that could take it past the budget (``steps`` still caps it). Evaluation passes do not count.
+        lora: rank R of LoRA adapters (peft, on every linear layer except the output head, alpha = 2R);
+            only the adapters are trained and ``model/`` holds the adapter (``PeftModel.from_pretrained``).
         batch_size: training examples per step.
         k, data_seed: which k-shot split.
         seed: optimizer and batch-sampling seed.
@@ -128,8 +133,10 @@ class FinetuneConfig:
     refresh: int | None = None
     momentum: float | None = None
     weight_decay: float = 0.0
-    n_directions: int = 1
+    n_directions: int | None = None
     steps: int = 1000
+    forward_passes: int | None = None
+    lora: int | None = None
     batch_size: int = 16
     k: int = 16
     data_seed: int = 13
@@ -147,7 +154,7 @@ class FinetuneConfig:
     save_model: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("rank", "refresh"):
+        for name in ("rank", "refresh", "n_directions"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, _spec_default(self.method, name))
         if self.lr is None:
@@ -174,7 +181,7 @@ class FinetuneConfig:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**63:
             raise FinetuneError(f"--seed must be in [0, 2**63), got {self.seed}")
-        for name in ("dev_size", "test_size", "max_length"):
+        for name in ("dev_size", "test_size", "max_length", "forward_passes", "lora"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
@@ -189,9 +196,9 @@ class FinetuneConfig:
 
 
 def _spec_default(method: str, name: str) -> int:
-    """Default ``rank`` / ``refresh`` of ``method`` from the low-rank spec (the one home of the defaults);
-    ``adam`` ignores them and records the spec's generic default."""
-    entry = _ZO_REGISTRY.get(method)
+    """Default ``rank`` / ``refresh`` / ``n_directions`` of ``method`` from its registry entry
+    (:mod:`dfo.torch.methods`, which takes the low-rank spec's); ``adam`` ignores them and records the generic default."""
+    entry = _zo_entry(method) if method in _ZO_REGISTRY else None
     return getattr(entry if entry is not None else _SpecMethod, name)  # the dataclass's field default
 
 
@@ -258,12 +265,34 @@ def forward_precision(cfg: FinetuneConfig, device: Any) -> Callable[[], Any]:
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def with_lora(model: Any, rank: int) -> Any:
+    """``model`` with LoRA adapters of rank ``rank`` (peft; alpha = 2 rank, no dropout) on every linear layer
+    but the output head; the base weights are frozen, so ``ZerothOrder`` sees the adapters only.
+
+    Raises:
+        FinetuneError: peft is not installed (it is in the ``llm`` extra).
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise FinetuneError("--lora needs peft: pip install 'dfo[llm]' (or pip install peft)") from None
+    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", bias="none")
+    return get_peft_model(model, cfg)
+
+
 def _check_resumable(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
     now = asdict(cfg)
     diff = [k for k in now if k not in RESUME_MAY_CHANGE and _jsonable(now[k]) != saved.get(k)]
     if diff:
         raise FinetuneError("--resume: the checkpoint was made with different settings: "
                             + ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in diff))
+
+
+def per_example_loss(clf: PromptClassifier, encoded: Any) -> Any:
+    """Cross-entropy of each example of an encoded batch over the label-word logits (its mean is ``clf.loss``)."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(clf.logits(encoded), encoded.labels, reduction="none")
 
 
 def _under(ctx: Callable[[], Any], fn: Callable[..., Any], *args: Any) -> Any:
@@ -320,6 +349,8 @@ def finetune(
     if out is not None:
         prepare_run_dir(out, resume=resume, overwrite=overwrite)
     model, tok = _load_model(cfg, device)
+    if cfg.lora:
+        model = with_lora(model, cfg.lora)
     amp = forward_precision(cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.method == "adam":
@@ -333,7 +364,7 @@ def finetune(
                               model=model, seed=cfg.seed)
         except ValueError as exc:  # settings only the optimizer checks (e.g. momentum range)
             raise FinetuneError(str(exc)) from None
-    history: dict[str, list] = {"loss": [], "dev": []}
+    history: dict[str, list] = {"loss": [], "dev": [], "forward_passes": []}
     start, train_seconds, template, selection = 0, 0.0, cfg.template, None
     with StopFlag() as stop:
         if resume:
@@ -349,6 +380,7 @@ def finetune(
             except (ValueError, KeyError, TypeError) as exc:
                 raise FinetuneError(f"--resume: the checkpoint's optimizer state does not fit this run ({exc})") from None
             history, train_seconds = state["history"], meta["train_seconds"]
+            history.setdefault("forward_passes", [])
             template, selection = meta["template"], meta["template_selection"]
         elif template == "auto":
             try:
@@ -398,7 +430,11 @@ def finetune(
             if cfg.eval_every and start and start % cfg.eval_every == 0 and \
                     not any(s == start for s, _ in history["dev"]):
                 evaluate_dev(start)
+            per_step = 1 if cfg.method == "adam" else opt.config.max_forward_passes()
             for step in bar:
+                used = history["forward_passes"][-1] if history["forward_passes"] else 0
+                if cfg.forward_passes is not None and used + per_step > cfg.forward_passes:
+                    break  # the next step could pass the budget
                 idx = np.random.default_rng([cfg.seed, step]).choice(
                     len(train), size=min(cfg.batch_size, len(train)), replace=False)
                 batch = [train[i] for i in idx]
@@ -412,12 +448,16 @@ def finetune(
                     opt.step()
                     loss = float(loss_t.detach())
                 else:
-                    try:
-                        loss = opt.step(lambda: _under(amp, clf.loss, encoded))
+                    try:  # the line-search methods read the batch noise from per-example losses
+                        if opt.config.entry.line_search:
+                            loss = opt.step(lambda: _under(amp, per_example_loss, clf, encoded))
+                        else:
+                            loss = opt.step(lambda: _under(amp, clf.loss, encoded))
                     except FloatingPointError as exc:
                         raise FinetuneError(f"step {step + 1}: {exc} (try a smaller --lr or --eps)") from None
                 train_seconds += time.perf_counter() - t0
                 history["loss"].append(float(loss))
+                history["forward_passes"].append(used + (1 if cfg.method == "adam" else opt.last_step.forward_passes))
                 info: dict[str, Any] = {"step": step + 1, "loss": float(loss)}
                 if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
                     try:
@@ -432,8 +472,9 @@ def finetune(
                     raise stopped(step + 1)
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     save(step + 1)
-            if cfg.steps > start:
-                save(cfg.steps)
+            done_steps = len(history["loss"])
+            if done_steps > start:
+                save(done_steps)
             if hasattr(opt, "flush"):
                 opt.flush()
             with amp():
@@ -450,8 +491,10 @@ def finetune(
         "label_words": list(clf.label_words),
         "template_selection": selection,
         "device": str(device),
-        "steps": cfg.steps,
-        "forward_passes_per_step": 1 if cfg.method == "adam" else 2 * cfg.n_directions,
+        "steps": len(history["loss"]),
+        "forward_passes": history["forward_passes"][-1] if history["forward_passes"] else 0,
+        "forward_passes_per_step": 1 if cfg.method == "adam" else (
+            opt.config.max_forward_passes() if not opt.config.entry.line_search else "variable"),
         "backward_passes_per_step": 1 if cfg.method == "adam" else 0,
         "dev": dev_ev.as_dict(),
         "test": test_ev.as_dict(),
@@ -462,7 +505,7 @@ def finetune(
         "train_seconds": train_seconds,
     }
     if out is not None:
-        if cfg.save_model and cfg.steps > 0:
+        if cfg.save_model and len(history["loss"]) > 0:
             with staged_dir(out / "model", prefix=f"model{TMP_MARK}") as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
                 tok.save_pretrained(tmp)
@@ -473,4 +516,4 @@ def finetune(
 
 
 __all__ = ["AUTOCAST_DTYPES", "FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune",
-           "resolve_device"]
+           "resolve_device", "with_lora"]

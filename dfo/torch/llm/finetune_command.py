@@ -62,8 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help=f"steps between subspace redraws (T / nu; default: the method's, {d.refresh})")
     a("--momentum", type=float, default=None, help="lozo-m beta (default 0.9)")
     a("--weight-decay", type=float, default=d.weight_decay)
-    a("--n-directions", type=int, default=d.n_directions)
+    a("--n-directions", type=int, default=None, help="directions per step (default: the method's; fzoo 8, "
+      "mezo-orth 4, others 1)")
     a("--steps", type=int, default=d.steps, help="0 = zero-shot evaluation")
+    a("--forward-passes", type=int, default=None, help="budget of training forward passes: stop before a step "
+      "that could exceed it (--steps still caps the run)")
+    a("--lora", type=int, default=None, metavar="R", help="train rank-R LoRA adapters (peft) instead of the "
+      "weights; OUT/model then holds the adapter")
     a("--batch-size", type=int, default=d.batch_size)
     a("--k", type=int, default=d.k, help="examples per class of the k-shot split (16 or 512 shipped)")
     a("--data-seed", type=int, default=d.data_seed, help="k-shot split seed (13, 21, 42, 87, 100 shipped)")
@@ -99,7 +104,7 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         model=args.model, task=args.task, template=args.template, label_words=words, calibrate=args.calibrate,
         method=args.method, lr=args.lr, eps=args.eps, rank=args.rank, refresh=args.refresh,
         momentum=args.momentum, weight_decay=args.weight_decay, n_directions=args.n_directions,
-        steps=args.steps, batch_size=args.batch_size, k=args.k, data_seed=args.data_seed, seed=args.seed,
+        steps=args.steps, forward_passes=args.forward_passes, lora=args.lora, batch_size=args.batch_size, k=args.k, data_seed=args.data_seed, seed=args.seed,
         eval_every=args.eval_every, dev_size=args.dev_size, test_size=args.test_size,
         checkpoint_every=args.checkpoint_every, out_dir=out, data_dir=args.data_dir, device=args.device,
         dtype=args.dtype, autocast=args.autocast, max_length=args.max_length, save_model=not args.no_save_model,
@@ -127,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return 128 + exc.signum
     summary = {
         "task": result["task"], "template": result["template"], "label_words": result["label_words"],
-        "method": cfg.method, "steps": result["steps"], "device": result["device"],
+        "method": cfg.method, "steps": result["steps"], "forward_passes": result["forward_passes"],
+        "device": result["device"],
         "dev_accuracy": result["dev"]["accuracy"], "dev_accuracy_calibrated": result["dev"]["accuracy_calibrated"],
         "test_accuracy": result["test"]["accuracy"],
         "test_accuracy_calibrated": result["test"]["accuracy_calibrated"],

@@ -1,0 +1,77 @@
+"""dfo finetune with the step rules, a forward-pass budget and LoRA adapters (peft), on the tiny aidreams260K."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from dfo.torch.llm.finetune import FinetuneConfig, finetune  # noqa: E402
+
+DATA = Path(os.environ.get("DFO_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+AIDREAMS = DATA / "models" / "aidreams260K"
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    pytest.mark.skipif(not (AIDREAMS / "config.json").is_file(), reason=f"no data/model at {DATA}"),
+]
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model=str(AIDREAMS), template="review", steps=50, batch_size=4, dev_size=8, test_size=8,
+                data_dir=str(DATA), out_dir=str(tmp_path / "run"), seed=1, lr=1e-4)
+    return FinetuneConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method, budget, steps, used", [("mezo", 7, 3, 6), ("fzoo", 13, 3, 12),
+                                                         ("mezo-orth", 20, 2, 16)])
+def test_forward_pass_budget_stops_before_a_step_that_could_pass_it(tmp_path, method, budget, steps, used):
+    n = 4 if method != "mezo" else None
+    res = finetune(_cfg(tmp_path, method=method, forward_passes=budget, n_directions=n, save_model=False),
+                   progress=False)
+    assert res["steps"] == steps and res["forward_passes"] == used <= budget
+    assert res["history"]["forward_passes"][-1] == used and len(res["history"]["loss"]) == steps
+
+
+def test_line_search_method_counts_its_variable_passes_and_stays_in_budget(tmp_path):
+    res = finetune(_cfg(tmp_path, method="mezo-ls", forward_passes=30, save_model=False), progress=False)
+    fp = res["history"]["forward_passes"]
+    assert res["forward_passes_per_step"] == "variable"
+    assert fp == sorted(fp) and fp[-1] <= 30 and 4 <= fp[0] <= 6  # f0 (+ repeat), f(x +- eps z), 1-2 trials
+
+
+def test_n_directions_defaults_to_the_methods(tmp_path):
+    assert _cfg(tmp_path, method="fzoo").n_directions == 8
+    assert _cfg(tmp_path, method="mezo-orth").n_directions == 4
+    assert _cfg(tmp_path, method="mezo").n_directions == 1
+
+
+def test_lora_trains_adapters_only_and_saves_an_adapter_peft_loads(tmp_path):
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    from dfo.torch.llm.models import load_lm
+
+    cfg = _cfg(tmp_path, method="mezo", lora=4, steps=6, lr=1e-2)
+    res = finetune(cfg, progress=False)
+    folder = Path(cfg.out_dir) / "model"
+    assert json.loads((folder / "adapter_config.json").read_text())["r"] == 4
+    assert (folder / "adapter_model.safetensors").is_file()
+    assert not (folder / "model.safetensors").exists()  # the adapter, not the whole model
+    base = AutoModelForCausalLM.from_pretrained(AIDREAMS)
+    loaded = peft.PeftModel.from_pretrained(base, folder)
+    lora_b = {n: p for n, p in loaded.named_parameters() if "lora_B" in n}
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b.values())  # B starts at 0: trained
+    # the base weights are untouched: the loaded model's base equals a fresh copy
+    fresh, _ = load_lm(str(AIDREAMS))
+    fresh_sd = fresh.state_dict()
+    for name, p in loaded.get_base_model().named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.replace(".base_layer", "")
+        assert torch.equal(p, fresh_sd[key]), key
+    assert res["steps"] == 6
