@@ -113,13 +113,33 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+#: nesting of a JSON flag value beyond this is refused (deeper input would exhaust Python's stack)
+MAX_JSON_DEPTH = 64
+
+
+def _depth(value: Any, limit: int) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        level = [v for x in level if isinstance(x, (dict, list))
+                 for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
+
+
 def _json_object(text: str) -> dict:
+    short = text if len(text) <= 80 else text[:77] + "..."
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {short!r}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"JSON nested deeper than Python can read: {short!r}") from None
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise argparse.ArgumentTypeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels: {short!r}")
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {short!r}")
     return value
 
 
@@ -277,6 +297,10 @@ def read_config_file(path: str | Path, cls: type, *, ignore: Iterable[str] = ())
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"--config {path}: not a JSON file ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"--config {path}: JSON nested deeper than Python can read") from None
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"--config {path}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(data, dict) and isinstance(data.get("config"), dict):
         data = data["config"]
     if not isinstance(data, dict):

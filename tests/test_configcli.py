@@ -171,3 +171,18 @@ def test_dfo_study_replot_redraws_figures_from_the_csv_alone(tmp_path):
     assert main(["study", "--out", str(out), "--replot"]) == 0
     assert sorted(out.glob("study_*.png")) == pngs
     assert main(["study", "--out", str(tmp_path / "empty"), "--replot"]) == 2
+
+
+@pytest.mark.parametrize("depth, why", [(30000, "deeper than Python can read"), (100, "deeper than 64 levels")])
+def test_E2_deeply_nested_env_kwargs_is_a_one_line_error(depth, why, capsys, tmp_path):
+    from dfo.cli import main
+
+    nested = '{"a": ' + "[" * depth + "]" * depth + "}"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--env-kwargs", nested])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert why in err and len(err) < 300
+    (tmp_path / "deep.json").write_text(nested)
+    with pytest.raises(ValueError, match="nested deeper"):
+        read_config_file(tmp_path / "deep.json", Demo)

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from policies.checkpoint import CheckpointError
 
     try:
-        from envs.make import import_modules
+        from envs.ids import import_modules
 
         import_modules(cfg.imports)  # named on the command line only, never read from the checkpoint
         loaded = load(args.checkpoint)
