@@ -417,6 +417,16 @@ def summary_row(rs: list[dict]) -> str:
             f"{sum(r['cpu_s'] for r in rs) / n / 60:.1f} |")
 
 
+def compact_row(rs: list[dict]) -> str:
+    n = len(rs)
+    ok = sum(r["reached_episodes"] is not None for r in rs)
+    eps = [r["reached_episodes"] if r["reached_episodes"] is not None else math.inf for r in rs]
+    steps = [r["reached_env_steps"] if r["reached_env_steps"] is not None else math.inf for r in rs]
+    med = quantile_nr(steps, 0.5)
+    return (f"| {rs[0]['env_id']} | {rs[0]['threshold']:g} | {rs[0]['seed']}-{rs[-1]['seed']} ({n}) | "
+            f"**{ok}/{n}** | {_q(eps)} | {'–' if math.isinf(med) else f'{med / 1e3:,.0f}k'} |")
+
+
 def _details(by, tasks) -> list[str]:
     lines = ["", "Settings per row (resolved TrainConfig):", ""]
     for t in tasks:
@@ -477,6 +487,13 @@ def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict
     if missing:
         lines += ["", f"Cells planned and not finished yet ({sum(map(len, missing.values()))}): " + "; ".join(
             f"{t} `{v}` seeds {' '.join(map(str, ss))}" for (t, v), ss in missing.items())]
+    lines += ["", "## Compact (the columns of docs/rl.md's defaults table)", "",
+              "| task | threshold | sweep seeds | reached within the preset budget | episodes to threshold: median "
+              "(quartiles) | env steps: median |", "|---|---|---|---|---|---|"]
+    for t in tasks:
+        rs = by.get((t, "default"))
+        if rs:
+            lines.append(compact_row(rs))
     if tuning:
         tb = _group(tuning)
         lines += ["", "## Step control (tuning seeds 0-4)", "",
