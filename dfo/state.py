@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from collections import deque
 from typing import Any
@@ -55,7 +56,7 @@ def _decode(kind: Any, value: Any) -> Any:
     if value is None:
         return None
     args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and args:
         kind = args[0]
     if dataclasses.is_dataclass(kind):
         return from_tree(kind, value)
