@@ -163,6 +163,13 @@ def test_D1_local_dask_refuses_clients_without_the_runs_certificate():
                 client.close()
                 pytest.fail(f"connected to the run's scheduler with {what}")
         assert ev.map(lambda s, i: s + i, range(3), shared=1) == [1, 2, 3]  # the run goes on
+        import urllib.error
+        import urllib.request
+
+        http = ev._cluster.scheduler.http_server.port  # no routes: no cluster information to anyone
+        for route in ("/health", "/info/main/workers.html", "/json/identity.json", "/metrics"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(f"http://127.0.0.1:{http}{route}", timeout=3)
 
 
 # -- FT3 and crafted fine-tuning checkpoints (FT3b, FT9-FT12), S8-bin ------------------------------------------
