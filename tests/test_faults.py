@@ -160,7 +160,12 @@ def test_bit_flip_or_edit_in_state_json_is_refused(tmp_path):
     state.write_text(json.dumps(tree))
     with pytest.raises(CheckpointError, match="corrupt state.json"):
         Trainer.resume(out)
-    # ...and even with a rewritten manifest, where work runs is never read from the run dir
+    # ...and even with every hash rewritten (state.json's own, the manifest), where work runs is never
+    # read from the run dir
+    from policies.serialization import _meta_hash
+
+    tree["json_sha256"] = _meta_hash(tree)
+    state.write_text(json.dumps(tree))
     (state.parent / MANIFEST).unlink()
     write_manifest(state.parent)
     with Trainer.resume(out) as tr:
