@@ -22,7 +22,9 @@ from typing import Any, Callable
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from .minimizer import SEED_HIGH, STEPS, Minimizer, Request, _float_option, _int_option
+from .minimizer import SEED_HIGH, STEPS, Minimizer, Request
+from .options import float_option as _float_option
+from .options import int_option as _int_option
 
 __all__ = ["minimize", "Minimizer", "Request", "STEPS"]
 

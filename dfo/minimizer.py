@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import numbers
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,13 +39,15 @@ from scipy.optimize import OptimizeResult
 
 from .bounds import Box
 from .estimators import ESTIMATORS, get_estimator
-from .estimators.base import Query
 from .lbfgs import LBFGSMemory
 from .noise import EPS, SEED_HIGH, NoiseProbe, difference_errors
 from .optim import STEP_RULES, make_step_rule
 from .radius import CENTRAL_FD, FORWARD_FD
 from .request import Request
 from .rng import as_generator
+from .options import float_option as _float_option
+from .options import int_option as _int_option
+from .runstate import Pending, RunState, StallWindow
 from .state import Trace, from_tree, to_tree
 from .state_legacy import upgrade
 from .values import as_point, check_finite
@@ -62,108 +61,6 @@ CENTRAL_SWITCH = 1e-2
 LAYOUT = 2  # state_dict layout (1: the free-form layout before typed state)
 HISTORY = ("nit", "nfev", "fun", "grad_norm", "step_size")
 NOISE_HISTORY = ("nit", "nfev", "eps_f", "sigma", "L", "M", "kind", "reason")
-
-
-def _int_option(name: str, value, *, low: int = 1, none_ok: bool = True) -> int | None:
-    """An integer option (not a bool, float or string), at least ``low``."""
-    if value is None and none_ok:
-        return None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool | numbers.Integral) and \
-            float(value).is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _float_option(name: str, value, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not np.isfinite(value) or (value <= 0 if positive else value < 0):
-        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, got {value}")
-    return value
-
-
-@dataclass
-class StallWindow:
-    """The rounding-level stall test on the last ``size`` recorded f values, in O(size):
-    the best value older than the window is kept as one number."""
-
-    size: int
-    recent: list = field(default_factory=list)
-    best_before: float = float("inf")
-    older: int = 0
-
-    def push(self, f: float) -> None:
-        self.recent.append(f)
-        if len(self.recent) > self.size:
-            old = self.recent.pop(0)
-            self.older += 1
-            if np.isfinite(old):
-                self.best_before = min(self.best_before, old)
-
-    def stalled(self, eps_f: float) -> bool:
-        """The window's best is not 2ε_f below every earlier value."""
-        recent = np.asarray(self.recent, dtype=float)
-        if not (self.older and np.isfinite(self.best_before) and np.isfinite(recent).any()):
-            return False
-        return bool(np.nanmin(recent) > self.best_before - 2.0 * eps_f)
-
-
-@dataclass
-class Pending:
-    """The pending request and what its tell needs (estimate: how it was drawn)."""
-
-    kind: str
-    points: np.ndarray
-    seeds: np.ndarray | None = None
-    items: list = field(default_factory=list)
-    asked: bool = False
-    extra: int = 0  # centre repeats after an estimate's own points
-    plan: np.ndarray | None = None  # bounds: query values = plan @ [values, f(x)]
-    ask_rng: dict | None = None  # generator and estimator state before the query was drawn
-    ask_estimator: dict | None = None
-    query: Query | None = field(default=None, metadata={"save": False})  # redrawn on load
-
-
-@dataclass
-class RunState:
-    """Everything a run knows; ``state_dict`` is generated from these fields."""
-
-    x: np.ndarray
-    rng: np.random.Generator
-    pending: Pending | None = None
-    probe: NoiseProbe | None = None
-    window: StallWindow | None = None
-    fx: float | None = None
-    grad: np.ndarray | None = None
-    direction: np.ndarray | None = None
-    pair_s: np.ndarray | None = None  # the last accepted step and the gradient before it (L-BFGS)
-    pair_g: np.ndarray | None = None
-    centre_seeds: np.ndarray | None = None
-    trials: int = 0
-    rule_state: dict = field(default_factory=dict)
-    memory: LBFGSMemory | None = None
-    eps_f: float = 0.0
-    noise_kind: str | None = None
-    ecnoise_h: float | None = None
-    L: float | None = None
-    M: float | None = None
-    slope: float | None = None
-    sigma: float = float("nan")
-    use_central: bool = False
-    nfev: int = 0
-    nit: int = 0
-    n_nonfinite: int = 0
-    recoveries: int = 0
-    failed_streak: int = 0
-    floor_hits: int = 0
-    stall_hits: int = 0
-    stopped: str | None = None
-    status: int | None = None
 
 
 class Minimizer:

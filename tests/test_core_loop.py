@@ -283,3 +283,22 @@ def test_vectorized_equals_serial(kw):
     assert max(c[0] for c in calls) >= 4  # whole estimates in one call
     with pytest.raises(ValueError, match="no evaluator"):
         dfo.minimize(batch, x0, vectorized=True, evaluator=1)
+
+
+# -- orthogonal directions in high dimension ------------------------------------------------
+def test_high_dimensional_orthogonal_directions_are_orthonormal_and_isotropic():
+    """n ≥ 512 with N ≥ n/2: randomized DCT rows (O(N n)) instead of a QR; still orthonormal,
+    and E[q qᵀ] = I/n over draws (the diagonal is checked: mean of n·q_j² over rows and draws)."""
+    from dfo.estimators.directions import FAST_ORTHOGONAL_N, StandardDirections
+
+    n = FAST_ORTHOGONAL_N
+    diag = np.zeros(n)
+    for seed in range(20):
+        u = StandardDirections("orthogonal", n=n, n_directions=n // 2, seed=seed).matrix()
+        np.testing.assert_allclose(u @ u.T, np.eye(n // 2), atol=1e-12)
+        diag += n * np.mean(u**2, axis=0) / 20
+    assert abs(diag.mean() - 1.0) < 1e-12  # each row has unit length: the mean is exact
+    assert np.all(np.abs(diag - 1.0) < 0.5)  # no coordinate is left out or doubled
+    # below the threshold the Haar QR construction is kept (small problems unchanged)
+    q = StandardDirections("orthogonal", n=n - 1, n_directions=n - 1, seed=0).matrix()
+    np.testing.assert_allclose(q @ q.T, np.eye(n - 1), atol=1e-10)
