@@ -224,7 +224,7 @@ def plan_overwrite(path: str | os.PathLike[str], layout: Layout) -> list[Path]:
     unlisted = sorted(e for e in p.iterdir() if e not in listed and not is_bookkeeping(e.name)
                       and layout.owns(e.name))
     if unlisted:
-        why = ("it has no " + MANIFEST + " (a run of an older dfo, or files of yours)" if manifest is None
+        why = (f"the folder has no {MANIFEST}: a run of an older dfo, or files of yours" if manifest is None
                else f"its {MANIFEST} does not list them")
         raise RunFolderError(f"--overwrite refused: {p} holds {_names(unlisted)}, which no dfo run there wrote "
                              f"({why}); --overwrite deletes only the files a run lists: move or delete them "
@@ -258,7 +258,13 @@ def check_new_run(path: str | os.PathLike[str], layout: Layout) -> None:
     runs = sorted(set(listed) | {e for e in entries if layout.owns(e.name)})
     if runs:
         cmd = LAYOUTS[manifest["command"]] if manifest is not None else layout
-        if (p / cmd.checkpoint).exists() and cmd.command == layout.command:
+        resumable = (p / cmd.checkpoint).exists() and cmd.command == layout.command
+        unlisted = [e for e in runs if e not in listed]
+        if unlisted:  # written by an older dfo (or by hand): --overwrite would not delete them
+            how = (f"no {MANIFEST} lists {_names(unlisted)}, so --overwrite will not delete them: "
+                   + (f"continue the run with {layout.resume_hint.format(path=p)}, move them away"
+                      if resumable and manifest is None else "move them away"))
+        elif resumable:
             how = f"continue it with {layout.resume_hint.format(path=p)}, replace it with --overwrite"
         elif cmd.command != layout.command:
             how = f"it is a `dfo {cmd.command}` run; replace it with --overwrite"
