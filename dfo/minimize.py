@@ -73,7 +73,7 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
              bounds=None, tol: float | None = None, options: dict | None = None,
              callback: Callable | None = None, maxfev: int | None = None, maxiter: int | None = None,
              gtol: float = 0.0, evaluator=None, rng=None, seeded: bool = False, progress: bool = False,
-             vectorized: bool = False, jac=None, hess=None, hessp=None, constraints=(),
+             vectorized: bool = False, restarts: int = 0, jac=None, hess=None, hessp=None, constraints=(),
              **kwargs: Any) -> OptimizeResult:
     """Minimize ``fun`` with gradient estimates and line-search (or fixed-rule) descent.
 
@@ -97,6 +97,9 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         maxiter: iteration limit. gtol: stop when ‖g‖ ≤ gtol.
         evaluator: None (serial), an int (joblib jobs), a backend name or an evaluator.
         rng: seed or Generator. progress: show a tqdm progress bar over evaluations.
+        restarts: how many times a run that the noise-floor test stopped starts afresh from
+            its x while at least two gradient estimates' worth of budget is left
+            (:meth:`Minimizer.restart`); the result's ``restarts`` says how many happened.
         vectorized: ``fun`` takes an ``(N, n)`` array (and, with ``seeded=True``, an array of
             N seeds) and returns N values: it is called once per request (a whole gradient
             estimate, a batch of noise repeats, a trial), as pycma's and Py-BOBYQA's users
@@ -128,6 +131,7 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         gtol = _float_option("tol", tol, positive=False)
     gtol = _float_option("gtol", gtol, positive=False)
     maxiter = _int_option("maxiter", maxiter)
+    restarts = _int_option("restarts", restarts, low=0)
     if args:
         fun = _WithArgs(fun, args if isinstance(args, tuple) else (args,))
     opt = Minimizer(x0, estimator=estimator, step=step, rng=rng, bounds=bounds, seeded=seeded, **kw)
@@ -161,6 +165,11 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
                 if opt.fx is not None:
                     bar.set_postfix(f=f"{opt.fx:.4g}", refresh=False)
             if opt.nit == nit:
+                continue
+            if opt.stopped and restarts and opt.status == 0 and opt.stopped.startswith("noise floor") \
+                    and maxfev - opt.nfev > 2 * (first_estimate + 1):
+                restarts -= 1
+                opt.restart()
                 continue
             if opt.stopped:
                 message, status = opt.stopped, opt.status

@@ -42,11 +42,11 @@ from .estimators import ESTIMATORS, get_estimator
 from .lbfgs import LBFGSMemory
 from .noise import EPS, SEED_HIGH, NoiseProbe, difference_errors
 from .optim import STEP_RULES, make_step_rule
+from .options import float_option as _float_option
+from .options import int_option as _int_option
 from .radius import CENTRAL_FD, FORWARD_FD
 from .request import Request
 from .rng import as_generator
-from .options import float_option as _float_option
-from .options import int_option as _int_option
 from .runstate import Pending, RunState, StallWindow
 from .state import Trace, from_tree, to_tree
 from .state_legacy import upgrade
@@ -433,6 +433,23 @@ class Minimizer:
                 return
         self._estimate()
 
+    def restart(self) -> None:
+        """Start afresh from x after a stop (a restart, as Py-BOBYQA restarts at its noise
+        floor): the noise and curvature are measured again and the L-BFGS pairs, the step and
+        the stop tests start empty; x, f(x), the counters, the generator and the history stay."""
+        s = self.state
+        s.stopped = s.status = None
+        s.floor_hits = s.stall_hits = s.failed_streak = 0
+        s.window = StallWindow(s.window.size)
+        s.rule_state = self.rule.init(self.n)
+        if self.rule.evaluates and self.first_step is not None:
+            s.rule_state["alpha"] = None
+        if s.memory is not None:
+            s.memory.pairs.clear()
+        s.pair_s = s.pair_g = None
+        s.restarts += 1
+        self._probe("restart") if self.eps_mode == "auto" or not self.sigma_fixed else self._estimate()
+
     # -- ask / tell ---------------------------------------------------------------------
     @property
     def request(self) -> Request:
@@ -534,7 +551,7 @@ class Minimizer:
             x=s.x.copy(), fun=s.fx, jac=s.grad, nfev=s.nfev, nit=s.nit,
             success=bool(status == 0 if success is None else success), status=status,
             message=s.stopped if message is None else message, eps_f=s.eps_f, sigma=s.sigma,
-            recoveries=s.recoveries, n_nonfinite=s.n_nonfinite, estimator=self.active_preset,
+            recoveries=s.recoveries, restarts=s.restarts, n_nonfinite=s.n_nonfinite, estimator=self.active_preset,
             history={k: np.asarray(v) for k, v in self.history.as_dict().items()},
             noise_history={k: np.asarray(v) for k, v in self.noise_history.as_dict().items()})
 

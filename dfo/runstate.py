@@ -87,6 +87,7 @@ class RunState:
     nit: int = 0
     n_nonfinite: int = 0
     recoveries: int = 0
+    restarts: int = 0
     failed_streak: int = 0
     floor_hits: int = 0
     stall_hits: int = 0

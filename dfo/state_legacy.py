@@ -51,7 +51,7 @@ def upgrade(old: dict[str, Any], minimizer) -> dict[str, Any]:
         "fx": old["fx"], "grad": old["grad"], "direction": old["direction"],
         "pair_s": None if old["pair"] is None else old["pair"][0],
         "pair_g": None if old["pair"] is None else old["pair"][1],
-        "centre_seeds": work.get("centre_seeds"), "trials": 0, "rule_state": rule_state,
+        "centre_seeds": work.get("centre_seeds"), "trials": 0, "restarts": 0, "rule_state": rule_state,
         "memory": None if mem is None else {"size": mem.size, "curvature_tol": mem.curvature_tol, "pairs": pairs},
         **{k: old[k] for k in ("eps_f", "noise_kind", "ecnoise_h", "L", "M", "slope", "sigma", "use_central",
                                "nfev", "nit", "n_nonfinite", "recoveries", "failed_streak", "floor_hits",

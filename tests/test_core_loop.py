@@ -302,3 +302,17 @@ def test_high_dimensional_orthogonal_directions_are_orthonormal_and_isotropic():
     # below the threshold the Haar QR construction is kept (small problems unchanged)
     q = StandardDirections("orthogonal", n=n - 1, n_directions=n - 1, seed=0).matrix()
     np.testing.assert_allclose(q @ q.T, np.eye(n - 1), atol=1e-10)
+
+
+# -- restarts ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("maxfev", [1200, 1777, 2500])
+def test_restarts_after_the_noise_floor_keep_nfev_within_maxfev(maxfev):
+    from dfo.problems import rosenbrock
+
+    p = rosenbrock(4)
+    once = dfo.minimize(p.fun, p.x0, maxfev=maxfev, rng=0)
+    again = dfo.minimize(p.fun, p.x0, maxfev=maxfev, rng=0, restarts=10)
+    assert once.message.startswith("noise floor") and once.nfev < maxfev  # the floor fires early
+    assert again.restarts >= 1 and once.nfev < again.nfev <= maxfev
+    assert again.fun <= once.fun * (1 + 1e-12)  # a restart starts at the point the run stopped at
+    assert len(again.history["nfev"]) == again.nit and np.all(np.diff(again.history["nfev"]) > 0)
