@@ -470,3 +470,18 @@ def test_BP2_an_edited_best_policy_json_is_refused(rl_run, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"best_policy.json does not match its own checksum"):
         load_policy(run / "best_policy")
     _one_line(capsys, main(["evaluate", str(run / "best_policy"), "--episodes", "1"]), "own checksum")
+
+
+# -- the run folder's manifest ----------------------------------------------------------------------------------
+def test_a_run_folder_records_its_command_and_an_older_run_is_adopted_on_resume(rl_run, tmp_path, capsys):
+    from dfo.run import MANIFEST, read_manifest
+    from dfo.run import TRAIN as TRAIN_LAYOUT
+
+    run = _rl_copy(rl_run, tmp_path)
+    assert read_manifest(run) == {"format": "dfo-run/1", "command": "train", "entries": list(TRAIN_LAYOUT.entries)}
+    (run / MANIFEST).unlink()  # a run written by an older dfo
+    _one_line(capsys, main([*TRAIN, "--out", str(run), "--overwrite"]), "--overwrite refused")
+    assert (run / "config.json").is_file()  # nothing deleted
+    assert main(["train", "--resume", str(run), "--max-iterations", "2", "--no-progress"]) == 0
+    assert read_manifest(run)["command"] == "train"  # adopted: from now on --overwrite knows its files
+    assert main([*TRAIN, "--out", str(run), "--overwrite"]) == 0
