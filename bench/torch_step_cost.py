@@ -4,8 +4,11 @@ For each method a fresh subprocess builds the model, then alternates plain
 forward passes and ZO steps on the same fixed batch (interleaved, so that load
 from other processes hits both alike) and reports
 
-* time ratio = min over steps / (2 x min over forwards) (the minima are the
-  least disturbed runs), and the median of the per-pair ratios;
+* time ratio = min over steps of (step time / its forward passes) / min over forwards
+  (the minima are the least disturbed runs; for the two-pass methods this is min step /
+  (2 x min forward)), and the median of the per-pair ratios. The step rules of
+  :mod:`dfo.torch.methods` take n passes a step (``fzoo`` n, ``mezo-orth`` 2k, the line
+  search a variable number): the ratio is the cost per forward pass of the step;
 * CPU-time ratio = the same with process CPU time (all threads summed): the work a
   step does relative to two forwards. It is robust to load from other processes
   but does not credit parallelism (with one thread it equals the wall-time ratio
@@ -45,7 +48,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["mezo-naive", "mezo+nocache", "mezo", "mezo+hash", "subzero", "lozo", "lozo-m"]
+METHODS = ["mezo-naive", "mezo+nocache", "mezo", "mezo+hash", "subzero", "lozo", "lozo-m", "mezo-orth", "mezo-ls",
+           "fzoo", "fzoo-ls"]
 
 
 def _reset_peak() -> bool:
@@ -151,7 +155,7 @@ def worker(args: argparse.Namespace) -> dict:
     with torch.no_grad():
         closure()
     opt.step(closure)  # warm-up: allocates factors, first refresh
-    fwd_t, step_t, fwd_c, step_c = [], [], [], []
+    fwd_t, step_t, fwd_c, step_c, passes = [], [], [], [], []
     peaks = {"inference": 0, "step": 0}
     for _ in range(args.pairs):
         for phase in ("inference", "step"):
@@ -166,20 +170,25 @@ def worker(args: argparse.Namespace) -> dict:
                     closure()
             else:
                 opt.step(closure)
+                passes.append(opt.last_step.forward_passes if hasattr(opt, "last_step") else 2)
             sync()
             (fwd_t if phase == "inference" else step_t).append(time.perf_counter() - t)
             (fwd_c if phase == "inference" else step_c).append(time.process_time() - c)
             peak = torch.cuda.max_memory_allocated() if cuda else _peak_bytes()
             peaks[phase] = max(peaks[phase], peak)
-    ratios = [s / (2 * f) for s, f in zip(step_t, fwd_t)]
+    # per forward pass of the step: a step of n passes is compared with n forwards (n = 2 for MeZO & co.)
+    per_pass = [s / n for s, n in zip(step_t, passes)]
+    per_pass_cpu = [c / n for c, n in zip(step_c, passes)]
+    ratios = [s / f for s, f in zip(per_pass, fwd_t)]
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "method": args.method,
+        "passes": statistics.mean(passes),
         "forward_s": min(fwd_t),
         "step_s": min(step_t),
-        "time_ratio": min(step_t) / (2 * min(fwd_t)),
+        "time_ratio": min(per_pass) / min(fwd_t),
         "median_ratio": statistics.median(ratios),
-        "cpu_ratio": min(step_c) / (2 * min(fwd_c)),
+        "cpu_ratio": min(per_pass_cpu) / min(fwd_c),
         "inference_peak_mb": peaks["inference"] / 2**20,
         "step_peak_mb": peaks["step"] / 2**20,
         "memory_ratio": peaks["step"] / peaks["inference"],
@@ -224,11 +233,12 @@ def main() -> None:
         f"threads={args.threads} pairs={args.pairs} params={rows[0]['n_params']:,} "
         f"load average (1 min) before/after: {load_before}/{_loadavg()} on {os.cpu_count()} cores"
     )
-    lines = [head, "", "| method | min forward s | min step s | min step / (2 x min forward) | median pair ratio "
-             "| CPU-time ratio | inference peak MB | step peak MB | peak / inference peak |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "", "| method | passes / step | min forward s | min step s | min step / (passes x min forward) | "
+             "median pair ratio | CPU-time ratio | inference peak MB | step peak MB | peak / inference peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['forward_s']:.4f} | {r['step_s']:.4f} | {r['time_ratio']:.3f} | "
+            f"| {r['method']} | {r['passes']:.2f} | {r['forward_s']:.4f} | {r['step_s']:.4f} | {r['time_ratio']:.3f} | "
             f"{r['median_ratio']:.3f} | {r['cpu_ratio']:.3f} | {r['inference_peak_mb']:.0f} | {r['step_peak_mb']:.0f} | "
             f"{r['memory_ratio']:.3f} |"
         )

@@ -26,11 +26,23 @@ They live here, not in the numpy spec, because they are rules for the torch opti
   the noise of ``f`` on a fixed batch, *measured* by repeating ``f(x)`` (``sigma^2`` = mean of
   ``(f_0 - f_0')^2 / 2`` over the repeats, one every ``noise_every`` steps). The paper's relaxed
   rule adds ``2 sigma`` to the right side to guarantee termination; here the slack is subtracted
-  (only decreases beyond the noise count) and termination comes from the trial cap. The first trial
-  is ``a = min(alpha, s / (u^T H u))`` with ``u^T H u`` from the three-point stencils
+  (only decreases beyond the noise count) and termination comes from the trial cap.
+  *Batch noise.* When the closure returns per-example losses (a 1-D tensor; ``dfo finetune`` does),
+  the batch's own sampling noise is measured too: (i) each slope is shrunk by the positive-part
+  James-Stein factor ``rho_j = max(0, 1 - SE_j^2 / g_j^2)``, ``SE_j^2`` the variance of the
+  per-example slopes ``(l_e(x + eps z_j) - l_e(x - eps z_j)) / (2 eps)`` over the batch size, so
+  ``u = (1/k) sum_j rho_j g_j z_j`` and ``s = (1/k) sum_j rho_j g_j^2``; (ii) a trial must also beat
+  ``ls_batch_slack`` (default 1) standard errors of the mean of the per-example decreases
+  ``l_e(x) - l_e(x - a u)``. Without (i)-(ii) the search took the batch's Newton step and the held-out
+  loss rose (aidreams260K: dev loss 0.83 -> 0.99 in 500 passes; ``bench/results/torch_rules.md``).
+  The first trial is ``a = min(alpha, s / (u^T H u))`` with ``u^T H u`` from the three-point stencils
   ``c_j = (f(x + eps z_j) - 2 f_0 + f(x - eps z_j)) / eps^2`` (cross terms neglected); accepted:
   ``alpha <- 2 a``; rejected: ``a <- a / 2`` and retry (``ls_trials`` in all), else no move and
-  ``alpha <- a / 2``. ``alpha`` starts at ``lr``. Passes: ``1 + 2k +`` trials (+1 per noise repeat).
+  ``alpha <- a / 2``. ``alpha`` starts at ``lr`` (one length for all parameter groups). Passes:
+  ``1 + 2k +`` trials (+1 per noise repeat). Weight decay is applied after an accepted step.
+
+``fzoo-ls`` — ``fzoo``'s direction with the line search above (``f(x)`` and the trials on the step's batch;
+  the slope along the normalised direction is ``sum_i u_i (f_i - fbar) / eps``, no curvature cap).
 
 ``fzoo`` — batched one-sided differences with a normalised step (Dang et al. 2025, "FZOO: Fast
   zeroth-order optimizer for fine-tuning large language models towards Adam-scale speed"): n

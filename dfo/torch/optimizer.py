@@ -1,4 +1,7 @@
-"""Zeroth-order optimizer for torch modules: MeZO, SubZero, LOZO and LOZO-M.
+"""Zeroth-order optimizer for torch modules: MeZO, SubZero, LOZO, LOZO-M and the step rules of
+:mod:`dfo.torch.methods` (``mezo-orth``: k orthonormal directions; ``mezo-ls``: noise-tolerant Armijo line
+search on the step's batch; ``fzoo`` / ``fzoo-ls``: batched one-sided differences with a normalised step),
+whose formulas and papers are in that module; the rest of this docstring is about the spec's methods.
 
 Every method estimates the gradient from two forward passes at ``theta +- eps P``
 (two-sided SPSA), ``g = (L(theta + eps P) - L(theta - eps P)) / (2 eps)``, and the
@@ -233,7 +236,8 @@ class ZerothOrder(torch.optim.Optimizer):
         params: parameters or parameter groups (dicts with ``params`` and optional
             ``lr``, ``weight_decay``, ``decay_1d``). Parameters with
             ``requires_grad=False`` when a step starts are neither perturbed nor updated.
-        method: a name of :data:`METHODS` (``"mezo"``, ``"subzero"``, ``"lozo"``, ``"lozo-m"``).
+        method: a name of :data:`METHODS` (``"mezo"``, ``"subzero"``, ``"lozo"``, ``"lozo-m"``, and the step
+            rules ``"mezo-orth"``, ``"mezo-ls"``, ``"fzoo"``, ``"fzoo-ls"`` of :mod:`dfo.torch.methods`).
         lr: learning rate (finite, >= 0).
         eps: perturbation radius (finite, > 0).
         rank: rank r of the low-rank directions (None: the method's default).
@@ -241,7 +245,10 @@ class ZerothOrder(torch.optim.Optimizer):
         momentum: beta of the factored momentum (None: the method's default, 0.9 for ``lozo-m``).
         weight_decay: ``theta <- theta - lr wd theta`` each step, on tensors with >= 2
             dimensions unless the group sets ``decay_1d``.
-        n_directions: directions per step; the update averages their estimates.
+        n_directions: directions per step; the update averages their estimates (None: the method's default,
+            1 for the spec's methods and ``mezo-ls``, 4 for ``mezo-orth``, 8 for ``fzoo``).
+        ls_c, ls_trials, noise_every, ls_batch_slack: line search of ``mezo-ls`` / ``fzoo-ls`` (see :class:`ZOConfig`).
+        baseline: ``fzoo``'s baseline, ``"mean"`` (n passes) or ``"base"`` (n + 1 passes, FZOO's ``f(x)``).
         model: the module owning the parameters; enables side paths on ``nn.Linear``
             weights for the low-rank methods and eval-mode forward passes.
         seed: seed of the optimizer's generator, an integer in [0, 2**63) (None: fresh entropy).
@@ -257,8 +264,10 @@ class ZerothOrder(torch.optim.Optimizer):
             (16 MiB), covers models of up to 4M float32 parameters and bounds the extra
             memory for larger ones; 0 turns it off.
 
-    ``step(closure)`` calls ``closure`` ``2 * n_directions`` times, under
-    ``torch.no_grad``. The closure returns a scalar (tensor or float); it may
+    ``step(closure)`` calls ``closure`` ``2 * n_directions`` times (the step rules: see
+    :mod:`dfo.torch.methods`; :attr:`forward_passes` counts them), under
+    ``torch.no_grad``. The closure returns a scalar (tensor or float; the line-search methods also take a
+    1-D tensor of per-example losses, whose mean is the loss and whose spread is the batch noise); it may
     loop over micro-batches and return their mean: the perturbation is the same
     for all of them (gradient accumulation). A non-finite loss raises
     ``FloatingPointError``; parameters are restored whatever the closure does.
