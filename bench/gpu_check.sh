@@ -14,10 +14,10 @@ OUT=${OUT:-runs/gpu_check}
 DATA=${DFO_DATA:-../shared/data}
 mkdir -p "$OUT"
 if [[ "${1:-}" == "--smoke" ]]; then
-  DEV=cpu; PAIRS=2; LLM=$DATA/models/aidreams260K; STEPS=4; DTYPES="float32 bfloat16"
-  METHODS="mezo subzero fzoo mezo-ls"; LLM_METHODS="mezo fzoo"; EXTRA="--test-size 16 --dev-size 16"
+  DEV=cpu; PAIRS=2; LLM=$DATA/models/aidreams260K; STEPS=4; DTYPES="float32 bfloat16"; THREADS=1; T=600
+  METHODS="mezo fzoo mezo-ls"; LLM_METHODS="mezo fzoo"; EXTRA="--test-size 16 --dev-size 16"
 else
-  DEV=cuda; PAIRS=5; LLM=smollm2; STEPS=200; DTYPES="float32 bfloat16"
+  DEV=cuda; PAIRS=5; LLM=smollm2; STEPS=200; DTYPES="float32 bfloat16"; THREADS=$(nproc); T=1
   METHODS="mezo subzero lozo lozo-m mezo-orth mezo-ls fzoo fzoo-ls"; LLM_METHODS="mezo subzero mezo-ls fzoo"
   EXTRA="--dev-size 128"
   python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu_check: no CUDA device (use --smoke on CPU)')"
@@ -25,15 +25,15 @@ else
 fi
 T0=$SECONDS
 for dt in $DTYPES; do
-  timeout 150 python bench/torch_step_cost.py --model mlp --batch 64 --pairs "$PAIRS" --device "$DEV" --dtype "$dt" \
-    --methods $METHODS --data-dir "$DATA" --out "$OUT/step_cost.md"
-  timeout 200 python bench/torch_step_cost.py --model "$LLM" --batch 16 --pairs "$PAIRS" --device "$DEV" --dtype "$dt" \
-    --methods $LLM_METHODS --data-dir "$DATA" --out "$OUT/step_cost.md"
+  timeout $((T > 1 ? T : 150)) python bench/torch_step_cost.py --model mlp --batch 64 --pairs "$PAIRS" --device "$DEV" \
+    --dtype "$dt" --threads "$THREADS" --methods $METHODS --data-dir "$DATA" --out "$OUT/step_cost.md"
+  timeout $((T > 1 ? T : 200)) python bench/torch_step_cost.py --model "$LLM" --batch 16 --pairs "$PAIRS" --device "$DEV" \
+    --dtype "$dt" --threads "$THREADS" --methods $LLM_METHODS --data-dir "$DATA" --out "$OUT/step_cost.md"
 done
 echo "step cost: $((SECONDS - T0)) s" | tee -a "$OUT/times.txt"
 T1=$SECONDS
-timeout 240 python -m dfo finetune --model "$LLM" --data-dir "$DATA" --template review --k 512 --data-seed 13 \
-  --seed 13 --steps "$STEPS" --device "$DEV" $EXTRA --out "$OUT/sst2" --overwrite --no-progress --no-save-model \
+timeout $((T > 1 ? T : 240)) python -m dfo finetune --model "$LLM" --data-dir "$DATA" --template review --k 512 --data-seed 13 \
+  --seed 13 --steps "$STEPS" --device "$DEV" --threads "$THREADS" $EXTRA --out "$OUT/sst2" --overwrite --no-progress --no-save-model \
   > "$OUT/sst2.json"
 echo "sst2 $STEPS steps: $((SECONDS - T1)) s" | tee -a "$OUT/times.txt"
 python - "$OUT/sst2.json" <<'PY'

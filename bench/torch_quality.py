@@ -248,6 +248,35 @@ def per_seed(results: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _passes(r: dict) -> int:
+    """Training forward passes of a finished cell (cells before the budget axis: steps x passes per step)."""
+    if isinstance(r.get("forward_passes"), int):
+        return r["forward_passes"]
+    per = r.get("forward_passes_per_step", 2)
+    return r["config"]["steps"] * (per if isinstance(per, int) else 2)
+
+
+def by_forward_passes(results: list[dict]) -> list[str]:
+    """Markdown lines: test accuracy (raw / cal) against training forward passes, one row per (method, lr,
+    budget), mean over data seeds; Adam's passes are forward passes (each also has a backward)."""
+    groups: dict[tuple, list] = {}
+    for r in results:
+        c = r["config"]
+        k = "" if c["method"] == "adam" else (c.get("n_directions") or 1)  # cells before the option: 1
+        groups.setdefault((c["method"], c["lr"], k, c.get("lora") or "", _passes(r)), []).append(r)
+    if not groups:
+        return []
+    lines = ["### By training forward passes (test acc raw / cal, mean over data seeds)", "",
+             "| method | lr | directions | lora | forward passes | steps | test acc raw | test acc cal | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (method, lr, k, lora, fp), rs in sorted(groups.items(), key=lambda kv: (kv[0][4], kv[0][0])):
+        lines.append(f"| {method} | {lr:g} | {k} | {lora} | {fp} | {', '.join(str(r.get('steps', r['config']['steps'])) for r in rs)} | "
+                     f"{_mean_std([r['test']['accuracy'] for r in rs])} | "
+                     f"{_mean_std([r['test']['accuracy_calibrated'] for r in rs])} | "
+                     f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
+    return lines + [""]
+
+
 def table(args: argparse.Namespace) -> None:
     runs = Path(args.runs)
     lines = [f"Runs folder `{runs}`; test = all {args.test_n} SST-2 test sentences; accuracies from the "
@@ -302,6 +331,7 @@ def table(args: argparse.Namespace) -> None:
                 f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
         lines.append("")
         lines += per_seed(results)
+        lines += by_forward_passes(results)
     text = "\n".join(lines)
     print(text)
     if args.out:
