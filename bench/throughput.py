@@ -295,6 +295,170 @@ def measure(env_ids, jobs, n_steps: int, repeats: int, batch: int, sim_share: bo
     return rates, cpu, share
 
 
+# -- training rollouts against raw mj_step (issue 24 item 3) ---------------------------------
+
+#: the tasks of the training table: the reset-bound big ones and HalfCheetah (never terminates) as control
+TRAIN_TASKS = ("Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "HalfCheetah-v5")
+#: PD gains (kp, kd) of the "stand" policy's centre on raw observations: every actuated joint
+#: driven to 0 (found by a small grid on 8 episodes; mean length 1000 for Hopper and Walker2d,
+#: ~100 for Humanoid; Ant and HalfCheetah never fall anyway)
+STAND_GAINS = {"Hopper-v5": (0.5, 0.2), "Walker2d-v5": (2.0, 0.05), "Humanoid-v5": (1.0, 0.05),
+               "Ant-v5": (1.0, 0.05), "HalfCheetah-v5": (1.0, 0.05)}
+
+
+def _stand_matrix(st) -> np.ndarray:
+    """``a_i = -kp q_j - kd v_j`` for actuator ``i`` on joint ``j``, on the raw observation
+    ``[qpos[skip:], qvel, ...]``."""
+    m, env_id = st.model, st.env.spec.id
+    kp, kd = STAND_GAINS[env_id]
+    skip = getattr(st.task, "skip", 2)  # Humanoid: qpos[2:]
+    M = np.zeros((st.act_dim, st.obs_dim))
+    for i in range(st.act_dim):
+        j = m.actuator_trnid[i, 0]
+        M[i, m.jnt_qposadr[j] - skip] = -kp
+        M[i, m.nq - skip + m.jnt_dofadr[j]] = -kd
+    return M.ravel()
+
+
+def _train_calls(env_id: str, kind: str, n_steps: int, group: int | None, seed: int):
+    """The calls of ``run_episodes`` a training worker makes for about ``n_steps`` env steps.
+
+    Each call is one ARS iteration's group: ``2 N`` antithetic episodes ``centre +- nu delta``
+    (the preset's N and nu; ``group`` episodes instead when given, e.g. ``2 N / 4`` for the 4
+    groups of 2 workers), the preset's horizon and survival shift, observation statistics
+    collected, a frozen normalizer snapshot. ``kind``: ``fall``: centre 0 and the snapshot of
+    the centre's own episodes (a first iteration: most episodes fall early); ``stand``: a PD
+    centre (:data:`STAND_GAINS`) on raw observations (identity snapshot)."""
+    from envs import get_preset, get_stepper
+    from policies import LinearPolicy, ObsNormalizer
+    from policies.normalizer import NormalizerSnapshot
+    from policies.rollout import run_episodes
+
+    st = get_stepper(env_id)
+    pre = get_preset(env_id)
+    pol = LinearPolicy(st.obs_dim, st.act_dim)
+    rng = np.random.default_rng(seed)
+    if kind == "fall":
+        centre = np.zeros(pol.n_params)
+        outs = run_episodes(st, pol, np.zeros((8, pol.n_params)), list(range(10**6, 10**6 + 8)), horizon=pre.horizon)
+        norm = ObsNormalizer(pol.obs_dim)
+        norm.update(*[o.obs_stats for o in outs])
+        snap = norm.refresh()
+    else:
+        centre, snap = _stand_matrix(st), NormalizerSnapshot.identity(pol.obs_dim)
+    n_dir = pre.n_directions if group is None else max(1, group // 2)
+    calls, done, s = [], 0, seed
+    while done < n_steps:
+        delta = rng.standard_normal((n_dir, pol.n_params))
+        params = np.concatenate([centre + pre.noise * delta, centre - pre.noise * delta])
+        seeds = list(range(s, s + 2 * n_dir))
+        s += 2 * n_dir
+        kw = dict(normalizer_state=snap, horizon=pre.horizon, reward_shift=pre.survival_shift)
+        calls.append((params, seeds, kw))
+        done += sum(o.steps for o in run_episodes(st, pol, params, seeds, **kw))
+    return st, pol, calls, done
+
+
+def _record(st, pol, calls):
+    """Every episode of ``calls`` as ``(initial mjSTATE_INTEGRATION row, actions)``: the lean stepper's
+    ``reset``/``advance``/``move`` wrapped while the calls run once."""
+    from policies.rollout import run_episodes
+
+    episodes, live = [], {}
+    reset, advance, move = st.reset, st.advance, st.move
+
+    def rec_reset(slot, seed):
+        reset(slot, seed)
+        live[slot] = []
+        episodes.append((st.task.X[slot].copy(), live[slot]))
+
+    def rec_advance(slots, actions):
+        idx = range(slots.start or 0, slots.stop) if isinstance(slots, slice) else slots.tolist()
+        for j, a in zip(idx, actions):
+            live[j].append(a.copy())
+        return advance(slots, actions)
+
+    def rec_move(src, dst):
+        move(src, dst)
+        live[dst] = live.pop(src)
+
+    st.reset, st.advance, st.move = rec_reset, rec_advance, rec_move
+    try:
+        for params, seeds, kw in calls:
+            run_episodes(st, pol, params, seeds, **kw)
+    finally:
+        del st.reset, st.move  # back to the class's methods
+        st.advance = advance
+    return [(x0, np.array(a)) for x0, a in episodes]
+
+
+def _raw_replay(st, episodes) -> int:
+    """Bare ``ctrl`` + ``mj_step(nstep=frame_skip)`` on dfo's episodes: each starts from its recorded
+    initial state (``mj_setState``, no reset work), so the states, and the simulator's work, are
+    those of dfo's run."""
+    import mujoco
+
+    from envs.lean_tasks import _INTEGRATION
+
+    m, fs = st.model, st.task.frame_skip
+    d = mujoco.MjData(m)
+    setstate, step, n = mujoco.mj_setState, mujoco.mj_step, 0
+    for x0, actions in episodes:
+        setstate(m, d, x0, _INTEGRATION)
+        ctrl = d.ctrl
+        for a in actions:
+            ctrl[:] = a
+            step(m, d, fs)
+        n += len(actions)
+    return n
+
+
+def training_us(env_id: str, kind: str, n_steps: int, repeats: int, group: int | None) -> dict:
+    """CPU microseconds per env step of a training worker's rollouts (``dfo``) and of raw
+    ``mj_step`` on the same episodes (``raw``), measured in one process, interleaved in every
+    repeat, best of ``repeats`` (``time.process_time``)."""
+    from policies.rollout import run_episodes
+
+    st, pol, calls, done = _train_calls(env_id, kind, n_steps, group, seed=0)
+    episodes = _record(st, pol, calls)
+    assert sum(len(a) for _, a in episodes) == done, "the recording missed steps"
+
+    def dfo() -> float:
+        t0 = time.process_time()
+        n = sum(sum(o.steps for o in run_episodes(st, pol, params, seeds, **kw)) for params, seeds, kw in calls)
+        assert n == done, (n, done)
+        return time.process_time() - t0
+
+    def raw() -> float:
+        t0 = time.process_time()
+        assert _raw_replay(st, episodes) == done
+        return time.process_time() - t0
+
+    best = {"raw": float("inf"), "dfo": float("inf")}
+    for r in range(repeats):
+        order = (("raw", raw), ("dfo", dfo)) if r % 2 == 0 else (("dfo", dfo), ("raw", raw))
+        for name, fn in order:
+            best[name] = min(best[name], fn())
+    return {"raw": best["raw"] / done * 1e6, "dfo": best["dfo"] / done * 1e6, "steps": done,
+            "episodes": len(episodes), "group": len(calls[0][1])}
+
+
+def training_section(env_ids, kinds, n_steps: int, repeats: int, group: int | None) -> list[str]:
+    rows = []
+    for env_id in env_ids:
+        for kind in kinds:
+            t = training_us(env_id, kind, n_steps, repeats, group)
+            rows.append([env_id, kind, str(t["group"]), f"{t['steps'] / t['episodes']:.0f}", f"{t['steps']:,}",
+                         f"{t['raw']:.1f}", f"{t['dfo']:.1f}", f"{t['raw'] / t['dfo']:.3f}"])
+            print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    head = ["task", "policy", "episodes per call", "mean episode", "env steps", "raw mj_step us/step",
+            "dfo us/step", "dfo/raw rate"]
+    return [f"Training rollouts, CPU microseconds per env step in one process (time.process_time, best of "
+            f"{repeats}, raw and dfo interleaved; calls of run_episodes as one training worker makes them until "
+            f">= {n_steps} steps; raw = ctrl + mj_step(nstep=frame_skip) on the same episodes from their "
+            f"initial states):", ""] + _table(head, rows) + [""]
+
+
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -383,16 +547,27 @@ def main() -> None:
     ap.add_argument("--cpu-repeats", type=int, default=5, help="repeats of the CPU-time table")
     ap.add_argument("--sim-share", action="store_true",
                     help="also time each mj_step call (1 process) for the share of time inside the simulator")
+    ap.add_argument("--training", action="store_true",
+                    help="only the training-rollout table (TRAIN_TASKS, falling and standing policies) against raw mj_step")
+    ap.add_argument("--kinds", nargs="+", default=["fall", "stand"], choices=["fall", "stand"],
+                    help="policies of the training table")
+    ap.add_argument("--group", type=int, default=None,
+                    help="episodes per run_episodes call in the training table (default: the preset's 2 N)")
     ap.add_argument("--append", metavar="FILE", help="insert the tables as a new dated run section in FILE")
     args = ap.parse_args()
 
-    lines = cpu_section(args.envs, args.batch, args.steps, args.cpu_repeats)
-    print("\n".join(lines), flush=True)
-    if args.overhead_widths:
+    if args.training:
+        envs = args.envs if args.envs != list(TASKS) else list(TRAIN_TASKS)
+        lines = training_section(envs, args.kinds, args.steps, args.cpu_repeats, args.group)
+        print("\n".join(lines), flush=True)
+    else:
+        lines = cpu_section(args.envs, args.batch, args.steps, args.cpu_repeats)
+        print("\n".join(lines), flush=True)
+    if args.overhead_widths and not args.training:
         more = overhead_section(args.envs, args.overhead_widths, args.repeats)
         print("\n".join(more), flush=True)
         lines += more
-    if not args.cpu_time:
+    if not args.cpu_time and not args.training:
         more = wall_section(args)
         print("\n".join(more), flush=True)
         lines += more

@@ -5,8 +5,8 @@ Each task class reproduces gymnasium v5's ``step`` exactly (same ``frame_skip``,
 termination expressions in the same order), without wrappers or ``info`` dicts. A slot is one row
 of an array of ``mjSTATE_INTEGRATION`` states, stepped in one scratch ``MjData`` (``mj_setState``,
 ``mj_step``, ``mj_getState``), which gives bit for bit what the slot's own ``MjData`` would. For
-InvertedPendulum, Swimmer, HalfCheetah, Hopper, Walker2d and Ant the observation, reward and
-termination of all slots are computed as arrays; the other five evaluate gymnasium's expressions
+InvertedPendulum, Swimmer, HalfCheetah, Hopper, Walker2d, Ant and Humanoid the observation, reward and
+termination of all slots are computed as arrays; the other four evaluate gymnasium's expressions
 slot by slot on the scratch data right after the slot's step.
 
 :func:`lean_supported` says when an env may take this path: an *unwrapped registered task*, one of
@@ -301,7 +301,7 @@ class _InvertedPendulum(_Task):
 class _PerSlot(_Task):
     """Tasks whose observation and reward are evaluated slot by slot (gymnasium's expressions),
     read from the scratch data right after the slot's step. ``memo(d)`` is what a task needs
-    from the data of the slot's previous step (Humanoid: its centre of mass)."""
+    from the data of the slot's previous step (none of the four needs anything)."""
 
     rne = True
 
@@ -392,24 +392,93 @@ def _humanoid_obs(d: Any) -> np.ndarray:
                            d.qfrc_actuator[6:].flatten(), d.cfrc_ext[1:].flatten()))
 
 
-class _Humanoid(_PerSlot):
-    def __init__(self, u):
+class _Humanoid(_Task):
+    """Humanoid: observation ``[qpos[2:], qvel, cinert[1:], cvel[1:], qfrc_actuator[6:], cfrc_ext[1:]]``,
+    reward ``w_f v_x + healthy w_h - (w_c |ctrl|^2 + clip(w_k |cfrc_ext|^2))`` with ``v_x`` from the
+    centre of mass (``xipos`` weighted by body mass, gymnasium's ``mass_center``).
+
+    After each slot's step the kinematic quantities the observation and reward read (not part of
+    the state) are copied out of the scratch data: ``cinert``, ``cvel`` and ``qfrc_actuator`` straight
+    into the slot's observation row, ``cfrc_ext`` into ``F`` and ``xipos`` into ``XI``; everything else
+    is computed for all slots at once, with the same reductions as gymnasium's (``einsum`` over the
+    bodies, row sums of squares), so every number is bit for bit the same."""
+
+    rne = True
+
+    def __init__(self, u: Any) -> None:
         super().__init__(u)
-        self.mass = self.model.body_mass
-        self.mass_sum = self.mass.sum()
+        m, d = self.model, self.d
+        flags = (u._include_cinert_in_observation, u._include_cvel_in_observation,
+                 u._include_qfrc_actuator_in_observation, u._include_cfrc_ext_in_observation)
+        assert all(f is True for f in flags), "the registered Humanoid observes all four blocks"
+        self.fw, self.cw, self.kw = u._forward_reward_weight, u._ctrl_cost_weight, u._contact_cost_weight
+        self.healthy_reward = u._healthy_reward
+        self.terminate = bool(u._terminate_when_unhealthy)
+        self.z_range, self.cost_range = u._healthy_z_range, u._contact_cost_range
+        self.mass = m.body_mass.copy()
+        self.mass_sum = self.mass.sum()  # gymnasium's denominator (model.body_mass.sum())
+        self.nb = m.nbody
+        self.skip = 2 if u._exclude_current_positions_from_observation else 0
+        self.obs_cols = slice(self.qpos + self.skip, self.qvel + m.nv)  # [qpos[skip:], qvel]
+        self.n_state = m.nq + m.nv - self.skip
+        # views into the scratch data, copied per slot into [n_state, n_cfrc) of its observation row
+        self.blocks = [d.cinert[1:].reshape(-1), d.cvel[1:].reshape(-1), d.qfrc_actuator[6:]]
+        at, self.block_cols = self.n_state, []
+        for b in self.blocks:
+            self.block_cols.append(slice(at, at + b.size))
+            at += b.size
+        self.cfrc_cols = slice(at, self.obs_dim)
+        assert self.obs_dim - at == (self.nb - 1) * 6
+        self.f, self.xi = d.cfrc_ext.reshape(-1), d.xipos
+        self.F = np.zeros((0, self.nb * 6))  # cfrc_ext of every slot
+        self.XI = np.zeros((0, self.nb, 3))  # xipos of every slot
+        self.CX = np.zeros(0)  # x of the centre of mass of every slot (its last kinematics)
 
-    def memo(self, d):  # the centre of mass (xy) of the slot's last kinematics
-        return (np.einsum("b,bj->j", self.mass, d.xipos) / self.mass_sum)[0:2].copy()
+    def add_slots(self, n):
+        super().add_slots(n)
+        self.F = np.vstack([self.F, np.zeros((n, self.nb * 6))])
+        self.XI = np.concatenate([self.XI, np.zeros((n, self.nb, 3))])
+        self.CX = np.concatenate([self.CX, np.zeros(n)])
 
-    def after(self, d, action, before):
-        u = self.u
-        after = self.memo(d)
-        x_velocity = ((after - before) / self.dt)[0]
-        healthy = u._healthy_z_range[0] < d.qpos[2] < u._healthy_z_range[1]
-        ctrl_cost = u._ctrl_cost_weight * np.sum(np.square(d.ctrl))
-        contact_cost = np.clip(u._contact_cost_weight * np.sum(np.square(d.cfrc_ext)), *u._contact_cost_range)
-        reward = (u._forward_reward_weight * x_velocity + healthy * u._healthy_reward) - (ctrl_cost + contact_cost)
-        return _humanoid_obs(d), reward, (not healthy) and u._terminate_when_unhealthy
+    def load(self, slot, data):
+        super().load(slot, data)
+        self.CX[slot] = (np.einsum("b,bj->j", self.mass, data.xipos) / self.mass_sum)[0]
+
+    def move(self, src, dst):
+        super().move(src, dst)
+        self.F[dst], self.XI[dst], self.CX[dst] = self.F[src], self.XI[src], self.CX[src]
+
+    def step(self, slots, actions):
+        m, d, fs, X, obs = self.model, self.d, self.frame_skip, self.X, self.obs
+        setstate, mjstep, getstate, rne = mujoco.mj_setState, mujoco.mj_step, mujoco.mj_getState, mujoco.mj_rnePostConstraint
+        (c0, c1, c2), (b0, b1, b2) = self.block_cols, self.blocks
+        f, xi, F, XI, rows = self.f, self.xi, self.F, self.XI, self.rows
+        X[slots, self.ctrl] = actions
+        for j in (range(slots.start or 0, slots.stop) if isinstance(slots, slice) else slots.tolist()):
+            r = rows[j]
+            setstate(m, d, r, _INTEGRATION)
+            mjstep(m, d, fs)
+            rne(m, d)
+            getstate(m, d, r, _INTEGRATION)
+            o = obs[j]
+            o[c0], o[c1], o[c2] = b0, b1, b2
+            F[j], XI[j] = f, xi
+        k = actions.shape[0]
+        obs[slots, :self.n_state] = X[slots, self.obs_cols]
+        forces = F[slots]
+        obs[slots, self.cfrc_cols] = forces[:, 6:]
+        # gymnasium: mass_center = (einsum("b,bj->j", mass, xipos) / mass.sum())[0:2]; v = (after - before) / dt
+        cx = np.einsum("b,kbj->kj", self.mass, XI[slots])[:, 0] / self.mass_sum
+        x_velocity = (cx - self.CX[slots]) / self.dt
+        self.CX[slots] = cx
+        z = X[slots, self.qpos + 2]
+        healthy = (self.z_range[0] < z) & (z < self.z_range[1])
+        ctrl_cost = self.cw * np.add.reduce(np.square(actions), axis=1)
+        contact_cost = np.clip(self.kw * np.add.reduce(np.square(forces), axis=1), *self.cost_range)
+        reward = (self.fw * x_velocity + healthy * self.healthy_reward) - (ctrl_cost + contact_cost)
+        if np.count_nonzero(healthy) == k or not self.terminate:
+            return reward, None
+        return reward, ~healthy
 
 
 class _HumanoidStandup(_PerSlot):
