@@ -192,9 +192,14 @@ class LeanStepper:
             self.t = np.concatenate([self.t, np.zeros(width - self.t.shape[0], dtype=np.int64)])
 
     def reset(self, slot: int, seed: int | None) -> None:
-        obs, _ = self.u.reset(seed=seed)  # gymnasium's own initial state (and its RNG)
-        self.task.load(slot, self.u.data)
-        self.obs[slot] = obs
+        """Start an episode in ``slot``: gymnasium's initial state for ``seed`` (and the env's generator
+        left as ``env.reset(seed=seed)`` leaves it). A task whose initial observation depends on
+        ``qpos``/``qvel`` only draws them itself (``task.fast_reset``: the same numbers without the
+        env's Python around them); the others, and ``seed=None``, run the env's own ``reset``."""
+        if seed is None or not self.task.fast_reset(slot, seed):
+            obs, _ = self.u.reset(seed=seed)
+            self.task.load(slot, self.u.data)
+            self.obs[slot] = obs
         self.t[slot] = 0
 
     def move(self, src: int, dst: int) -> None:

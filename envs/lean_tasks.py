@@ -79,6 +79,7 @@ class _Task:
         c = cols[int(mujoco.mjtState.mjSTATE_CTRL)]
         self.ctrl = slice(c, c + m.nu)
         self.X = np.zeros((0, mujoco.mj_stateSize(m, _INTEGRATION)))
+        self.template: np.ndarray | None = None  # the integration state of reset data (fast_reset)
         self.obs = np.zeros((0, self.obs_dim))  # observation of every slot (the stepper's ``obs``)
         self._views()
 
@@ -102,6 +103,50 @@ class _Task:
     def load(self, slot: int, data: Any) -> None:
         """Take slot ``slot``'s state from ``data`` (a freshly reset env's)."""
         mujoco.mj_getState(self.model, data, self.rows[slot], _INTEGRATION)
+
+    #: how gymnasium's ``reset_model`` draws qvel: ``"uniform"`` (like qpos) or ``"normal"``;
+    #: ``None``: no fast reset, the env's own ``reset`` runs (see :meth:`fast_reset`)
+    qvel_noise: str | None = None
+
+    def fast_reset(self, slot: int, seed: int) -> bool:
+        """Start slot ``slot`` as ``env.reset(seed=seed)`` would, without running it; False where the
+        task has none (:attr:`qvel_noise` ``None``).
+
+        For tasks whose initial observation is a function of ``qpos``/``qvel`` alone: gymnasium's
+        ``MujocoEnv.reset`` seeds the env's generator (``seeding.np_random``, kept on the env as
+        ``Env.reset`` keeps it), resets the data, draws ``qpos``/``qvel`` noise in ``reset_model``'s
+        order and runs ``mj_forward``, which leaves the integration state alone. So the slot's state
+        row is the reset data's (a template taken once) with the drawn ``qpos``/``qvel``, bit for bit
+        the row :meth:`load` would take; the env's own data is not touched (the lean path steps its
+        scratch data only)."""
+        if self.qvel_noise is None:
+            return False
+        from gymnasium.utils import seeding
+
+        u, nq, nv = self.u, self.nq, self.model.nv
+        if self.template is None:
+            d = mujoco.MjData(self.model)
+            mujoco.mj_resetData(self.model, d)
+            self.template = np.empty(self.X.shape[1])
+            mujoco.mj_getState(self.model, d, self.template, _INTEGRATION)
+        u._np_random, u._np_random_seed = seeding.np_random(seed)
+        rng, scale = u._np_random, u._reset_noise_scale
+        noise_low, noise_high = -scale, scale
+        qpos = u.init_qpos + rng.uniform(low=noise_low, high=noise_high, size=nq)
+        if self.qvel_noise == "uniform":
+            qvel = u.init_qvel + rng.uniform(low=noise_low, high=noise_high, size=nv)
+        else:
+            qvel = u.init_qvel + scale * rng.standard_normal(nv)
+        row = self.rows[slot]
+        row[:] = self.template
+        row[self.qpos:self.qpos + nq] = qpos
+        row[self.qvel:self.qvel + nv] = qvel
+        self.reset_obs(slot)
+        return True
+
+    def reset_obs(self, slot: int) -> None:
+        """The observation of slot ``slot``'s freshly reset state (tasks with a :attr:`qvel_noise`)."""
+        raise NotImplementedError
 
     def move(self, src: int, dst: int) -> None:
         self.X[dst] = self.X[src]
@@ -138,6 +183,11 @@ class _Forward(_Task):
         self.x = self.qpos  # column of x in a state row
         self.obs_cols = slice(self.qpos + self.skip, self.qvel + self.model.nv)  # [qpos[skip:], qvel]
 
+    qvel_noise = "normal"  # HalfCheetah's reset_model (Swimmer, Hopper, Walker2d: uniform)
+
+    def reset_obs(self, slot):
+        self.obs[slot] = self.X[slot, self.obs_cols]  # gymnasium: concatenate([qpos[skip:], qvel])
+
     def forward(self, x_after: np.ndarray, x_before: np.ndarray) -> np.ndarray:
         """``w_f * (x' - x) / dt`` (``1.0 * v`` is ``v`` exactly: skipped for the default weight)."""
         v = (x_after - x_before) / self.dt
@@ -155,6 +205,7 @@ class _Forward(_Task):
 
 class _Swimmer(_Forward):
     n_pos = 2
+    qvel_noise = "uniform"
 
 
 class _Hopper(_Forward):
@@ -163,6 +214,12 @@ class _Hopper(_Forward):
     ``state_vector()[2:]`` entry, inside open ranges)."""
 
     check_state = True
+    qvel_noise = "uniform"
+
+    def reset_obs(self, slot):
+        # gymnasium: concatenate([qpos[skip:], clip(qvel, -10, 10)]); the clip with infinite bounds on
+        # qpos leaves it as it is, and maximum/minimum give np.clip's numbers (NaN included)
+        self.obs[slot] = np.minimum(np.maximum(self.X[slot, self.obs_cols], self.obs_lo_t[0]), self.obs_hi_t[0])
 
     def __init__(self, u: Any) -> None:
         super().__init__(u)
