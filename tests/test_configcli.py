@@ -186,3 +186,26 @@ def test_E2_deeply_nested_env_kwargs_is_a_one_line_error(depth, why, capsys, tmp
     (tmp_path / "deep.json").write_text(nested)
     with pytest.raises(ValueError, match="nested deeper"):
         read_config_file(tmp_path / "deep.json", Demo)
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_run_that_fails_to_start_leaves_no_manifest_or_lock_behind(tmp_path, monkeypatch, capsys, existed):
+    from dfo.cli import main
+    from policies.training import trainer as trainer_module
+
+    out = tmp_path / "run"
+    if existed:
+        out.mkdir()
+        (out / ".keep-mine").write_text("user file")
+
+    def refuse(self, *a, **k):
+        raise ValueError("the trainer refused (simulated)")
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", refuse)
+    extra = ["--overwrite"] if existed else []   # a folder with a file of the user's needs --overwrite
+    assert main(["train", "InvertedPendulum-v5", "--n-jobs", "1", "--out", str(out), *extra]) == 2
+    assert "simulated" in capsys.readouterr().err
+    if existed:
+        assert sorted(p.name for p in out.iterdir()) == [".keep-mine"]
+    else:
+        assert not out.exists()

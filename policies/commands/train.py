@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -72,6 +73,25 @@ def _default_out(cfg: TrainConfig) -> Path:
     return out
 
 
+def _undo_prepare(out: Path, before: set[str] | None) -> None:
+    """Take back what preparing ``out`` wrote (its manifest and lock) when the run then failed to start.
+
+    Only the entries that were not there before are removed, and the folder itself only when this
+    command created it and nothing else is in it; nothing of the user's is ever touched.
+    """
+    from dfo.run import LOCK, MANIFEST
+
+    for name in (MANIFEST, LOCK):
+        path = out / name
+        if (before is None or name not in before) and path.is_file() and not path.is_symlink():
+            path.unlink()
+    if before is None:
+        try:
+            out.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def _error(message: str, code: int = 2) -> int:
     print(f"dfo train: error: {message}", file=sys.stderr)
     return code
@@ -108,11 +128,17 @@ def run(args: argparse.Namespace) -> int:
                   f"({trainer.episodes} episodes)", file=sys.stderr)
         else:
             cfg = TrainConfig(env_id=env_id or DEFAULT_ENV, **given)
+            cfg.resolved()  # the env id, its preset and the settings are checked before the folder is touched
             out = Path(args.out) if args.out else _default_out(cfg)
             if args.overwrite:
                 clear_run_dir(out)
+            before = set(os.listdir(out)) if out.is_dir() else None
             prepare_run_dir(out, resume=False)  # before any work: writable, no links, empty
-            trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress)
+            try:
+                trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress)
+            except BaseException:
+                _undo_prepare(out, before)
+                raise
     except (ValueError, TypeError, CheckpointError, ImportError, OSError) as exc:
         return _error(str(exc))
     cfg = trainer.config
