@@ -75,3 +75,19 @@ def test_lora_trains_adapters_only_and_saves_an_adapter_peft_loads(tmp_path):
         key = name.replace(".base_layer", "")
         assert torch.equal(p, fresh_sd[key]), key
     assert res["steps"] == 6
+
+
+@pytest.mark.parametrize("method", ["mezo-ls", "fzoo"])
+def test_step_rules_resume_from_a_checkpoint_bit_exactly(tmp_path, method):
+    """The line-search state (step length, noise sums) and the pass counter travel in the checkpoint."""
+    straight = finetune(_cfg(tmp_path / "a", method=method, steps=6, n_directions=3 if method == "fzoo" else None,
+                             save_model=False), progress=False)
+    cfg = _cfg(tmp_path / "b", method=method, steps=6, n_directions=3 if method == "fzoo" else None,
+               save_model=False, checkpoint_every=3)
+    import dataclasses
+
+    finetune(dataclasses.replace(cfg, steps=3), progress=False)
+    resumed = finetune(cfg, resume=True, progress=False)
+    assert resumed["history"]["loss"] == straight["history"]["loss"]
+    assert resumed["history"]["forward_passes"] == straight["history"]["forward_passes"]
+    assert resumed["test"]["accuracy"] == straight["test"]["accuracy"]
