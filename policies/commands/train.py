@@ -130,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
             cfg = TrainConfig(env_id=env_id or DEFAULT_ENV, **given)
             cfg.resolved()  # the env id, its preset and the settings are checked before the folder is touched
             out = Path(args.out) if args.out else _default_out(cfg)
+            before = set(os.listdir(out)) if out.is_dir() else None
             if args.overwrite:
                 clear_run_dir(out)
-            before = set(os.listdir(out)) if out.is_dir() else None
             prepare_run_dir(out, resume=False)  # before any work: writable, no links, empty
             try:
                 trainer = Trainer(cfg, out_dir=out, progress=not args.no_progress)
