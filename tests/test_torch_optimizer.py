@@ -522,9 +522,12 @@ def test_closure_runs_in_eval_mode_and_modes_are_restored():
         keep.step(closure)
 
 
-@pytest.mark.parametrize("method", ["mezo", "lozo-m"])
+@pytest.mark.parametrize("method", ["mezo", "fzoo", "mezo-orth"])
 def test_noise_threads_give_bit_identical_steps(method):
-    """Dense noise is drawn chunk by chunk by a thread pool: 1 and 2 threads give the same numbers."""
+    """Dense noise is drawn chunk by chunk by a thread pool: 1 and 2 threads give the same numbers.
+
+    Dense methods only: with torch 2.13 ``addmm_`` itself (the low-rank writes of lozo / lozo-m) differs in
+    the last bit between 1 and 2 BLAS threads (2.4e-7 on a 600 x 600 weight), whatever the noise does."""
     from dfo.torch.directions import CHUNK
 
     runs = []
