@@ -189,7 +189,7 @@ def partial(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
-    for cell in sorted(runs.glob("*-steps*")):
+    for cell in sorted([*runs.glob("*-steps*"), *runs.glob("*-fp*")]):  # step-count and forward-pass cells
         pointer = cell / "checkpoint.json"
         if "-at" in cell.name or (cell / "results.json").is_file() or not pointer.is_file():
             continue
@@ -209,7 +209,9 @@ def partial(args: argparse.Namespace) -> None:
         cfg = FinetuneConfig(**saved)
         print(f"partial {cell.name}: evaluating the step-{step} checkpoint in {out.name}", flush=True)
         res = finetune(cfg, resume=True, progress=False)
-        print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f}", flush=True)
+        print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f} "
+              f"after {res['forward_passes']} training forward passes", flush=True)
+        _keep(out, args.keep)
 
 
 def _mean_std(xs: list[float]) -> str:
