@@ -23,6 +23,8 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .minimizer import SEED_HIGH, STEPS, Minimizer, Request
+from .parallel import SerialEvaluator, make_evaluator
+from .request import point_of
 from .options import float_option as _float_option
 from .options import int_option as _int_option
 
@@ -37,8 +39,26 @@ def _evaluate(fun: Callable, item) -> float:
 
 
 def _items(req: Request) -> list:
-    """A request's evaluations for ``evaluator.map``: points, or (point, seed) pairs."""
+    """A request's evaluations for the serial evaluator: points, or (point, seed) pairs."""
     return list(req.points) if req.seeds is None else [(p, int(s)) for p, s in zip(req.points, req.seeds)]
+
+
+def _evaluate_item(shared: tuple, item: tuple) -> float:
+    """One evaluation on a worker: the point rebuilt from ``(index, sign)`` and the request's
+    centre (:meth:`dfo.request.Request.translate`), so an estimate ships its query's seed,
+    not its points."""
+    fun, center = shared
+    index, sign, seed = item
+    x = point_of(center, index, sign)
+    return float(fun(x) if seed is None else fun(x, seed))
+
+
+def _run(ev, fun: Callable, req: Request) -> list:
+    """Evaluate a request: rows in this process, the request's translation elsewhere."""
+    if isinstance(ev, SerialEvaluator):
+        return ev.map(_evaluate, _items(req), shared=fun)
+    center, items = req.translate()
+    return ev.map(_evaluate_item, items, shared=(fun, center))
 
 
 def _evaluate_batch(fun: Callable, req: Request) -> np.ndarray:
@@ -116,8 +136,6 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         1 maxfev, 2 maxiter, 3 the line search failed after ``max_recoveries``
         recoveries, 99 the callback stopped the run.
     """
-    from .parallel import make_evaluator
-
     if constraints:
         raise ValueError("dfo.minimize supports box bounds only, not general constraints")
     kw = dict(options or {})
@@ -159,7 +177,7 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
             if opt.nfev + len(req) > maxfev - reserve:
                 break
             nit = opt.nit
-            opt.tell(_evaluate_batch(fun, req) if vectorized else ev.map(_evaluate, _items(req), shared=fun))
+            opt.tell(_evaluate_batch(fun, req) if vectorized else _run(ev, fun, req))
             if bar is not None:
                 bar.update(len(req))
                 if opt.fx is not None:

@@ -316,3 +316,33 @@ def test_restarts_after_the_noise_floor_keep_nfev_within_maxfev(maxfev):
     assert again.restarts >= 1 and once.nfev < again.nfev <= maxfev
     assert again.fun <= once.fun * (1 + 1e-12)  # a restart starts at the point the run stopped at
     assert len(again.history["nfev"]) == again.nit and np.all(np.diff(again.history["nfev"]) > 0)
+
+
+# -- one translation of a request ----------------------------------------------------------------
+def test_minimize_ships_an_estimate_to_an_evaluator_as_its_query_and_index_items():
+    from dfo.estimators.base import Query
+
+    class Recorder:
+        """An evaluator that evaluates in-process and records what it was sent."""
+
+        n_workers = 1
+
+        def __init__(self):
+            self.sent = []
+
+        def map(self, fn, items, shared=None):
+            self.sent.append((shared[1], list(items)))
+            return [fn(shared, item) for item in items]
+
+    f = lambda x: float(np.sum((x - 1) ** 2 * np.arange(1, 6)))  # noqa: E731
+    rec = Recorder()
+    serial = dfo.minimize(f, np.zeros(5), maxfev=400, rng=0)
+    shipped = dfo.minimize(f, np.zeros(5), maxfev=400, rng=0, evaluator=rec)
+    np.testing.assert_array_equal(shipped.x, serial.x)
+    assert shipped.nfev == serial.nfev == sum(len(items) for _, items in rec.sent)
+    estimates = [(c, items) for c, items in rec.sent if isinstance(c, Query)]
+    assert len(estimates) == serial.nit  # every estimate went out as a query (seed), not as points
+    for query, items in estimates:
+        assert all(len(i) == 3 and i[2] is None for i in items)
+        assert {i for i, _, _ in items} >= set(range(query.directions.n_directions))
+    assert all(np.ndim(c) in (1, 2) for c, _ in rec.sent if not isinstance(c, Query))  # a repeat or a line
