@@ -41,7 +41,7 @@ from .bounds import Box
 from .estimators import ESTIMATORS, get_estimator
 from .lbfgs import LBFGSMemory
 from .noise import EPS, SEED_HIGH, NoiseProbe, difference_errors
-from .optim import STEP_RULES, make_step_rule
+from .optim import STEP_RULES, make_step_rule, step_rule_names
 from .options import float_option as _float_option
 from .options import int_option as _int_option
 from .radius import CENTRAL_FD, FORWARD_FD
@@ -109,10 +109,10 @@ class Minimizer:
                  nonfinite: str = "raise", rng=None, **estimator_options: Any):
         if direction not in ("auto", "gradient", "lbfgs"):
             raise ValueError(f"unknown direction {direction!r}; known: auto, gradient, lbfgs")
-        if step not in STEPS:
-            raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
+        if step not in step_rule_names():
+            raise ValueError(f"unknown step {step!r}; known: {', '.join(step_rule_names())}")
         if direction == "auto":  # L-BFGS for the line search (measured: bench/results/noisy_profiles.md)
-            direction = "lbfgs" if STEP_RULES[step].evaluates else "gradient"
+            direction = "lbfgs" if step == "armijo" or getattr(STEP_RULES.get(step), "evaluates", False) else "gradient"
         if nonfinite not in ("raise", "worst"):
             raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
         x = as_point(x0, name="x0").copy()

@@ -102,13 +102,19 @@ UPDATE_RULES = {"sgd": SGD, "fixed": SGD, "momentum": Momentum, "adam": Adam}
 STEP_RULES = {"armijo": ArmijoLineSearch, **UPDATE_RULES}
 
 
+def step_rule_names() -> tuple[str, ...]:
+    """Every registered step rule (a rule added to :data:`STEP_RULES` or, as before the line
+    search joined them, to :data:`UPDATE_RULES`)."""
+    return tuple(dict.fromkeys([*STEP_RULES, *UPDATE_RULES]))
+
+
 def make_step_rule(name: str, *, lr: float | None = None, line_search=None):
     """The rule ``name`` of :data:`STEP_RULES` with its options: ``line_search`` (an
     :class:`ArmijoLineSearch` or a dict of its fields) for ``armijo``, ``lr`` for the others."""
-    if name not in STEP_RULES:
-        raise ValueError(f"unknown step {name!r}; known: {', '.join(STEP_RULES)}")
-    cls = STEP_RULES[name]
-    if cls.evaluates:
+    if name not in step_rule_names():
+        raise ValueError(f"unknown step {name!r}; known: {', '.join(step_rule_names())}")
+    cls = STEP_RULES.get(name) or UPDATE_RULES[name]
+    if getattr(cls, "evaluates", False):
         if isinstance(line_search, cls):
             return line_search
         return cls(**(line_search if isinstance(line_search, dict) else {}))
