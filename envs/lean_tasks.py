@@ -80,6 +80,8 @@ class _Task:
         self.ctrl = slice(c, c + m.nu)
         self.X = np.zeros((0, mujoco.mj_stateSize(m, _INTEGRATION)))
         self.template: np.ndarray | None = None  # the integration state of reset data (fast_reset)
+        if m.na:  # gymnasium's set_state then leaves act as reset; none of the 11 tasks has activations
+            self.qvel_noise = None
         self.obs = np.zeros((0, self.obs_dim))  # observation of every slot (the stepper's ``obs``)
         self._views()
 
@@ -124,19 +126,23 @@ class _Task:
         from gymnasium.utils import seeding
 
         u, nq, nv = self.u, self.nq, self.model.nv
+        if self.mirror_reset:  # gymnasium's reset replayed on the scratch data (see ``mirror_reset``)
+            u._np_random, u._np_random_seed = seeding.np_random(seed)
+            m, d = self.model, self.d
+            mujoco.mj_resetData(m, d)
+            qpos, qvel = self._draw(u, nq, nv)
+            d.qpos[:], d.qvel[:] = qpos, qvel  # set_state (act is empty: na == 0 is asserted in __init__)
+            mujoco.mj_forward(m, d)
+            self.load(slot, d)
+            self.obs[slot] = self.reset_observation(d)
+            return True
         if self.template is None:
             d = mujoco.MjData(self.model)
             mujoco.mj_resetData(self.model, d)
             self.template = np.empty(self.X.shape[1])
             mujoco.mj_getState(self.model, d, self.template, _INTEGRATION)
         u._np_random, u._np_random_seed = seeding.np_random(seed)
-        rng, scale = u._np_random, u._reset_noise_scale
-        noise_low, noise_high = -scale, scale
-        qpos = u.init_qpos + rng.uniform(low=noise_low, high=noise_high, size=nq)
-        if self.qvel_noise == "uniform":
-            qvel = u.init_qvel + rng.uniform(low=noise_low, high=noise_high, size=nv)
-        else:
-            qvel = u.init_qvel + scale * rng.standard_normal(nv)
+        qpos, qvel = self._draw(u, nq, nv)
         row = self.rows[slot]
         row[:] = self.template
         row[self.qpos:self.qpos + nq] = qpos
@@ -144,8 +150,28 @@ class _Task:
         self.reset_obs(slot)
         return True
 
+    def _draw(self, u: Any, nq: int, nv: int) -> tuple[np.ndarray, np.ndarray]:
+        """``reset_model``'s ``qpos``, ``qvel``: the same draws, in the same order, from the env's generator."""
+        rng, scale = u._np_random, u._reset_noise_scale
+        noise_low, noise_high = -scale, scale
+        qpos = u.init_qpos + rng.uniform(low=noise_low, high=noise_high, size=nq)
+        if self.qvel_noise == "uniform":
+            qvel = u.init_qvel + rng.uniform(low=noise_low, high=noise_high, size=nv)
+        else:
+            qvel = u.init_qvel + scale * rng.standard_normal(nv)
+        return qpos, qvel
+
+    #: the initial observation reads more than qpos/qvel (contact forces, kinematics): ``fast_reset``
+    #: replays gymnasium's reset (``mj_resetData``, the draws, ``mj_forward``) on the scratch data,
+    #: which any slot's next step overwrites anyway, and reads the observation there
+    mirror_reset = False
+
     def reset_obs(self, slot: int) -> None:
         """The observation of slot ``slot``'s freshly reset state (tasks with a :attr:`qvel_noise`)."""
+        raise NotImplementedError
+
+    def reset_observation(self, d: Any) -> np.ndarray:
+        """gymnasium's ``_get_obs`` on ``d`` (tasks with :attr:`mirror_reset`)."""
         raise NotImplementedError
 
     def move(self, src: int, dst: int) -> None:
@@ -290,6 +316,15 @@ class _Ant(_Task):
         self.consts = {"f_lo": np.full(self.nb6, float(self.force_range[0])),
                        "f_hi": np.full(self.nb6, float(self.force_range[1])), "alive": [self.healthy_reward]}
         self._views()
+
+    qvel_noise, mirror_reset = "normal", True
+
+    def reset_observation(self, d):
+        position = d.qpos.flatten()[self.skip:]
+        if self.cfrc:
+            contact_force = np.clip(d.cfrc_ext, *self.force_range)[1:].flatten()
+            return np.concatenate((position, d.qvel.flatten(), contact_force))
+        return np.concatenate((position, d.qvel.flatten()))
 
     def add_slots(self, n):
         super().add_slots(n)
@@ -490,6 +525,11 @@ class _Humanoid(_Task):
         self.F = np.zeros((0, self.nb * 6))  # cfrc_ext of every slot
         self.XI = np.zeros((0, self.nb, 3))  # xipos of every slot
         self.CX = np.zeros(0)  # x of the centre of mass of every slot (its last kinematics)
+
+    qvel_noise, mirror_reset = "uniform", True
+
+    def reset_observation(self, d):
+        return _humanoid_obs(d)
 
     def add_slots(self, n):
         super().add_slots(n)

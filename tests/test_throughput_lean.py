@@ -18,7 +18,7 @@ from envs.lean_tasks import _INTEGRATION
 from policies import LinearPolicy
 from policies.rollout import run_episodes
 
-FAST = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Swimmer-v5"]
+FAST = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Swimmer-v5", "Ant-v5", "Humanoid-v5"]
 
 
 @pytest.mark.parametrize("env_id", FAST)
