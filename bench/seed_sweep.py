@@ -447,7 +447,25 @@ def _details(by, tasks) -> list[str]:
     return lines
 
 
-def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict] | None = None) -> str:
+def unfinished(runs: Path, cells: Path) -> list[str]:
+    """Lines on the cells of ``runs`` that have a run folder but no result yet (not in any statistic)."""
+    out = []
+    for d in sorted(p for p in runs.glob("*__*__s*") if p.is_dir()):
+        if (cells / f"{d.name}.json").exists() or not (d / "progress.csv").exists():
+            continue
+        env_id = d.name.split("__")[0]
+        try:
+            sm = summarize(read_progress(d), THRESHOLDS[env_id])
+        except (KeyError, ValueError, IndexError):
+            continue
+        out.append(f"* `{d.name}`: {sm['episodes']:,} episodes so far; threshold reached at "
+                   f"{sm['reached_episodes'] if sm['reached_episodes'] is not None else '– (not yet)'}; "
+                   f"best eval {sm['best_eval']:,.1f}, last {sm['final_eval']:,.1f}")
+    return out
+
+
+def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict] | None = None,
+          partial: list[str] | None = None, tuning_partial: list[str] | None = None) -> str:
     by = _group(records)
     lines = [
         "# Seed sweep: `dfo train ENV` defaults over many seeds",
@@ -458,7 +476,7 @@ def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict
         "    OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --variants default --workers 2 &",
         "    OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --variants ars-v2t-paper --workers 2 &",
         "    OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --tasks Hopper-v5 --variants default "
-        "step-trust \\",
+        "step-trust step-decay \\",
         "        --seeds 0 1 2 3 4 --by-seed --cells bench/results/seed_sweep_tuning_cells --runs runs/seed_sweep_tuning &",
         "",
         "(the same command resumes an interrupted sweep; finished cells are skipped). Each cell: one serial",
@@ -487,6 +505,9 @@ def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict
     if missing:
         lines += ["", f"Cells planned and not finished yet ({sum(map(len, missing.values()))}): " + "; ".join(
             f"{t} `{v}` seeds {' '.join(map(str, ss))}" for (t, v), ss in missing.items())]
+    if partial:
+        lines += ["", "Cells under way when this table was written (a snapshot, in no statistic above):", "",
+                  *partial]
     lines += ["", "## Compact (the columns of docs/rl.md's defaults table)", "",
               "| task | threshold | sweep seeds | reached within the preset budget | episodes to threshold: median "
               "(quartiles) | env steps: median |", "|---|---|---|---|---|---|"]
@@ -506,12 +527,17 @@ def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict
                 if tb.get((t, v)):
                     lines.append(summary_row(tb[(t, v)]))
         lines += _details(tb, tasks)
+        if tuning_partial:
+            lines += ["", "Tuning cells under way (a snapshot, in no statistic above):", "", *tuning_partial]
     return "\n".join(lines) + "\n"
 
 
 def cmd_table(args: argparse.Namespace) -> int:
     tuning = load_cells(Path(args.tuning_cells)) if Path(args.tuning_cells).is_dir() else None
-    text = table(load_cells(Path(args.cells)), tuning=tuning)
+    partial = unfinished(Path(args.runs), Path(args.cells)) if args.runs else None
+    tuning_partial = (unfinished(Path(args.tuning_runs), Path(args.tuning_cells))
+                      if args.tuning_runs and tuning is not None else None)
+    text = table(load_cells(Path(args.cells)), tuning=tuning, partial=partial, tuning_partial=tuning_partial)
     Path(args.out).write_text(text)
     print(text)
     return 0
@@ -535,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--cells", default=DEFAULT_CELLS)
     t.add_argument("--out", default=DEFAULT_TABLE)
     t.add_argument("--tuning-cells", default=DEFAULT_TUNING_CELLS)
+    t.add_argument("--runs", default=None, help="also list the unfinished cells of this runs folder")
+    t.add_argument("--tuning-runs", default=None, help="also list the unfinished tuning cells of this runs folder")
     args = ap.parse_args(argv)
     for v in getattr(args, "variants", []):
         for task in args.tasks:
