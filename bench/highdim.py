@@ -183,6 +183,8 @@ def run_cell(solver: str, problem: str, n: int, noise: str, seed: int, cap: floa
     fun, start = PROBLEMS[problem]
     x0 = start(n).astype(float)
     budget = 100 * (n + 1)
+    import scipy.optimize  # noqa: F401  (imports before the clock starts: the cap is the solver's time)
+    __import__({"dfo": "dfo", "pybobyqa": "pybobyqa", "cma": "cma"}.get(solver, "scipy.optimize"))
     obj = Objective(fun, noise, seed, budget, cap, progress)
     obj.write(started=True)
     x_out, why = None, "returned"
@@ -288,6 +290,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", default=str(CELLS))
     ap.add_argument("--out", default=str(HERE / "results" / "highdim.md"))
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--notes", default="", help="a markdown file appended to the results file")
     ap.add_argument("--cell", default="", help=argparse.SUPPRESS)
     ap.add_argument("--cell-cap", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--progress", default="", help=argparse.SUPPRESS)
@@ -314,7 +317,10 @@ def main(argv=None) -> int:
             print(f"[{k}/{len(todo)}] {cell} gap {gap:.2e} nfev {r['nfev']} wall {r['wall_s']:.1f}s {r['stopped']}",
                   file=sys.stderr, flush=True)
     cmd = "python bench/highdim.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    Path(args.out).write_text(report(rows, cmd.strip()) + "\n")
+    text = report(rows, cmd.strip())
+    if args.notes:
+        text += "\n" + Path(args.notes).read_text().strip()
+    Path(args.out).write_text(text + "\n")
     print(Path(args.out).read_text())
     return 0
 
