@@ -171,6 +171,8 @@ class LeanStepper:
         self.high = np.asarray(env.action_space.high, dtype=np.float64)
         self.max_steps = env.spec.max_episode_steps
         self.t = np.zeros(0, dtype=np.int64)
+        #: seed -> initial states prepared by :meth:`prefetch`: (staging slot, the env's generator after them)
+        self._staged: dict[int, list[tuple[int, Any, Any]]] = {}
         #: ``step`` without the time limit: ``advance(slots, actions) -> (reward, terminated)``,
         #: ``terminated`` ``None`` for a task that never terminates; the caller ends episodes at
         #: ``max_steps`` (``policies.rollout`` does) and ``t`` is not counted
@@ -196,11 +198,46 @@ class LeanStepper:
         left as ``env.reset(seed=seed)`` leaves it). A task whose initial observation depends on
         ``qpos``/``qvel`` only draws them itself (``task.fast_reset``: the same numbers without the
         env's Python around them); the others, and ``seed=None``, run the env's own ``reset``."""
-        if seed is None or not self.task.fast_reset(slot, seed):
+        staged = self._staged.get(seed) if seed is not None else None
+        if staged:  # prepared by prefetch: a row copy, and the env's generator as that reset left it
+            src, self.u._np_random, self.u._np_random_seed = staged.pop()
+            self.task.move(src, slot)
+        elif seed is None or not self.task.fast_reset(slot, seed):
             obs, _ = self.u.reset(seed=seed)
             self.task.load(slot, self.u.data)
             self.obs[slot] = obs
         self.t[slot] = 0
+
+    #: most initial states one :meth:`prefetch` prepares
+    PREFETCH_MAX = 512
+
+    def prefetch(self, seeds: Any, first: int) -> None:
+        """Prepare the initial states of the episodes of ``seeds`` now, one after another, in staging
+        slots from ``first`` on (the caller runs its episodes in slots below ``first``); a later
+        ``reset(slot, seed)`` of one of them is a row copy (``move``).
+
+        The same computation as :meth:`reset`'s, so the same numbers; done back to back it runs on warm
+        caches, where a reset between two lockstep iterations runs cold (after the simulator has been
+        through every slot: several times slower). Each prepared state keeps the generator its reset
+        left on the env, handed to the env when it is used, so the env's generator is where
+        ``env.reset(seed=seed)`` would leave it. Tasks without a fast reset prepare nothing."""
+        self._staged = {}
+        if self.task.qvel_noise is None:
+            return
+        todo = [s for s in seeds if isinstance(s, int)][:self.PREFETCH_MAX]  # others: reset's own checks
+        if not todo:
+            return
+        self.ensure_width(first + len(todo))
+        u = self.u
+        keep = u._np_random, u._np_random_seed
+        try:
+            for i, seed in enumerate(todo):
+                self.task.fast_reset(first + i, seed)
+                self._staged.setdefault(seed, []).append((first + i, u._np_random, u._np_random_seed))
+        except Exception:  # e.g. a seed gymnasium refuses: its reset raises when the episode starts
+            pass
+        finally:
+            u._np_random, u._np_random_seed = keep
 
     def move(self, src: int, dst: int) -> None:
         """Move the episode of slot ``src`` to slot ``dst`` (``src`` is free afterwards)."""

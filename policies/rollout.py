@@ -155,6 +155,9 @@ def run_episodes(
     W = _width(stepper, m, horizon, obs_dim, collect_stats, width)
     stepper.ensure_width(W)
     W = min(W, stepper.width)
+    prefetch = getattr(stepper, "prefetch", None)  # the lean stepper: initial states prepared back to back
+    if prefetch is not None:
+        prefetch(seeds, W)
     obs = stepper.obs
     # constant vectors tiled to one row per slot: same-shape ufuncs on ``[:k]`` (cheaper than broadcasting)
     tiled = lambda v: np.tile(np.asarray(v, dtype=np.float64), (W, 1))  # noqa: E731

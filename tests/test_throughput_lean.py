@@ -68,3 +68,26 @@ def test_batched_training_rollouts_equal_the_env_step_path(env_id):
                                                                           y.nonfinite)
         np.testing.assert_array_equal(x.obs_stats.mean, y.obs_stats.mean)
         np.testing.assert_array_equal(x.obs_stats.m2, y.obs_stats.m2)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Humanoid-v5"])
+def test_prefetched_resets_equal_gymnasium_resets(env_id):
+    """States prepared by ``prefetch`` (duplicate seeds included, used in any order) start episodes
+    exactly as gymnasium's reset, and leave the env's generator where that reset leaves it."""
+    lean = make_stepper(make_env(env_id))
+    lean.ensure_width(2)
+    seeds = [5, 9, 5, 2**40, 3]
+    lean.prefetch(seeds + [np.int64(4), None], 2)
+    ref = make_env(env_id).unwrapped
+    row = np.empty(lean.task.X.shape[1])
+    for i, seed in enumerate([3, 5, 2**40, 5, 9]):
+        obs, _ = ref.reset(seed=seed)
+        mujoco.mj_getState(ref.model, ref.data, row, _INTEGRATION)
+        lean.reset(i % 2, seed)
+        np.testing.assert_array_equal(lean.task.X[i % 2], row)
+        np.testing.assert_array_equal(lean.obs[i % 2], obs)
+        assert lean.u.np_random.bit_generator.state == ref.np_random.bit_generator.state
+    assert not any(lean._staged.values())  # every prepared state used once
+    obs, _ = ref.reset(seed=5)  # not prepared any more: the ordinary reset
+    lean.reset(0, 5)
+    np.testing.assert_array_equal(lean.obs[0], obs)
