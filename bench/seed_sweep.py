@@ -32,7 +32,10 @@ Each finished cell is a small JSON file ``--cells/<task>__<variant>__s<seed>.jso
 directory (``--runs``, not committed) keeps the trainer's checkpoints, so a cell stopped by
 SIGTERM or Ctrl-C (the trainer checkpoints first; this process then exits with 143 / 130)
 continues from its newest checkpoint on the next ``run`` and gives the same numbers as an
-uninterrupted cell (tested in ``tests/test_rl_seed_sweep.py``). ``--workers K`` starts K
+uninterrupted cell (tested in ``tests/test_rl_seed_sweep.py``). A checkpoint that this dfo
+cannot resume (corrupt, or written by an older state format) is reported and the cell starts
+afresh (``resume_refused`` in its segment). Every segment records the commit and a digest of
+the dfo/policies/envs modules it ran with. ``--workers K`` starts K
 processes that take cells in order (cheapest tasks first); a cell is claimed by an
 ``flock`` on ``--runs/<cell>.lock``, released when its process ends however it ends.
 
@@ -219,10 +222,18 @@ def run_cell(env_id: str, variant: str, seed: int, *, cells: Path, runs: Path, e
         t0, c0 = time.perf_counter(), _cpu_s()
         seg = {"start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "resumed": resuming,
                "load_start": round(os.getloadavg()[0], 2)}
+        trainer = None
         if resuming:
-            trainer = Trainer.resume(run_dir, overrides=where)
-        else:
-            if run_dir.exists():  # a directory without a checkpoint holds no iteration: start afresh
+            try:
+                trainer = Trainer.resume(run_dir, overrides=where)
+            except (ValueError, KeyError, TypeError) as exc:  # CheckpointError, or a state of an older dfo
+                print(f"{name}: cannot resume ({exc}); starting the cell afresh", flush=True)
+                seg["resume_refused"] = str(exc)[:300]
+                seg["discarded_segments"] = segments
+                segments = []
+                seg["resumed"] = False
+        if trainer is None:
+            if run_dir.exists():  # no checkpoint (no iteration done), or one that cannot be resumed
                 import shutil
 
                 shutil.rmtree(run_dir)
