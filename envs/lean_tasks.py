@@ -87,6 +87,7 @@ class _Task:
 
     def _views(self) -> None:
         self.rows = list(self.X)  # contiguous row views, one per slot
+        self._first_views: dict[int, tuple] = {}  # views of slots 0..k-1 (tasks that keep them)
         self.S = self.X[:, self.qpos:self.qvel + self.model.nv]  # [qpos, qvel] of every slot
         # constant vectors of the task, one copy per slot: ``name_t[:n]`` against ``n`` rows is a
         # same-shape ufunc (cheaper than broadcasting the vector; the same numbers)
@@ -267,7 +268,35 @@ class _Hopper(_Forward):
         self.consts = {"lo": lo[1:], "hi": hi[1:], "obs_lo": obs_lo, "obs_hi": -obs_lo, "alive": [self.healthy_reward]}
         self._views()
 
+    def _first(self, k: int) -> tuple:
+        """Views of slots ``0..k-1`` (the rollout's running slots) that :meth:`step` reads and writes,
+        kept per ``k`` until the arrays are reallocated (``add_slots``)."""
+        v = self._first_views.get(k)
+        if v is None:
+            X = self.X
+            v = self._first_views[k] = (X[:k, self.x], X[:k, self.obs_cols], self.obs[:k], X[:k, self.h_cols],
+                                        self.lo_t[:k], self.hi_t[:k], self.obs_lo_t[:k], self.obs_hi_t[:k],
+                                        self.alive_t[:k, 0])
+        return v
+
     def step(self, slots, actions):
+        if isinstance(slots, slice) and not slots.start and slots.step is None:
+            # slots 0..k-1 (every lockstep iteration of a rollout): the same operations on kept views,
+            # results written in place; fewer Python-level calls per iteration
+            xv, sv, ov, hv, lo, hi, olo, ohi, alive = self._first(slots.stop)
+            x_before = xv.copy()
+            self.advance(slots, actions)
+            np.maximum(sv, olo, out=ov)
+            np.minimum(ov, ohi, out=ov)
+            inside = (lo < hv) & (hv < hi)
+            if np.count_nonzero(inside) == inside.size:  # all healthy (the usual case): healthy * w is w
+                terminated = None
+            else:
+                healthy = np.logical_and.reduce(inside, axis=1)
+                alive, terminated = healthy * self.healthy_reward, ~healthy if self.terminate else None
+            v = (xv - x_before) / self.dt
+            return ((v if self.fw == 1.0 else self.fw * v) + alive) - self.cw * np.add.reduce(np.square(actions), axis=1), \
+                terminated
         X, x, n = self.X, self.x, actions.shape[0]
         x_before = X[slots, x]
         x_before = x_before.copy() if isinstance(slots, slice) else x_before
