@@ -258,9 +258,10 @@ def _passes(r: dict) -> int:
     return r["config"]["steps"] * (per if isinstance(per, int) else 2)
 
 
-def by_forward_passes(results: list[dict]) -> list[str]:
+def by_forward_passes(results: list[dict], zero_shot: dict | None = None) -> list[str]:
     """Markdown lines: test accuracy (raw / cal) against training forward passes, one row per (method, lr,
-    budget), mean over data seeds; Adam's passes are forward passes (each also has a backward)."""
+    budget), mean over data seeds; Adam's passes are forward passes (each also has a backward). ``zero_shot``:
+    the zero-shot test result of the best template, the row at 0 passes."""
     groups: dict[tuple, list] = {}
     for r in results:
         c = r["config"]
@@ -271,6 +272,9 @@ def by_forward_passes(results: list[dict]) -> list[str]:
     lines = ["### By training forward passes (test acc raw / cal, mean over data seeds)", "",
              "| method | lr | directions | lora | forward passes | steps | test acc raw | test acc cal | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
+    if zero_shot:
+        lines.append(f"| zero-shot ({zero_shot['template']}) | | | | 0 | 0 | {zero_shot['accuracy']:.3f} | "
+                     f"{zero_shot['accuracy_calibrated']:.3f} | |")
     for (method, lr, k, lora, fp), rs in sorted(groups.items(), key=lambda kv: (kv[0][4], kv[0][0])):
         lines.append(f"| {method} | {lr:g} | {k} | {lora} | {fp} | {', '.join(str(r.get('steps', r['config']['steps'])) for r in rs)} | "
                      f"{_mean_std([r['test']['accuracy'] for r in rs])} | "
@@ -302,9 +306,10 @@ def table(args: argparse.Namespace) -> None:
             pc = "/".join(f"{x:.2f}" for x in r["predicted_calibrated"])
             lines.append(f"| {name} | {dev} | {r['accuracy']:.3f} | {r['accuracy_calibrated']:.3f} | {pr} | {pc} |")
         lines.append("")
-    results = load_results(runs, args.cells)
-    if results:
-        lines += ["### Fine-tuned (test after the last step)", "",
+    everything = load_results(runs, args.cells)
+    results = [r for r in everything if not r["config"].get("forward_passes")]  # budget cells: their own table
+    if everything:
+        lines += ["### Fine-tuned (test after the last step; cells run to a step count)", "",
                   "| method | steps | forward passes / step | lr | template | test acc raw | test acc cal | "
                   "test pred raw | train loss first 10 -> last 10 | seeds |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -333,7 +338,9 @@ def table(args: argparse.Namespace) -> None:
                 f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
         lines.append("")
         lines += per_seed(results)
-        lines += by_forward_passes(results)
+        zero = sorted(zs_dir.glob("*-test.json"))
+        best = max((json.loads(p.read_text()) for p in zero), key=lambda r: r["accuracy"], default=None)
+        lines += by_forward_passes(everything, best)
     text = "\n".join(lines)
     print(text)
     if args.out:
