@@ -33,13 +33,27 @@ Three tables, in this order.
    issue's "cores x raw rate" aim, >= 0.9). ``dfo/raw per CPU-s``: steps per worker
    CPU-second. ``--sim-share`` adds the share of time inside the simulator (each call timed).
 
-Policies are ``0.05 * N(0, 1)`` matrices with an ARS normalizer from random statistics.
+4. **Training rollouts** (``--training``, issue 24 item 3): CPU microseconds per env step of the
+   ``run_episodes`` calls a training worker makes (``dfo train``'s path: lean stepper, linear
+   policy, frozen normalizer, one call per ARS iteration of ``2 N`` antithetic episodes with the
+   preset's N, noise, horizon and survival shift, statistics collected, early terminations)
+   against raw ``ctrl`` + ``mj_step(nstep=frame_skip)`` on the *same* episodes, each started from
+   its recorded initial state (no reset work in the raw loop), measured in one process,
+   interleaved, best of ``--cpu-repeats``. Policies: ``fall`` (centre 0, the snapshot of the
+   centre's own episodes: most episodes fall early, as in a first iteration) and ``stand`` (a PD
+   centre on raw observations, :data:`STAND_GAINS`: Hopper and Walker2d stand for 1000 steps).
+   ``mean width`` is env steps per lockstep iteration (episodes that end early leave the last
+   ones of a call to run at a small width).
+
+Policies of tables 1-3 are ``0.05 * N(0, 1)`` matrices with an ARS normalizer from random statistics.
 ``--append FILE`` inserts all tables as a new dated ``## Run N`` section above the newest
 run in FILE (older runs are kept).
 
 Usage (from the repo root, on a quiet machine; ~3 min on 2 cores):
     PYTHONPATH=. python bench/throughput.py --append bench/results/throughput.md
     PYTHONPATH=. python bench/throughput.py --cpu-time    # table 1 (and 2) only, fine on a busy machine
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python bench/throughput.py --training --kinds fall
+        # table 4 (TRAIN_TASKS), the trainer's groups; ``--kinds stand --group 32`` for standing policies
 """
 
 from __future__ import annotations
@@ -364,7 +378,7 @@ def _record(st, pol, calls):
     ``reset``/``advance``/``move`` wrapped while the calls run once."""
     from policies.rollout import run_episodes
 
-    episodes, live = [], {}
+    episodes, live, iterations = [], {}, [0]
     reset, advance, move = st.reset, st.advance, st.move
 
     def rec_reset(slot, seed):
@@ -376,6 +390,7 @@ def _record(st, pol, calls):
         idx = range(slots.start or 0, slots.stop) if isinstance(slots, slice) else slots.tolist()
         for j, a in zip(idx, actions):
             live[j].append(a.copy())
+        iterations[0] += 1
         return advance(slots, actions)
 
     def rec_move(src, dst):
@@ -389,7 +404,7 @@ def _record(st, pol, calls):
     finally:
         del st.reset, st.move  # back to the class's methods
         st.advance = advance
-    return [(x0, np.array(a)) for x0, a in episodes]
+    return [(x0, np.array(a)) for x0, a in episodes], iterations[0]
 
 
 def _raw_replay(st, episodes) -> int:
@@ -420,7 +435,7 @@ def training_us(env_id: str, kind: str, n_steps: int, repeats: int, group: int |
     from policies.rollout import run_episodes
 
     st, pol, calls, done = _train_calls(env_id, kind, n_steps, group, seed=0)
-    episodes = _record(st, pol, calls)
+    episodes, iterations = _record(st, pol, calls)
     assert sum(len(a) for _, a in episodes) == done, "the recording missed steps"
 
     def dfo() -> float:
@@ -440,7 +455,7 @@ def training_us(env_id: str, kind: str, n_steps: int, repeats: int, group: int |
         for name, fn in order:
             best[name] = min(best[name], fn())
     return {"raw": best["raw"] / done * 1e6, "dfo": best["dfo"] / done * 1e6, "steps": done,
-            "episodes": len(episodes), "group": len(calls[0][1])}
+            "episodes": len(episodes), "group": len(calls[0][1]), "width": done / iterations}
 
 
 def training_section(env_ids, kinds, n_steps: int, repeats: int, group: int | None) -> list[str]:
@@ -448,10 +463,11 @@ def training_section(env_ids, kinds, n_steps: int, repeats: int, group: int | No
     for env_id in env_ids:
         for kind in kinds:
             t = training_us(env_id, kind, n_steps, repeats, group)
-            rows.append([env_id, kind, str(t["group"]), f"{t['steps'] / t['episodes']:.0f}", f"{t['steps']:,}",
+            rows.append([env_id, kind, str(t["group"]), f"{t['steps'] / t['episodes']:.0f}", f"{t['width']:.1f}",
+                         f"{t['steps']:,}",
                          f"{t['raw']:.1f}", f"{t['dfo']:.1f}", f"{t['raw'] / t['dfo']:.3f}"])
             print("| " + " | ".join(rows[-1]) + " |", flush=True)
-    head = ["task", "policy", "episodes per call", "mean episode", "env steps", "raw mj_step us/step",
+    head = ["task", "policy", "episodes per call", "mean episode", "mean width", "env steps", "raw mj_step us/step",
             "dfo us/step", "dfo/raw rate"]
     return [f"Training rollouts, CPU microseconds per env step in one process (time.process_time, best of "
             f"{repeats}, raw and dfo interleaved; calls of run_episodes as one training worker makes them until "
