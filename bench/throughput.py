@@ -205,9 +205,15 @@ def _workload(env_id: str, batch: int, n_steps: int, seed: int):
             return step(slots, actions)
         return rec_step
 
+    move = st.move
+
+    def rec_move(src, dst):  # the rollout hands a running episode to a freed slot: its actions follow it
+        move(src, dst)
+        live[dst] = live.pop(src)
+
     calls, done = [], 0
     advance = getattr(st, "advance", None)  # the lean path's step without the time limit
-    st.reset, st.step = rec_reset, recorder(step)
+    st.reset, st.step, st.move = rec_reset, recorder(step), rec_move
     if advance is not None:
         st.advance = recorder(advance)
     try:
@@ -216,7 +222,7 @@ def _workload(env_id: str, batch: int, n_steps: int, seed: int):
             outs = run_episodes(st, pol, params, calls[-1], normalizer_state=snap, horizon=horizon)
             done += sum(o.steps for o in outs)
     finally:
-        del st.reset, st.step  # back to the class's methods
+        del st.reset, st.step, st.move  # back to the class's methods
         if advance is not None:
             st.advance = advance
     return (st, pol, params, snap, horizon), calls, [(s, np.array(a)) for s, a in episodes], done
