@@ -22,11 +22,12 @@ def _model(value: float) -> torch.nn.Linear:
 
 def _meta(m: int) -> dict:
     """The fields every fine-tuning checkpoint's meta carries (load refuses a pointer without them)."""
-    return {"config": {}, "template": "t", "template_selection": None, "train_seconds": 0.0, "m": m}
+    return {"config": {"template": "t"}, "template": "t", "template_selection": None, "train_seconds": 0.0, "m": m}
 
 
 def test_a_killed_save_keeps_the_previous_checkpoint_and_the_next_save_clears_the_debris(tmp_path, monkeypatch):
-    state = {"optimizer": {"state": {0: {"V": torch.ones(2)}}, "seeds": (1, 2)}, "history": {"loss": [0.5]}}
+    state = {"optimizer": {"state": {0: {"V": torch.ones(2)}}, "seeds": (1, 2), "param_groups": []},
+             "history": {"loss": [0.5], "dev": []}}
     ckpt.save(tmp_path, step=1, model=_model(1.0), state=state, meta=_meta(1))
 
     def killed(*a, **k):
