@@ -114,6 +114,9 @@ class ZOTrainer(transformers.Trainer):
     """
 
     def __init__(self, *args: Any, zo: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if zo is not None and not isinstance(zo, dict):  # N-H9: zo="mezo" instead of zo={"method": "mezo"}
+            raise ValueError(f"zo must be a dict of ZerothOrder keyword arguments, e.g. zo={{'method': 'mezo'}}, "
+                             f"got {zo!r}")
         opt = (kwargs.get("optimizers") or (None, None))[0]
         if opt is not None:
             if not isinstance(opt, ZerothOrder):

@@ -671,6 +671,15 @@ class ZerothOrder(torch.optim.Optimizer):
                                      f"has shape {got}, expected {want[key]}")
         if not (torch.is_tensor(zo.get("rng")) and zo["rng"].dtype == torch.uint8):
             raise ValueError("the checkpoint's generator state is not a uint8 tensor")
+        expected = self._master.get_state()
+        if zo["rng"].shape != expected.shape:  # N-T21: a truncated or foreign generator state
+            raise ValueError(f"the checkpoint's generator state has {zo['rng'].numel()} bytes, a torch CPU generator "
+                             f"{expected.numel()}: truncated or not from ZerothOrder")
+        if type(zo.get("step")) is not int or zo["step"] < 0:  # N-T23
+            raise ValueError(f"the checkpoint's step is {zo.get('step')!r}, not an integer >= 0")
+        passes = zo.get("forward_passes", 0)
+        if type(passes) is not int or passes < 0:
+            raise ValueError(f"the checkpoint's forward_passes is {passes!r}, not an integer >= 0")
 
     @contextlib.contextmanager
     def _forward_mode(self) -> Iterator[None]:
