@@ -62,8 +62,11 @@ def broyden_tridiagonal(x):
 
 
 def ill_quadratic(x):
-    d = 1e4 ** (np.arange(x.size) / max(x.size - 1, 1))
-    return float(0.5 * np.sum(d * (x - 1.0) ** 2))
+    """½ Σ d_i (x_i − c_i)², d from 1 to 1e4; c_i = 1 + cos(i)/2 (not a round step from x0 = 0,
+    which coordinate-step methods could hit exactly)."""
+    i = np.arange(x.size)
+    d = 1e4 ** (i / max(x.size - 1, 1))
+    return float(0.5 * np.sum(d * (x - 1.0 - 0.5 * np.cos(i)) ** 2))
 
 
 def trigonometric(x):
