@@ -139,7 +139,16 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
     if constraints:
         raise ValueError("dfo.minimize supports box bounds only, not general constraints")
     kw = dict(options or {})
+    clash = sorted(k for k in set(kw) & set(kwargs) if kw[k] is not kwargs[k] and kw[k] != kwargs[k])
+    if clash:  # N-O3: one setting given two values is ambiguous, never silently resolved
+        raise ValueError(f"{clash[0]} given twice with different values: {kwargs[clash[0]]!r} as a keyword and "
+                         f"{kw[clash[0]]!r} in options")
     kw.update(kwargs)
+    named = {"maxfev": maxfev, "maxiter": maxiter, "gtol": gtol or None, "tol": tol}  # gtol's default 0: not given
+    for name, value in named.items():
+        if name in kw and value is not None and kw[name] != value:
+            raise ValueError(f"{name} given twice with different values: {value!r} as a keyword and "
+                             f"{kw[name]!r} in options")
     maxfev = kw.pop("maxfev", maxfev)
     maxiter = kw.pop("maxiter", maxiter)
     gtol = kw.pop("gtol", gtol)

@@ -273,7 +273,13 @@ class Minimizer:
         if good.size == 0:  # all tie: nothing to learn from this batch (a zero estimate)
             values[:] = 0.0
             return values
-        values[bad] = float(good.max()) + max(float(np.ptp(good)), abs(float(good.max())) * 1e-12, 1e-12)
+        top = float(good.max())
+        with np.errstate(over="ignore", invalid="ignore"):
+            worst = top + max(float(np.ptp(good)), abs(top) * 1e-12, 1e-12)
+        if not np.isfinite(worst):  # E8: finite values near the float limit; rank last without overflowing
+            worst = float(np.nextafter(top, np.inf))
+            worst = worst if np.isfinite(worst) else top
+        values[bad] = worst
         return values
 
     def _tell_estimate(self, values: np.ndarray) -> None:
@@ -499,7 +505,8 @@ class Minimizer:
         :class:`RunState`; ``history=False`` leaves the (growing) history out."""
         est = self.active_estimator
         out = {"layout": LAYOUT, "n": self.n, "state": to_tree(self.state),
-               "estimator": est.state_dict() if hasattr(est, "state_dict") else None}
+               "estimator": est.state_dict() if hasattr(est, "state_dict") else None,
+               "options": {"estimator": self.preset, "step": self.step_name}}
         if history:
             out.update(history=self.history.as_dict(), noise_history=self.noise_history.as_dict())
         return out
@@ -513,7 +520,14 @@ class Minimizer:
             raise ValueError(f"unknown Minimizer state layout {state['layout']!r} (this version reads {LAYOUT})")
         if int(state["n"]) != self.n:
             raise ValueError(f"this state is of a problem of size n={state['n']}, the Minimizer's is n={self.n}")
+        mine = {"estimator": self.preset, "step": self.step_name}
+        for key, saved in (state.get("options") or {}).items():  # N-M2, N-M3: another estimator or step rule
+            if key in mine and saved != mine[key]:
+                raise ValueError(f"this state was saved by a Minimizer with {key}={saved!r}; this one has "
+                                 f"{key}={mine[key]!r} (build it with the same options to resume)")
         new = from_tree(RunState, state["state"])
+        if not np.all(np.isfinite(new.x)):  # N-M6
+            raise ValueError("this state's x is not finite: not a state a Minimizer saves (edited or corrupt)")
         if "history" in state:
             self.history.load(state["history"])
             self.noise_history.load(state["noise_history"])

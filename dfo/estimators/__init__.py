@@ -65,6 +65,15 @@ def estimate_gradient(
     Returns:
         :class:`GradEstimate` with ``grad``, ``fx`` (when evaluated), ``nfev``, ``info``.
     """
+    if fx is not None:  # N-E1, N-E2: a given f(x) must be a finite number, as every evaluated value must
+        if isinstance(fx, (bool, str, bytes)) or not np.isscalar(fx) and np.ndim(fx) != 0:
+            raise ValueError(f"fx must be a finite number (f at x), got {fx!r}")
+        try:
+            fx = float(fx)
+        except (TypeError, ValueError):
+            raise ValueError(f"fx must be a finite number (f at x), got {fx!r}") from None
+        if not np.isfinite(fx):
+            raise ValueError(f"fx must be a finite number (f at x), got {fx}")
     gen = as_generator(rng)
     probe = None
     if sigma is None and isinstance(estimator, str):
