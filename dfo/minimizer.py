@@ -514,6 +514,9 @@ class Minimizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (or the layout before typed state, saved at an
         estimate) into a Minimizer built with the same options and problem size."""
+        if not isinstance(state, dict) or not {"n", "state"} <= set(state) and "x" not in state:  # N-M4, N-M5
+            what = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not a Minimizer state_dict (got {what}); pass what Minimizer.state_dict() returned")
         if state.get("layout") is None:
             state = upgrade(state, self)
         elif state["layout"] != LAYOUT:

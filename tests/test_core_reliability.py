@@ -62,3 +62,9 @@ def test_E8_non_finite_values_rank_last_without_overflow_near_the_float_limit():
     assert np.all(np.isfinite(ranked)) and ranked[2] > 1e308 and ranked[2] == ranked.max()
     ranked = m._rank_nonfinite(np.array([1.0, 2.0, np.nan]))
     assert ranked[2] > 2.0 and np.isfinite(ranked[2])
+
+
+@pytest.mark.parametrize("state", [{}, None, [], {"foo": 1}])
+def test_N_M4_N_M5_an_empty_or_foreign_state_is_a_one_line_error(state):
+    with pytest.raises(ValueError, match="not a Minimizer state_dict"):
+        Minimizer(np.ones(3), rng=0).load_state_dict(state)
