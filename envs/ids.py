@@ -45,6 +45,9 @@ def split_env_id(env_id: str) -> tuple[str | None, str]:
 
 def _module_error(name: str, exc: BaseException) -> ValueError:
     """The one-line error for a user module whose import failed (``--import`` or an id prefix)."""
+    if isinstance(exc, _OsExitCalled):
+        return ValueError(f"module {name!r} called os._exit({exc.code!r}) while being imported (--import); "
+                          "a module named with --import must only define and register envs")
     if isinstance(exc, SystemExit):
         return ValueError(f"module {name!r} called sys.exit({exc.code!r}) while being imported (--import); "
                           "a module named with --import must only define and register envs")
@@ -54,6 +57,16 @@ def _module_error(name: str, exc: BaseException) -> ValueError:
     if isinstance(exc, ImportError):
         return ValueError(f"cannot import module {name!r} (--import): {exc}; is its folder on PYTHONPATH?")
     return ValueError(f"module {name!r} raised {type(exc).__name__} while being imported (--import): {exc}")
+
+
+class _OsExitCalled(SystemExit):
+    """A user module called ``os._exit`` while being imported."""
+
+
+def _refuse_os_exit(status: int = 0) -> None:
+    """Stands in for ``os._exit`` while a user module is imported: ``os._exit`` cannot be caught, so a
+    module body calling it would end dfo with status 0 and nothing written (case I6b)."""
+    raise _OsExitCalled(status)
 
 
 def import_modules(modules: Iterable[str]) -> None:
@@ -76,11 +89,15 @@ def import_modules(modules: Iterable[str]) -> None:
         cwd = os.getcwd()
         if cwd not in sys.path:
             sys.path.append(cwd)
+        real_exit = os._exit
+        os._exit = _refuse_os_exit  # I6b: a module body that ends the process is reported, not obeyed
         try:
             importlib.import_module(name)
         except (Exception, SystemExit) as exc:  # user code: any failure is one line, never a traceback
             sys.modules.pop(name, None)
             raise _module_error(name, exc) from None
+        finally:
+            os._exit = real_exit
 
 
 def resolve_env_id(env_id: str) -> str:

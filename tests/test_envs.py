@@ -429,7 +429,8 @@ def test_register_env_gives_one_id_per_object():
      r"module 'dfo_rel_I4' raised RuntimeError while being imported \(--import\): module init failed"),
     ("I5", "def broken(:\n", r"cannot import module 'dfo_rel_I5' \(--import\): SyntaxError: .* line 1"),
     ("I6", "import sys\nsys.exit(0)\n", r"module 'dfo_rel_I6' called sys.exit\(0\) while being imported"),
-], ids=["I4", "I5", "I6"])
+    ("I6b", "import os\nos._exit(0)\n", r"module 'dfo_rel_I6b' called os._exit\(0\) while being imported"),
+], ids=["I4", "I5", "I6", "I6b"])
 def test_reliability_import_of_a_failing_module_is_one_line(case, body, message, tmp_path, monkeypatch):
     from envs import import_modules
 
