@@ -71,3 +71,15 @@ def test_render_bad_settings_are_one_line_errors(tmp_path, capsys):
     assert "--steps must be >= 1" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_I11_evaluate_with_a_raising_import_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "InvertedPendulum-v5", "--episodes", "8", "--n-jobs", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    (tmp_path / "dfo_rel_I11.py").write_text("raise RuntimeError('module init failed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--import", "dfo_rel_I11", "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "module 'dfo_rel_I11' raised RuntimeError while being imported" in err
