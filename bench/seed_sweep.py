@@ -52,7 +52,8 @@ of the seeds had succeeded.
 Usage (repo root):
     OMP_NUM_THREADS=1 nohup nice -n 5 python bench/seed_sweep.py run --variants default --workers 2 &
     python bench/seed_sweep.py run --tasks Swimmer-v5 --variants ars-v2t-paper --seeds 1000 1001
-    python bench/seed_sweep.py table
+    python bench/seed_sweep.py table --runs runs/seed_sweep --tuning-runs runs/seed_sweep_tuning
+    python bench/seed_sweep.py docs     # the sweep columns of docs/rl.md's defaults table
 """
 
 from __future__ import annotations
@@ -554,6 +555,40 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+DOCS = "docs/rl.md"
+DOCS_HEADER = "| task | threshold | method | N | b | α | ν | budget (episodes) | where from | **sweep**"
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Refresh the two sweep columns of docs/rl.md's defaults table from the cell files."""
+    by = _group(load_cells(Path(args.cells)))
+    path = Path(args.docs)
+    lines = path.read_text().split("\n")
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(DOCS_HEADER)), None)
+    if start is None:
+        raise SystemExit(f"{path}: no defaults table with sweep columns (a header starting {DOCS_HEADER!r})")
+    i = start + 2
+    while i < len(lines) and lines[i].startswith("| "):
+        cells = lines[i].split(" | ")
+        task = cells[0][2:]
+        rs = by.get((task, "default"))
+        if rs:
+            n = len(rs)
+            ok = sum(r["reached_episodes"] is not None for r in rs)
+            held = sum(r["check_return"] >= r["threshold"] for r in rs)
+            eps = [r["reached_episodes"] if r["reached_episodes"] is not None else math.inf for r in rs]
+            planned = PLANNED_SEEDS.get(task, len(SWEEP_SEEDS))
+            more = "" if n >= planned else f" (of {planned} planned)"
+            cells[-3:-1] = [f"**{ok}/{n}**{more}; final policy over {rs[0]['check_episodes']} fresh episodes: "
+                            f"{held}/{n}", _q(eps).replace("**", "")]
+        else:
+            cells[-3:-1] = ["not run yet" if task in TASKS else "not in the sweep", "–"]
+        lines[i] = " | ".join(cells)
+        i += 1
+    path.write_text("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -574,11 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--tuning-cells", default=DEFAULT_TUNING_CELLS)
     t.add_argument("--runs", default=None, help="also list the unfinished cells of this runs folder")
     t.add_argument("--tuning-runs", default=None, help="also list the unfinished tuning cells of this runs folder")
+    d = sub.add_parser("docs", help="refresh the sweep columns of docs/rl.md's defaults table")
+    d.add_argument("--cells", default=DEFAULT_CELLS)
+    d.add_argument("--docs", default=DOCS)
     args = ap.parse_args(argv)
     for v in getattr(args, "variants", []):
         for task in args.tasks:
             variant_settings(task, v)  # unknown variant: error before anything runs
-    return cmd_run(args) if args.cmd == "run" else cmd_table(args)
+    return {"run": cmd_run, "table": cmd_table, "docs": cmd_docs}[args.cmd](args)
 
 
 if __name__ == "__main__":
