@@ -376,6 +376,10 @@ def test_saved_model_reloads_with_transformers_and_adam_learns(tmp_path):
     clf = PromptClassifier(model.eval(), tuned_tok, template="it-was")
     test = balanced_subset(load_split("sst2", "test", data_dir=DATA), 16, 2)
     assert clf.evaluate(test).as_dict() == res["test"]
+    card = (tmp_path / "a" / "model" / "README.md").read_text()   # the model card states what made it
+    assert card.startswith("---\nlibrary_name: transformers") and "- backprop" in card
+    assert "steps: 12" in card and f"| test | {res['accuracy']['test']:.3f} |" in card
+    assert "datasets:\n- glue/sst2" in card and "lr=0.003" in card
 
 
 def test_autocast_runs_bfloat16_forwards_over_float32_weights(tmp_path):

@@ -45,6 +45,7 @@ from dfo.interrupts import StopFlag
 from dfo.run import FINETUNE as RUN_LAYOUT
 from dfo.run import open_run_folder, run_folder_job
 from dfo.torch.llm import checkpoint as ckpt_io
+from dfo.torch.llm.card import model_card
 from dfo.torch.llm.models import load_lm
 from dfo.torch.llm.prompt import Interrupted, PromptClassifier, choose_template
 from dfo.torch.llm.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
@@ -509,6 +510,7 @@ def finetune(
             with staged_dir(out / "model", prefix=f"model{TMP_MARK}") as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
                 tok.save_pretrained(tmp)
+                (tmp / "README.md").write_text(model_card(result), encoding="utf-8")  # the model card
         atomic_write_bytes(out / "results.json", json.dumps(result, indent=2).encode())
     if hasattr(opt, "close"):
         opt.close()
