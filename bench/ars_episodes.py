@@ -14,7 +14,7 @@ separate processes (on a 2-core machine: 2). Every run keeps its ``progress.csv`
 
 ``--set KEY=VALUE ...`` changes :class:`TrainConfig` fields (α, ν, N, b, step rule) and
 ``--method-set KEY=VALUE ...`` registers a variant of the one ``--methods`` entry with changed
-:class:`policies.methods.Method` fields (e.g. ``reuse=4 shrink=0.5``) under ``--label``, which
+:class:`dfo.policies.methods.Method` fields (e.g. ``reuse=4 shrink=0.5``) under ``--label``, which
 names the run directories and the table row (variants live in the bench process only, so the
 runs are serial). Each ``result.json`` records the settings used.
 
@@ -52,7 +52,7 @@ def parse_overrides(pairs: list[str], cls=None, banned=("env_id", "seed", "episo
     import dataclasses
 
     if cls is None:
-        from policies.training import TrainConfig as cls
+        from dfo.policies.training import TrainConfig as cls
     fields = {f.name for f in dataclasses.fields(cls)}
     out: dict = {}
     for pair in pairs:
@@ -76,7 +76,7 @@ def register_variant(method: str, label: str, method_over: dict) -> str:
     (serial runs only: workers would not know the name); returns the name to train with."""
     import dataclasses
 
-    from policies.methods import METHODS, get_method
+    from dfo.policies.methods import METHODS, get_method
 
     if not method_over:
         return method
@@ -87,7 +87,7 @@ def register_variant(method: str, label: str, method_over: dict) -> str:
 def one_run(env_id: str, method: str, seed: int, budget: int, eval_episodes: int, eval_every_episodes: int,
             run_dir: str, overrides: dict | None = None, label: str | None = None,
             method_over: dict | None = None) -> dict:
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     threshold = THRESHOLDS[env_id]
     over = dict(overrides or {})
@@ -127,7 +127,7 @@ def raw_rate(env_id: str, n_steps: int = 20000) -> float:
     """Raw simulator steps/s: ``mj_step(model, data, nstep=frame_skip)`` with random controls."""
     import mujoco
 
-    from envs.cache import get_env
+    from dfo.envs.cache import get_env
 
     env = get_env(env_id)
     u = env.unwrapped
@@ -144,7 +144,7 @@ def raw_rate(env_id: str, n_steps: int = 20000) -> float:
 
 def throughput(env_id: str, jobs: list[int], iterations: int, horizon: int) -> list[str]:
     """Env steps/s during training (iterations after the first) for each worker count."""
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     lines = []
     raw = raw_rate(env_id)
@@ -218,7 +218,7 @@ def main() -> None:
         budgets = {e: 1000 for e in args.envs}
         budgets.update({k: int(v) for k, v in (b.split("=") for b in args.budget)})
         over = parse_overrides(args.set)
-        from policies.methods import Method
+        from dfo.policies.methods import Method
         method_over = parse_overrides(args.method_set, Method, banned=("name",))
         if (over or method_over or args.label) and (len(args.methods) != 1 or not args.label):
             raise SystemExit("--set/--label need exactly one --methods entry and a --label")

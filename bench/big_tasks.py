@@ -72,7 +72,7 @@ def _cpu_s() -> float:
 
 def settings_of(env_id: str) -> dict:
     """What the preset gives a run of ``env_id`` (the resolved TrainConfig's numbers)."""
-    from policies.training import TrainConfig
+    from dfo.policies.training import TrainConfig
 
     rc = TrainConfig(env_id=env_id).resolved()
     return {"method": rc.method, "N": rc.n_directions, "b": rc.top_b, "alpha": rc.step_size, "nu": rc.noise,
@@ -82,7 +82,7 @@ def settings_of(env_id: str) -> dict:
 
 def summarize(run_dir: Path, env_id: str) -> dict:
     """The run so far, from its ``progress.csv``: counts, first evaluation at the threshold, best/final."""
-    from policies.training.runlog import evaluations, first_reaching, read_progress
+    from dfo.policies.training.runlog import evaluations, first_reaching, read_progress
 
     rows = read_progress(run_dir / "progress.csv") if (run_dir / "progress.csv").exists() else []
     evals = evaluations(rows)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dfo.parallel import make_evaluator, payload_bytes
-from policies.training import TrainConfig, Trainer
+from dfo.policies.training import TrainConfig, Trainer
 
 
 class RecordingEvaluator:

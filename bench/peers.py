@@ -15,7 +15,7 @@ thread): training runs until ``--budget`` env steps (training steps only); every
 one function, on ``--eval-episodes`` episodes of a fresh ``gymnasium.make(ENV)`` with the
 same seeds for both (true reward, actions clipped to the bounds, observations normalized
 with the run's current statistics, none updated; in a discrete action space dfo acts by the
-``argmax`` of its scores, ``envs.actions``, and SB3 by its own ``predict``). The threshold is
+``argmax`` of its scores, ``dfo.envs.actions``, and SB3 by its own ``predict``). The threshold is
 the MuJoCo one of ``tune_presets.THRESHOLDS`` or else gymnasium's ``reward_threshold``
 (CartPole-v1 475, Acrobot-v1 -100). Reported per run: the training env
 steps at the first evaluation at or above the threshold, the evaluation return at the
@@ -84,7 +84,7 @@ class Evaluator:
     def __init__(self, env_id: str, n_episodes: int) -> None:
         import gymnasium as gym
 
-        from envs.actions import ActionMap
+        from dfo.envs.actions import ActionMap
 
         self.env = gym.make(env_id)
         self.actions = ActionMap.of(self.env.action_space)
@@ -176,8 +176,8 @@ def run_sb3(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes:
 
 
 def run_dfo(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes: int) -> dict:
-    from policies.normalizer import NormalizerSnapshot
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.normalizer import NormalizerSnapshot
+    from dfo.policies.training import TrainConfig, Trainer
 
     cfg = TrainConfig(env_id=env_id, seed=seed, episodes=10**9, backend="serial", n_eval_episodes=0,
                       checkpoint_every=10**9)
@@ -211,7 +211,7 @@ def run_dfo(env_id: str, seed: int, budget: int, eval_every: int, eval_episodes:
 
 
 def _dfo_settings(env_id: str) -> dict:
-    from policies.training import TrainConfig
+    from dfo.policies.training import TrainConfig
 
     rc = TrainConfig(env_id=env_id).resolved()
     return {"method": rc.method, "n_directions": rc.n_directions, "top_b": rc.top_b, "step_size": rc.step_size,
@@ -275,7 +275,7 @@ def table(records: list[dict]) -> str:
 
 def plot(records: list[dict], out: str) -> None:
     """Evaluation return against training env steps: one panel per task, one colour per peer in every
-    panel; the seeds of a peer are drawn as their IQM with a 95 % bootstrap band (policies.aggregate: runs
+    panel; the seeds of a peer are drawn as their IQM with a 95 % bootstrap band (dfo.policies.aggregate: runs
     that ended carry their last evaluation forward) over thin per-seed lines; one legend below the panels."""
     import math
 
@@ -285,7 +285,7 @@ def plot(records: list[dict], out: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from policies.aggregate import bootstrap_iqm, carry_forward
+    from dfo.policies.aggregate import bootstrap_iqm, carry_forward
 
     colours = {"dfo default": "#1f77b4", "sb3-contrib ARS (rl-zoo3)": "#d62728"}
     envs = sorted({r["env_id"] for r in records})

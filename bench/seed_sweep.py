@@ -125,12 +125,12 @@ def variant_settings(env_id: str, variant: str) -> dict | None:
 
 def _extra_variants() -> dict:
     """Variants measured beside the default: the step-control candidates (``--step rollback``,
-    ``trust``, ``decay``: :class:`policies.methods.StepControl`) on the preset's settings."""
+    ``trust``, ``decay``: :class:`dfo.policies.methods.StepControl`) on the preset's settings."""
     return {f"step-{rule}": (lambda env_id, rule=rule: {"step": rule}) for rule in ("rollback", "trust", "decay")}
 
 
 def resolved_settings(env_id: str, settings: dict, episodes: int | None = None) -> dict:
-    from policies.training import TrainConfig
+    from dfo.policies.training import TrainConfig
 
     kw = dict(settings)
     if episodes is not None:
@@ -197,7 +197,7 @@ def run_cell(env_id: str, variant: str, seed: int, *, cells: Path, runs: Path, e
     """Run (or continue) one cell and write its JSON; ``None`` if it was already done or is
     being run by another process. SIGTERM / Ctrl-C propagate (``KeyboardInterrupt``) after the
     trainer's checkpoint."""
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     name = cell_name(env_id, variant, seed, episodes)
     out = cells / f"{name}.json"
@@ -531,7 +531,7 @@ def table(records: list[dict], tasks=TASKS, seeds=SWEEP_SEEDS, tuning: list[dict
         tb = _group(tuning)
         lines += ["", "## Step control (tuning seeds 0-4)", "",
                   "Candidates for a new default step rule (`--step trust`, `rollback`, `decay`: "
-                  "`policies.methods.StepControl`), each on the preset's other settings and budget, against the "
+                  "`dfo.policies.methods.StepControl`), each on the preset's other settings and budget, against the "
                   "default on the same tuning seeds (disjoint from the sweep seeds). Same columns as above.", "",
                   *HEADER]
         for t in tasks:

@@ -13,7 +13,7 @@ Three tables, in this order.
      (joint limits and contacts switch the constraint solver on: Swimmer under the
      bench's policies has ~10x the active constraints of random controls), so this is the
      simulator's own cost of dfo's work, and ``dfo - raw same traj.`` is dfo's overhead;
-   * ``dfo``: ``policies.rollout.run_episodes`` on the lean stepper, ``--batch`` perturbed
+   * ``dfo``: ``dfo.policies.rollout.run_episodes`` on the lean stepper, ``--batch`` perturbed
      linear policies side by side (what a training worker runs).
 
 2. **dfo's loop overhead** at several widths: the same rollouts with ``mj_step`` (and
@@ -72,8 +72,8 @@ TASKS = ("HalfCheetah-v5", "Hopper-v5", "Swimmer-v5", "Ant-v5")
 
 
 def _policy(env_id: str, rng: np.random.Generator, batch: int):
-    from envs import get_stepper
-    from policies import LinearPolicy, ObsNormalizer, RunningStat
+    from dfo.envs import get_stepper
+    from dfo.policies import LinearPolicy, ObsNormalizer, RunningStat
 
     st = get_stepper(env_id)
     pol = LinearPolicy(st.obs_dim, st.act_dim)
@@ -95,7 +95,7 @@ def _replay(env_id: str, episodes) -> int:
     """Bare ``ctrl`` + ``mj_step(nstep=frame_skip)`` replaying recorded ``(reset seed, actions)`` episodes."""
     import mujoco
 
-    from envs import get_env
+    from dfo.envs import get_env
 
     env = get_env(env_id)
     u = env.unwrapped
@@ -140,8 +140,8 @@ def _sim_share(env_id: str, mode: str, n_steps: int, seed: int, batch: int) -> f
 def _steps(env_id: str, mode: str, n_steps: int, seed: int, batch: int) -> int:
     import mujoco
 
-    from envs import get_env, get_preset
-    from policies.rollout import run_episodes
+    from dfo.envs import get_env, get_preset
+    from dfo.policies.rollout import run_episodes
 
     env = get_env(env_id)
     horizon = get_preset(env_id).horizon
@@ -183,8 +183,8 @@ def _workload(env_id: str, batch: int, n_steps: int, seed: int):
     """dfo's calls for one CPU-time measurement (the seeds of each ``run_episodes`` call, about
     ``n_steps`` env steps in all) and every episode's reset seed and actions, recorded once on the
     stepper (its ``reset``/``step`` wrapped), so that the raw loop can replay the same trajectories."""
-    from envs import get_preset
-    from policies.rollout import run_episodes
+    from dfo.envs import get_preset
+    from dfo.policies.rollout import run_episodes
 
     st, pol, params, snap = _policy(env_id, np.random.default_rng(seed), batch)
     horizon = get_preset(env_id).horizon
@@ -238,7 +238,7 @@ def cpu_time_us(env_id: str, batch: int, n_steps: int, repeats: int) -> dict[str
       trajectories dfo actually runs;
     * ``dfo``: ``run_episodes`` on those episodes.
     """
-    from policies.rollout import run_episodes
+    from dfo.policies.rollout import run_episodes
 
     (st, pol, params, snap, horizon), calls, episodes, done = _workload(env_id, batch, n_steps, 0)
 
@@ -263,7 +263,7 @@ def overhead_us(env_id: str, width: int, repeats: int) -> float:
     ``repeats``, ``time.process_time``, so other load on the machine hardly matters)."""
     import mujoco
 
-    from policies.rollout import run_episodes
+    from dfo.policies.rollout import run_episodes
 
     st, pol, params, snap = _policy(env_id, np.random.default_rng(0), width)
     horizon = 1000
@@ -349,10 +349,10 @@ def _train_calls(env_id: str, kind: str, n_steps: int, group: int | None, seed: 
     collected, a frozen normalizer snapshot. ``kind``: ``fall``: centre 0 and the snapshot of
     the centre's own episodes (a first iteration: most episodes fall early); ``stand``: a PD
     centre (:data:`STAND_GAINS`) on raw observations (identity snapshot)."""
-    from envs import get_preset, get_stepper
-    from policies import LinearPolicy, ObsNormalizer
-    from policies.normalizer import NormalizerSnapshot
-    from policies.rollout import run_episodes
+    from dfo.envs import get_preset, get_stepper
+    from dfo.policies import LinearPolicy, ObsNormalizer
+    from dfo.policies.normalizer import NormalizerSnapshot
+    from dfo.policies.rollout import run_episodes
 
     st = get_stepper(env_id)
     pre = get_preset(env_id)
@@ -382,7 +382,7 @@ def _train_calls(env_id: str, kind: str, n_steps: int, group: int | None, seed: 
 def _record(st, pol, calls):
     """Every episode of ``calls`` as ``(initial mjSTATE_INTEGRATION row, actions)``: the lean stepper's
     ``reset``/``advance``/``move`` wrapped while the calls run once."""
-    from policies.rollout import run_episodes
+    from dfo.policies.rollout import run_episodes
 
     episodes, live, iterations = [], {}, [0]
     reset, advance, move = st.reset, st.advance, st.move
@@ -419,7 +419,7 @@ def _raw_replay(st, episodes) -> int:
     those of dfo's run."""
     import mujoco
 
-    from envs.lean_tasks import _INTEGRATION
+    from dfo.envs.lean_tasks import _INTEGRATION
 
     m, fs = st.model, st.task.frame_skip
     d = mujoco.MjData(m)
@@ -438,7 +438,7 @@ def training_us(env_id: str, kind: str, n_steps: int, repeats: int, group: int |
     """CPU microseconds per env step of a training worker's rollouts (``dfo``) and of raw
     ``mj_step`` on the same episodes (``raw``), measured in one process, interleaved in every
     repeat, best of ``repeats`` (``time.process_time``)."""
-    from policies.rollout import run_episodes
+    from dfo.policies.rollout import run_episodes
 
     st, pol, calls, done = _train_calls(env_id, kind, n_steps, group, seed=0)
     episodes, iterations = _record(st, pol, calls)

@@ -2,9 +2,9 @@
 
 What is searched. For one task, the grid is the product of
 
-* ``--methods`` (names in ``policies.methods.METHODS``),
+* ``--methods`` (names in ``dfo.policies.methods.METHODS``),
 * α and ν given *relative to the task's scale* ``s = a_max / √d_obs`` (largest action
-  bound over the root of the observation dimension; ``envs.presets.task_scale``):
+  bound over the root of the observation dimension; ``dfo.envs.presets.task_scale``):
   ``α = c_α · s``, ``ν = c_ν · s`` with ``c_α`` in ``--rel-step-sizes`` and ``c_ν`` in
   ``--rel-noises``. With normalized observations (ARS V2, unit-variance inputs) a
   perturbation ν u of a linear policy moves each action by about ν √d_obs, so ``c_ν`` is
@@ -16,7 +16,7 @@ What is searched. For one task, the grid is the product of
   zero and reads the last hidden layer's ``h_last`` tanh features, so perturbing it by ν u
   moves each action by about ν √(Σ_j h_j²) ≈ ν · 0.6 √h_last (tanh features of unit-variance
   pre-activations have an rms near 0.6): ``h_last`` plays the part of ``d_obs``
-  (``envs.presets.task_scale``).
+  (``dfo.envs.presets.task_scale``).
 
 How it is searched. Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018,
 Hyperband): rung r runs every surviving configuration on the *tuning seeds* with an
@@ -125,7 +125,7 @@ def run_key(r: dict) -> tuple:
 
 def one_run(spec: dict) -> dict:
     """One training run, stopped at the threshold; returns its JSON record."""
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     env_id, threshold = spec["env_id"], THRESHOLDS[spec["env_id"]]
     over = {k: spec[k] for k in ("method", "step_size", "noise", "n_directions", "top_b") if spec.get(k) is not None}
@@ -253,7 +253,7 @@ def score(records: list[dict]) -> tuple:
 
 
 def config_specs(env_id: str, args) -> list[dict]:
-    from envs.presets import task_scale
+    from dfo.envs.presets import task_scale
 
     out = []
     for pol, m, ca, cn, nb in itertools.product(args.policies, args.methods, args.rel_step_sizes, args.rel_noises,
@@ -308,7 +308,7 @@ def tune(env_id: str, args, store: Store) -> None:
 
 
 def evaluate(env_id: str, args, store: Store) -> None:
-    from policies.training import TrainConfig
+    from dfo.policies.training import TrainConfig
 
     cfg = TrainConfig(env_id=env_id).resolved()
     budget = args.budget or cfg.episodes
@@ -357,7 +357,7 @@ def _search_cmd(r: dict) -> str | None:
 
 def _current(env_id: str) -> tuple:
     """``(policy name, method, α, ν, N, b), budget`` of the task's current preset."""
-    from policies.training import TrainConfig
+    from dfo.policies.training import TrainConfig
 
     c = TrainConfig(env_id=env_id).resolved()
     pol = {"policy": c.policy, "hidden": list(c.hidden)}

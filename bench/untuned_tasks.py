@@ -2,8 +2,8 @@
 
 Each row is one ``dfo.train`` run per seed (seed 0 unless the row names more; one process)
 on a gymnasium task that has no built-in preset, so its settings come from the generic rule
-(``envs.presets.get_preset``). CartPole, Acrobot and MountainCar have discrete actions (one
-score per action, ``argmax``: ``envs.actions``).
+(``dfo.envs.presets.get_preset``). CartPole, Acrobot and MountainCar have discrete actions (one
+score per action, ``argmax``: ``dfo.envs.actions``).
 The ``mlp`` rows change only the policy (α, ν stay the rule's, sized for the linear
 policy) unless the row says otherwise. The preset tasks InvertedPendulum and Swimmer are
 included with the generic rule's settings forced, to see what an MLP costs where a linear
@@ -51,7 +51,7 @@ RUNS = [
 
 def one(env_id: str, kwargs: dict, episodes: int, threshold: float | None, seed: int) -> dict:
     import dfo
-    from policies.training.runlog import evaluations, first_reaching, read_progress
+    from dfo.policies.training.runlog import evaluations, first_reaching, read_progress
 
     with tempfile.TemporaryDirectory() as tmp:
         res = dfo.train(env_id, out=Path(tmp) / "run", seed=seed, episodes=episodes, n_jobs=1, progress=False, **kwargs)

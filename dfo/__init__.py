@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 #: (``dfo.train`` lives in ``policies``) and to its optional subpackages (``dfo.torch`` needs
 #: torch): the core imports none of them, and tests/test_package_edges.py checks the table.
 LAZY: dict[str, str] = {
-    "train": "policies.api:train",
+    "train": "dfo.policies.api:train",
     "torch": "dfo.torch:",
     "study": "dfo.study:",
     "problems": "dfo.problems:",

@@ -29,10 +29,10 @@ from collections.abc import Iterable
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dfo.demo", "minimize a noisy test problem with every estimator of the registry (core demo)"),
-    "train": ("policies.commands.train", "train a policy on a gymnasium MuJoCo task"),
-    "evaluate": ("policies.commands.evaluate", "evaluate a saved policy checkpoint"),
-    "plot": ("policies.commands.plot", "plot learning curves of one or more runs"),
-    "render": ("policies.commands.render", "render a video of a saved policy"),
+    "train": ("dfo.policies.commands.train", "train a policy on a gymnasium MuJoCo task"),
+    "evaluate": ("dfo.policies.commands.evaluate", "evaluate a saved policy checkpoint"),
+    "plot": ("dfo.policies.commands.plot", "plot learning curves of one or more runs"),
+    "render": ("dfo.policies.commands.render", "render a video of a saved policy"),
     "study": ("dfo.study.command", "measure the accuracy of gradient estimators"),
     "finetune": ("dfo.torch.llm.finetune_command", "zeroth-order fine-tuning of a causal or masked LM"),
     "data": ("dfo.torch.llm.kshot", "build k-shot SST-2/RTE splits from GLUE files you downloaded"),

@@ -1,7 +1,7 @@
 """Crash-safe file helpers shared by every checkpoint writer (numpy-free, torch-free).
 
 The one home of how dfo writes files that must survive a kill: the RL trainer's
-checkpoints (:mod:`policies.checkpoint`, :mod:`policies.serialization`) and the
+checkpoints (:mod:`dfo.policies.checkpoint`, :mod:`dfo.policies.serialization`) and the
 fine-tuning checkpoints (:mod:`dfo.torch.llm.checkpoint`) both use it.
 
 * :func:`atomic_write_bytes`: a file is written beside its target under a name

@@ -9,7 +9,7 @@ unpickled: the tree is plain JSON and the tags are a closed set.
 
 Two layouts share the walker, each fixed by the checkpoints already on disk:
 
-* ``compact=False`` (RL trainer checkpoints, :mod:`policies.checkpoint`): every
+* ``compact=False`` (RL trainer checkpoints, :mod:`dfo.policies.checkpoint`): every
   container is tagged, ``{"__dict__": {str(key): ...}}``, ``{"__list__": [...]}``,
   ``{"__tuple__": [...]}``; a leaf's key is its path (``s.a.0``).
 * ``compact=True`` (fine-tuning checkpoints, :mod:`dfo.torch.llm.checkpoint`): lists

@@ -1,7 +1,7 @@
 """How a policy's output vector becomes an env action: the one home of the action convention.
 
 A policy outputs a real vector ``y`` of length :attr:`ActionMap.dim`. Rollouts clip it to
-``[low, high]`` row by row (``policies.rollout`` with these bounds tiled per slot, the others
+``[low, high]`` row by row (``dfo.policies.rollout`` with these bounds tiled per slot, the others
 with :meth:`ActionMap.clip`; a NaN stays NaN and ends the episode) and hand each row to
 :meth:`ActionMap.to_env`:
 

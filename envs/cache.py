@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from envs.make import make_env
+from dfo.envs.make import make_env
 
 _CACHE: dict[tuple, Any] = {}
 _PID = os.getpid()
@@ -39,13 +39,13 @@ def get_env(env_id: str, **kwargs: Any):
 
 
 def get_stepper(env_id: str, env_kwargs: dict[str, Any] | None = None, *, lean: bool | None = None):
-    """The cached stepper (``envs.lean``) of ``(env_id, env_kwargs, lean)`` in this process.
+    """The cached stepper (``dfo.envs.lean``) of ``(env_id, env_kwargs, lean)`` in this process.
 
     Slot 0 uses the cached env of :func:`get_env`; a stepper on the ``env.step`` path
     builds one more env per extra slot (``ensure_width``). The lean path is taken only
-    for an unwrapped registered task (``envs.lean.lean_supported``).
+    for an unwrapped registered task (``dfo.envs.lean.lean_supported``).
     """
-    from envs.lean import make_stepper  # imports mujoco: only when a stepper is asked for
+    from dfo.envs.lean import make_stepper  # imports mujoco: only when a stepper is asked for
 
     kwargs = dict(env_kwargs or {})
     env = get_env(env_id, **kwargs)  # also resets the caches in a forked child

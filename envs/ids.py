@@ -2,7 +2,7 @@
 rollout workers learn the ids the caller registered.
 
 An env reaches a rollout worker as an id string, never as an object: the worker builds its own
-env from the id (``envs.cache.get_env``). This module turns every way a user can name an env
+env from the id (``dfo.envs.cache.get_env``). This module turns every way a user can name an env
 into such an id:
 
 - a registered gymnasium id (``"Hopper-v5"``);

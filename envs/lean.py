@@ -5,11 +5,11 @@ writes its first observation to ``stepper.obs[slot]``; ``step(slots, actions)``
 advances the given slots (an index array, or a slice for "all of 0..W-1") by one env
 step each, writes their observations to
 ``stepper.obs`` and returns ``(reward, terminated, truncated)`` arrays. The caller (a
-rollout, :mod:`policies.rollout`) computes all the slots' actions at once.
+rollout, :mod:`dfo.policies.rollout`) computes all the slots' actions at once.
 
 * :class:`LeanStepper`: every slot is one row of an array of ``mjSTATE_INTEGRATION``
   states stepped in one scratch ``MjData``; the 11 MuJoCo tasks' ``step`` on those rows,
-  bit for bit gymnasium v5's, is in :mod:`envs.lean_tasks`. ``reset`` runs the env's own ``reset(seed=...)`` and
+  bit for bit gymnasium v5's, is in :mod:`dfo.envs.lean_tasks`. ``reset`` runs the env's own ``reset(seed=...)`` and
   takes the slot's state from it, so initial states are gymnasium's; ``move`` hands an
   episode to another slot (a row copy), which lets a rollout keep its running episodes
   in slots ``0..k-1``. ``advance`` is ``step`` without the time limit (the rollout
@@ -27,7 +27,7 @@ mode. Anything wrapped, re-registered, custom or given env kwargs goes through
 
 Example:
     >>> import numpy as np
-    >>> from envs import make_env
+    >>> from dfo.envs import make_env
     >>> st = make_stepper(make_env("HalfCheetah-v5"))
     >>> st.lean, st.obs.shape
     (True, (1, 17))
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import ActionMap
-from envs.lean_tasks import LEAN_TASKS, class_path, lean_supported
+from dfo.envs.actions import ActionMap
+from dfo.envs.lean_tasks import LEAN_TASKS, class_path, lean_supported
 
 __all__ = ["GYM_MAX_WIDTH", "GymStepper", "LeanStepper", "make_stepper", "LEAN_TASKS", "lean_supported"]
 
@@ -69,7 +69,7 @@ class GymStepper:
         env: the env of slot 0.
         factory: builds the env of each further slot (``None``: one slot only).
 
-    Actions: the rollout's clipped output rows go through :class:`envs.actions.ActionMap`
+    Actions: the rollout's clipped output rows go through :class:`dfo.envs.actions.ActionMap`
     (reshaped for a Box, ``argmax`` for a Discrete space).
 
     Raises:
@@ -175,7 +175,7 @@ class LeanStepper:
         self._staged: dict[int, list[tuple[int, Any, Any]]] = {}
         #: ``step`` without the time limit: ``advance(slots, actions) -> (reward, terminated)``,
         #: ``terminated`` ``None`` for a task that never terminates; the caller ends episodes at
-        #: ``max_steps`` (``policies.rollout`` does) and ``t`` is not counted
+        #: ``max_steps`` (``dfo.policies.rollout`` does) and ``t`` is not counted
         self.advance = self.task.step
         self.ensure_width(1)
 

@@ -12,7 +12,7 @@ slot by slot on the scratch data right after the slot's step.
 :func:`lean_supported` says when an env may take this path: an *unwrapped registered task*, one of
 :data:`LEAN_TASKS`, made by ``gymnasium.make`` from gymnasium's own entry point with the registered
 kwargs, carrying only ``make``'s standard wrappers and no render mode. The steppers that use these
-classes are in :mod:`envs.lean`.
+classes are in :mod:`dfo.envs.lean`.
 """
 
 from __future__ import annotations

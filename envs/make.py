@@ -1,6 +1,6 @@
 """Environment creation: checked ids and kwargs, clear errors, quiet MuJoCo model compilation.
 
-``import_modules``, ``script_registration`` and ``ensure_registered`` live in :mod:`envs.ids`;
+``import_modules``, ``script_registration`` and ``ensure_registered`` live in :mod:`dfo.envs.ids`;
 they are imported here too because rollout workers and commands have always found them here.
 """
 
@@ -10,8 +10,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from envs.actions import ActionMap
-from envs.ids import ensure_registered, import_modules, resolve_env_id, script_registration
+from dfo.envs.actions import ActionMap
+from dfo.envs.ids import ensure_registered, import_modules, resolve_env_id, script_registration
 
 __all__ = ["make_env", "make_render_env", "env_dims", "check_env_kwargs",
            "import_modules", "script_registration", "ensure_registered"]
@@ -62,7 +62,7 @@ def make_env(env_id: str, **kwargs: Any):
 
     Args:
         env_id: a registered gymnasium id, e.g. ``"HalfCheetah-v5"``, or ``"module:Env-v0"``
-            (``module`` is imported first; see :mod:`envs.ids`).
+            (``module`` is imported first; see :mod:`dfo.envs.ids`).
         **kwargs: passed to ``gymnasium.make`` (checked by :func:`check_env_kwargs`).
 
     Returns:
@@ -71,7 +71,7 @@ def make_env(env_id: str, **kwargs: Any):
     Raises:
         ValueError: unknown id (the message names the closest registered ids), a module that
             cannot be imported, a refused kwarg, or an action space that is neither a ``Box``
-            nor a ``Discrete`` (see :mod:`envs.actions`).
+            nor a ``Discrete`` (see :mod:`dfo.envs.actions`).
     """
     import gymnasium as gym
 
@@ -90,7 +90,7 @@ def make_env(env_id: str, **kwargs: Any):
 def env_dims(env_id: str, env_kwargs: dict[str, Any] | None = None, imports: Iterable[str] = ()) -> tuple[int, int]:
     """``(obs_dim, act_dim)`` a policy sees: the flattened observation size (gymnasium
     ``FlattenObservation`` semantics for Dict/Tuple/n-d spaces) and the policy's output size
-    (:attr:`envs.actions.ActionMap.dim`: the Box's size, or one score per discrete action).
+    (:attr:`dfo.envs.actions.ActionMap.dim`: the Box's size, or one score per discrete action).
 
     Builds one env and closes it (the per-process cache sits above this module).
 

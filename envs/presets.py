@@ -43,9 +43,9 @@ import math
 
 import numpy as np
 
-from envs.actions import ActionMap
-from envs.ids import UnknownEnvError
-from envs.make import make_env
+from dfo.envs.actions import ActionMap
+from dfo.envs.ids import UnknownEnvError
+from dfo.envs.make import make_env
 
 ARS_PAPER = "ARS V2-t (Mania, Guy, Recht 2018)"
 OURS = "dfo default (task not in the ARS paper; not tuned)"
@@ -72,7 +72,7 @@ class TaskPreset:
         top_b: ARS b, best directions used in the update (b <= N).
         step_size: ARS alpha.
         noise: ARS nu, perturbation scale.
-        method: default training method (a name in ``policies.methods.METHODS``).
+        method: default training method (a name in ``dfo.policies.methods.METHODS``).
         policy: default policy class, ``"linear"`` (ARS) or ``"mlp"`` (tanh hidden layers).
         hidden: the MLP's hidden widths (used when ``policy == "mlp"``).
         episodes: default training-episode budget of ``dfo train ENV``.

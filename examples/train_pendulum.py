@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from policies.training import TrainConfig, Trainer
+from dfo.policies.training import TrainConfig, Trainer
 
 
 def main() -> None:

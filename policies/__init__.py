@@ -8,19 +8,19 @@ provides a competitive approach to reinforcement learning", ARS).
 
 Example:
     >>> import numpy as np
-    >>> from policies import LinearPolicy
+    >>> from dfo.policies import LinearPolicy
     >>> pol = LinearPolicy(3, 2)
     >>> params = pol.init_params(0)
     >>> pol.act(params, np.ones(3)).tolist()
     [0.0, 0.0]
 """
 
-from policies.base import Policy, policy_from_config
-from policies.linear import LinearPolicy
-from policies.mlp import MLPPolicy
-from policies.normalizer import NormalizerSnapshot, ObsNormalizer, RunningStat
-from policies.rollout import EpisodeOutcome, rollout, run_episodes
-from policies.serialization import LoadedPolicy, load_policy, save_policy
+from dfo.policies.base import Policy, policy_from_config
+from dfo.policies.linear import LinearPolicy
+from dfo.policies.mlp import MLPPolicy
+from dfo.policies.normalizer import NormalizerSnapshot, ObsNormalizer, RunningStat
+from dfo.policies.rollout import EpisodeOutcome, rollout, run_episodes
+from dfo.policies.serialization import LoadedPolicy, load_policy, save_policy
 
 __all__ = [
     "Policy",

@@ -2,7 +2,7 @@
 
 The env may be a gymnasium id (``"Hopper-v5"``, ``"mypkg.envs:Maze-v0"``), a callable that
 returns an env, or an env instance; the last two are registered under a generated id
-(:func:`envs.ids.register_env`) that the rollout workers receive with their callable.
+(:func:`dfo.envs.ids.register_env`) that the rollout workers receive with their callable.
 
 Example:
     >>> import dfo
@@ -18,10 +18,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from envs.ids import register_env
-from policies.training.config import TrainConfig
-from policies.training.rundir import clear_run_dir, prepare_run_dir
-from policies.training.trainer import Trainer, TrainResult
+from dfo.envs.ids import register_env
+from dfo.policies.training.config import TrainConfig
+from dfo.policies.training.rundir import clear_run_dir, prepare_run_dir
+from dfo.policies.training.trainer import Trainer, TrainResult
 
 
 def train(env_id: str | Callable[[], Any] | Any | None = None, *, env: Callable[[], Any] | Any | None = None,
@@ -31,13 +31,13 @@ def train(env_id: str | Callable[[], Any] | Any | None = None, *, env: Callable[
 
     Args:
         env_id: gymnasium id, ``"module:Env-v0"``, a callable returning an env, or an env
-            instance (default: the :class:`~policies.training.TrainConfig` default; when
+            instance (default: the :class:`~dfo.policies.training.TrainConfig` default; when
             resuming, the run's own, and another id is refused).
         env: the same as ``env_id``, by keyword (``dfo.train(env=make_my_env)``). A callable
             is called once per rollout worker and slot and must be picklable (cloudpickle);
             an instance is deep-copied for each env, the caller's is never stepped. The run's
             ``config.json`` records the generated id ``"dfo/<name>-v0"``: resuming it needs the
-            same callable or instance registered again (:func:`envs.register_env`).
+            same callable or instance registered again (:func:`dfo.envs.register_env`).
         out: run directory for checkpoints and logs (``None``: nothing is written).
         resume: continue the run in this directory from its newest checkpoint; ``settings``
             may then only change the budget and where the work runs (``episodes``,
@@ -46,11 +46,11 @@ def train(env_id: str | Callable[[], Any] | Any | None = None, *, env: Callable[
         progress: progress display on stderr (default: when stderr is a terminal).
         evaluator: an evaluator to run rollouts on (default: built from ``backend``/``n_jobs``).
         callback: ``callback(row)`` after each iteration (``StopIteration`` ends the run).
-        **settings: :class:`~policies.training.TrainConfig` fields (``method``, ``episodes``,
+        **settings: :class:`~dfo.policies.training.TrainConfig` fields (``method``, ``episodes``,
             ``step_size``, ``noise``, ``n_directions``, ``top_b``, ``seed``, ...).
 
     Returns:
-        The :class:`~policies.training.TrainResult`: final parameters, the progress rows
+        The :class:`~dfo.policies.training.TrainResult`: final parameters, the progress rows
         (``history``), counts, the last checkpoint and ``policy`` (a
         :class:`~policies.LoadedPolicy` with ``act``/``predict``).
 

@@ -3,7 +3,7 @@
 A concrete subclass of :class:`Policy` registers itself under its class name when its module
 is imported (``__init_subclass__``); :func:`policy_from_config` rebuilds a saved policy from
 that table, so this module imports no policy class (``policies/__init__.py`` imports the
-built-in ones, which fills the table for every ``import policies...``).
+built-in ones, which fills the table for every ``import dfo.policies...``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Policy, RngLike
+from dfo.policies.base import Policy, RngLike
 
 
 class MLPPolicy(Policy):

@@ -12,7 +12,7 @@ flip happens here and only here). Two entry points share one rollout routine:
   seed, the frozen normalizer snapshot), pickled once per worker chunk. A worker
   regenerates its perturbed parameters with ``query.point(index, sign)`` (Mania, Guy,
   Recht 2018; Salimans et al. 2017), runs all its episodes in lockstep on its
-  per-process cached stepper (:func:`envs.get_stepper`, :func:`policies.rollout.run_episodes`)
+  per-process cached stepper (:func:`dfo.envs.get_stepper`, :func:`dfo.policies.rollout.run_episodes`)
   and returns only :class:`EpisodeOutcome` values (scalars plus the observation
   statistics for the ARS V2 normalizer). :func:`rollout_worker` is the same for one item.
 
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Policy, policy_from_config
-from policies.normalizer import NormalizerSnapshot
-from policies.rollout import EpisodeOutcome, run_episodes
+from dfo.policies.base import Policy, policy_from_config
+from dfo.policies.normalizer import NormalizerSnapshot
+from dfo.policies.rollout import EpisodeOutcome, run_episodes
 
 __all__ = ["EpisodeOutcome", "RLObjective", "RolloutBatch", "RolloutSpec", "map_episodes", "rollout_group_worker",
            "rollout_worker", "run_episode", "study_objective"]
@@ -73,7 +73,7 @@ class RolloutSpec:
         imports: modules every worker imports before building its env (e.g. one that
             registers a custom env).
         registration: filled in when the spec is built, for an env registered in the
-            caller's script or with a callable entry point (``envs.make.script_registration``):
+            caller's script or with a callable entry point (``dfo.envs.make.script_registration``):
             workers register the id from it, so such an env needs no ``imports``.
     """
 
@@ -88,7 +88,7 @@ class RolloutSpec:
 
     def __post_init__(self) -> None:
         if self.registration is None:  # in the process that builds the spec, where the env is registered
-            from envs.make import script_registration
+            from dfo.envs.make import script_registration
 
             object.__setattr__(self, "registration", script_registration(self.env_id))
 
@@ -150,8 +150,8 @@ def _maybe_die() -> None:
 
 
 def _stepper(spec: RolloutSpec):
-    from envs.cache import get_stepper
-    from envs.make import ensure_registered, import_modules
+    from dfo.envs.cache import get_stepper
+    from dfo.envs.make import ensure_registered, import_modules
 
     import_modules(spec.imports)
     ensure_registered(spec.env_id, spec.registration)
@@ -236,15 +236,15 @@ def study_objective(env_id: str, *, horizon: int = 100, hidden: tuple[int, ...] 
         ``(fun, x0)``: ``fun(params, seed) -> -return`` of one episode of a linear policy
         (an MLP with tanh layers ``hidden`` when given) and its initial parameters.
     """
-    from envs.make import env_dims
+    from dfo.envs.make import env_dims
 
     obs_dim, act_dim = env_dims(env_id)
     if hidden:
-        from policies.mlp import MLPPolicy
+        from dfo.policies.mlp import MLPPolicy
 
         policy: Policy = MLPPolicy(obs_dim, act_dim, hidden=tuple(hidden))
     else:
-        from policies.linear import LinearPolicy
+        from dfo.policies.linear import LinearPolicy
 
         policy = LinearPolicy(obs_dim, act_dim)
     spec = RolloutSpec(env_id=env_id, policy=policy.config(), horizon=int(horizon))

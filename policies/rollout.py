@@ -1,7 +1,7 @@
 """Episodes of policies in an env, many at once in lockstep: returns, step counts, observation statistics.
 
 :func:`run_episodes` runs one episode per parameter vector. It keeps up to ``width``
-episodes in the slots of a stepper (:mod:`envs.lean`) and advances them together:
+episodes in the slots of a stepper (:mod:`dfo.envs.lean`) and advances them together:
 per env step, one normalizer call and one batched matrix product give the actions of
 every running episode, and the stepper advances all slots (``mj_step`` per slot on the
 lean path). When an episode ends, its slot starts the next pending one; when none is
@@ -24,8 +24,8 @@ The offending reward (if non-finite) is not added and the offending observation 
 not added to the statistics.
 
 Example:
-    >>> from envs import get_env
-    >>> from policies import LinearPolicy
+    >>> from dfo.envs import get_env
+    >>> from dfo.policies import LinearPolicy
     >>> env = get_env("InvertedPendulum-v5")
     >>> pol = LinearPolicy(4, 1)
     >>> r = rollout(env, pol, pol.init_params(), seed=0, horizon=5)
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Policy
-from policies.normalizer import NormalizerSnapshot, RunningStat
+from dfo.policies.base import Policy
+from dfo.policies.normalizer import NormalizerSnapshot, RunningStat
 
 #: most episodes one stepper runs side by side
 MAX_WIDTH = 64
@@ -116,7 +116,7 @@ def run_episodes(
     """One episode per row of ``params`` (with the matching seed), advanced in lockstep.
 
     Args:
-        stepper: an ``envs.lean`` stepper (``envs.get_stepper`` / ``envs.make_stepper``).
+        stepper: an ``dfo.envs.lean`` stepper (``dfo.envs.get_stepper`` / ``dfo.envs.make_stepper``).
         policy: the policy.
         params: ``(m, n_params)`` parameter vectors, one per episode.
         seeds: ``m`` reset seeds.
@@ -315,7 +315,7 @@ def rollout(
     """Run one episode on ``env`` (see :func:`run_episodes` for many at once).
 
     Args:
-        env: a gymnasium env with a Box action space (reuse it: see ``envs.get_env``).
+        env: a gymnasium env with a Box action space (reuse it: see ``dfo.envs.get_env``).
         policy: the policy.
         params: its flat parameter vector.
         normalizer_state: frozen snapshot (``ObsNormalizer.snapshot``); ``None`` = raw obs.
@@ -329,7 +329,7 @@ def rollout(
     Returns:
         An :class:`EpisodeOutcome`.
     """
-    from envs.lean import make_stepper
+    from dfo.envs.lean import make_stepper
 
     stepper = make_stepper(env, lean)
     return run_episodes(stepper, policy, np.asarray(params)[None, :], [seed], normalizer_state=normalizer_state,

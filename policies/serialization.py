@@ -8,7 +8,7 @@ at load time with a clear error.
 
 Example:
     >>> import tempfile, os
-    >>> from policies import LinearPolicy, ObsNormalizer
+    >>> from dfo.policies import LinearPolicy, ObsNormalizer
     >>> pol = LinearPolicy(3, 1)
     >>> d = tempfile.mkdtemp()
     >>> _ = save_policy(os.path.join(d, "pol"), pol, pol.init_params(), ObsNormalizer(3), {"env_id": "X"})
@@ -31,8 +31,8 @@ import numpy as np
 
 from dfo.fileio import atomic_write_bytes
 from dfo.jsontree import load_json
-from policies.base import Policy, policy_from_config
-from policies.normalizer import ObsNormalizer
+from dfo.policies.base import Policy, policy_from_config
+from dfo.policies.normalizer import ObsNormalizer
 
 FORMAT_VERSION = 1
 #: a policy's metadata is a few KB; more is not a file dfo wrote
@@ -60,7 +60,7 @@ class LoadedPolicy:
 
         The action is the one training rollouts take: normalized observation, policy,
         clipped to the env's action bounds, or ``argmax`` of the scores for a discrete
-        action space (:mod:`envs.actions`; the space is read from the env named in the
+        action space (:mod:`dfo.envs.actions`; the space is read from the env named in the
         metadata; raw outputs when the policy names no env). Dict observations are flattened like
         ``gymnasium.wrappers.FlattenObservation``. The policy is deterministic and has no
         recurrent state: ``deterministic`` and ``episode_start`` are accepted for SB3's
@@ -78,7 +78,7 @@ class LoadedPolicy:
         batch = obs.reshape(-1, self.policy.obs_dim) if obs.ndim != 1 else obs
         action = self.act(batch)
         if env is not None:
-            from envs.actions import ActionMap
+            from dfo.envs.actions import ActionMap
 
             action = ActionMap.of(env.action_space).to_env_batch(action)
         return action, state
@@ -90,7 +90,7 @@ class LoadedPolicy:
         env_id = self.metadata.get("env_id")
         if not env_id:
             return None
-        from envs.cache import get_env
+        from dfo.envs.cache import get_env
 
         kwargs = dict(self.metadata.get("env_kwargs") or {})
         kwargs.pop("render_mode", None)  # only the spaces are needed: never open a window from a file's setting

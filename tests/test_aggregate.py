@@ -1,4 +1,4 @@
-"""IQM with a percentile-bootstrap interval over runs, finished runs carried forward (policies.aggregate)."""
+"""IQM with a percentile-bootstrap interval over runs, finished runs carried forward (dfo.policies.aggregate)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from policies.aggregate import bootstrap_iqm, carry_forward, iqm
+from dfo.policies.aggregate import bootstrap_iqm, carry_forward, iqm
 
 
 def test_iqm_is_the_mean_of_the_middle_half():

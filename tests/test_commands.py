@@ -6,8 +6,8 @@ import json
 
 
 from dfo.cli import main
-from policies.checkpoint import list_checkpoints
-from policies.training import COLUMNS, read_progress
+from dfo.policies.checkpoint import list_checkpoints
+from dfo.policies.training import COLUMNS, read_progress
 
 TRAIN = ["train", "InvertedPendulum-v5", "--episodes", "24", "--horizon", "60", "--n-jobs", "1",
          "--n-directions", "4", "--top-b", "2", "--method", "ars-v2t",
@@ -73,8 +73,8 @@ def test_train_errors_are_clear(tmp_path, capsys):
 
 
 def test_train_defaults_come_from_the_task_preset():
-    from policies.commands.train import DEFAULT_ENV
-    from policies.training import TrainConfig
+    from dfo.policies.commands.train import DEFAULT_ENV
+    from dfo.policies.training import TrainConfig
 
     cfg = TrainConfig(env_id=DEFAULT_ENV).resolved()
     assert (cfg.env_id, cfg.method, cfg.horizon) == ("Swimmer-v5", "orthogonal", 1000)
@@ -134,12 +134,12 @@ def test_lazy_attributes_of_dfo_and_dfo_torch():
     import subprocess
     import sys
 
-    code = ("import dfo, sys; assert 'dfo.torch' not in sys.modules and 'policies' not in sys.modules; "
+    code = ("import dfo, sys; assert 'dfo.torch' not in sys.modules and 'dfo.policies' not in sys.modules; "
             "print(dfo.torch.ZerothOrder.__name__, dfo.train.__module__); "
             "import dfo.torch; print(dfo.torch.hf.ZOTrainer.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["ZerothOrder", "policies.api", "ZOTrainer"]
+    assert out.stdout.split() == ["ZerothOrder", "dfo.policies.api", "ZOTrainer"]
     import dfo
 
     assert "train" in dir(dfo) and "torch" in dir(dfo)
@@ -185,7 +185,7 @@ def test_dfo_train_without_the_rl_extra_says_which_extra(monkeypatch):
     real = importlib.import_module
 
     def without_gymnasium(name, *args):
-        if name.startswith("policies"):
+        if name.startswith("dfo.policies"):
             raise ModuleNotFoundError("No module named 'gymnasium'", name="gymnasium")
         return real(name, *args)
 

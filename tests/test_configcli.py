@@ -79,8 +79,8 @@ def test_help_shows_every_default():
 
 
 def test_every_train_config_field_has_a_flag_with_its_default():
-    from policies.commands.train import add_arguments
-    from policies.training.config import TrainConfig
+    from dfo.policies.commands.train import add_arguments
+    from dfo.policies.training.config import TrainConfig
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -191,7 +191,7 @@ def test_E2_deeply_nested_env_kwargs_is_a_one_line_error(depth, why, capsys, tmp
 @pytest.mark.parametrize("existed", [False, True])
 def test_a_run_that_fails_to_start_leaves_no_manifest_or_lock_behind(tmp_path, monkeypatch, capsys, existed):
     from dfo.cli import main
-    from policies.training import trainer as trainer_module
+    from dfo.policies.training import trainer as trainer_module
 
     out = tmp_path / "run"
     if existed:

@@ -6,7 +6,7 @@ The cluster is a real ``dask.distributed.LocalCluster`` of two single-threaded w
 ``dfo train --backend dask --scheduler tcp://HOST:PORT`` reaches a remote one.
 
 The lost-worker test uses the rollout worker's test-only fault hook
-(``policies.objective.kill_hook_path``): creating that file arms it for the worker
+(``dfo.policies.objective.kill_hook_path``): creating that file arms it for the worker
 processes whose parent is this process (a LocalCluster's nannies live in this process),
 and the first rollout that then runs on a worker removes the file and ``os._exit``s its
 process in the middle of an iteration.
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from dfo.parallel import SerialEvaluator, payload_bytes
-from policies.objective import kill_hook_path
-from policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer
+from dfo.policies.objective import kill_hook_path
+from dfo.policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer
 
 distributed = pytest.importorskip("distributed")
 
@@ -110,7 +110,7 @@ def test_dask_worker_killed_mid_run(loky_run, cluster, kill_one_worker):
 def test_resume_runs_where_the_caller_says_not_where_the_run_dir_says(loky_run, cluster, tmp_path):
     """A Dask run resumed without naming a backend continues on loky: the scheduler address in
     its checkpoint is never used (issue 10), and the numbers are those of an uninterrupted run."""
-    from policies.training import read_progress
+    from dfo.policies.training import read_progress
 
     cfg = TrainConfig(**{**RUN, "max_iterations": 1, "backend": "dask", "scheduler": cluster.scheduler_address})
     with Trainer(cfg, out_dir=tmp_path / "run") as tr:

@@ -1,4 +1,4 @@
-"""Discrete action spaces: one score per action, ``argmax`` (``envs.actions``), through every path.
+"""Discrete action spaces: one score per action, ``argmax`` (``dfo.envs.actions``), through every path.
 
 CartPole-v1 (``Discrete(2)``) and Acrobot-v1 (``Discrete(3)``) ship with gymnasium; the
 spaces a policy cannot act in get one clear error.
@@ -10,14 +10,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.actions import ActionMap
-from envs.make import env_dims, make_env
-from envs.presets import GENERIC_REL, get_preset
-from policies import LinearPolicy
-from policies.normalizer import ObsNormalizer, RunningStat
-from policies.rollout import rollout
-from policies.serialization import load_policy, save_policy
-from policies.training import TrainConfig, Trainer
+from dfo.envs.actions import ActionMap
+from dfo.envs.make import env_dims, make_env
+from dfo.envs.presets import GENERIC_REL, get_preset
+from dfo.policies import LinearPolicy
+from dfo.policies.normalizer import ObsNormalizer, RunningStat
+from dfo.policies.rollout import rollout
+from dfo.policies.serialization import load_policy, save_policy
+from dfo.policies.training import TrainConfig, Trainer
 
 
 def test_discrete_map_takes_the_argmax_from_start_and_box_map_clips_and_reshapes():
@@ -122,7 +122,7 @@ def test_saved_discrete_policy_works_with_sb3_evaluate_policy(tmp_path):
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from envs import get_env
+    from dfo.envs import get_env
 
     pol = LinearPolicy(6, 3)
     params = np.random.default_rng(1).standard_normal(pol.n_params)

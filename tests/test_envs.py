@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import (
+from dfo.envs import (
     LEAN_TASKS,
     PRESETS,
     env_dims,
@@ -17,9 +17,9 @@ from envs import (
     make_env,
     make_stepper,
 )
-from envs.cache import cache_size
-from policies import LinearPolicy, ObsNormalizer, RunningStat
-from policies.rollout import rollout, run_episodes
+from dfo.envs.cache import cache_size
+from dfo.policies import LinearPolicy, ObsNormalizer, RunningStat
+from dfo.policies.rollout import rollout, run_episodes
 
 MUJOCO_V5 = [
     "Swimmer-v5", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5",
@@ -39,7 +39,7 @@ def test_presets_cover_all_mujoco_v5_tasks():
         assert p.horizon == gym.spec(env_id).max_episode_steps
     shifts = {k: p.survival_shift for k, p in PRESETS.items() if p.survival_shift}
     assert shifts == {"Hopper-v5": 1.0, "Walker2d-v5": 1.0, "Ant-v5": 1.0, "Humanoid-v5": 5.0}
-    from policies.methods import METHODS
+    from dfo.policies.methods import METHODS
 
     for env_id, p in PRESETS.items():  # every default names a real method and says where it comes from
         assert p.method in METHODS, (env_id, p.method)
@@ -348,7 +348,7 @@ def test_unflattenable_observation_space_is_one_clear_error():
 
 
 def test_saved_policy_predicts_on_dict_observations(tmp_path):
-    from policies import load_policy, save_policy
+    from dfo.policies import load_policy, save_policy
 
     pol = LinearPolicy(3, 1)
     save_policy(tmp_path / "p", pol, np.array([3.0, 0.0, 0.0]), None, {"env_id": "DfoTestDictObs-v0"})
@@ -407,7 +407,7 @@ def test_train_takes_a_factory_or_an_instance_with_the_ids_numbers():
 
 
 def test_register_env_gives_one_id_per_object():
-    from envs import register_env
+    from dfo.envs import register_env
 
     first = register_env(_make_cartpole)
     assert first.startswith("dfo/make_cartpole-v") and register_env(_make_cartpole) == first
@@ -432,7 +432,7 @@ def test_register_env_gives_one_id_per_object():
     ("I6b", "import os\nos._exit(0)\n", r"module 'dfo_rel_I6b' called os._exit\(0\) while being imported"),
 ], ids=["I4", "I5", "I6", "I6b"])
 def test_reliability_import_of_a_failing_module_is_one_line(case, body, message, tmp_path, monkeypatch):
-    from envs import import_modules
+    from dfo.envs import import_modules
 
     (tmp_path / f"dfo_rel_{case}.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -467,7 +467,7 @@ def test_reliability_E7_render_mode_human_is_refused_before_any_window():
 
 
 def test_render_env_takes_the_runs_kwargs_and_a_size_only_where_the_env_has_one():
-    from envs.make import make_render_env
+    from dfo.envs.make import make_render_env
 
     pendulum = make_render_env("InvertedPendulum-v5", {"reset_noise_scale": 0.2, "render_mode": "human"},
                                width=64, height=48)

@@ -30,8 +30,8 @@ import numpy as np
 import pytest
 
 from dfo.cli import main
-from policies.checkpoint import MANIFEST, CheckpointError, list_checkpoints, write_manifest
-from policies.training import (
+from dfo.policies.checkpoint import MANIFEST, CheckpointError, list_checkpoints, write_manifest
+from dfo.policies.training import (
     DETERMINISTIC_COLUMNS,
     LogError,
     RunDirError,
@@ -162,7 +162,7 @@ def test_bit_flip_or_edit_in_state_json_is_refused(tmp_path):
         Trainer.resume(out)
     # ...and even with every hash rewritten (state.json's own, the manifest), where work runs is never
     # read from the run dir
-    from policies.serialization import _meta_hash
+    from dfo.policies.serialization import _meta_hash
 
     tree["json_sha256"] = _meta_hash(tree)
     state.write_text(json.dumps(tree))
@@ -276,7 +276,7 @@ def test_signal_while_an_iteration_is_logged_is_held_until_the_row_is_written(tm
 
 
 def test_a_non_empty_run_dir_needs_resume_or_overwrite(tmp_path, capsys):
-    from policies.training.rundir import prepare_run_dir
+    from dfo.policies.training.rundir import prepare_run_dir
 
     out = tmp_path / "run"
     prepare_run_dir(out, resume=False)  # the run's manifest comes first...
@@ -331,7 +331,7 @@ def test_torn_last_lines_are_cut_back_to_the_checkpoint(tmp_path, reference):
 
 
 def test_first_reaching_is_the_first_evaluation_at_or_above_the_threshold(reference):
-    from policies.training.runlog import evaluations, first_reaching
+    from dfo.policies.training.runlog import evaluations, first_reaching
 
     rows = read_progress(reference / "progress.csv")
     evals = evaluations(rows)
@@ -383,7 +383,7 @@ def test_two_processes_never_write_one_run(tmp_path):
     with Trainer.resume(out, overrides={"max_iterations": 2}) as first:
         with pytest.raises(RunDirError, match="another process is writing"):
             Trainer.resume(out, overrides={"max_iterations": 3})
-        from policies.training.rundir import clear_run_dir
+        from dfo.policies.training.rundir import clear_run_dir
 
         with pytest.raises(RunDirError, match="another process is writing"):
             clear_run_dir(out)  # --overwrite
@@ -548,7 +548,7 @@ def test_tensorboard_after_a_resume_has_no_duplicate_points(tmp_path):
 
 
 def test_training_imports_no_torch(tmp_path):
-    code = ("import sys; from policies.training import TrainConfig, Trainer\n"
+    code = ("import sys; from dfo.policies.training import TrainConfig, Trainer\n"
             "cfg = TrainConfig(env_id='InvertedPendulum-v5', max_iterations=1, horizon=20, n_directions=2, top_b=2,"
             " n_eval_episodes=1, backend='serial')\n"
             f"Trainer(cfg, out_dir={str(tmp_path / 'run')!r}).run()\n"
@@ -569,7 +569,7 @@ def test_no_carriage_return_frames_off_a_terminal(tmp_path):
 
 
 def test_plot_groups_by_settings_and_labels_the_difference(tmp_path, capsys):
-    from policies.commands.plot import group_labels, settings_of
+    from dfo.policies.commands.plot import group_labels, settings_of
 
     runs = []
     for seed, step in ((0, 0.02), (1, 0.02), (0, 0.1)):

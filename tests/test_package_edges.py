@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("dfo", "envs", "policies")
+#: source folder -> the package it installs as (pyproject's package-dir: envs/ and policies/ are dfo.envs, dfo.policies)
+PACKAGES = {"dfo": "dfo", "envs": "dfo.envs", "policies": "dfo.policies"}
 
 #: module-name prefix -> group (longest prefix wins)
 GROUPS = {
@@ -36,8 +37,8 @@ GROUPS = {
     "dfo.torch": "torch",
     "dfo.cli": "command",
     "dfo.__main__": "command",
-    "envs": "envs",
-    "policies": "policies",
+    "dfo.envs": "envs",
+    "dfo.policies": "policies",
 }
 #: group -> the groups below it that it may import (besides itself)
 MAY_IMPORT = {
@@ -58,20 +59,20 @@ DYNAMIC_IMPORTS = {
     ("dfo.cli", "build_parser"): "resolves the name table dfo.cli.COMMANDS",
     ("dfo.study.reference", "seeded_objective"): "resolves the name table SEEDED_OBJECTIVES",
     ("dfo.torch", "__getattr__"): "its own submodules, on first attribute access",
-    ("envs.ids", "import_modules"): "the user's modules (--import, module:Env-v0), never a project module",
+    ("dfo.envs.ids", "import_modules"): "the user's modules (--import, module:Env-v0), never a project module",
 }
 
-_TABLE_ENTRY = re.compile(r"^(dfo|envs|policies)(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?:?$")
+_TABLE_ENTRY = re.compile(r"^dfo(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?:?$")
 
 
 @functools.cache
 def _modules() -> dict[str, Path]:
     mods = {}
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).rglob("*.py")):
-            rel = path.relative_to(ROOT).with_suffix("")
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT / folder).with_suffix("")
             parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-            mods[".".join(parts)] = path
+            mods[".".join([package, *parts])] = path
     return mods
 
 
@@ -242,7 +243,7 @@ def test_dynamic_imports_only_where_sanctioned():
                     callee = ast.unparse(node.func)
                     if callee.endswith("import_module") or callee == "__import__":
                         arg = node.args[0] if node.args else None
-                        if isinstance(arg, ast.Constant) and str(arg.value).split(".")[0] not in PACKAGES:
+                        if isinstance(arg, ast.Constant) and str(arg.value).split(".")[0] != "dfo":
                             continue  # a fixed name outside the project (the standard library, ...)
                         where = func.name if not isinstance(func, ast.Module) else "<module>"
                         found.add((name, where))
@@ -256,13 +257,13 @@ def test_dynamic_imports_only_where_sanctioned():
 def test_the_floor_check_can_fail():
     """The checks above see an import hidden in a function, and a circle through one."""
     graph = import_graph()
-    graph["dfo.minimize"] = graph["dfo.minimize"] | {"policies.api"}
-    assert "dfo.minimize -> policies.api (up: core -> policies)" in wrong_way_imports(graph)
+    graph["dfo.minimize"] = graph["dfo.minimize"] | {"dfo.policies.api"}
+    assert "dfo.minimize -> dfo.policies.api (up: core -> policies)" in wrong_way_imports(graph)
     graph["dfo.radius"] = graph["dfo.radius"] | {"dfo.minimize"}
     graph["dfo.minimize"] = graph["dfo.minimize"] | {"dfo.radius"}
     assert any({"dfo.minimize", "dfo.radius"} <= set(c) for c in circles(graph))
-    src = "def f():\n    from policies.api import train\n"
-    assert "policies.api" in {a.module for a in ast.walk(ast.parse(src)) if isinstance(a, ast.ImportFrom)}
+    src = "def f():\n    from dfo.policies.api import train\n"
+    assert "dfo.policies.api" in {a.module for a in ast.walk(ast.parse(src)) if isinstance(a, ast.ImportFrom)}
 
 
 _PROBE = """
@@ -280,11 +281,11 @@ print(json.dumps({"modules": sorted(sys.modules), "skipped": skipped}))
 """
 
 
-@pytest.mark.parametrize("package,forbidden", [("dfo", ("policies", "envs")), ("envs", ("policies",))])
+@pytest.mark.parametrize("package,forbidden", [("dfo", ("dfo.policies", "dfo.envs")), ("dfo.envs", ("dfo.policies",))])
 def test_importing_a_package_loads_no_package_above_it(package, forbidden):
     out = subprocess.run([sys.executable, "-c", _PROBE, package], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])["modules"]
     assert any(m.startswith(package + ".") for m in loaded)
-    bad = [m for m in loaded if m.split(".")[0] in forbidden]
+    bad = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
     assert not bad, f"importing {package} (and its submodules) loaded {bad}"

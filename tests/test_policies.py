@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from policies import (
+from dfo.policies import (
     LinearPolicy,
     MLPPolicy,
     NormalizerSnapshot,
@@ -191,8 +191,8 @@ def test_batch_actor_rows_depend_only_on_their_own_policy(pol):
 
 
 def _episodes(env_id, P, seeds, **kw):
-    from envs import get_stepper
-    from policies.rollout import run_episodes
+    from dfo.envs import get_stepper
+    from dfo.policies.rollout import run_episodes
 
     pol = LinearPolicy(P.shape[1] // get_stepper(env_id).act_dim, get_stepper(env_id).act_dim)
     return run_episodes(get_stepper(env_id, lean=kw.pop("lean", None)), pol, P, seeds, **kw)
@@ -207,7 +207,7 @@ def _key(o):
 def test_lockstep_episodes_equal_one_at_a_time(env_id):
     """Episodes of different lengths (falls, refilled slots, a NaN policy) give the same
     outcomes whatever else shares the batch: serial == parallel at any chunking."""
-    from envs import get_stepper
+    from dfo.envs import get_stepper
 
     st = get_stepper(env_id)
     n = st.obs_dim * st.act_dim
@@ -229,8 +229,8 @@ def test_lockstep_episodes_equal_one_at_a_time(env_id):
 
 def test_map_episodes_serial_equals_loky():
     from dfo.parallel import make_evaluator
-    from envs import get_stepper
-    from policies.objective import RolloutBatch, RolloutSpec, map_episodes
+    from dfo.envs import get_stepper
+    from dfo.policies.objective import RolloutBatch, RolloutSpec, map_episodes
 
     st = get_stepper("Swimmer-v5")
     pol = LinearPolicy(st.obs_dim, st.act_dim)
@@ -251,7 +251,7 @@ def test_map_episodes_serial_equals_loky():
 
 def test_custom_env_from_a_user_module_trains_on_loky():
     """The env is registered only by the module named in ``imports``: every loky worker imports it."""
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     kw = dict(env_id="DfoTestPointMass-v0", imports=("dfo_test_custom_env",), method="ars-v1", episodes=64,
               n_directions=4, top_b=4, step_size=0.05, noise=0.1, eval_every=2, n_eval_episodes=4)
@@ -269,7 +269,7 @@ def test_zero_and_nan_reward_wrappers_reach_training_rollouts():
     """A registered id whose env wraps a lean task goes through env.step in a worker rollout."""
     import gymnasium as gym
 
-    from policies.objective import RolloutBatch, RolloutSpec, run_group
+    from dfo.policies.objective import RolloutBatch, RolloutSpec, run_group
 
     class Zero(gym.RewardWrapper):
         def reward(self, r):
@@ -334,8 +334,8 @@ def test_saved_policy_predict_works_with_sb3_evaluate_policy(tmp_path):
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from envs import get_env
-    from policies.rollout import rollout
+    from dfo.envs import get_env
+    from dfo.policies.rollout import rollout
 
     pol = LinearPolicy(11, 3)
     params = 0.3 * np.random.default_rng(4).standard_normal(pol.n_params)  # large: actions get clipped
@@ -380,7 +380,7 @@ class Walk(gym.Env):
 gym.register("ScriptWalk-v0", entry_point=ENTRY, max_episode_steps=20)
 
 if __name__ == "__main__":
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     cfg = TrainConfig(env_id="ScriptWalk-v0", method="ars-v1", episodes=16, n_directions=2, top_b=2,
                       n_eval_episodes=2, backend="loky", n_jobs=2)

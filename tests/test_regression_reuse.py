@@ -1,5 +1,5 @@
 """Regression gradients reusing past antithetic pairs (dfo.estimators.regression) and the
-training method built on them (policies.methods ``reuse``/``shrink``)."""
+training method built on them (dfo.policies.methods ``reuse``/``shrink``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from dfo.estimators import FiniteDifferenceEstimator, StdNormalize, TopDirections
 from dfo.estimators.regression import RegressionEstimator
 from dfo.parallel import make_evaluator
-from policies.methods import get_method
-from policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
+from dfo.policies.methods import get_method
+from dfo.policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
 
 
 def _run(est, f, xs, seed=0):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dfo.cli import main
-from policies.training import read_progress
+from dfo.policies.training import read_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DFO_DATA") or ROOT.parent / "shared" / "data")
@@ -417,7 +417,7 @@ def test_N3_data_files_that_do_not_fit_name_the_file(tmp_path, case, write, mess
 # -- RL checkpoints and policies (N5): R7, R8, BP2 -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rl_run(tmp_path_factory) -> Path:
-    from policies.training import TrainConfig, Trainer
+    from dfo.policies.training import TrainConfig, Trainer
 
     out = tmp_path_factory.mktemp("rl") / "run"
     cfg = TrainConfig(env_id="InvertedPendulum-v5", method="ars-v2t", episodes=10**6, max_iterations=1, horizon=20,
@@ -436,8 +436,8 @@ def _rl_copy(rl_run: Path, tmp_path: Path) -> Path:
 
 
 def test_R7_a_deeply_nested_manifest_is_a_clear_error(rl_run, tmp_path):
-    from policies.checkpoint import CheckpointError, list_checkpoints
-    from policies.training import Trainer
+    from dfo.policies.checkpoint import CheckpointError, list_checkpoints
+    from dfo.policies.training import Trainer
 
     run = _rl_copy(rl_run, tmp_path)
     (list_checkpoints(run)[-1] / "manifest.json").write_text('{"files": ' + "[" * 100_000 + "]" * 100_000 + "}")
@@ -447,8 +447,8 @@ def test_R7_a_deeply_nested_manifest_is_a_clear_error(rl_run, tmp_path):
 
 def test_R8_manifest_names_outside_the_checkpoint_are_refused(rl_run, tmp_path):
     from dfo.fileio import sha256_file
-    from policies.checkpoint import CheckpointError, list_checkpoints
-    from policies.training import Trainer
+    from dfo.policies.checkpoint import CheckpointError, list_checkpoints
+    from dfo.policies.training import Trainer
 
     run = _rl_copy(rl_run, tmp_path)
     manifest = list_checkpoints(run)[-1] / "manifest.json"
@@ -460,7 +460,7 @@ def test_R8_manifest_names_outside_the_checkpoint_are_refused(rl_run, tmp_path):
 
 
 def test_BP2_an_edited_best_policy_json_is_refused(rl_run, tmp_path, capsys):
-    from policies.serialization import load_policy
+    from dfo.policies.serialization import load_policy
 
     run = _rl_copy(rl_run, tmp_path)
     assert load_policy(run / "best_policy").metadata["env_id"] == "InvertedPendulum-v5"

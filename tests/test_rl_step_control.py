@@ -1,4 +1,4 @@
-"""Step control of the ARS step (``--step rollback | trust | decay``, policies.methods.StepControl)."""
+"""Step control of the ARS step (``--step rollback | trust | decay``, dfo.policies.methods.StepControl)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from dfo.estimators.base import GradEstimate
 from dfo.parallel import make_evaluator
-from policies.methods import STEP_CONTROL, StepControl
-from policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
+from dfo.policies.methods import STEP_CONTROL, StepControl
+from dfo.policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
 
 PENDULUM = dict(env_id="InvertedPendulum-v5", horizon=100, n_eval_episodes=2, eval_every=1, backend="serial")
 #: a short run in which every rule acts (rollbacks and step changes happen within 8 iterations)

@@ -7,8 +7,8 @@ import abc
 import numpy as np
 import pytest
 
-from policies import LinearPolicy, MLPPolicy, policy_from_config
-from policies.base import POLICY_CLASSES, Policy
+from dfo.policies import LinearPolicy, MLPPolicy, policy_from_config
+from dfo.policies.base import POLICY_CLASSES, Policy
 
 
 class ConstantPolicy(Policy):

@@ -12,11 +12,11 @@ import mujoco
 import numpy as np
 import pytest
 
-from envs import get_stepper, make_env
-from envs.lean import make_stepper
-from envs.lean_tasks import _INTEGRATION
-from policies import LinearPolicy
-from policies.rollout import run_episodes
+from dfo.envs import get_stepper, make_env
+from dfo.envs.lean import make_stepper
+from dfo.envs.lean_tasks import _INTEGRATION
+from dfo.policies import LinearPolicy
+from dfo.policies.rollout import run_episodes
 
 FAST = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Swimmer-v5", "Ant-v5", "Humanoid-v5"]
 

@@ -64,7 +64,7 @@ def test_unknown_or_missing_tracker_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(TrackerError, match=r"--track wandb needs the 'wandb' package"):
         check_trackers(["wandb"])
-    from policies.training.config import TrainConfig
+    from dfo.policies.training.config import TrainConfig
 
     with pytest.raises(ValueError, match="track must be a list"):
         TrainConfig(track="mlflow")

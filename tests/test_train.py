@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from dfo.parallel import make_evaluator
-from policies.checkpoint import CheckpointError, decode_tree, encode_tree, list_checkpoints
-from policies.methods import METHODS, get_method
-from policies.objective import RLObjective, RolloutSpec, kill_hook_path
-from policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
+from dfo.policies.checkpoint import CheckpointError, decode_tree, encode_tree, list_checkpoints
+from dfo.policies.methods import METHODS, get_method
+from dfo.policies.objective import RLObjective, RolloutSpec, kill_hook_path
+from dfo.policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
 
 PENDULUM = dict(env_id="InvertedPendulum-v5", horizon=100, n_eval_episodes=2, eval_every=1, backend="serial")
 
@@ -75,7 +75,7 @@ def test_trainer_step_equals_the_ars_formula():
     """One Trainer iteration (dfo.Minimizer, sgd rule, lr = 2να) against ARS V1-t written out:
     θ' = θ + α/(b σ_R) Σ_top-b (r+ − r−) u_i, the returns r± of θ ± ν u_i computed here from
     explicit points with each direction's episode seed (common random numbers)."""
-    from policies.objective import RolloutBatch, rollout_worker
+    from dfo.policies.objective import RolloutBatch, rollout_worker
 
     alpha, nu, b = 0.05, 0.1, 2
     cfg = _cfg(method="ars-v1t", n_directions=4, top_b=b, step_size=alpha, noise=nu, max_iterations=1,

@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from envs.presets import PRESETS, get_preset, task_scale
-from policies.methods import METHODS
-from policies.training import TrainConfig, Trainer
+from dfo.envs.presets import PRESETS, get_preset, task_scale
+from dfo.policies.methods import METHODS
+from dfo.policies.training import TrainConfig, Trainer
 
 
 @pytest.mark.parametrize("env_id", sorted(PRESETS))
@@ -50,8 +50,8 @@ def test_policy_and_hidden_come_from_the_preset_unless_given(env_id):
 
 
 def test_the_trainer_builds_the_preset_policy():
-    from policies.linear import LinearPolicy
-    from policies.mlp import MLPPolicy
+    from dfo.policies.linear import LinearPolicy
+    from dfo.policies.mlp import MLPPolicy
 
     for env_id in ("Reacher-v5", "Pusher-v5", "Swimmer-v5"):
         p = get_preset(env_id)
@@ -67,7 +67,7 @@ def test_a_run_saved_with_a_linear_policy_resumes_linear(tmp_path):
     (a run made before a task's preset became an MLP stays linear and continues exactly)."""
     import json
 
-    from policies.linear import LinearPolicy
+    from dfo.policies.linear import LinearPolicy
 
     cfg = TrainConfig(env_id="Reacher-v5", policy="linear", hidden=(32, 32), backend="serial", n_directions=2,
                       top_b=2, episodes=10**6, checkpoint_every=1, n_eval_episodes=1, eval_every=1)
@@ -102,7 +102,7 @@ def test_task_scale_is_action_bound_over_root_obs_dim():
 
 
 def test_a_task_without_preset_gets_the_relative_rule():
-    from envs.presets import GENERIC_REL
+    from dfo.envs.presets import GENERIC_REL
 
     p = get_preset("Pendulum-v1")  # |a| <= 2, 3 observations: s = 2/sqrt(3)
     assert p.method == "orthogonal" and (p.n_directions, p.top_b) == (8, 8)

@@ -7,7 +7,7 @@
   :func:`open_run_folder` (lock, then check, under the lock) and :func:`run_folder_job` (the lock
   held for one call; refusals and failed writes as one-line errors).
 
-``policies.training.rundir`` (``dfo train``) and ``dfo.torch.llm.finetune`` (``dfo finetune``)
+``dfo.policies.training.rundir`` (``dfo train``) and ``dfo.torch.llm.finetune`` (``dfo finetune``)
 both use it. See docs/reliability.md for the guarantees.
 """
 

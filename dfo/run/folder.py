@@ -87,7 +87,7 @@ class Layout:
         return False
 
 
-#: ``dfo train`` (policies.training): logs, best policy, checkpoints, TensorBoard
+#: ``dfo train`` (dfo.policies.training): logs, best policy, checkpoints, TensorBoard
 TRAIN = Layout(command="train",
                entries=("config.json", "progress.csv", "metrics.jsonl", "best_policy.npz", "best_policy.json",
                         "checkpoints", "tb"),

@@ -147,7 +147,7 @@ def seeded_study_function(fun: SeededObjective, x, ref: ReferenceGradient, *, na
 
 #: Seeded objectives that live outside ``dfo`` and are reached by name: ``"module:function"``,
 #: imported only when a study asks for one (``dfo`` imports nothing from ``policies``/``envs``).
-SEEDED_OBJECTIVES: dict[str, str] = {"rl": "policies.objective:study_objective"}
+SEEDED_OBJECTIVES: dict[str, str] = {"rl": "dfo.policies.objective:study_objective"}
 
 
 def seeded_objective(kind: str):
@@ -167,6 +167,6 @@ def seeded_objective(kind: str):
 def rl_objective(env_id: str, *, horizon: int = 100, hidden: tuple[int, ...] = ()):
     """The seeded RL objective ``(params, seed) -> -return`` of a linear (or MLP) policy and its start x.
 
-    Built by the factory registered as ``"rl"`` (``policies.objective.study_objective``).
+    Built by the factory registered as ``"rl"`` (``dfo.policies.objective.study_objective``).
     """
     return seeded_objective("rl")(env_id, horizon=horizon, hidden=hidden)

@@ -1,7 +1,7 @@
 """``dfo evaluate CHECKPOINT``: mean and std of the true return of a saved policy.
 
 CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, or a
-policy stem saved with ``policies.save_policy`` (env id taken from its metadata).
+policy stem saved with ``dfo.policies.save_policy`` (env id taken from its metadata).
 
 Example:
     $ dfo evaluate runs/Swimmer-v5_ars-v2t_s0 --episodes 100
@@ -68,8 +68,8 @@ def load(checkpoint: str | Path):
 
     A checkpoint directory is verified against its manifest first.
     """
-    from policies.checkpoint import MANIFEST, CheckpointError, resolve_checkpoint, verify_checkpoint
-    from policies.serialization import load_policy
+    from dfo.policies.checkpoint import MANIFEST, CheckpointError, resolve_checkpoint, verify_checkpoint
+    from dfo.policies.serialization import load_policy
 
     p = Path(checkpoint)
     stem = p if p.suffix in (".npz", ".json") or (p.parent / f"{p.name}.json").exists() else None
@@ -98,7 +98,7 @@ def import_mujoco(command: str) -> int | None:
 
 def check_dims(loaded, env_id: str, env_kwargs: dict | None = None, imports=()) -> None:
     """Raise ``ValueError`` when the env's (flattened) observation/action sizes differ from the policy's."""
-    from envs.make import env_dims
+    from dfo.envs.make import env_dims
 
     obs, act = env_dims(env_id, env_kwargs, imports)
     pol = loaded.policy
@@ -111,7 +111,7 @@ def evaluate_policy(loaded, env_id: str, *, episodes: int, horizon: int, seed: i
                     env_kwargs: dict | None = None, imports=()):
     """True returns and steps of ``episodes`` episodes of a loaded policy."""
     from dfo.parallel import make_evaluator
-    from policies.objective import RolloutBatch, RolloutSpec, map_episodes
+    from dfo.policies.objective import RolloutBatch, RolloutSpec, map_episodes
 
     spec = RolloutSpec(env_id=env_id, policy=loaded.policy.config(), horizon=int(horizon),
                        env_kwargs=dict(env_kwargs or {}), imports=tuple(imports))
@@ -131,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if (code := import_mujoco("evaluate")) is not None:
         return code
-    from envs.presets import get_preset
-    from policies.checkpoint import CheckpointError
+    from dfo.envs.presets import get_preset
+    from dfo.policies.checkpoint import CheckpointError
 
     try:
-        from envs.ids import import_modules
+        from dfo.envs.ids import import_modules
 
         import_modules(cfg.imports)  # named on the command line only, never read from the checkpoint
         loaded = load(args.checkpoint)

@@ -5,7 +5,7 @@ differ only in the seed (or where they ran) form one group; runs with other sett
 (step size, noise, N, b, horizon, policy, ...) never share a band. When groups of one
 env differ in settings, each label names the settings that differ. A group of one run
 is drawn as a line; a group of several runs (seeds) as their interquartile mean (IQM) with a
-95 % percentile-bootstrap interval over runs (Agarwal et al. 2021; :mod:`policies.aggregate`).
+95 % percentile-bootstrap interval over runs (Agarwal et al. 2021; :mod:`dfo.policies.aggregate`).
 A run that stopped early (at a return threshold, or a smaller budget) keeps its last
 evaluation from there on, so the aggregate does not fall when the successful runs stop.
 One panel per env; each method keeps one colour in every panel, and the legend sits below
@@ -59,7 +59,7 @@ def group_labels(keys: list[tuple[str, str, tuple]]) -> dict[tuple, str]:
 
 def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
     """(config, x, eval_return) of one run, evaluated rows only."""
-    from policies.training.runlog import evaluations, read_progress
+    from dfo.policies.training.runlog import evaluations, read_progress
 
     csv_path = run_dir / "progress.csv"
     if not csv_path.exists():
@@ -76,7 +76,7 @@ def load_curve(run_dir: Path, x: str) -> tuple[dict, np.ndarray, np.ndarray]:
 def group_band(curves: list[tuple[np.ndarray, np.ndarray]], *, seed: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, IQM, low, high) of several runs' curves: 95 % bootstrap interval, finished runs carried forward."""
-    from policies.aggregate import bootstrap_iqm, carry_forward
+    from dfo.policies.aggregate import bootstrap_iqm, carry_forward
 
     grid, values = carry_forward(curves)
     point, low, high = bootstrap_iqm(values, seed=seed)

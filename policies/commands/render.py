@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dfo.configcli import add_config_arguments, given_fields
-from policies.commands.evaluate import GL_HELP, import_mujoco
+from dfo.policies.commands.evaluate import GL_HELP, import_mujoco
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def record(loaded, env, *, steps: int, seed: int) -> tuple[list, float]:
     """Frames of one episode of ``env`` (made with ``render_mode="rgb_array"``) and its frame rate."""
-    from envs.actions import ActionMap
+    from dfo.envs.actions import ActionMap
 
     actions = ActionMap.of(env.action_space)
     obs, _ = env.reset(seed=seed)
@@ -101,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     if (code := import_mujoco("render")) is not None:  # MUJOCO_GL=egl/osmesa load GL at import
         return code
-    from envs.ids import import_modules
-    from envs.make import make_render_env
-    from envs.presets import get_preset
-    from policies.checkpoint import CheckpointError
-    from policies.commands.evaluate import check_dims, load
+    from dfo.envs.ids import import_modules
+    from dfo.envs.make import make_render_env
+    from dfo.envs.presets import get_preset
+    from dfo.policies.checkpoint import CheckpointError
+    from dfo.policies.commands.evaluate import check_dims, load
 
     try:
         import_modules(cfg.imports)  # named on the command line only, never read from the checkpoint

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from dfo.configcli import add_config_arguments, add_config_file_argument, given_fields, read_config_file
-from policies.methods import METHODS
-from policies.training.config import (
+from dfo.policies.methods import METHODS
+from dfo.policies.training.config import (
     BACKEND_CHOICES,
     DIRECTION_CHOICES,
     POLICY_KINDS,
@@ -98,11 +98,11 @@ def _error(message: str, code: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.presets import PRESETS
-    from policies.checkpoint import CheckpointError
-    from policies.training.interrupts import Terminated
-    from policies.training.rundir import clear_run_dir, prepare_run_dir
-    from policies.training.trainer import Trainer
+    from dfo.envs.presets import PRESETS
+    from dfo.policies.checkpoint import CheckpointError
+    from dfo.policies.training.interrupts import Terminated
+    from dfo.policies.training.rundir import clear_run_dir, prepare_run_dir
+    from dfo.policies.training.trainer import Trainer
 
     try:
         given = _given(args)

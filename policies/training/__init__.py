@@ -1,17 +1,17 @@
 """Policy-search training: config, the one training loop, run outputs.
 
 Example:
-    >>> from policies.training import TrainConfig
+    >>> from dfo.policies.training import TrainConfig
     >>> TrainConfig(env_id="Swimmer-v5", episodes=400).episodes
     400
 """
 
-from policies.training.config import DEFAULT_EPISODES, TrainConfig
-from policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS, RunLog, read_progress
-from policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
-from policies.training.interrupts import Terminated
-from policies.training.rundir import RunDirError
-from policies.training.runlog import LogError
+from dfo.policies.training.config import DEFAULT_EPISODES, TrainConfig
+from dfo.policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS, RunLog, read_progress
+from dfo.policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
+from dfo.policies.training.interrupts import Terminated
+from dfo.policies.training.rundir import RunDirError
+from dfo.policies.training.runlog import LogError
 
 __all__ = [
     "TrainConfig",

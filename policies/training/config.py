@@ -1,6 +1,6 @@
 """Hyperparameters of a training run: one keyword-only frozen dataclass.
 
-Fields left at ``None`` take the task preset's value (``envs.get_preset``: the method,
+Fields left at ``None`` take the task preset's value (``dfo.envs.get_preset``: the method,
 budget and hyperparameters measured per task by ``bench/tune_presets.py``), so ``TrainConfig(env_id="Swimmer-v5")`` is a
 complete, sensible run.
 
@@ -16,13 +16,13 @@ import dataclasses
 import math
 from typing import Any
 
-from policies.methods import get_method
+from dfo.policies.methods import get_method
 
 BACKEND_CHOICES = ("serial", "loky", "dask", "local-dask", "ray")
 POLICY_KINDS = ("linear", "mlp")
 #: step rules of ``TrainConfig.step`` (``dfo.Minimizer``'s ``step``) and search directions
 STEP_CHOICES = ("sgd", "momentum", "adam", "armijo", "rollback", "trust", "decay")
-#: the ARS (SGD) step with step control (``policies.methods.StepControl``)
+#: the ARS (SGD) step with step control (``dfo.policies.methods.StepControl``)
 STEP_CONTROL_CHOICES = ("rollback", "trust", "decay")
 DIRECTION_CHOICES = ("gradient", "lbfgs")
 
@@ -36,7 +36,7 @@ class TrainConfig:
 
     Attributes:
         env_id: gymnasium id (a MuJoCo -v5 preset or any Box-action env).
-        method: a name in ``policies.methods.METHODS`` (``None`` = task preset).
+        method: a name in ``dfo.policies.methods.METHODS`` (``None`` = task preset).
         episodes: training-episode budget (``None`` = task preset) (evaluation episodes are not counted, as in
             ARS); the run stops once it is reached (the last iteration may pass it by
             less than one iteration's episodes).
@@ -68,7 +68,7 @@ class TrainConfig:
             ``"armijo"``: the noise-tolerant line search (needs a method without return
             shaping, i.e. ``interpolation``, since the Armijo test compares the decrease of f
             with α‖g‖² on f's own scale); ``"rollback"``, ``"trust"``, ``"decay"``: the SGD
-            (ARS) step with step control (:class:`policies.methods.StepControl`: back to the
+            (ARS) step with step control (:class:`dfo.policies.methods.StepControl`: back to the
             best policy when the measured return drops, a step that shrinks on failures, or
             one that decays on plateaus).
         direction: ``"gradient"`` (d = −g) or ``"lbfgs"`` (L-BFGS two-loop direction; only
@@ -156,8 +156,8 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` hyperparameter filled from the task preset."""
-        from envs.make import import_modules
-        from envs.presets import get_preset
+        from dfo.envs.make import import_modules
+        from dfo.envs.presets import get_preset
 
         import_modules(self.imports)  # a custom env must be registered before its preset is read
 

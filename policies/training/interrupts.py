@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM during training: stop at a point where the state is consistent.
 
-While :meth:`policies.training.Trainer.run` runs (in the main thread), SIGINT and SIGTERM
+While :meth:`dfo.policies.training.Trainer.run` runs (in the main thread), SIGINT and SIGTERM
 are caught by an :class:`~dfo.interrupts.InterruptGuard` (the signal handling lives in
 :mod:`dfo.interrupts`, shared with ``dfo finetune``). A signal that arrives while rollouts
 run (inside ``evaluator.map``, where nearly all the time goes and where the trainer's state

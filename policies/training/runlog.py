@@ -1,6 +1,6 @@
 """Run outputs: ``progress.csv`` (one row per iteration), ``metrics.jsonl`` (namespaced keys),
 TensorBoard event files in ``tb/`` (when the ``tensorboard`` package is installed; no
-torch needed, see :mod:`policies.training.tblog`) and the progress display.
+torch needed, see :mod:`dfo.policies.training.tblog`) and the progress display.
 
 Floats are written with ``repr`` so a CSV value reads back bit for bit. Every row is
 flushed whole, so only the last line of a file can be torn (a killed process or a full
@@ -192,7 +192,7 @@ class RunLog:
         self._jsonl = _open_append(self.jsonl_path)
         self._tb = None
         if tensorboard:
-            from policies.training.tblog import open_writer
+            from dfo.policies.training.tblog import open_writer
 
             tb_dir = self.dir / "tb"
             if tb_dir.is_symlink():

@@ -12,7 +12,7 @@ Per iteration (Mania, Guy, Recht 2018, Algorithm 2, generalized to any dfo estim
    scalars plus observation statistics. Values are ``f = −return``.
 4. ``g = estimator.tell(query, f)``; then ``config.step`` (momentum, Adam or L-BFGS on
    request, see :class:`TrainConfig`) or by default either the SGD step ``θ ← θ − lr g`` with
-   ``lr = 2να`` (ARS, see :mod:`policies.methods`) or the noise-tolerant Armijo line
+   ``lr = 2να`` (ARS, see :mod:`dfo.policies.methods`) or the noise-tolerant Armijo line
    search of Berahas, Cao, Scheinberg (2021) on the mean return over ``ls_repeats``
    seeds, with ``ε_f`` = the standard error of the centre's repeated returns. Line-search
    trial rollouts are training episodes and count against the budget.
@@ -29,7 +29,7 @@ order, and each rollout is a pure function of its inputs, so a serial and a para
 run give identical numbers, and a resumed run continues the same sequence.
 
 Example:
-    >>> from policies.training import TrainConfig, Trainer
+    >>> from dfo.policies.training import TrainConfig, Trainer
     >>> cfg = TrainConfig(env_id="InvertedPendulum-v5", episodes=16, horizon=50, backend="serial")
     >>> with Trainer(cfg) as tr:
     ...     result = tr.run()
@@ -56,24 +56,24 @@ from dfo.fileio import atomic_write_bytes
 from dfo.minimizer import Minimizer
 from dfo.optim import Momentum
 from dfo.parallel import make_evaluator
-from policies.base import Policy
-from policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from policies.linear import LinearPolicy
-from policies.methods import STEP_CONTROL, Method, StepControl, get_method
-from policies.mlp import MLPPolicy
-from policies.normalizer import ObsNormalizer
-from policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
-from policies.serialization import LoadedPolicy, save_policy
-from policies.training.config import TrainConfig
-from policies.training.interrupts import InterruptGuard
-from policies.training.rundir import (
+from dfo.policies.base import Policy
+from dfo.policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dfo.policies.linear import LinearPolicy
+from dfo.policies.methods import STEP_CONTROL, Method, StepControl, get_method
+from dfo.policies.mlp import MLPPolicy
+from dfo.policies.normalizer import ObsNormalizer
+from dfo.policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
+from dfo.policies.serialization import LoadedPolicy, save_policy
+from dfo.policies.training.config import TrainConfig
+from dfo.policies.training.interrupts import InterruptGuard
+from dfo.policies.training.rundir import (
     check_no_symlinks,
     check_same_run,
     lock_run_dir,
     prepare_run_dir,
     unlock_run_dir,
 )
-from policies.training.runlog import Progress, RunLog
+from dfo.policies.training.runlog import Progress, RunLog
 
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
 LS_MAX_TRIALS = 4  # line-search trials per iteration (each costs ls_repeats episodes)
@@ -115,7 +115,7 @@ def build_policy(config: TrainConfig, obs_dim: int, act_dim: int) -> Policy:
 
 
 def _env_dims(config: TrainConfig) -> tuple[int, int]:
-    from envs.make import env_dims
+    from dfo.envs.make import env_dims
 
     return env_dims(config.env_id, config.env_kwargs, config.imports)
 
@@ -154,7 +154,7 @@ class Trainer:
         out_dir: run directory for progress.csv, metrics.jsonl, config.json and
             checkpoints; ``None`` keeps everything in memory. A new run needs a missing
             or empty directory (:meth:`run` raises ``RunDirError`` otherwise;
-            :meth:`resume` continues a run), see :mod:`policies.training.rundir`.
+            :meth:`resume` continues a run), see :mod:`dfo.policies.training.rundir`.
         evaluator: an evaluator to use (not closed by the trainer); default: built from
             ``config.backend`` / ``config.n_jobs`` and closed by :meth:`close`.
         progress: show a tqdm bar.
@@ -179,7 +179,7 @@ class Trainer:
             blocks=self.policy.param_blocks(),
         )
         self.lr = self.method.learning_rate(float(cfg.step_size), float(cfg.noise))
-        if cfg.step in STEP_CONTROL:  # the ARS step, its length controlled (policies.methods.StepControl)
+        if cfg.step in STEP_CONTROL:  # the ARS step, its length controlled (dfo.policies.methods.StepControl)
             self.estimator = StepControl(self.estimator, STEP_CONTROL[cfg.step], self.lr)
         # state
         self.params = self.policy.init_params(np.random.default_rng(cfg.seed))
@@ -223,10 +223,10 @@ class Trainer:
             **kw: passed to the constructor (``evaluator``, ``progress``, ``callback``).
 
         Raises:
-            policies.checkpoint.CheckpointError: missing, corrupt or edited checkpoint.
-            policies.training.rundir.RunDirError: symbolic links in the run directory, or
+            dfo.policies.checkpoint.CheckpointError: missing, corrupt or edited checkpoint.
+            dfo.policies.training.rundir.RunDirError: symbolic links in the run directory, or
                 a checkpoint that belongs to another run than the directory's config.json.
-            policies.training.runlog.LogError: logs that cannot be continued exactly.
+            dfo.policies.training.runlog.LogError: logs that cannot be continued exactly.
         """
         ckpt, state = load_checkpoint(path)
         run_dir = ckpt.parent.parent
@@ -518,8 +518,8 @@ class Trainer:
 
         A checkpoint is written every ``checkpoint_every`` iterations, at the end, and on
         ``KeyboardInterrupt`` or SIGTERM (then re-raised, SIGTERM as
-        :class:`~policies.training.interrupts.Terminated`). A signal is acted on only where
-        the state matches the logs (see :mod:`policies.training.interrupts`).
+        :class:`~dfo.policies.training.interrupts.Terminated`). A signal is acted on only where
+        the state matches the logs (see :mod:`dfo.policies.training.interrupts`).
         """
         self._open_outputs()
         bar = None
