@@ -175,7 +175,7 @@ def parser_for(tp: Any) -> tuple[Callable[[str], Any], str]:
 
 def none_clause(doc: str) -> tuple[str, str | None]:
     """Split a field doc's ``(``None`` = meaning)`` clause off: (doc without it, meaning or None)."""
-    match = re.search(r"\(\s*``None``\s*[=:]\s*", doc)
+    match = re.search(r"\(\s*(?:``)?None(?:``)?\s*[=:]\s*", doc)
     if not match:
         return doc, None
     depth, i = 1, match.end()

@@ -532,3 +532,32 @@ def test_rank_and_refresh_default_to_the_methods_lowrank_spec_entry(monkeypatch)
     command.add_arguments(parser)
     args = parser.parse_args(["--model", "m", "--method", "lozo", "--steps", "0"])
     assert dataclasses.asdict(command._config(args))["rank"] == 3  # the CLI leaves it to the method too
+
+
+def test_cli_flags_come_from_the_config_and_config_reruns_a_run(tmp_path, capsys):
+    import argparse
+    import dataclasses
+
+    from dfo.torch.llm.finetune_command import MANUAL, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    dests = {a.dest: a for a in parser._actions}
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name not in MANUAL:
+            assert f.name in dests and "(default: " in dests[f.name].help, f.name
+    args = ("--steps", "3", "--k", "16", "--dev-size", "8", "--test-size", "8", "--template", "it-was", "--seed", "5")
+    assert _cli(*args, "--out", str(tmp_path / "a")) == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    capsys.readouterr()
+    from dfo.cli import main
+
+    assert main(["finetune", "--config", str(tmp_path / "a" / "results.json"), "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
+    again = json.loads((tmp_path / "b" / "results.json").read_text())
+    cfg_a, cfg_b = dict(first["config"]), dict(again["config"])
+    assert cfg_a.pop("out_dir") != cfg_b.pop("out_dir") and cfg_a == cfg_b
+    assert again["history"]["loss"] == first["history"]["loss"] and again["test"] == first["test"]
+    capsys.readouterr()
+    assert main(["finetune", "--steps", "0"]) == 2
+    assert "--model is required" in capsys.readouterr().err

