@@ -100,12 +100,12 @@ def imports_of(name: str) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
+            if base in known:  # `from P import x` runs P's __init__ first, even when x is a submodule
+                edges.add(base)
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 if sub in known:
                     edges.add(sub)
-                elif base in known:
-                    edges.add(base)
     edges.discard(name)
     return edges
 

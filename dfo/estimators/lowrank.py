@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..rng import as_generator, draw_seed
-from . import lowrank_spec as spec
+import dfo.estimators.lowrank_spec as spec
 from .assembly import assemble
 from .base import GradEstimate, Query, as_point
 

@@ -68,7 +68,7 @@ from torch import nn
 import numpy as np
 
 from dfo.estimators import lowrank_spec as spec
-from dfo.torch import methods as registry
+import dfo.torch.methods as registry
 from dfo.torch.directions import Generators, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
