@@ -363,26 +363,23 @@ def quantile_nr(values: list[float], p: float) -> float:
     return v[max(1, math.ceil(p * len(v))) - 1]
 
 
+def _quartiles(values: list[float], fmt, missing: str) -> tuple[str, str, str]:
+    """(median, q1, q3) as text, nearest-rank; ``inf`` (not reached) is written ``missing``."""
+    return tuple(missing if math.isinf(x) else fmt(x) for x in (quantile_nr(values, p) for p in (0.5, 0.25, 0.75)))
+
+
 def _q(values: list[float]) -> str:
     if not values:
         return "–"
-    q1, med, q3 = (quantile_nr(values, p) for p in (0.25, 0.5, 0.75))
-
-    def f(x: float) -> str:
-        return "not reached" if math.isinf(x) else f"{x:,.0f}"
-
-    return f"**{f(med)}** ({f(q1)} – {f(q3)})"
+    med, q1, q3 = _quartiles(values, lambda x: f"{x:,.0f}", "not reached")
+    return f"**{med}** ({q1} – {q3})"
 
 
 def _steps(values: list[float]) -> str:
     if not values:
         return "–"
-    q1, med, q3 = (quantile_nr(values, p) for p in (0.25, 0.5, 0.75))
-
-    def f(x: float) -> str:
-        return "–" if math.isinf(x) else f"{x / 1e6:.2f}M"
-
-    return f"{f(med)} ({f(q1)} – {f(q3)})"
+    med, q1, q3 = _quartiles(values, lambda x: f"{x / 1e6:.2f}M", "–")
+    return f"{med} ({q1} – {q3})"
 
 
 def load_cells(cells: Path) -> list[dict]:

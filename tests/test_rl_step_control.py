@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -11,34 +10,12 @@ import pytest
 from dfo.estimators.base import GradEstimate
 from dfo.parallel import make_evaluator
 from dfo.policies.methods import STEP_CONTROL, StepControl
-from dfo.policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
+from dfo.policies.training import TrainConfig, Trainer, read_progress
+from test_train import _cfg, _det, _same  # the training tests' helpers
 
-PENDULUM = dict(env_id="InvertedPendulum-v5", horizon=100, n_eval_episodes=2, eval_every=1, backend="serial")
 #: a short run in which every rule acts (rollbacks and step changes happen within 8 iterations)
 SHORT = dict(method="ars-v2t", episodes=10**6, n_directions=4, top_b=2, step_size=0.3, noise=0.1)
 RULES = sorted(STEP_CONTROL)
-
-
-def _cfg(**kw) -> TrainConfig:
-    return TrainConfig(**{**PENDULUM, **kw})
-
-
-def _det(rows):
-    return [{c: r[c] for c in DETERMINISTIC_COLUMNS if c in r} for r in rows]
-
-
-def _same(a, b) -> bool:
-    if len(a) != len(b):
-        return False
-    for ra, rb in zip(a, b):
-        for k, x in ra.items():
-            y = rb.get(k)
-            if isinstance(x, float) and math.isnan(x):
-                if not (isinstance(y, float) and math.isnan(y)):
-                    return False
-            elif x != y:
-                return False
-    return True
 
 
 class _Fixed:
