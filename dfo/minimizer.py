@@ -40,16 +40,16 @@ from scipy.optimize import OptimizeResult
 from .bounds import Box
 from .estimators import ESTIMATORS, get_estimator
 from .lbfgs import LBFGSMemory
-from .noise import EPS, SEED_HIGH, NoiseProbe, difference_errors
+from .noise import SEED_HIGH, NoiseProbe, difference_errors
 from .optim import STEP_RULES, make_step_rule, step_rule_names
 from .options import float_option as _float_option
 from .options import int_option as _int_option
-from .radius import CENTRAL_FD, FORWARD_FD
 from .request import Request
 from .rng import as_generator
 from .runstate import Pending, RunState, StallWindow
-from .state import Trace, from_tree, to_tree
-from .state_legacy import upgrade
+from .stopping import after_iteration, clear_for_restart, free_gradient, stop
+from .state import Trace
+from .state_io import checked_state, redraw_estimate, state_dict_of
 from .values import as_point, check_finite
 
 __all__ = ["Minimizer", "Request", "RunState", "STEPS", "SEED_HIGH"]
@@ -58,7 +58,6 @@ STEPS = tuple(STEP_RULES)
 AUTO_ESTIMATOR = "orthogonal"
 #: estimator="auto" uses central differences while 2√(ε_f L) > CENTRAL_SWITCH × |slope|
 CENTRAL_SWITCH = 1e-2
-LAYOUT = 2  # state_dict layout (1: the free-form layout before typed state)
 HISTORY = ("nit", "nfev", "fun", "grad_norm", "step_size")
 NOISE_HISTORY = ("nit", "nfev", "eps_f", "sigma", "L", "M", "kind", "reason")
 
@@ -323,16 +322,13 @@ class Minimizer:
 
     # -- 3. step (the line search; update rules stepped in _tell_estimate) -------------------
     def _free_gradient(self) -> np.ndarray:
-        g, x = self.state.grad, self.state.x
-        if self.box is None:
-            return g
-        return np.where(((x <= self.box.lb) & (g > 0)) | ((x >= self.box.ub) & (g < 0)), 0.0, g)
+        return free_gradient(self.state.grad, self.state.x, self.box)
 
     def _search(self) -> None:
         s, g = self.state, self.state.grad
         if not np.any(self._free_gradient()):
-            self._stop("the gradient estimate is exactly zero" if not np.any(g) else
-                       "the projected gradient estimate is zero", 0)
+            stop(s, "the gradient estimate is exactly zero" if not np.any(g) else
+                 "the projected gradient estimate is zero", 0)
             self._end_iteration(0.0 if self.alpha is None else self.alpha, failed=False)
             return
         d = -g if s.memory is None else s.memory.direction(g)
@@ -383,19 +379,7 @@ class Minimizer:
         self.alpha = max(self.alpha, min_alpha)
         self._end_iteration(self.alpha, failed=True)
 
-    # -- 4. end of an iteration: record, stop tests, what comes next ------------------------
-    def _error_bound(self) -> float:
-        """The finite-difference error bound of the current estimate at its radius: the bound of
-        :data:`dfo.radius.CENTRAL_FD` or :data:`dfo.radius.FORWARD_FD` (Berahas et al. 2022)."""
-        s = self.state
-        eps = max(s.eps_f, EPS * abs(s.fx or 0.0))
-        r = CENTRAL_FD if self._central() else FORWARD_FD
-        return r.bound(s.sigma, eps, s.M if r.needs == "M" else s.L, self.n)
-
-    def _stop(self, message: str, status: int) -> None:
-        if self.state.stopped is None:
-            self.state.stopped, self.state.status = message, status
-
+    # -- 4. end of an iteration: record, then the stop tests and recoveries (dfo.stopping) ---
     def _end_iteration(self, step_size: float, *, failed: bool) -> None:
         s = self.state
         s.nit += 1
@@ -403,57 +387,20 @@ class Minimizer:
         self.history.append(nit=s.nit, nfev=s.nfev, fun=f, step_size=step_size,
                             grad_norm=float(np.linalg.norm(s.grad)) if s.grad is not None else 0.0)
         s.window.push(f)
-        if s.stopped:
-            self._estimate()
-            return
-        # noise floor: (a) a failed search with ‖g‖ within the estimate's error bound; (b) at the
-        # rounding level only, no iteration of the window beat the best earlier f by 2ε_f (on
-        # noisy functions, progress below the noise level per window is still progress)
-        at_floor = failed and s.L is not None and s.M is not None and s.grad is not None and \
-            float(np.linalg.norm(self._free_gradient())) <= self._error_bound()
-        s.floor_hits = s.floor_hits + 1 if at_floor else 0
-        rounding_only = s.eps_f <= 1e3 * EPS * max(abs(s.fx or 0.0), 1e-300)
-        stalled = self.eps_mode != "repeats" and rounding_only and s.window.stalled(s.eps_f)
-        s.stall_hits = s.stall_hits + 1 if stalled else 0
-        auto = self.eps_mode == "auto"
-        if s.floor_hits >= 2 or s.stall_hits >= 2:
-            what = ("the gradient estimate is within its error bound" if s.floor_hits >= 2 else
-                    f"no decrease beyond 2 eps_f in {s.window.size + 1} iterations")
-            self._stop(f"noise floor: {what} (eps_f={s.eps_f:.3g}, sigma={s.sigma:.3g})", 0)
-        elif failed and self.eps_mode != "repeats" and s.failed_streak + 1 > self.max_recoveries:
-            s.failed_streak += 1
-            self._stop(f"line search failed after {self.max_recoveries} recoveries (noise level "
-                       f"eps_f={s.eps_f:.3g})", 3)
-        elif failed and (auto or not self.sigma_fixed):
-            s.failed_streak += 1
-            s.recoveries += 1
-            if s.memory is not None:  # curvature pairs from noisy gradients may mislead
-                s.memory.pairs.clear()
-                s.pair_s = s.pair_g = None
-            self._probe("recovery")
-            return
-        else:
-            s.failed_streak = s.failed_streak + 1 if failed else 0
-            if auto and (s.stall_hits == 1 or s.nit % self.reestimate_every == 0):
-                self._probe("noise floor check" if s.stall_hits == 1 else "periodic")
-                return
-        self._estimate()
+        reason = None if s.stopped else after_iteration(
+            s, failed=failed, central=self._central(), box=self.box, eps_mode=self.eps_mode,
+            sigma_fixed=self.sigma_fixed, max_recoveries=self.max_recoveries,
+            reestimate_every=self.reestimate_every)
+        self._probe(reason) if reason else self._estimate()
 
     def restart(self) -> None:
         """Start afresh from x after a stop (a restart, as Py-BOBYQA restarts at its noise
         floor): the noise and curvature are measured again and the L-BFGS pairs, the step and
         the stop tests start empty; x, f(x), the counters, the generator and the history stay."""
-        s = self.state
-        s.stopped = s.status = None
-        s.floor_hits = s.stall_hits = s.failed_streak = 0
-        s.window = StallWindow(s.window.size)
-        s.rule_state = self.rule.init(self.n)
+        rule_state = self.rule.init(self.n)
         if self.rule.evaluates and self.first_step is not None:
-            s.rule_state["alpha"] = None
-        if s.memory is not None:
-            s.memory.pairs.clear()
-        s.pair_s = s.pair_g = None
-        s.restarts += 1
+            rule_state["alpha"] = None
+        clear_for_restart(self.state, rule_state)
         self._probe("restart") if self.eps_mode == "auto" or not self.sigma_fixed else self._estimate()
 
     # -- ask / tell ---------------------------------------------------------------------
@@ -502,49 +449,20 @@ class Minimizer:
     # -- state ----------------------------------------------------------------------------
     def state_dict(self, *, history: bool = True) -> dict[str, Any]:
         """The run's state as a JSON-able tree with numpy arrays, generated from
-        :class:`RunState`; ``history=False`` leaves the (growing) history out."""
-        est = self.active_estimator
-        out = {"layout": LAYOUT, "n": self.n, "state": to_tree(self.state),
-               "estimator": est.state_dict() if hasattr(est, "state_dict") else None,
-               "options": {"estimator": self.preset, "step": self.step_name}}
-        if history:
-            out.update(history=self.history.as_dict(), noise_history=self.noise_history.as_dict())
-        return out
+        :class:`RunState`; ``history=False`` leaves the (growing) history out (:mod:`dfo.state_io`)."""
+        return state_dict_of(self, history=history)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (or the layout before typed state, saved at an
-        estimate) into a Minimizer built with the same options and problem size."""
-        if not isinstance(state, dict) or not {"n", "state"} <= set(state) and "x" not in state:  # N-M4, N-M5
-            what = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"not a Minimizer state_dict (got {what}); pass what Minimizer.state_dict() returned")
-        if state.get("layout") is None:
-            state = upgrade(state, self)
-        elif state["layout"] != LAYOUT:
-            raise ValueError(f"unknown Minimizer state layout {state['layout']!r} (this version reads {LAYOUT})")
-        if int(state["n"]) != self.n:
-            raise ValueError(f"this state is of a problem of size n={state['n']}, the Minimizer's is n={self.n}")
-        mine = {"estimator": self.preset, "step": self.step_name}
-        for key, saved in (state.get("options") or {}).items():  # N-M2, N-M3: another estimator or step rule
-            if key in mine and saved != mine[key]:
-                raise ValueError(f"this state was saved by a Minimizer with {key}={saved!r}; this one has "
-                                 f"{key}={mine[key]!r} (build it with the same options to resume)")
-        new = from_tree(RunState, state["state"])
-        if not np.all(np.isfinite(new.x)):  # N-M6
-            raise ValueError("this state's x is not finite: not a state a Minimizer saves (edited or corrupt)")
+        estimate) into a Minimizer built with the same options and problem size; a state
+        that does not fit is refused with a one-line error (:mod:`dfo.state_io`)."""
+        state, new = checked_state(state, self)
         if "history" in state:
             self.history.load(state["history"])
             self.noise_history.load(state["noise_history"])
         self.state = new
         if new.pending.kind == "estimate":  # redraw the query from the generator state before it
-            asked, saved_rng, done = new.pending.asked, new.rng.bit_generator.state, new.pending
-            new.rng.bit_generator.state = done.ask_rng
-            if done.ask_estimator is not None:
-                self.active_estimator.load_state_dict(done.ask_estimator)
-            self._estimate()
-            if new.rng.bit_generator.state != saved_rng or not np.array_equal(new.pending.points, done.points):
-                raise ValueError("this state does not redraw its pending estimate: it was saved by a Minimizer "
-                                 "with other options")
-            new.pending.asked = asked
+            redraw_estimate(new, self.active_estimator, self._estimate)
         if state.get("estimator") is not None:
             self.active_estimator.load_state_dict(state["estimator"])
 
