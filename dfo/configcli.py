@@ -9,6 +9,13 @@ JSON object (a run's own ``config.json`` reruns that run); flags given on the co
 override the file. Nothing in the file is executed: it is parsed with :func:`json.loads` and
 each value is checked by the dataclass's own ``__post_init__``.
 
+A field whose type is itself a config dataclass (``FinetuneConfig.zo: ZOConfig``) is *nested*: its
+fields get flat flags of their own (``--eps``, not ``--zo-eps``; a dotted name such as ``"zo.method"``
+in ``skip``, ``flags``, ``choices`` or ``metavars`` addresses one of them), :func:`given_fields`
+returns them as a dict under the field's name (``{"zo": {"eps": 0.01}}``), :func:`read_config_file`
+checks the keys of the nested object, and :func:`merge_fields` lays flags over a file's settings
+one nested object at a time.
+
 Absent flags do not appear in the parsed namespace (``argparse.SUPPRESS``), so
 :func:`given_fields` returns exactly what the user set, and the dataclass default (or a task
 preset, where the field's doc says ``None`` = preset) applies to the rest.
@@ -102,6 +109,12 @@ def _strip_optional(tp: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return tp
+
+
+def nested_class(tp: Any) -> type | None:
+    """The dataclass a field of type ``tp`` holds (``ZOConfig | None`` -> ``ZOConfig``), or None."""
+    tp = _strip_optional(tp)
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
 
 def _bool(text: str) -> bool:
@@ -225,35 +238,51 @@ def add_config_arguments(
         parsers: field -> the argparse ``type`` where the annotation alone does not say how to
             read the text (a tuple mixing numbers and words, say).
 
-    A ``bool`` field whose default is ``False`` is a switch: ``--flag`` sets it, and
-    ``--flag false`` is accepted too.
         group_title: put the flags in an argument group with this title.
+
+    A ``bool`` field whose default is ``False`` is a switch: ``--flag`` sets it, and
+    ``--flag false`` is accepted too. A field holding a config dataclass adds a flat flag for each
+    of its fields (keys of ``skip``, ``flags``... name them dotted: ``"zo.method"``).
     """
     skip, repeatable = set(skip), set(repeatable)
-    flags, choices = dict(flags or {}), dict(choices or {})
+    flags, choices, metavars, parsers = dict(flags or {}), dict(choices or {}), dict(metavars or {}), dict(parsers or {})
+    target = parser.add_argument_group(group_title) if group_title else parser
+    _add_fields(target, cls, "", skip=skip, flags=flags, choices=choices, repeatable=repeatable, metavars=metavars,
+                parsers=parsers)
+
+
+def _add_fields(target: Any, cls: type, prefix: str, *, skip: set[str], flags: dict[str, str],
+                choices: dict[str, Iterable[Any]], repeatable: set[str], metavars: dict[str, str],
+                parsers: dict[str, Callable[[str], Any]]) -> None:
+    """The flags of ``cls``'s fields; a nested config's fields under ``prefix`` (``"zo."``), with flat flags."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    target = parser.add_argument_group(group_title) if group_title else parser
     for field in dataclasses.fields(cls):
-        if field.name in skip or not field.init:
+        name = prefix + field.name  # the dotted name: the dest, and the key of skip / flags / choices
+        if name in skip or not field.init:
+            continue
+        inner = nested_class(hints[field.name])
+        if inner is not None:
+            _add_fields(target, inner, name + ".", skip=skip, flags=flags, choices=choices, repeatable=repeatable,
+                        metavars=metavars, parsers=parsers)
             continue
         doc, meaning = none_clause(docs.get(field.name, ""))
-        option = flags.get(field.name, "--" + field.name.replace("_", "-"))
-        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
-        if field.name in repeatable:
+        option = flags.get(name, "--" + field.name.replace("_", "-"))
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        if name in repeatable:
             item = typing.get_args(_strip_optional(hints[field.name]))
             kwargs.update(action="append", type=item[0] if item else str, metavar=field.name.upper())
-        elif parsers and field.name in parsers:
-            kwargs.update(type=parsers[field.name], metavar=field.name.upper())
+        elif name in parsers:
+            kwargs.update(type=parsers[name], metavar=field.name.upper())
         else:
             kind, metavar = parser_for(hints[field.name])
             kwargs.update(type=kind, metavar=metavar)
             if kind is _bool and field.default is False:
                 kwargs.update(nargs="?", const=True)
-        if metavars and field.name in metavars:
-            kwargs["metavar"] = metavars[field.name]
-        if field.name in choices:
-            kwargs["choices"] = list(choices[field.name])
+        if name in metavars:
+            kwargs["metavar"] = metavars[name]
+        if name in choices:
+            kwargs["choices"] = list(choices[name])
             kwargs.pop("metavar")
         text = f"{_plain(doc) or field.name.replace('_', ' ')} (default: {_plain(_default_text(field, meaning))})"
         kwargs["help"] = text.replace("%", "%%")  # argparse reads '%' in help as a format directive
@@ -261,15 +290,34 @@ def add_config_arguments(
 
 
 def given_fields(args: argparse.Namespace, cls: type, *, skip: Iterable[str] = ()) -> dict[str, Any]:
-    """The fields of ``cls`` that the command line set (repeatable flags as tuples).
+    """The fields of ``cls`` that the command line set (repeatable flags as tuples; a nested config's
+    flags as a dict under its field name).
 
     ``skip``: fields the command reads another way (a positional argument of the same name).
     """
     names = {f.name for f in dataclasses.fields(cls) if f.init} - set(skip)
-    out = {}
-    for name, value in vars(args).items():
-        if name in names:
-            out[name] = tuple(value) if isinstance(value, list) else value
+    out: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        head, _, rest = dest.partition(".")
+        if head not in names:
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        if rest:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out[dest] = value
+    return out
+
+
+def merge_fields(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top; a nested config's dicts are merged key by key (a flag given on
+    the command line overrides that one setting of a ``--config`` file, not the whole nested object)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
     return out
 
 
@@ -279,11 +327,15 @@ def add_config_file_argument(parser: argparse.ArgumentParser, what: str = "a run
                         help=f"read settings from a JSON file ({what}); flags given here override it")
 
 
-def read_config_file(path: str | Path, cls: type, *, ignore: Iterable[str] = ()) -> dict[str, Any]:
+def read_config_file(path: str | Path, cls: type, *, ignore: Iterable[str] = (),
+                     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The fields of ``cls`` in the JSON object at ``path``.
 
     ``ignore``: keys a run writes beside the fields (a run id, versions) that are skipped.
+    ``upgrade``: rewrites the object of an older layout into the current one before its keys are
+    checked (``FinetuneConfig``'s flat optimizer settings into its nested ``zo``).
     A ``"config"`` member holding the object is accepted too (``{"config": {...}, ...}``).
+    A nested config's object (or null) is read the same way, its keys checked against its class.
 
     Raises:
         ValueError: not a regular file, too large, not a JSON object, or unknown keys (named).
@@ -305,15 +357,27 @@ def read_config_file(path: str | Path, cls: type, *, ignore: Iterable[str] = ())
         data = data["config"]
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a JSON object of settings")
+    if upgrade is not None:
+        data = upgrade(dict(data))
+    return _fields_of(data, cls, set(ignore), f"--config {path}")
+
+
+def _fields_of(data: dict[str, Any], cls: type, ignore: set[str], where: str) -> dict[str, Any]:
+    """``data``'s fields of ``cls`` (lists as tuples where the field is a tuple), nested objects likewise."""
     names = {f.name for f in dataclasses.fields(cls) if f.init}
-    ignore = set(ignore)
     unknown = sorted(set(data) - names - ignore)
     if unknown:
-        raise ValueError(f"--config {path}: unknown settings {unknown} (known: {sorted(names)})")
+        raise ValueError(f"{where}: unknown settings {unknown} (known: {sorted(names)})")
     hints = typing.get_type_hints(cls)
     out = {}
     for name, value in data.items():
         if name in ignore:
+            continue
+        inner = nested_class(hints[name])
+        if inner is not None and value is not None:
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {name} must be a JSON object of settings (or null)")
+            out[name] = _fields_of(value, inner, set(), f"{where} {name}")
             continue
         tp = typing.get_origin(_strip_optional(hints[name]))
         out[name] = tuple(value) if tp is tuple and isinstance(value, list) else value
@@ -325,6 +389,8 @@ __all__ = [
     "add_config_file_argument",
     "field_docs",
     "given_fields",
+    "merge_fields",
+    "nested_class",
     "parser_for",
     "read_config_file",
 ]

@@ -11,7 +11,14 @@ import sys
 
 import pytest
 
-from dfo.configcli import add_config_arguments, field_docs, given_fields, none_clause, read_config_file
+from dfo.configcli import (
+    add_config_arguments,
+    field_docs,
+    given_fields,
+    merge_fields,
+    none_clause,
+    read_config_file,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,6 +83,57 @@ def test_help_shows_every_default():
     for shown in ("(default: 10)", "(default: from the preset)", "(default: 0.5)", "(default: 8)",
                   "(default: False)", "(default: none)"):
         assert shown in text
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Inner:
+    """Nested settings.
+
+    Attributes:
+        kind: which one.
+        radius: perturbation radius.
+    """
+
+    kind: str = "a"
+    radius: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outer:
+    """Settings holding nested ones.
+
+    Attributes:
+        kind: the outer kind.
+        inner: nested settings (None: from kind).
+        steps: iterations.
+    """
+
+    kind: str = "a"
+    inner: Inner | None = None
+    steps: int = 1
+
+
+def test_a_nested_config_gets_flat_flags_and_comes_back_nested(tmp_path):
+    p = argparse.ArgumentParser()
+    add_config_arguments(p, Outer, skip=("inner.kind",), choices={"kind": ("a", "b")})
+    text = " ".join(p.format_help().split())
+    assert "--radius FLOAT perturbation radius. (default: 0.001)" in text and "--inner" not in text
+    args = p.parse_args(["--radius", "0.5", "--steps", "3"])
+    assert given_fields(args, Outer) == {"inner": {"radius": 0.5}, "steps": 3}
+    assert given_fields(p.parse_args([]), Outer) == {}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"config": {"kind": "b", "inner": {"kind": "b", "radius": 0.1}, "steps": 2}}))
+    from_file = read_config_file(path, Outer)
+    assert from_file == {"kind": "b", "inner": {"kind": "b", "radius": 0.1}, "steps": 2}
+    assert merge_fields(from_file, given_fields(args, Outer)) == {"kind": "b", "inner": {"kind": "b", "radius": 0.5},
+                                                                  "steps": 3}
+    assert merge_fields({"inner": None}, {"inner": {"radius": 0.5}}) == {"inner": {"radius": 0.5}}
+    path.write_text(json.dumps({"inner": {"colour": 1}}))
+    with pytest.raises(ValueError, match=r"inner: unknown settings \['colour'\]"):
+        read_config_file(path, Outer)
+    path.write_text(json.dumps({"radius": 0.2}))  # an older flat layout, upgraded before the keys are checked
+    assert read_config_file(path, Outer, upgrade=lambda d: {"inner": {"radius": d.pop("radius")}, **d}) == \
+        {"inner": {"radius": 0.2}}
 
 
 def test_every_train_config_field_has_a_flag_with_its_default():

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
+from dfo.torch import ZOConfig  # noqa: E402
 from dfo.torch.llm.finetune import FinetuneConfig, FinetuneError, Stopped, finetune  # noqa: E402
 from dfo.torch.llm.prompt import EncodedBatch, PromptClassifier  # noqa: E402
 from dfo.torch.llm.tasks import (  # noqa: E402
@@ -268,7 +269,7 @@ def test_a_zo_step_tokenizes_its_batch_once(monkeypatch):
 
     monkeypatch.setattr(PromptClassifier, "encode", encode)
     monkeypatch.setattr(ZerothOrder, "step", step)
-    cfg = FinetuneConfig(model=str(AIDREAMS), template="it-was", method="subzero", n_directions=2, steps=2,
+    cfg = FinetuneConfig(model=str(AIDREAMS), template="it-was", zo=ZOConfig(method="subzero", n_directions=2), steps=2,
                          batch_size=5, dev_size=8, test_size=16, data_dir=str(DATA), save_model=False)
     finetune(cfg, progress=False)
     assert in_step == [0, 0]  # 4 forward passes per step, no tokenization inside
@@ -278,11 +279,15 @@ def test_a_zo_step_tokenizes_its_batch_once(monkeypatch):
 # ----------------------------------------------------------------------------- finetune runs
 
 
-def _cfg(tmp_path, name, steps, **kw):
-    base = dict(model=str(AIDREAMS), template="it-was", method="lozo-m", lr=3e-4, eps=1e-3, rank=4, refresh=4,
-                steps=steps, batch_size=8, checkpoint_every=5, test_size=16, dev_size=8, data_dir=str(DATA),
-                out_dir=str(tmp_path / name), save_model=False)
-    return FinetuneConfig(**{**base, **kw})
+def _cfg(tmp_path, name, steps, zo=None, **kw):
+    """A tiny run; ``zo``: the zeroth-order settings beside the method (None: lozo-m's rank 4, refresh 4)."""
+    base = dict(model=str(AIDREAMS), template="it-was", method="lozo-m", lr=3e-4, steps=steps, batch_size=8,
+                checkpoint_every=5, test_size=16, dev_size=8, data_dir=str(DATA), out_dir=str(tmp_path / name),
+                save_model=False)
+    kw = {**base, **kw}
+    if kw["method"] != "adam":
+        kw["zo"] = ZOConfig(method=kw["method"], **(dict(eps=1e-3, rank=4, refresh=4) if zo is None else zo))
+    return FinetuneConfig(**kw)
 
 
 def run_files(folder):
@@ -524,14 +529,20 @@ def test_rank_and_refresh_default_to_the_methods_lowrank_spec_entry(monkeypatch)
     from dfo.torch.llm import finetune_command as command
 
     monkeypatch.setitem(spec.METHODS, "lozo", dataclasses.replace(spec.METHODS["lozo"], rank=3, refresh=7))
-    assert (FinetuneConfig(model="m", method="lozo").rank, FinetuneConfig(model="m", method="lozo").refresh) == (3, 7)
-    assert FinetuneConfig(model="m", method="lozo", rank=5, refresh=9).rank == 5
+    lozo = FinetuneConfig(model="m", method="lozo").zo
+    assert (lozo.method, lozo.rank, lozo.refresh) == ("lozo", 3, 7)
+    assert FinetuneConfig(model="m", zo=ZOConfig(method="lozo", rank=5, refresh=9)).method == "lozo"
     mezo = spec.METHODS["mezo"]
-    assert (FinetuneConfig(model="m").rank, FinetuneConfig(model="m").refresh) == (mezo.rank, mezo.refresh)
+    assert (FinetuneConfig(model="m").zo.rank, FinetuneConfig(model="m").zo.refresh) == (mezo.rank, mezo.refresh)
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     args = parser.parse_args(["--model", "m", "--method", "lozo", "--steps", "0"])
-    assert dataclasses.asdict(command._config(args))["rank"] == 3  # the CLI leaves it to the method too
+    assert dataclasses.asdict(command._config(args))["zo"]["rank"] == 3  # the CLI leaves it to the method too
+    assert FinetuneConfig(model="m", method="adam").zo is None
+    with pytest.raises(FinetuneError, match="method 'lozo' and zo.method 'mezo' differ"):
+        FinetuneConfig(model="m", method="lozo", zo=ZOConfig())
+    with pytest.raises(FinetuneError, match="do not apply to --method adam"):
+        FinetuneConfig(model="m", method="adam", zo=ZOConfig())
 
 
 def test_cli_flags_come_from_the_config_and_config_reruns_a_run(tmp_path, capsys):
@@ -543,9 +554,12 @@ def test_cli_flags_come_from_the_config_and_config_reruns_a_run(tmp_path, capsys
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     dests = {a.dest: a for a in parser._actions}
-    for f in dataclasses.fields(FinetuneConfig):
-        if f.name not in MANUAL:
-            assert f.name in dests and "(default: " in dests[f.name].help, f.name
+    names = [f.name for f in dataclasses.fields(FinetuneConfig) if f.name != "zo"]
+    names += ["zo." + f.name for f in dataclasses.fields(ZOConfig)]  # the nested settings: flat flags (--eps)
+    for name in names:
+        if name not in MANUAL:
+            assert name in dests and "(default: " in dests[name].help, name
+    assert dests["zo.eps"].option_strings == ["--eps"] and "zo" not in dests
     args = ("--steps", "3", "--k", "16", "--dev-size", "8", "--test-size", "8", "--template", "it-was", "--seed", "5")
     assert _cli(*args, "--out", str(tmp_path / "a")) == 0
     first = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -559,5 +573,19 @@ def test_cli_flags_come_from_the_config_and_config_reruns_a_run(tmp_path, capsys
     assert cfg_a.pop("out_dir") != cfg_b.pop("out_dir") and cfg_a == cfg_b
     assert again["history"]["loss"] == first["history"]["loss"] and again["test"] == first["test"]
     capsys.readouterr()
+    # a run made before the optimizer settings moved into zo: its results.json lists them flat
+    old = dict(first, config={k: v for k, v in first["config"].items() if k != "zo"})
+    old["config"].update({k: first["config"]["zo"][k] for k in ("eps", "rank", "refresh", "n_directions")},
+                         momentum=None)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert main(["finetune", "--config", str(tmp_path / "old.json"), "--out", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    rerun = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert rerun["config"]["zo"] == first["config"]["zo"] and rerun["history"]["loss"] == first["history"]["loss"]
+    capsys.readouterr()
+    assert main(["finetune", "--config", str(tmp_path / "old.json"), "--method", "adam", "--steps", "0",
+                 "--no-progress"]) == 0  # Adam takes none of the file's zeroth-order settings
+    assert main(["finetune", "--config", str(tmp_path / "old.json"), "--method", "adam", "--eps", "0.1"]) == 2
+    assert "do not apply to --method adam" in capsys.readouterr().err
     assert main(["finetune", "--steps", "0"]) == 2
     assert "--model is required" in capsys.readouterr().err

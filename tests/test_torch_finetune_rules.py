@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from dfo.torch import ZOConfig  # noqa: E402
 from dfo.torch.llm.finetune import FinetuneConfig, finetune  # noqa: E402
 
 DATA = Path(os.environ.get("DFO_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -21,10 +22,12 @@ pytestmark = [
 ]
 
 
-def _cfg(tmp_path, **kw):
+def _cfg(tmp_path, n_directions=None, **kw):
     base = dict(model=str(AIDREAMS), template="review", steps=50, batch_size=4, dev_size=8, test_size=8,
                 data_dir=str(DATA), out_dir=str(tmp_path / "run"), seed=1, lr=1e-4)
-    return FinetuneConfig(**{**base, **kw})
+    kw = {**base, **kw}
+    kw["zo"] = ZOConfig(method=kw.get("method", "mezo"), n_directions=n_directions)
+    return FinetuneConfig(**kw)
 
 
 @pytest.mark.parametrize("method, budget, steps, used", [("mezo", 7, 3, 6), ("fzoo", 13, 3, 12),
@@ -45,9 +48,9 @@ def test_line_search_method_counts_its_variable_passes_and_stays_in_budget(tmp_p
 
 
 def test_n_directions_defaults_to_the_methods(tmp_path):
-    assert _cfg(tmp_path, method="fzoo").n_directions == 8
-    assert _cfg(tmp_path, method="mezo-orth").n_directions == 4
-    assert _cfg(tmp_path, method="mezo").n_directions == 1
+    assert FinetuneConfig(model="m", method="fzoo").zo.n_directions == 8
+    assert FinetuneConfig(model="m", method="mezo-orth").zo.n_directions == 4
+    assert FinetuneConfig(model="m", method="mezo").zo.n_directions == 1
 
 
 def test_lora_trains_adapters_only_and_saves_an_adapter_peft_loads(tmp_path):

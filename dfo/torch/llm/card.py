@@ -21,6 +21,8 @@ from typing import Any
 
 #: the GLUE data set of each built-in task (the card's ``datasets`` entry)
 DATASETS = {"sst2": "glue/sst2", "rte": "glue/rte"}
+#: the zeroth-order settings the card lists (from the config's ``zo``)
+ZO_KEYS = ("eps", "n_directions", "rank", "refresh", "momentum")
 
 
 def _yaml_str(value: Any) -> str:
@@ -40,8 +42,10 @@ def model_card(result: dict[str, Any]) -> str:
     if task in DATASETS:
         header += ["datasets:", f"- {DATASETS[task]}"]
     header += ["metrics:", "- accuracy", "---", ""]
-    settings = {k: cfg.get(k) for k in ("lr", "eps", "n_directions", "rank", "refresh", "momentum", "weight_decay",
-                                        "batch_size", "lora", "seed") if cfg.get(k) is not None}
+    zo = cfg.get("zo") if isinstance(cfg.get("zo"), dict) else cfg  # runs before zo was nested: flat
+    settings = {k: (zo if k in ZO_KEYS else cfg).get(k) for k in ("lr", *ZO_KEYS, "weight_decay", "batch_size",
+                                                                   "lora", "seed")}
+    settings = {k: v for k, v in settings.items() if v is not None}
     lines = [
         f"# {cfg.get('model', 'model')} fine-tuned on {task} with {method}",
         "",

@@ -125,7 +125,7 @@ def clean(run_dir: Path, *, keep: str | None) -> None:
 
 
 #: settings that a checkpoint's optimizer state repeats, checked against the run's settings on load
-#: (``param_groups`` entries for every method; the ``zo`` config for the zeroth-order ones)
+#: (``param_groups`` entries for every method; the ``zo`` config for the zeroth-order ones, the run's ``zo``)
 CHECKED_GROUP_SETTINGS = ("lr", "weight_decay")
 CHECKED_ZO_SETTINGS = ("method", "eps", "rank", "refresh", "momentum", "n_directions")
 #: largest ``checkpoint.json`` dfo writes is a few MB (history + optimizer tree); more is not a checkpoint
@@ -180,9 +180,10 @@ def check_settings(state: Any, meta: dict[str, Any], where: str) -> None:
             raise CheckpointError(f"{where}: param group {i} is not an object")
         seen += [(f"param group {i} {k}", group.get(k), cfg.get(k)) for k in CHECKED_GROUP_SETTINGS]
     zo = opt.get("zo")
+    zo_cfg = cfg.get("zo") if isinstance(cfg.get("zo"), dict) else cfg  # before zo was nested: flat in the config
     if isinstance(zo, dict) and isinstance(zo.get("config"), dict):
-        seen += [(f"zo {k}", zo["config"].get(k), cfg.get(k)) for k in CHECKED_ZO_SETTINGS
-                 if cfg.get(k) is not None]
+        seen += [(f"zo {k}", zo["config"].get(k), zo_cfg.get(k)) for k in CHECKED_ZO_SETTINGS
+                 if zo_cfg.get(k) is not None]
     for name, used, recorded in seen:
         if used != recorded:
             raise CheckpointError(f"{where}: the optimizer state says {name}={used!r} but the run's settings say "

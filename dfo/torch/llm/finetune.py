@@ -38,8 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dfo.torch.methods import METHODS as _ZO_REGISTRY
-from dfo.torch.methods import get as _zo_entry
-from dfo.torch.methods import TorchMethod as _SpecMethod
+from dfo.torch.optimizer import ZOConfig
 from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.interrupts import StopFlag
 from dfo.run import FINETUNE as RUN_LAYOUT
@@ -92,12 +91,15 @@ class FinetuneConfig:
             :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
         label_words: one word per class replacing the template's (needs an explicit template).
         calibrate: report (and select templates by) contextually calibrated accuracy.
-        method: ``mezo``, ``subzero``, ``lozo``, ``lozo-m`` (zeroth order) or ``adam`` (backprop).
-        lr, eps, rank, refresh, momentum, weight_decay, n_directions: optimizer settings
-            (see :class:`dfo.torch.ZerothOrder`; ``adam`` uses ``lr`` and ``weight_decay``).
-            ``rank``, ``refresh`` and ``n_directions`` left at None are filled in with the method's
-            defaults from :data:`dfo.torch.methods.METHODS` (the config records the values used);
-            ``lr`` left at None takes :data:`DEFAULT_LR` of the method.
+        method: a zeroth-order method of :data:`dfo.torch.methods.METHODS` (``mezo``, ``subzero``, ``lozo``,
+            ``lozo-m``, ``mezo-orth``, ``mezo-ls``, ``fzoo``, ``fzoo-ls``) or ``adam`` (backprop)
+            (None: the method of ``zo``, mezo without it).
+        lr: learning rate (None: :data:`DEFAULT_LR` of the method).
+        weight_decay: ``theta <- theta - lr wd theta`` each step (``adam``: its own weight decay).
+        zo: the zeroth-order optimizer's settings (:class:`dfo.torch.ZOConfig`: eps, rank, refresh, momentum,
+            n_directions, line search...; its method is ``method``); None for ``adam``. Left at None for a
+            zeroth-order method it is ``ZOConfig(method)``: every default from the method's registry entry,
+            and the config records the values used.
         steps: optimizer steps (0: evaluate zero-shot).
         forward_passes: budget of training forward passes (None: no budget): the run stops before a
             step that could take it past the budget (``steps`` still caps it). Evaluation passes do not count.
@@ -127,14 +129,10 @@ class FinetuneConfig:
     template: str = "auto"
     label_words: tuple[str, ...] | None = None
     calibrate: bool = False
-    method: str = "mezo"
+    method: str | None = None
     lr: float | None = None
-    eps: float = 1e-3
-    rank: int | None = None
-    refresh: int | None = None
-    momentum: float | None = None
     weight_decay: float = 0.0
-    n_directions: int | None = None
+    zo: ZOConfig | None = None
     steps: int = 1000
     forward_passes: int | None = None
     lora: int | None = None
@@ -155,11 +153,21 @@ class FinetuneConfig:
     save_model: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("rank", "refresh", "n_directions"):
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, _spec_default(self.method, name))
+        if self.method is None:
+            object.__setattr__(self, "method", self.zo.method if isinstance(self.zo, ZOConfig) else "mezo")
+        _known_method(self.method)
+        if self.method == "adam":
+            if self.zo is not None:
+                raise FinetuneError(_ADAM_TAKES_NO_ZO)
+        elif self.zo is None:
+            object.__setattr__(self, "zo", zo_config(self.method))
+        elif not isinstance(self.zo, ZOConfig):
+            raise FinetuneError(f"zo must be a ZOConfig, got {type(self.zo).__name__} (FinetuneConfig.from_dict "
+                                "reads the JSON form)")
+        elif self.zo.method != self.method:
+            raise FinetuneError(f"method {self.method!r} and zo.method {self.zo.method!r} differ")
         if self.lr is None:
-            object.__setattr__(self, "lr", DEFAULT_LR.get(self.method, DEFAULT_LR["mezo"]))
+            object.__setattr__(self, "lr", DEFAULT_LR[self.method])
         task = get_task(self.task)
         if self.template != "auto":
             task.template(self.template)
@@ -167,16 +175,11 @@ class FinetuneConfig:
             raise FinetuneError("--label-words needs an explicit --template (the words belong to one prompt)")
         if self.label_words is not None and len(self.label_words) != task.n_classes:
             raise FinetuneError(f"{self.task} needs {task.n_classes} label words, got {list(self.label_words)}")
-        if self.method not in METHODS:
-            raise FinetuneError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for name in ("lr", "eps"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise FinetuneError(f"--{name} must be a positive finite number, got {v}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise FinetuneError(f"--lr must be a positive finite number, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise FinetuneError(f"--weight-decay must be >= 0 and finite, got {self.weight_decay}")
-        ints = {"steps": 0, "batch_size": 1, "k": 1, "eval_every": 0, "checkpoint_every": 0, "rank": 1,
-                "refresh": 1, "n_directions": 1, "seed": 0}
+        ints = {"steps": 0, "batch_size": 1, "k": 1, "eval_every": 0, "checkpoint_every": 0, "seed": 0}
         for name, low in ints.items():
             if getattr(self, name) < low:
                 raise FinetuneError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
@@ -196,11 +199,67 @@ class FinetuneConfig:
                                     f"it cannot be combined with --dtype {self.dtype}")
 
 
-def _spec_default(method: str, name: str) -> int:
-    """Default ``rank`` / ``refresh`` / ``n_directions`` of ``method`` from its registry entry
-    (:mod:`dfo.torch.methods`, which takes the low-rank spec's); ``adam`` ignores them and records the generic default."""
-    entry = _zo_entry(method) if method in _ZO_REGISTRY else None
-    return getattr(entry if entry is not None else _SpecMethod, name)  # the dataclass's field default
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        """The config of its JSON form (``asdict``, a ``results.json``'s ``"config"``, a checkpoint's), the
+        flat form of runs made before ``zo`` existed included (:func:`upgrade_config`).
+
+        Raises:
+            FinetuneError: unknown keys, or a setting the config refuses.
+        """
+        data = upgrade_config(dict(data))
+        zo = data.get("zo")
+        if isinstance(zo, dict):
+            method = _known_method(data.get("method") or zo.get("method") or "mezo")
+            settings = {k: v for k, v in zo.items() if k != "method"}
+            if method == "adam" and settings:
+                raise FinetuneError(_ADAM_TAKES_NO_ZO)
+            data["method"], data["zo"] = method, None if method == "adam" else zo_config(method, **settings)
+        if isinstance(data.get("label_words"), list):
+            data["label_words"] = tuple(data["label_words"])
+        try:
+            return cls(**data)
+        except TypeError as exc:  # unknown or missing keys
+            raise FinetuneError(str(exc)) from None
+
+
+_ADAM_TAKES_NO_ZO = "zeroth-order settings (zo) do not apply to --method adam (it takes --lr and --weight-decay)"
+
+
+def _known_method(method: str) -> str:
+    if method not in METHODS:
+        raise FinetuneError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
+#: the optimizer settings a FinetuneConfig listed itself before they moved into its ``zo`` (a :class:`ZOConfig`)
+FLAT_ZO_FIELDS = ("eps", "rank", "refresh", "momentum", "n_directions")
+
+
+def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A config's JSON object in the current layout: an older run's flat ``eps``, ``rank``, ``refresh``,
+    ``momentum``, ``n_directions`` moved into ``zo`` (dropped for ``adam``, which never used them).
+    A current object is returned as it is."""
+    flat = {k: data.pop(k) for k in FLAT_ZO_FIELDS if k in data}
+    if flat and "zo" not in data:
+        zo = {k: v for k, v in flat.items() if v is not None}
+        data["zo"] = None if data.get("method") == "adam" else zo
+    elif flat:
+        raise FinetuneError(f"settings {sorted(flat)} belong in zo (the config has both)")
+    return data
+
+
+def zo_config(method: str, **settings: Any) -> ZOConfig:
+    """``ZOConfig(method, **settings)``, its refusals as :class:`FinetuneError` naming the flag (``--eps``)."""
+    try:
+        return ZOConfig(method=method, **settings)
+    except TypeError as exc:
+        raise FinetuneError(f"zo: {exc}") from None
+    except ValueError as exc:
+        msg = str(exc)
+        name = msg.split(" ", 1)[0]
+        known = name in ZOConfig.__dataclass_fields__
+        raise FinetuneError(f"--{name.replace('_', '-')}{msg[len(name):]}" if known else msg) from None
 
 
 def resolve_device(name: str) -> Any:
@@ -282,11 +341,28 @@ def with_lora(model: Any, rank: int) -> Any:
 
 
 def _check_resumable(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
-    now = asdict(cfg)
-    diff = [k for k in now if k not in RESUME_MAY_CHANGE and _jsonable(now[k]) != saved.get(k)]
+    """The run's settings must be the checkpoint's (:data:`RESUME_MAY_CHANGE` aside); both are read through
+    :meth:`FinetuneConfig.from_dict`, so a checkpoint of the flat layout compares with its defaults filled in."""
+    try:
+        before = _flat_settings(asdict(FinetuneConfig.from_dict(saved)))
+    except (FinetuneError, TaskError) as exc:
+        raise FinetuneError(f"--resume: the checkpoint's settings do not load ({exc})") from None
+    now = _flat_settings(asdict(cfg))
+    diff = [k for k in now if k.split(".")[0] not in RESUME_MAY_CHANGE and now[k] != before.get(k)]
     if diff:
         raise FinetuneError("--resume: the checkpoint was made with different settings: "
-                            + ", ".join(f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in diff))
+                            + ", ".join(f"{k} {before.get(k)!r} -> {now[k]!r}" for k in diff))
+
+
+def _flat_settings(tree: dict[str, Any]) -> dict[str, Any]:
+    """``{"zo": {"eps": ...}}`` as ``{"zo.eps": ...}``, values as JSON gives them back."""
+    out: dict[str, Any] = {}
+    for key, value in _jsonable(tree).items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def per_example_loss(clf: PromptClassifier, encoded: Any) -> Any:
@@ -360,9 +436,8 @@ def finetune(
         from dfo.torch import ZerothOrder
 
         try:
-            opt = ZerothOrder(params, method=cfg.method, lr=cfg.lr, eps=cfg.eps, rank=cfg.rank, refresh=cfg.refresh,
-                              momentum=cfg.momentum, weight_decay=cfg.weight_decay, n_directions=cfg.n_directions,
-                              model=model, seed=cfg.seed)
+            opt = ZerothOrder(params, lr=cfg.lr, weight_decay=cfg.weight_decay, model=model, seed=cfg.seed,
+                              **asdict(cfg.zo))
         except ValueError as exc:  # settings only the optimizer checks (e.g. momentum range)
             raise FinetuneError(str(exc)) from None
     history: dict[str, list] = {"loss": [], "dev": [], "forward_passes": []}

