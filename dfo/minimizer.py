@@ -38,6 +38,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .bounds import Box
+from .estimate_request import centre_repeats, crn_seeds, estimate_points, estimate_values, rank_nonfinite
 from .estimators import ESTIMATORS, get_estimator
 from .lbfgs import LBFGSMemory
 from .noise import SEED_HIGH, NoiseProbe, difference_errors
@@ -235,68 +236,22 @@ class Minimizer:
         if not self.sigma_fixed or self.box is not None:  # the run's radius, a quarter of the box at most
             box_cap = 0.25 * self.box.width() if self.box is not None and self.box.width() > 0 else np.inf
             query = dataclasses.replace(query, sigma=float(min(s.sigma, box_cap)))
-        items = list(query.items)
-        extra = self.repeats - int(query.needs_fx) if self.line_search and (self.repeats > 1 or self.seeded) else 0
-        seeds = centre = None
-        if self.seeded:
-            if len(query.signs) == 2:  # central: one seed per direction, shared by its + and − points
-                dirs = [int(v) for v in self._seeds(query.directions.n_directions)]
-                seeds = [dirs[i] if i >= 0 else dirs[0] for i, _ in items]
-                centre = [int(v) for v in self._seeds(extra)] if extra else []
-            else:  # forward: the centre's seed for every direction (common random numbers)
-                own = [int(v) for v in self._seeds(max(self.repeats if self.line_search else 1, 1))]
-                seeds = [own[0]] * len(items)
-                centre = own[:self.repeats] if self.line_search is not None else []
-                centre = centre if query.needs_fx else centre[:extra]
-            seeds = np.array(seeds + (centre[-extra:] if extra else []), dtype=np.int64)
-            centre = np.array(centre, dtype=np.int64)
-        s.centre_seeds = centre
-        drawn = dict(extra=extra, ask_rng=ask_rng, ask_estimator=ask_est)
-        if self.box is None:
-            points = query.points if not extra else np.vstack([query.points, np.repeat(s.x[None], extra, 0)])
-            self._ask("estimate", points, seeds, items=items + [(-1, 0)] * extra, query=query, **drawn)
-            return
-        plan, pts = self.box.plan_query(query)  # bounds: each point moved inside the box
-        pts += [s.x] * extra
-        self._ask("estimate", np.array(pts), None if seeds is None else np.full(len(pts), seeds[0], np.int64),
-                  plan=plan, query=query, **drawn)
-
-    def _rank_nonfinite(self, values: np.ndarray) -> np.ndarray:
-        bad = ~np.isfinite(values)
-        if not bad.any():
-            return values
-        if self.nonfinite == "raise":
-            check_finite(values)
-        good, values = values[~bad], values.copy()
-        self.state.n_nonfinite += int(bad.sum())
-        if good.size == 0:  # all tie: nothing to learn from this batch (a zero estimate)
-            values[:] = 0.0
-            return values
-        top = float(good.max())
-        with np.errstate(over="ignore", invalid="ignore"):
-            worst = top + max(float(np.ptp(good)), abs(top) * 1e-12, 1e-12)
-        if not np.isfinite(worst):  # E8: finite values near the float limit; rank last without overflowing
-            worst = float(np.nextafter(top, np.inf))
-            worst = worst if np.isfinite(worst) else top
-        values[bad] = worst
-        return values
+        searching = self.line_search is not None  # f(x) is measured with the estimate
+        extra = centre_repeats(query, repeats=self.repeats, seeded=self.seeded, line_search=searching)
+        seeds, s.centre_seeds = crn_seeds(query, s.rng, repeats=self.repeats, extra=extra, line_search=searching) \
+            if self.seeded else (None, None)
+        points, seeds, shape = estimate_points(query, s.x, extra=extra, seeds=seeds, box=self.box)
+        self._ask("estimate", points, seeds, query=query, extra=extra, ask_rng=ask_rng, ask_estimator=ask_est, **shape)
 
     def _tell_estimate(self, values: np.ndarray) -> None:
         s, req = self.state, self.state.pending
-        values = self._rank_nonfinite(values)
-        query, own = req.query, values[:values.size - req.extra]
-        est_vals = own if req.plan is None else req.plan[:, :-1] @ own
-        if req.plan is not None and query.fx is not None:
-            est_vals = est_vals + req.plan[:, -1] * query.fx
-        centre = values[values.size - req.extra:] if req.extra else np.empty(0)
-        estimate = self.active_estimator.tell(query, est_vals)
-        if query.needs_fx:
-            centre = np.concatenate([values[:1], centre])
+        values, bad = rank_nonfinite(values, self.nonfinite)
+        s.n_nonfinite += bad
+        est_vals, centre = estimate_values(req, values)
+        estimate = self.active_estimator.tell(req.query, est_vals)
         g = estimate.grad
         if centre.size:
-            s.fx = float(centre.mean())
-            if self.eps_mode == "repeats":
-                s.eps_f = float(centre.std(ddof=1) / np.sqrt(centre.size))
+            self._measure_centre(centre)
         elif estimate.fx is not None:
             s.fx = float(estimate.fx)
         if s.memory is not None and s.pair_s is not None:
@@ -314,11 +269,14 @@ class Minimizer:
             self._search()
 
     def _tell_center(self, values: np.ndarray) -> None:
-        values = check_finite(values)
+        self._measure_centre(check_finite(values))
+        self._search()
+
+    def _measure_centre(self, values: np.ndarray) -> None:
+        """f(x) as the mean of its repeats (and, with ``eps_f="repeats"``, ε_f as their standard error)."""
         self.state.fx = float(values.mean())
         if self.eps_mode == "repeats":
             self.state.eps_f = float(values.std(ddof=1) / np.sqrt(values.size))
-        self._search()
 
     # -- 3. step (the line search; update rules stepped in _tell_estimate) -------------------
     def _free_gradient(self) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import dfo
+from dfo.estimate_request import rank_nonfinite
 from dfo.minimizer import Minimizer
 
 
@@ -57,10 +58,9 @@ def test_N_E_a_finite_fx_is_used_and_saves_the_evaluation():
 
 
 def test_E8_non_finite_values_rank_last_without_overflow_near_the_float_limit():
-    m = Minimizer(np.ones(2), rng=0, nonfinite="worst")
-    ranked = m._rank_nonfinite(np.array([1e308, -1e308, np.inf, 1.0]))
-    assert np.all(np.isfinite(ranked)) and ranked[2] > 1e308 and ranked[2] == ranked.max()
-    ranked = m._rank_nonfinite(np.array([1.0, 2.0, np.nan]))
+    ranked, bad = rank_nonfinite(np.array([1e308, -1e308, np.inf, 1.0]), "worst")
+    assert np.all(np.isfinite(ranked)) and ranked[2] > 1e308 and ranked[2] == ranked.max() and bad == 1
+    ranked, bad = rank_nonfinite(np.array([1.0, 2.0, np.nan]), "worst")
     assert ranked[2] > 2.0 and np.isfinite(ranked[2])
 
 
