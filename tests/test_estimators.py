@@ -302,7 +302,7 @@ def test_lowrank_small_matrix_rule_and_spec_defaults():
         assert q.directions.ranks == (3, 0)
         assert q.directions.factors[0][1].shape == (17, 3)
         default = LowRankEstimator(kind=kind)
-        assert (default.rank, default.refresh) == (spec.METHODS[kind].rank, spec.METHODS[kind].refresh)
+        assert (default.rank, default.refresh) == (spec.LOWRANK_METHODS[kind].rank, spec.LOWRANK_METHODS[kind].refresh)
 
 
 def test_lowrank_momentum_starts_at_first_estimate_and_carries_by_least_squares():

@@ -528,11 +528,11 @@ def test_rank_and_refresh_default_to_the_methods_lowrank_spec_entry(monkeypatch)
     from dfo.estimators import lowrank_spec as spec
     from dfo.torch.llm import finetune_command as command
 
-    monkeypatch.setitem(spec.METHODS, "lozo", dataclasses.replace(spec.METHODS["lozo"], rank=3, refresh=7))
+    monkeypatch.setitem(spec.LOWRANK_METHODS, "lozo", dataclasses.replace(spec.LOWRANK_METHODS["lozo"], rank=3, refresh=7))
     lozo = FinetuneConfig(model="m", method="lozo").zo
     assert (lozo.method, lozo.rank, lozo.refresh) == ("lozo", 3, 7)
     assert FinetuneConfig(model="m", zo=ZOConfig(method="lozo", rank=5, refresh=9)).method == "lozo"
-    mezo = spec.METHODS["mezo"]
+    mezo = spec.LOWRANK_METHODS["mezo"]
     assert (FinetuneConfig(model="m").zo.rank, FinetuneConfig(model="m").zo.refresh) == (mezo.rank, mezo.refresh)
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

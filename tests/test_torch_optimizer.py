@@ -13,7 +13,7 @@ from torch import nn  # noqa: E402
 
 from dfo.estimators import LowRankDirections  # noqa: E402
 from dfo.estimators import lowrank_spec as spec  # noqa: E402
-from dfo.torch import METHODS, ZerothOrder  # noqa: E402
+from dfo.torch import ZO_METHODS as METHODS, ZerothOrder  # noqa: E402
 from dfo.torch.methods import get as get_entry  # noqa: E402
 
 LOW_RANK = [m for m in METHODS if get_entry(m).low_rank]
@@ -192,7 +192,7 @@ def test_closure_raising_leaves_parameters_unperturbed(method, fail_at):
         assert torch.allclose(model(x), out_before, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", tuple(spec.METHODS))  # the step rules: tests/test_torch_rules.py
+@pytest.mark.parametrize("method", tuple(spec.LOWRANK_METHODS))  # the step rules: tests/test_torch_rules.py
 def test_nan_loss_raises_and_restores(method):
     model, closure = _problem(torch.float64)
     before = [p.detach().clone() for p in model.parameters()]
@@ -364,9 +364,9 @@ def test_numpy_and_torch_draw_the_same_direction(method, shape, rank):
 
 
 def test_method_registry_is_the_spec():
-    assert set(spec.METHODS) <= set(METHODS)  # the spec's methods, then the torch step rules
-    assert all(get_entry(m).new_rule for m in set(METHODS) - set(spec.METHODS))
-    for name, entry in spec.METHODS.items():
+    assert set(spec.LOWRANK_METHODS) <= set(METHODS)  # the spec's methods, then the torch step rules
+    assert all(get_entry(m).new_rule for m in set(METHODS) - set(spec.LOWRANK_METHODS))
+    for name, entry in spec.LOWRANK_METHODS.items():
         opt = ZerothOrder([nn.Parameter(torch.zeros(4, 4))], method=name)
         assert (opt.config.rank, opt.config.refresh, opt.config.momentum) == (entry.rank, entry.refresh, entry.momentum)
         assert opt.config.family == entry.family

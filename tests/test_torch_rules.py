@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from torch import nn  # noqa: E402
 
-from dfo.torch import METHODS, ZerothOrder  # noqa: E402
+from dfo.torch import ZO_METHODS as METHODS, ZerothOrder  # noqa: E402
 from dfo.torch.directions import CHUNK, Generators  # noqa: E402
 from dfo.torch.methods import get as get_entry  # noqa: E402
 

@@ -4,7 +4,7 @@
 :class:`dfo.torch.ZerothOrder` (torch, tensors of a model) both call this module
 for everything that defines a method; neither re-implements a formula.
 
-Methods (:data:`METHODS`; a new method is one entry) are a direction *family*
+Methods (:data:`LOWRANK_METHODS`; a new method is one entry) are a direction *family*
 plus defaults:
 
 * ``gaussian`` (MeZO, Malladi et al. 2023): ``P = z ~ N(0, I)``, the estimate is
@@ -97,7 +97,7 @@ class Method:
 #: every method, numpy and torch alike (numpy's dense one is the ``central-gaussian`` preset).
 #: Defaults rank 8 / refresh 50 for all: the papers' code uses SubZero r = 8 (T = 1000-2000)
 #: and LOZO r = 1-4 (ν = 50-100); see docs/torch.md for what was measured.
-METHODS: dict[str, Method] = {
+LOWRANK_METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("mezo", "gaussian", reference="Malladi et al. 2023"),
@@ -109,10 +109,10 @@ METHODS: dict[str, Method] = {
 
 
 def get_method(name: str) -> Method:
-    """The entry of :data:`METHODS` called ``name`` (clear error otherwise)."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {tuple(METHODS)}")
-    return METHODS[name]
+    """The entry of :data:`LOWRANK_METHODS` called ``name`` (clear error otherwise)."""
+    if name not in LOWRANK_METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {tuple(LOWRANK_METHODS)}")
+    return LOWRANK_METHODS[name]
 
 
 def block_rank(shape: tuple[int, ...], rank: int) -> int:

@@ -25,7 +25,7 @@ from ..radius import (CENTRAL_FD, CENTRAL_GAUSSIAN, CENTRAL_SPHERE, FORWARD_FD, 
                       RadiusRule, name_rule)
 from .finite_difference import FiniteDifferenceEstimator
 from .lowrank import LowRankEstimator
-from .lowrank_spec import METHODS
+from .lowrank_spec import LOWRANK_METHODS
 
 #: second-moment curves known to :mod:`dfo.study.theory` (None: no formula)
 THEORY_CURVES = ("gaussian", "sphere", "orthogonal", "exact")
@@ -101,7 +101,7 @@ ESTIMATORS: dict[str, Preset] = {p.name: p for p in (
     _fd("central-interpolation", "orthogonal", True, CENTRAL_FD, "exact", interpolation=True),
     Preset("subzero", partial(LowRankEstimator, kind="subzero"), CENTRAL_FD, True, low_rank=True, note=_LOWRANK_NOTE),
     Preset("lozo", partial(LowRankEstimator, kind="lozo"), CENTRAL_FD, True, low_rank=True, note=_LOWRANK_NOTE),
-    Preset("lozo-m", partial(LowRankEstimator, kind="lozo", momentum=METHODS["lozo-m"].momentum), CENTRAL_FD, True,
+    Preset("lozo-m", partial(LowRankEstimator, kind="lozo", momentum=LOWRANK_METHODS["lozo-m"].momentum), CENTRAL_FD, True,
            low_rank=True, note=_LOWRANK_NOTE),
 )}
 

@@ -8,9 +8,10 @@ Example:
     >>> loss = opt.step(lambda: model(**batch).loss)                                  # doctest: +SKIP
 """
 
-from dfo.torch.optimizer import METHODS, StepInfo, ZerothOrder, ZOConfig
+from dfo.torch.methods import ZO_METHODS
+from dfo.torch.optimizer import StepInfo, ZerothOrder, ZOConfig
 
-__all__ = ["METHODS", "StepInfo", "ZOConfig", "ZerothOrder"]
+__all__ = ["StepInfo", "ZOConfig", "ZO_METHODS", "ZerothOrder"]
 
 
 def __getattr__(name: str):

@@ -54,7 +54,7 @@ They live here, not in the numpy spec, because they are rules for the torch opti
   ``1/(n-1)`` makes ``E[(f_i - fbar) z_i] / eps`` equal ``(1 - 1/n) grad``, corrected). The
   normalisation makes ``lr`` the length scale of the step: per coordinate about ``lr / sqrt(n)``.
 
-Every entry of :data:`METHODS` records its defaults; ``ZerothOrder(method=...)`` reads them.
+Every entry of :data:`ZO_METHODS` records its defaults; ``ZerothOrder(method=...)`` reads them.
 
 Example:
     >>> get("mezo-ls").step, get("fzoo").n_directions, get("lozo").family
@@ -110,8 +110,8 @@ def _from_spec(m: spec.Method) -> TorchMethod:
 
 
 #: every method of the torch optimizer: the spec's (same entries, same defaults) and the step rules
-METHODS: dict[str, TorchMethod] = {
-    **{name: _from_spec(m) for name, m in spec.METHODS.items()},
+ZO_METHODS: dict[str, TorchMethod] = {
+    **{name: _from_spec(m) for name, m in spec.LOWRANK_METHODS.items()},
     "mezo-orth": TorchMethod("mezo-orth", "gaussian", step="orth", n_directions=4,
                              reference="Choromanski et al. 2018 (orthogonal directions)"),
     "mezo-ls": TorchMethod("mezo-ls", "gaussian", line_search=True, n_directions=1,
@@ -126,8 +126,8 @@ METHODS: dict[str, TorchMethod] = {
 def get(name: str) -> TorchMethod:
     """The entry called ``name`` (one clear error otherwise); the spec's methods are read from the spec
     at each call, so the spec stays the one home of their defaults."""
-    if name in spec.METHODS:
-        return _from_spec(spec.METHODS[name])
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {tuple(METHODS)}")
-    return METHODS[name]
+    if name in spec.LOWRANK_METHODS:
+        return _from_spec(spec.LOWRANK_METHODS[name])
+    if name not in ZO_METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {tuple(ZO_METHODS)}")
+    return ZO_METHODS[name]

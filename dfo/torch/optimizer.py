@@ -72,8 +72,6 @@ import dfo.torch.methods as registry
 from dfo.torch.directions import Generators, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
-#: every method: the spec's (mezo, subzero, lozo, lozo-m) and the step rules of :mod:`dfo.torch.methods`
-METHODS = tuple(registry.METHODS)
 NOISES = ("torch", "hash")
 BASELINES = ("mean", "base")
 #: settings added after the first checkpoints were written, with the values those checkpoints ran with
@@ -89,7 +87,7 @@ class ZOConfig:
     """Hyperparameters shared by all parameter groups.
 
     Attributes:
-        method: a name of :data:`METHODS` (:mod:`dfo.torch.methods`).
+        method: a name of :data:`dfo.torch.methods.ZO_METHODS`.
         eps: perturbation radius.
         rank: r of the low-rank methods (None: the method's spec default).
         refresh: steps between subspace redraws, SubZero's T, LOZO's nu (None: spec default).
@@ -236,7 +234,7 @@ class ZerothOrder(torch.optim.Optimizer):
         params: parameters or parameter groups (dicts with ``params`` and optional
             ``lr``, ``weight_decay``, ``decay_1d``). Parameters with
             ``requires_grad=False`` when a step starts are neither perturbed nor updated.
-        method: a name of :data:`METHODS` (``"mezo"``, ``"subzero"``, ``"lozo"``, ``"lozo-m"``, and the step
+        method: a name of :data:`dfo.torch.methods.ZO_METHODS` (``"mezo"``, ``"subzero"``, ``"lozo"``, ``"lozo-m"``, and the step
             rules ``"mezo-orth"``, ``"mezo-ls"``, ``"fzoo"``, ``"fzoo-ls"`` of :mod:`dfo.torch.methods`).
         lr: learning rate (finite, >= 0).
         eps: perturbation radius (finite, > 0).

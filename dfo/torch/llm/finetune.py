@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dfo.torch.methods import METHODS as _ZO_REGISTRY
+from dfo.torch.methods import ZO_METHODS
 from dfo.torch.optimizer import ZOConfig
 from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.interrupts import StopFlag
@@ -49,8 +49,8 @@ from dfo.torch.llm.models import load_lm
 from dfo.torch.llm.prompt import Interrupted, PromptClassifier, choose_template
 from dfo.torch.llm.tasks import TASKS, TaskError, balanced_subset, get_task, load_split
 
-ZO_METHODS = tuple(_ZO_REGISTRY)  # the optimizer's methods (dfo.torch.methods: the lowrank spec's + the step rules)
-METHODS = ZO_METHODS + ("adam",)
+#: ``--method``: the optimizer's (:data:`dfo.torch.methods.ZO_METHODS`: the low-rank spec's and the step rules), and adam
+FINETUNE_METHODS = (*ZO_METHODS, "adam")
 #: default learning rates, measured with SmolLM2-135M on SST-2 (bench/results/torch_quality.md): ZO at 2e-5
 #: learned (+3.4 test points for MeZO after 1000 steps) while 1e-6 (MeZO's OPT value) left the model at its
 #: zero-shot accuracy after 200 steps; Adam at 1e-5. Larger models usually need smaller values.
@@ -91,7 +91,7 @@ class FinetuneConfig:
             :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
         label_words: one word per class replacing the template's (needs an explicit template).
         calibrate: report (and select templates by) contextually calibrated accuracy.
-        method: a zeroth-order method of :data:`dfo.torch.methods.METHODS` (``mezo``, ``subzero``, ``lozo``,
+        method: a zeroth-order method of :data:`dfo.torch.methods.ZO_METHODS` (``mezo``, ``subzero``, ``lozo``,
             ``lozo-m``, ``mezo-orth``, ``mezo-ls``, ``fzoo``, ``fzoo-ls``) or ``adam`` (backprop)
             (None: the method of ``zo``, mezo without it).
         lr: learning rate (None: :data:`DEFAULT_LR` of the method).
@@ -227,8 +227,8 @@ _ADAM_TAKES_NO_ZO = "zeroth-order settings (zo) do not apply to --method adam (i
 
 
 def _known_method(method: str) -> str:
-    if method not in METHODS:
-        raise FinetuneError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in FINETUNE_METHODS:
+        raise FinetuneError(f"unknown method {method!r}; choose one of {', '.join(FINETUNE_METHODS)}")
     return method
 
 
@@ -592,5 +592,5 @@ def finetune(
     return result
 
 
-__all__ = ["AUTOCAST_DTYPES", "FinetuneConfig", "FinetuneError", "METHODS", "Stopped", "TASKS", "finetune",
+__all__ = ["AUTOCAST_DTYPES", "FinetuneConfig", "FinetuneError", "FINETUNE_METHODS", "Stopped", "TASKS", "finetune",
            "resolve_device", "with_lora"]

@@ -29,7 +29,7 @@ import torch  # noqa: E402  (ImportError here makes `dfo finetune` report the mi
 from dfo.torch.llm.finetune import (  # noqa: E402
     AUTOCAST_DTYPES,
     DTYPES,
-    METHODS,
+    FINETUNE_METHODS,
     FinetuneConfig,
     FinetuneError,
     Stopped,
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--no-progress", action="store_true")
     add_config_file_argument(parser, f"a run's results.json or a JSON object of settings; ${DATA_ENV} holds the data")
     add_config_arguments(parser, FinetuneConfig, skip=MANUAL,
-                         choices={"method": METHODS, "dtype": DTYPES, "autocast": AUTOCAST_DTYPES,
+                         choices={"method": FINETUNE_METHODS, "dtype": DTYPES, "autocast": AUTOCAST_DTYPES,
                                   "zo.noise": NOISES, "zo.baseline": BASELINES},
                          metavars={"lora": "R"}, group_title="fine-tuning settings (FinetuneConfig)")
 
