@@ -76,6 +76,7 @@ class TaskPreset:
         policy: default policy class, ``"linear"`` (ARS) or ``"mlp"`` (tanh hidden layers).
         hidden: the MLP's hidden widths (used when ``policy == "mlp"``).
         episodes: default training-episode budget of ``dfo train ENV``.
+        starts, start_episodes: multi-start race (``TrainConfig.starts``; 1 = a plain run).
         source: where the defaults come from.
     """
 
@@ -90,6 +91,8 @@ class TaskPreset:
     policy: str = "linear"
     hidden: tuple[int, ...] = (32, 32)
     episodes: int = 2000
+    starts: int = 1
+    start_episodes: int = 0
     source: str = OURS
 
     def __post_init__(self) -> None:

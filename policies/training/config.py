@@ -76,6 +76,11 @@ class TrainConfig:
         track: experiment trackers that receive the run's metrics and settings besides
             TensorBoard: ``wandb`` and/or ``mlflow`` (the ``track`` extra; configured by their own
             environment variables, see :mod:`dfo.run.track`).
+        starts: independent starts that race for ``start_episodes`` episodes each; the one with the
+            best recent evaluations continues for the rest of the budget, and every episode of every
+            start counts against it (:mod:`dfo.policies.training.starts`; ``None`` = task preset,
+            ``1`` = a plain run).
+        start_episodes: episodes each start gets before the race is decided (``None`` = task preset).
     """
 
     env_id: str = "Swimmer-v5"
@@ -103,16 +108,20 @@ class TrainConfig:
     step: str | None = None
     direction: str = "gradient"
     track: tuple[str, ...] = ()
+    starts: int | None = None
+    start_episodes: int | None = None
 
     def __post_init__(self) -> None:
         if self.method is not None:
             get_method(self.method)  # raises on an unknown name
         if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        for name in ("n_directions", "top_b", "horizon", "eval_every", "max_iterations"):
+        for name in ("n_directions", "top_b", "horizon", "eval_every", "max_iterations", "starts"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.start_episodes is not None and self.start_episodes < 0:
+            raise ValueError(f"start_episodes must be >= 0, got {self.start_episodes}")
         for name in ("step_size", "noise"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):
@@ -167,10 +176,18 @@ class TrainConfig:
         if top_b > n_dir:
             raise ValueError(f"top_b={top_b} exceeds n_directions={n_dir}")
         eval_every = self.eval_every if self.eval_every is not None else max(1, 16 // (2 * n_dir))
+        episodes = self.episodes if self.episodes is not None else p.episodes
+        starts = self.starts if self.starts is not None else p.starts
+        start_episodes = self.start_episodes if self.start_episodes is not None else p.start_episodes
+        if starts > 1 and not 1 <= start_episodes * starts < episodes:
+            raise ValueError(f"{starts} starts of {start_episodes} episodes leave nothing of the {episodes}-episode "
+                             f"budget for the winner (need 1 <= starts x start_episodes < episodes)")
         return dataclasses.replace(
             self,
             method=self.method if self.method is not None else p.method,
-            episodes=self.episodes if self.episodes is not None else p.episodes,
+            episodes=episodes,
+            starts=starts,
+            start_episodes=start_episodes if starts > 1 else 0,
             n_directions=n_dir,
             top_b=top_b,
             step_size=self.step_size if self.step_size is not None else p.step_size,
@@ -198,6 +215,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}")
         d = dict(d)
+        d.setdefault("starts", 1)  # a run saved before multi-start had one start, whatever the preset says now
         if d.get("hidden") is not None:
             d["hidden"] = tuple(d["hidden"])
         if "imports" in d:

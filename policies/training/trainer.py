@@ -74,7 +74,10 @@ from dfo.policies.training.rundir import (
     unlock_run_dir,
 )
 from dfo.policies.training.runlog import Progress, RunLog
+from dfo.policies.training.starts import StartRace
 
+#: what runs on across the starts of a multi-start race (everything else belongs to one start)
+_RUN_COUNTERS = ("iteration", "episodes", "env_steps", "nonfinite", "elapsed", "best_eval")
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
 LS_MAX_TRIALS = 4  # line-search trials per iteration (each costs ls_repeats episodes)
 
@@ -170,22 +173,13 @@ class Trainer:
         self.method: Method = get_method(cfg.method)
         obs_dim, act_dim = _env_dims(cfg)
         self.policy = build_policy(cfg, obs_dim, act_dim)
-        n = self.policy.n_params
         self.spec = RolloutSpec(env_id=cfg.env_id, policy=self.policy.config(), horizon=int(cfg.horizon),
                                 reward_shift=float(cfg.survival_shift), lean=cfg.lean,
                                 env_kwargs=dict(cfg.env_kwargs), imports=tuple(cfg.imports))
-        self.estimator = self.method.make_estimator(
-            n, n_directions=int(cfg.n_directions), top_b=int(cfg.top_b), noise=float(cfg.noise),
-            blocks=self.policy.param_blocks(),
-        )
         self.lr = self.method.learning_rate(float(cfg.step_size), float(cfg.noise))
-        if cfg.step in STEP_CONTROL:  # the ARS step, its length controlled (dfo.policies.methods.StepControl)
-            self.estimator = StepControl(self.estimator, STEP_CONTROL[cfg.step], self.lr)
         # state
-        self.params = self.policy.init_params(np.random.default_rng(cfg.seed))
-        self.normalizer = ObsNormalizer(obs_dim)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.minimizer = self._make_minimizer()
+        self.race = StartRace(starts=int(cfg.starts), start_episodes=int(cfg.start_episodes))
+        self._start_lane(cfg.seed)
         self.iteration = 0
         self.episodes = 0
         self.env_steps = 0
@@ -207,6 +201,35 @@ class Trainer:
         self._lock_fd: int | None = None  # the run directory's lock, held until close()
         self.run_id = uuid.uuid4().hex  # ties config.json and every checkpoint to this run
         self.last_checkpoint: Path | None = None
+
+    def _start_lane(self, seed: int) -> None:
+        """Fresh optimizer state from ``seed``: policy parameters, normalizer, estimator, rng, minimizer."""
+        cfg = self.config
+        self.estimator = self.method.make_estimator(
+            self.policy.n_params, n_directions=int(cfg.n_directions), top_b=int(cfg.top_b), noise=float(cfg.noise),
+            blocks=self.policy.param_blocks(),
+        )
+        if cfg.step in STEP_CONTROL:  # the ARS step, its length controlled (dfo.policies.methods.StepControl)
+            self.estimator = StepControl(self.estimator, STEP_CONTROL[cfg.step], self.lr)
+        self.params = self.policy.init_params(np.random.default_rng(seed))
+        self.normalizer = ObsNormalizer(self.policy.obs_dim)
+        self.rng = np.random.default_rng(seed)
+        self.minimizer = self._make_minimizer()
+        self.alpha = None
+
+    def _next_lane(self) -> None:
+        """End the current start of the race: keep it if it scores best, then start the next or load the winner."""
+        race = self.race
+        lane_state = {k: v for k, v in self.state_dict().items() if k not in ("config", "race")}
+        if race.finish_lane(lane_state, self.episodes):
+            best = race.best_state
+            race.best_state = None
+            kept = {k: getattr(self, k) for k in _RUN_COUNTERS}
+            self.load_state_dict(best)
+            for k, v in kept.items():
+                setattr(self, k, v)
+        else:
+            self._start_lane(race.lane_seed(self.config.seed, race.lane))
 
     # -- construction from a checkpoint -------------------------------------------
     @classmethod
@@ -281,6 +304,7 @@ class Trainer:
             "minimizer": self.minimizer.state_dict(),
             "last_eval": self.last_eval,
             "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
+            "race": self.race.state_dict() if self.race.starts > 1 else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -304,6 +328,8 @@ class Trainer:
             self.minimizer.alpha = self.alpha
         self.last_eval = float(state["last_eval"])
         self.best_eval = -math.inf if state.get("best_eval") is None else float(state["best_eval"])
+        if state.get("race") is not None:
+            self.race = StartRace.from_state(state["race"])
         self._needs_initial_row = False  # progress.csv already has it
 
     def save(self) -> Path | None:
@@ -451,6 +477,9 @@ class Trainer:
         if not math.isnan(eval_ret):
             self.last_eval = eval_ret
             self._maybe_save_best(eval_ret)
+        self.race.observe(eval_ret)
+        if self.race.lane_over(self.episodes):
+            self._next_lane()
         dt = time.perf_counter() - t0
         self.elapsed += dt
         true_rets = np.array([o.true_ret for o in outs])
