@@ -1,215 +1,93 @@
-"""Atomic training checkpoints without pickle: a directory per checkpoint, the last two kept.
+"""The RL trainer's checkpoints: numbered folders of the one dfo checkpoint format, plus the policy files.
 
-Layout of a run directory::
+Layout of a run folder::
 
-    RUN/checkpoints/iter_000012/policy.npz, policy.json   # save_policy: `dfo evaluate` reads it
-    RUN/checkpoints/iter_000012/state.npz, state.json     # trainer state (arrays + JSON tree)
-    RUN/checkpoints/iter_000012/manifest.json             # SHA-256 of each file above
+    RUN/checkpoints/iter_000012/policy.npz, policy.json   # save_policy: what `dfo evaluate` reads
+    RUN/checkpoints/iter_000012/state.json, arrays.npz    # the trainer state (dfo.run.checkpoint)
+    RUN/checkpoints/iter_000012/manifest.json             # kind "train", SHA-256 of each file above
 
-A checkpoint is written into a hidden temporary directory and renamed into place
-(``os.replace`` of a directory is atomic on POSIX), so a crash never leaves a half
-checkpoint under its final name; temporary directories left by a killed run are removed
-by the next save. ``manifest.json`` (written last) lists every file of the checkpoint
-with its SHA-256: a file that is missing, extra, truncated, bit-flipped or edited (the
-JSON state included) is refused with a clear :class:`CheckpointError` that names the
-file and the previous good checkpoint, which is never deleted before a newer one is
-complete. Symbolic links are refused everywhere in a checkpoint. The manifest guards
-against corruption and careless edits, not against someone who can rewrite it: nothing
-in a checkpoint is executed, and where work runs (backend, scheduler) is never read
-from a run directory.
-
-Nested state (dicts, lists, tuples, ``None``, numbers, strings, numpy arrays) is encoded
-as a JSON tree whose arrays are replaced by references into the npz (:data:`CODEC`, the
-tagged layout of :mod:`dfo.jsontree`); files are written with :mod:`dfo.fileio`.
+The format, its checks and its one :class:`CheckpointError` live in :mod:`dfo.run.checkpoint`;
+this module names the folders (:data:`SERIES`: ``iter_<6 digits>``, the last :data:`KEEP` kept),
+adds the policy files, and reads checkpoints of the version-1 layout that ``dfo train`` wrote
+before (``state.json`` with a ``{"format": 1, "state": ...}`` tree of tagged containers, and
+``state.npz``), so those runs resume: their hashes are checked the same way.
 
 Example:
-    >>> import numpy as np
-    >>> tree, arrays = encode_tree({"a": (np.arange(2), None), "b": 3})
-    >>> decode_tree(tree, arrays)["a"][0].tolist()
-    [0, 1]
+    >>> import tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> _ = save_checkpoint(run, 3, {"iteration": 3}, write_policy=lambda stem: None)
+    >>> ckpt, state = load_checkpoint(run)
+    >>> ckpt.name, state
+    ('iter_000003', {'iteration': 3})
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from dfo.fileio import atomic_write_bytes, bad_files, file_digests, staged_dir
-from dfo.jsontree import TreeCodec, TreeError, load_json
+from dfo.jsontree import TreeCodec, TreeError
+from dfo.policies.serialization import read_checksummed_pair
+from dfo.run.checkpoint import (
+    LEGACY_VERSION,
+    MANIFEST,
+    CheckpointError,
+    Series,
+    load,
+    verify,
+)
 
-from .serialization import read_checksummed_pair, write_checksummed_pair
+__all__ = ["CHECKPOINT_DIR", "KIND", "MANIFEST", "CheckpointError", "list_checkpoints", "load_checkpoint",
+           "resolve_checkpoint", "save_checkpoint", "series", "verify_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoints"
 PREFIX = "iter_"
 KEEP = 2
-MANIFEST = "manifest.json"
-TMP_PREFIX = ".tmp-"
-#: a manifest lists four files; anything this large is not one dfo wrote
-MAX_MANIFEST_BYTES = 1024 * 1024
+#: the ``kind`` of a training checkpoint's manifest
+KIND = "train"
+
+#: the tree layout of version-1 checkpoints (every container tagged; see :mod:`dfo.jsontree`)
+LEGACY_CODEC = TreeCodec(leaf_tag="__array__", is_leaf=lambda v: isinstance(v, np.ndarray), store=lambda v: v,
+                         root="s", compact=False)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated or corrupt."""
-
-
-#: the layout of ``state.json`` (every container tagged; see :mod:`dfo.jsontree`)
-CODEC = TreeCodec(leaf_tag="__array__", is_leaf=lambda v: isinstance(v, np.ndarray), store=lambda v: v,
-                  root="s", compact=False)
-
-
-def encode_tree(obj: Any, arrays: dict[str, np.ndarray] | None = None) -> tuple[Any, dict]:
-    """Split ``obj`` into a JSON-serializable tree and a dict of arrays."""
-    arrays = {} if arrays is None else arrays
-    return CODEC.encode(obj, arrays), arrays
-
-
-def decode_tree(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of :func:`encode_tree`.
-
-    Raises:
-        CheckpointError: an unknown node or a missing array.
-    """
-    try:
-        return CODEC.decode(tree, arrays)
-    except TreeError as e:
-        raise CheckpointError(str(e)) from None
-
-
-def checkpoint_name(iteration: int) -> str:
-    return f"{PREFIX}{int(iteration):06d}"
+def series(run_dir: str | os.PathLike) -> Series:
+    """The checkpoints of a run folder (``RUN/checkpoints/iter_NNNNNN/``)."""
+    return Series(root=Path(run_dir) / CHECKPOINT_DIR, prefix=PREFIX, keep=KEEP,
+                  resume_hint="resume from it with --resume {path}")
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Checkpoint directories of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if root.is_symlink():
-        raise CheckpointError(f"{root} is a symbolic link; a run directory must hold real files only")
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and p.is_dir() and not p.is_symlink())
-
-
-def write_manifest(directory: Path) -> None:
-    """Write ``manifest.json``: the SHA-256 of every other file in ``directory``."""
-    files = file_digests(directory, sorted(p.name for p in directory.iterdir() if p.name != MANIFEST))
-    data = json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True).encode()
-    atomic_write_bytes(directory / MANIFEST, data)
+    """Checkpoint folders of a run, oldest first."""
+    return series(run_dir).folders()
 
 
 def verify_checkpoint(directory: str | os.PathLike) -> None:
-    """Check a checkpoint directory against its ``manifest.json``.
-
-    Raises:
-        CheckpointError: a symbolic link, a missing or unreadable manifest, a file that
-            is missing, not listed, or whose SHA-256 differs (the message names it).
-    """
-    directory = Path(directory)
-    if directory.is_symlink():
-        raise CheckpointError(f"checkpoint {directory} is a symbolic link; refusing to read through it")
-    links = sorted(p.name for p in directory.iterdir() if p.is_symlink())
-    if links:
-        raise CheckpointError(f"checkpoint {directory} holds symbolic links {links}; refusing to read through them")
-    mpath = directory / MANIFEST
-    if not mpath.is_file():
-        raise CheckpointError(f"checkpoint {directory} has no {MANIFEST} (incomplete, or written by an older dfo)")
-    try:
-        files = load_json(mpath, what=MANIFEST, max_bytes=MAX_MANIFEST_BYTES, max_depth=2)["files"]
-        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-            raise TypeError("'files' is not a mapping of names to hashes")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {directory}: corrupt {MANIFEST}: {e}") from None
-    outside = sorted(n for n in files if not _plain_file_name(n))
-    if outside:  # R8: "../../config.json", "/etc/hostname" (a hash oracle for files outside the checkpoint)
-        raise CheckpointError(f"checkpoint {directory}: {MANIFEST} lists {outside[:3]}, which are not plain file "
-                              "names of the checkpoint")
-    extra = sorted({p.name for p in directory.iterdir() if p.name != MANIFEST} - set(files))
-    missing, changed = bad_files(directory, files)
-    if missing:
-        raise CheckpointError(f"checkpoint {directory} is incomplete: {missing} listed in {MANIFEST} but missing")
-    if extra:
-        raise CheckpointError(f"checkpoint {directory} holds files not in its {MANIFEST}: {extra}")
-    if changed:
-        raise CheckpointError(f"checkpoint {directory}: corrupt {changed[0]}: its SHA-256 does not match the checksum "
-                              f"in {MANIFEST} (edited, truncated or bit-flipped)")
+    """Check a checkpoint folder against its manifest (either version); see :func:`dfo.run.checkpoint.verify`."""
+    verify(directory)
 
 
-def _plain_file_name(name: str) -> bool:
-    """A file name inside the checkpoint folder: no separators, not ``.``/``..``, not hidden, no NUL."""
-    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
-            and not any(c in name for c in "/\\\0"))
-
-
-def write_state(directory: Path, state: dict[str, Any]) -> None:
-    """Write ``state.npz`` + ``state.json`` (with the npz checksum) into ``directory``."""
-    tree, arrays = encode_tree(state)
-    write_checksummed_pair(directory / "state.npz", directory / "state.json", arrays, {"format": 1, "state": tree})
-
-
-def read_state(directory: str | os.PathLike) -> dict[str, Any]:
-    """Verify a checkpoint (:func:`verify_checkpoint`) and read ``state.npz`` + ``state.json``.
-
-    Raises:
-        CheckpointError: missing, truncated, corrupt or edited files.
-    """
-    directory = Path(directory)
-    js, npz = directory / "state.json", directory / "state.npz"
-    if not js.exists() or not npz.exists():
-        raise CheckpointError(f"checkpoint {directory} is incomplete: state.json/state.npz missing")
-    verify_checkpoint(directory)
-    try:
-        meta, arrays = read_checksummed_pair(npz, js, what="state.json")
-    except ValueError as e:
-        raise CheckpointError(f"checkpoint {directory}: {e}") from e
-    return decode_tree(meta["state"], arrays)
-
-
-def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str, Any], write_policy) -> Path:
-    """Atomically write checkpoint ``iteration`` and prune all but the last :data:`KEEP`.
+def save_checkpoint(run_dir: str | os.PathLike, iteration: int, state: dict[str, Any],
+                    write_policy: Callable[[Path], Any]) -> Path:
+    """Write checkpoint ``iteration`` crash-safely and prune all but the last :data:`KEEP`.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run folder.
         iteration: completed iterations (names the checkpoint).
-        state: the trainer state (see :func:`encode_tree` for the allowed types).
+        state: the trainer state (a tree of :func:`dfo.run.checkpoint.encode`).
         write_policy: ``write_policy(stem)`` saves the policy with ``save_policy``.
 
     Returns:
-        The checkpoint directory.
+        The checkpoint folder.
     """
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if root.is_symlink():
-        raise CheckpointError(f"{root} is a symbolic link; refusing to write or delete through it")
-    root.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(root)
-    final = root / checkpoint_name(iteration)  # replaced when re-saved (e.g. Ctrl-C right after a periodic save)
-    with staged_dir(final, prefix=TMP_PREFIX) as tmp:
-        write_policy(tmp / "policy")
-        write_state(tmp, state)
-        write_manifest(tmp)
-    for old in list_checkpoints(run_dir)[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def remove_stale_tmp(root: Path) -> list[str]:
-    """Remove temporary checkpoint directories a killed run left in ``root``; their names."""
-    gone = []
-    for p in root.iterdir():
-        if p.name.startswith(TMP_PREFIX):
-            if p.is_symlink() or not p.is_dir():
-                p.unlink()
-            else:
-                shutil.rmtree(p, ignore_errors=True)
-            gone.append(p.name)
-    return gone
+    return series(run_dir).save(iteration, state, kind=KIND, files=lambda folder: write_policy(folder / "policy"))
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint directory from a run directory (its newest checkpoint) or a checkpoint path.
+    """A checkpoint folder from a run folder (its newest checkpoint) or a checkpoint path.
 
     Raises:
         CheckpointError: no checkpoint there.
@@ -219,14 +97,38 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         return p
     if p.name in ("policy.npz", "policy.json", "policy"):
         return p.parent
-    found = list_checkpoints(p)
-    if not found:
-        raise CheckpointError(f"no checkpoint found in {p} (expected {p}/{CHECKPOINT_DIR}/{PREFIX}NNNNNN/)")
-    return found[-1]
+    return series(p).newest()
+
+
+def _read_legacy(directory: Path) -> dict[str, Any]:
+    """The state of a version-1 checkpoint (already verified): ``state.json`` + ``state.npz``."""
+    js, npz = directory / "state.json", directory / "state.npz"
+    if not js.is_file() or not npz.is_file():
+        raise CheckpointError(f"checkpoint {directory} is incomplete: state.json/state.npz missing")
+    try:
+        meta, arrays = read_checksummed_pair(npz, js, what="state.json")
+        return LEGACY_CODEC.decode(meta["state"], arrays)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: {exc}") from None
+
+
+def read_state(directory: str | os.PathLike) -> dict[str, Any]:
+    """Verify a training checkpoint and read its state (either version).
+
+    Raises:
+        CheckpointError: missing, truncated, corrupt or edited files; another kind of checkpoint.
+    """
+    directory = Path(directory)
+    if verify(directory).version == LEGACY_VERSION:
+        return _read_legacy(directory)
+    state = load(directory, kind=KIND)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {directory}: the state is not a mapping")
+    return state
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """Load the newest checkpoint of a run directory (or the given checkpoint directory).
+    """Load the newest checkpoint of a run folder (or the given checkpoint folder).
 
     Raises:
         CheckpointError: the checkpoint is corrupt; the message names the previous good
@@ -235,8 +137,5 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     ckpt = resolve_checkpoint(path)
     try:
         return ckpt, read_state(ckpt)
-    except CheckpointError as err:
-        older = [c for c in list_checkpoints(ckpt.parent.parent) if c.name < ckpt.name]
-        hint = (f"; the previous checkpoint {older[-1]} is kept: resume from it with --resume {older[-1]}"
-                if older else "; no older checkpoint exists")
-        raise CheckpointError(f"{err}{hint}") from None
+    except (CheckpointError, TreeError) as err:
+        raise series(ckpt.parent.parent).with_previous(ckpt, CheckpointError(str(err))) from None

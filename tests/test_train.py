@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from dfo.parallel import make_evaluator
-from dfo.policies.checkpoint import CheckpointError, decode_tree, encode_tree, list_checkpoints
+from dfo.policies.checkpoint import CheckpointError, list_checkpoints
 from dfo.policies.methods import METHODS, get_method
 from dfo.policies.objective import RLObjective, RolloutSpec, kill_hook_path
 from dfo.policies.training import DETERMINISTIC_COLUMNS, TrainConfig, Trainer, read_progress
+from dfo.run.checkpoint import decode, encode
 
 PENDULUM = dict(env_id="InvertedPendulum-v5", horizon=100, n_eval_episodes=2, eval_every=1, backend="serial")
 
@@ -129,12 +130,13 @@ def test_rl_objective_is_seeded_and_pickles():
 
 def test_checkpoint_tree_roundtrip():
     state = {"a": (np.arange(3.0), None, [1, 2.5, "x"]), "b": {"c": np.eye(2)}, "d": True}
-    tree, arrays = encode_tree(state)
-    back = decode_tree(tree, arrays)
+    tree, arrays, tensors = encode(state)
+    assert not tensors
+    back = decode(tree, arrays)
     assert isinstance(back["a"], tuple) and back["a"][1] is None and back["a"][2] == [1, 2.5, "x"]
     np.testing.assert_array_equal(back["b"]["c"], np.eye(2))
     with pytest.raises(TypeError, match="cannot checkpoint"):
-        encode_tree({"f": object()})
+        encode({"f": object()})
 
 
 # -- serial == parallel ---------------------------------------------------------------------
@@ -214,12 +216,14 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_is_kept(tmp_path):
         tr.run()
     ckpts = list_checkpoints(tmp_path)
     assert [p.name for p in ckpts] == ["iter_000003", "iter_000004"]  # the last two are kept
-    npz = ckpts[-1] / "state.npz"
-    npz.write_bytes(npz.read_bytes()[:100])  # truncate
+    npz = ckpts[-1] / "arrays.npz"
+    good = npz.read_bytes()
+    npz.write_bytes(good[:100])  # truncate
     with pytest.raises(CheckpointError, match=r"iter_000004.*checksum.*previous checkpoint .*iter_000003"):
         Trainer.resume(tmp_path)
     with Trainer.resume(ckpts[0]) as tr:  # the previous good one still works
         assert tr.iteration == 3
+    npz.write_bytes(good)
     (ckpts[-1] / "state.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt state.json"):
         Trainer.resume(tmp_path)

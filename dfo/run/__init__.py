@@ -6,6 +6,9 @@
 * :mod:`dfo.run.lock`: the run-folder lock (``.lock``, :class:`RunLock` over ``filelock``),
   :func:`open_run_folder` (lock, then check, under the lock) and :func:`run_folder_job` (the lock
   held for one call; refusals and failed writes as one-line errors).
+* :mod:`dfo.run.checkpoint`: the one checkpoint format (``state.json`` + ``arrays.npz`` /
+  ``tensors.safetensors`` + ``manifest.json`` with SHA-256s), :class:`~dfo.run.checkpoint.Series` of
+  numbered checkpoints, and the one ``CheckpointError``.
 
 ``dfo.policies.training.rundir`` (``dfo train``) and ``dfo.torch.llm.finetune`` (``dfo finetune``)
 both use it. See docs/reliability.md for the guarantees.
