@@ -42,15 +42,16 @@ from .estimate_request import centre_repeats, crn_seeds, estimate_points, estima
 from .estimators import ESTIMATORS, get_estimator
 from .lbfgs import LBFGSMemory
 from .noise import SEED_HIGH, NoiseProbe, difference_errors
-from .optim import STEP_RULES, make_step_rule, step_rule_names
+from .optim import STEP_RULES, make_step_rule
 from .options import float_option as _float_option
 from .options import int_option as _int_option
+from .options import loop_choices
 from .request import Request
 from .rng import as_generator
 from .runstate import Pending, RunState, StallWindow
-from .stopping import after_iteration, clear_for_restart, free_gradient, stop
 from .state import Trace
-from .state_io import checked_state, redraw_estimate, state_dict_of
+from .state_io import checked_state, redraw_estimate, result_of, state_dict_of
+from .stopping import after_iteration, clear_for_restart, free_gradient, stop
 from .values import as_point, check_finite
 
 __all__ = ["Minimizer", "Request", "RunState", "STEPS", "SEED_HIGH"]
@@ -107,14 +108,7 @@ class Minimizer:
                  first_step: float | None = None, seeded: bool = False, bounds=None, max_step: float = 1.0,
                  reestimate_every: int = 10, stall_iterations: int = 10, max_recoveries: int = 3,
                  nonfinite: str = "raise", rng=None, **estimator_options: Any):
-        if direction not in ("auto", "gradient", "lbfgs"):
-            raise ValueError(f"unknown direction {direction!r}; known: auto, gradient, lbfgs")
-        if step not in step_rule_names():
-            raise ValueError(f"unknown step {step!r}; known: {', '.join(step_rule_names())}")
-        if direction == "auto":  # L-BFGS for the line search (measured: bench/results/noisy_profiles.md)
-            direction = "lbfgs" if step == "armijo" or getattr(STEP_RULES.get(step), "evaluates", False) else "gradient"
-        if nonfinite not in ("raise", "worst"):
-            raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+        direction, self.eps_mode = loop_choices(step=step, direction=direction, nonfinite=nonfinite, eps_f=eps_f)
         x = as_point(x0, name="x0").copy()
         self.box = Box.parse(bounds, x.size)
         if self.box is not None:
@@ -125,9 +119,6 @@ class Minimizer:
         stall = _int_option("stall_iterations", stall_iterations)
         self.max_recoveries = _int_option("max_recoveries", max_recoveries, low=0)
         memory = _int_option("memory", memory)
-        self.eps_mode = eps_f if isinstance(eps_f, str) else "fixed"
-        if self.eps_mode not in ("auto", "repeats", "fixed"):
-            raise ValueError(f"eps_f must be a number, 'auto' or 'repeats', got {eps_f!r}")
         if self.eps_mode == "repeats" and self.repeats < 2:
             raise ValueError("eps_f='repeats' needs repeats >= 2")
         self.sigma_fixed = sigma is not None
@@ -438,15 +429,7 @@ class Minimizer:
     def result(self, message: str | None = None, success: bool | None = None, status: int | None = None
                ) -> OptimizeResult:
         """The run so far as an ``OptimizeResult`` (``message``/``status`` default to the stop reason)."""
-        s = self.state
-        status = s.status if status is None else status
-        return OptimizeResult(
-            x=s.x.copy(), fun=s.fx, jac=s.grad, nfev=s.nfev, nit=s.nit,
-            success=bool(status == 0 if success is None else success), status=status,
-            message=s.stopped if message is None else message, eps_f=s.eps_f, sigma=s.sigma,
-            recoveries=s.recoveries, restarts=s.restarts, n_nonfinite=s.n_nonfinite, estimator=self.active_preset,
-            history={k: np.asarray(v) for k, v in self.history.as_dict().items()},
-            noise_history={k: np.asarray(v) for k, v in self.noise_history.as_dict().items()})
+        return result_of(self, message, success, status)
 
 
 def _field(name: str) -> property:

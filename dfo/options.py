@@ -1,11 +1,13 @@
-"""Validation of numeric options, with one-line errors (shared by the Minimizer and
-:func:`dfo.minimize`)."""
+"""Validation of options, with one-line errors: numbers (shared by the Minimizer and
+:func:`dfo.minimize`) and the Minimizer's named choices."""
 
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
+
+from .optim import STEP_RULES, step_rule_names
 
 
 def int_option(name: str, value, *, low: int = 1, none_ok: bool = True) -> int | None:
@@ -29,3 +31,22 @@ def float_option(name: str, value, *, positive: bool = True) -> float:
     if not np.isfinite(value) or (value <= 0 if positive else value < 0):
         raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, got {value}")
     return value
+
+
+def loop_choices(*, step: str, direction: str, nonfinite: str, eps_f) -> tuple[str, str]:
+    """``(direction, eps_mode)`` of the Minimizer's named options, checked. ``direction="auto"``
+    is L-BFGS for a rule that evaluates f (the line search; measured:
+    bench/results/noisy_profiles.md) and the gradient otherwise; ``eps_mode`` is ``"auto"``,
+    ``"repeats"`` or ``"fixed"`` (ε_f given as a number)."""
+    if direction not in ("auto", "gradient", "lbfgs"):
+        raise ValueError(f"unknown direction {direction!r}; known: auto, gradient, lbfgs")
+    if step not in step_rule_names():
+        raise ValueError(f"unknown step {step!r}; known: {', '.join(step_rule_names())}")
+    if direction == "auto":
+        direction = "lbfgs" if step == "armijo" or getattr(STEP_RULES.get(step), "evaluates", False) else "gradient"
+    if nonfinite not in ("raise", "worst"):
+        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+    eps_mode = eps_f if isinstance(eps_f, str) else "fixed"
+    if eps_mode not in ("auto", "repeats", "fixed"):
+        raise ValueError(f"eps_f must be a number, 'auto' or 'repeats', got {eps_f!r}")
+    return direction, eps_mode

@@ -1,4 +1,5 @@
-"""Checkpoints of a :class:`dfo.Minimizer`: ``state_dict`` and ``load_state_dict``.
+"""A :class:`dfo.Minimizer`'s state out and back in: ``state_dict``, ``load_state_dict``
+and the ``OptimizeResult`` of the run so far.
 
 A state is a JSON-able tree with numpy arrays: the :class:`dfo.runstate.RunState` fields
 (generated, :func:`dfo.state.to_tree`), the active estimator's own state, the options it
@@ -17,12 +18,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+from scipy.optimize import OptimizeResult
 
 from .runstate import RunState
 from .state import from_tree, to_tree
 from .state_legacy import upgrade
 
-__all__ = ["LAYOUT", "state_dict_of", "checked_state", "redraw_estimate"]
+__all__ = ["LAYOUT", "state_dict_of", "checked_state", "redraw_estimate", "result_of"]
 
 LAYOUT = 2  # state_dict layout (1: the free-form layout before typed state)
 
@@ -73,3 +75,17 @@ def redraw_estimate(new: RunState, estimator, estimate: Callable[[], None]) -> N
         raise ValueError("this state does not redraw its pending estimate: it was saved by a Minimizer "
                          "with other options")
     new.pending.asked = asked
+
+
+def result_of(minimizer, message: str | None, success: bool | None, status: int | None) -> OptimizeResult:
+    """:meth:`dfo.Minimizer.result`: x, fun, jac (the last estimate), counters, the noise
+    measurements and the history as arrays."""
+    s = minimizer.state
+    status = s.status if status is None else status
+    return OptimizeResult(
+        x=s.x.copy(), fun=s.fx, jac=s.grad, nfev=s.nfev, nit=s.nit,
+        success=bool(status == 0 if success is None else success), status=status,
+        message=s.stopped if message is None else message, eps_f=s.eps_f, sigma=s.sigma,
+        recoveries=s.recoveries, restarts=s.restarts, n_nonfinite=s.n_nonfinite, estimator=minimizer.active_preset,
+        history={k: np.asarray(v) for k, v in minimizer.history.as_dict().items()},
+        noise_history={k: np.asarray(v) for k, v in minimizer.noise_history.as_dict().items()})
