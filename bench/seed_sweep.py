@@ -100,7 +100,8 @@ CHECK_ITERATION = 10**9  # evaluation-seed index of the check: no training itera
 CURVE_POINTS = 60
 #: fields of TrainConfig that decide a cell's numbers (what a variant sets is compared on these)
 SETTING_FIELDS = ("method", "episodes", "n_directions", "top_b", "step_size", "noise", "horizon", "survival_shift",
-                  "policy", "hidden", "n_eval_episodes", "eval_every", "step", "direction")
+                  "policy", "hidden", "n_eval_episodes", "eval_every", "step", "direction", "starts",
+                  "start_episodes")
 VARIANTS = ("default", "ars-v2t-paper")
 #: step-control candidates are measured on these seeds (disjoint from SWEEP_SEEDS)
 TUNING_SEEDS = (0, 1, 2, 3, 4)
@@ -125,8 +126,12 @@ def variant_settings(env_id: str, variant: str) -> dict | None:
 
 def _extra_variants() -> dict:
     """Variants measured beside the default: the step-control candidates (``--step rollback``,
-    ``trust``, ``decay``: :class:`dfo.policies.methods.StepControl`) on the preset's settings."""
-    return {f"step-{rule}": (lambda env_id, rule=rule: {"step": rule}) for rule in ("rollback", "trust", "decay")}
+    ``trust``, ``decay``: :class:`dfo.policies.methods.StepControl`) and the multi-start race
+    (``starts3``: 3 starts of 512 episodes, :mod:`dfo.policies.training.starts`) on the preset's settings."""
+    steps = {f"step-{rule}": (lambda env_id, rule=rule: {"step": rule}) for rule in ("rollback", "trust", "decay")}
+    # the multi-start race (dfo.policies.training.starts): K starts of E episodes, the best continues
+    races = {"starts3": lambda env_id: {"starts": 3, "start_episodes": 512}}
+    return {**steps, **races}
 
 
 def resolved_settings(env_id: str, settings: dict, episodes: int | None = None) -> dict:
