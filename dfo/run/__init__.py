@@ -9,6 +9,10 @@
 * :mod:`dfo.run.checkpoint`: the one checkpoint format (``state.json`` + ``arrays.npz`` /
   ``tensors.safetensors`` + ``manifest.json`` with SHA-256s), :class:`~dfo.run.checkpoint.Series` of
   numbered checkpoints, and the one ``CheckpointError``.
+* :mod:`dfo.run.metrics`: the metrics stream (``progress.csv``, namespaced ``metrics.jsonl``,
+  TensorBoard through :mod:`dfo.run.tblog`, trackers through :mod:`dfo.run.track`) of a job's
+  rows as its :class:`~dfo.run.metrics.Schema` names them; :mod:`dfo.run.progress`: a tqdm bar
+  in a terminal, plain lines in a log.
 
 ``dfo.policies.training.rundir`` (``dfo train``) and ``dfo.torch.llm.finetune`` (``dfo finetune``)
 both use it. See docs/reliability.md for the guarantees.

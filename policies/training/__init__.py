@@ -7,11 +7,11 @@ Example:
 """
 
 from dfo.policies.training.config import DEFAULT_EPISODES, TrainConfig
-from dfo.policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS, RunLog, read_progress
+from dfo.policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS
 from dfo.policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
 from dfo.policies.training.interrupts import Terminated
 from dfo.policies.training.rundir import RunDirError
-from dfo.policies.training.runlog import LogError
+from dfo.run.metrics import LogError, read_progress
 
 __all__ = [
     "TrainConfig",
@@ -21,7 +21,6 @@ __all__ = [
     "train",
     "build_policy",
     "build_evaluator",
-    "RunLog",
     "read_progress",
     "COLUMNS",
     "DETERMINISTIC_COLUMNS",

@@ -73,8 +73,10 @@ from dfo.policies.training.rundir import (
     prepare_run_dir,
     unlock_run_dir,
 )
-from dfo.policies.training.runlog import Progress, RunLog
+from dfo.policies.training.runlog import SCHEMA, progress_fields
 from dfo.policies.training.starts import StartRace
+from dfo.run.metrics import MetricsLog
+from dfo.run.progress import Progress
 
 #: what runs on across the starts of a multi-start race (everything else belongs to one start)
 _RUN_COUNTERS = ("iteration", "episodes", "env_steps", "nonfinite", "elapsed", "best_eval")
@@ -196,7 +198,7 @@ class Trainer:
         self.callback = callback
         self._own_evaluator = evaluator is None
         self.evaluator = build_evaluator(cfg) if evaluator is None else evaluator
-        self._log: RunLog | None = None
+        self._log: MetricsLog | None = None
         self._resumed = False
         self._lock_fd: int | None = None  # the run directory's lock, held until close()
         self.run_id = uuid.uuid4().hex  # ties config.json and every checkpoint to this run
@@ -249,7 +251,7 @@ class Trainer:
             dfo.policies.checkpoint.CheckpointError: missing, corrupt or edited checkpoint.
             dfo.policies.training.rundir.RunDirError: symbolic links in the run directory, or
                 a checkpoint that belongs to another run than the directory's config.json.
-            dfo.policies.training.runlog.LogError: logs that cannot be continued exactly.
+            dfo.run.metrics.LogError: logs that cannot be continued exactly.
         """
         ckpt, state = load_checkpoint(path)
         run_dir = ckpt.parent.parent
@@ -275,7 +277,7 @@ class Trainer:
             trainer.load_state_dict(state)
             trainer.run_id = state.get("run_id") or trainer.run_id
             trainer._lock_fd = lock_run_dir(run_dir)  # before the logs are cut back
-            kept = RunLog.truncate(run_dir, trainer.iteration)
+            kept = MetricsLog.truncate(run_dir, SCHEMA, trainer.iteration)
         except BaseException:
             trainer.close()  # releases the evaluator and the lock
             raise
@@ -515,8 +517,9 @@ class Trainer:
         atomic_write_bytes(self.out_dir / "config.json", json.dumps({**cfg, "run_id": self.run_id}, indent=2).encode())
         hparams = {k: (str(v) if isinstance(v, list) else v) for k, v in cfg.items()
                    if k not in ("backend", "n_jobs", "scheduler", "track")}
-        self._log = RunLog(self.out_dir, hparams=hparams, purge_step=self.env_steps + 1 if self._resumed else None,
-                           track=self.config.track, run_id=self.run_id)
+        self._log = MetricsLog(self.out_dir, SCHEMA, hparams=hparams,
+                               purge_step=self.env_steps + 1 if self._resumed else None,
+                               track=self.config.track, run_id=self.run_id)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)
@@ -553,7 +556,7 @@ class Trainer:
         self._open_outputs()
         bar = None
         if self.progress:
-            bar = Progress(total=self.config.episodes, initial=self.episodes,
+            bar = Progress(total=self.config.episodes, initial=self.episodes, unit="episodes",
                            desc=f"{self.config.method} {self.config.env_id}")
         message = "stopped by the callback"
         guard = InterruptGuard()
@@ -569,7 +572,7 @@ class Trainer:
                 row = self.step()
                 self._record(row)
                 if bar is not None:
-                    bar.update(row, self.last_eval)
+                    bar.update(row["episodes"], progress_fields(row, self.last_eval))
                 if self.iteration % self.config.checkpoint_every == 0:
                     self.save()
                 guard.raise_pending()

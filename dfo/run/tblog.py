@@ -1,12 +1,18 @@
 """TensorBoard event files without torch or TensorFlow: scalars and hyperparameters.
 
-The ``tensorboard`` package (in the ``rl`` extra) ships the event-file writer and the
-protobuf messages TensorBoard reads; this module uses only those, so logging needs
-neither torch nor TensorFlow. Scalars are written as ``simple_value`` summaries with
-``step`` = training env steps. Hyperparameters go through the functions of TensorBoard's
-HParams API (the experiment config with the metric tags, then the session's values).
-``tensorboardX`` was tried instead and rejected: it imports torch whenever torch is installed
-(about 3 s and a few hundred MB in every training process).
+The TensorBoard side of the run harness's metrics stream (:mod:`dfo.run.metrics`), imported
+only when a run writes events. The ``tensorboard`` package (in the ``rl`` extra) ships the
+event-file writer and the protobuf messages TensorBoard reads; this module uses only those, so
+logging needs neither torch nor TensorFlow. Scalars are written as ``simple_value`` summaries
+with ``step`` = the job's x axis (training env steps for ``dfo train``). Hyperparameters go
+through the functions of TensorBoard's HParams API (the experiment config with the metric tags,
+then the session's values).
+
+The alternatives were tried and rejected: ``torch.utils.tensorboard`` and ``tensorboardX``
+import torch (about 3 s and a few hundred MB in every RL training process, which must not
+load torch: ``test_training_imports_no_torch``); ``tensorboard.summary.Writer`` (the package's
+own public writer) is marked experimental, writes tensor summaries that the event
+accumulator does not list as scalars, and has no restart marker for :meth:`purge_from`.
 
 On resume the run goes back to its checkpoint; :meth:`TensorBoardWriter.purge_from`
 writes a ``SessionLog.START`` event at the checkpoint's step + 1, which tells TensorBoard
