@@ -589,3 +589,35 @@ def test_cli_flags_come_from_the_config_and_config_reruns_a_run(tmp_path, capsys
     assert "do not apply to --method adam" in capsys.readouterr().err
     assert main(["finetune", "--steps", "0"]) == 2
     assert "--model is required" in capsys.readouterr().err
+
+
+def test_the_job_steps_one_batch_at_a_time_and_resumes_exactly_from_its_state_dict(tmp_path):
+    import copy
+
+    from dfo.torch.llm.job import FinetuneJob, History, StepRecord, load_splits
+
+    cfg = _cfg(tmp_path, "j", 4, method="lozo-m", out_dir=None)  # side paths and momentum: the hardest to resume
+    splits = load_splits(cfg)
+    straight = FinetuneJob(cfg, splits)
+    straight.begin()
+    records = [straight.step() for _ in range(2)]
+    straight.state_dict()  # folds the side-path updates into the weights at step 2, as a checkpoint there does
+    records += [straight.step() for _ in range(2)]
+    assert all(isinstance(r, StepRecord) for r in records) and [r.step for r in records] == [1, 2, 3, 4]
+    assert records[-1].forward_passes == 8 and straight.finished()  # two passes per step
+    first = FinetuneJob(cfg, splits)
+    first.begin()
+    first.step(), first.step()
+    state = copy.deepcopy(first.state_dict())  # folds the side paths into the weights first
+    weights = copy.deepcopy(first.model.state_dict())
+    assert state["step"] == 2 and isinstance(first.history, History) and state["meta"]["template"] == "it-was"
+    second = FinetuneJob(cfg, splits)
+    second.model.load_state_dict(weights)
+    second.load_state_dict(state)
+    second.step(), second.step()
+    assert second.history.loss == straight.history.loss and second.history.forward_passes == [2, 4, 6, 8]
+    assert [e.as_dict() for e in second.evaluate()] == [e.as_dict() for e in straight.evaluate()]
+    with pytest.raises(FinetuneError, match="different settings: lr"):
+        FinetuneJob(_cfg(tmp_path, "j", 4, lr=1e-3, out_dir=None), splits).load_state_dict(state)
+    with pytest.raises(RuntimeError, match="begin"):
+        FinetuneJob(cfg, splits).step()

@@ -26,16 +26,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402  (ImportError here makes `dfo finetune` report the missing extra)
 
-from dfo.torch.llm.finetune import (  # noqa: E402
+from dfo.torch.llm.config import (  # noqa: E402
     AUTOCAST_DTYPES,
     DTYPES,
     FINETUNE_METHODS,
     FinetuneConfig,
     FinetuneError,
-    Stopped,
-    finetune,
     upgrade_config,
 )
+from dfo.torch.llm.finetune import Stopped, finetune  # noqa: E402
 from dfo.torch.optimizer import BASELINES, NOISES  # noqa: E402
 from dfo.configcli import (  # noqa: E402
     add_config_arguments,
