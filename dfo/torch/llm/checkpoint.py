@@ -37,15 +37,12 @@ from typing import Any
 
 from dfo.fileio import TMP_MARK, atomic_write_bytes, bad_files, file_digests, staged_dir
 from dfo.jsontree import TreeCodec, TreeError, load_json
+from dfo.run.checkpoint import CheckpointError  # the one checkpoint error of dfo
 
 FORMAT = "dfo-finetune-checkpoint/1"
 POINTER = "checkpoint.json"
 #: the files of a ``ckpt-<step>/`` folder, each with its SHA-256 in the pointer
 TENSOR_FILES = ("model.safetensors", "state.safetensors")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, tampered with or of another format."""
 
 
 def _is_tensor(v: Any) -> bool:
