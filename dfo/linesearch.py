@@ -68,9 +68,11 @@ class ArmijoLineSearch:
         if self.eps_f < 0:
             raise ValueError(f"eps_f must be >= 0, got {self.eps_f}")
 
-    def accepts(self, f_trial: float, fx: float, alpha: float, decrease: float) -> bool:
-        """The noise-tolerant Armijo test; ``decrease`` = −gᵀd (= ‖g‖² for d = −g)."""
-        return bool(np.isfinite(f_trial)) and f_trial <= fx - self.c1 * alpha * decrease + 2.0 * self.eps_f
+    def accepts(self, f_trial: float, fx: float, alpha: float, decrease: float, eps_f: float | None = None) -> bool:
+        """The noise-tolerant Armijo test; ``decrease`` = −gᵀd (= ‖g‖² for d = −g); ``eps_f``:
+        the run's measured noise level in place of the rule's own."""
+        eps = self.eps_f if eps_f is None else eps_f
+        return bool(np.isfinite(f_trial)) and f_trial <= fx - self.c1 * alpha * decrease + 2.0 * eps
 
     def grow(self, alpha: float) -> float:
         return min(self.alpha_max, alpha / self.tau)

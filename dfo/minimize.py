@@ -31,16 +31,14 @@ from .options import int_option as _int_option
 __all__ = ["minimize", "Minimizer", "Request", "STEPS"]
 
 
-def _evaluate(fun: Callable, item) -> float:
-    """Evaluate one point; ``item`` is a point or ``(point, seed)`` for seeded objectives."""
-    if isinstance(item, tuple):
-        return float(fun(item[0], item[1]))
-    return float(fun(item))
+def _evaluate_point(fun: Callable, x: np.ndarray) -> float:
+    """Evaluate one point."""
+    return float(fun(x))
 
 
-def _items(req: Request) -> list:
-    """A request's evaluations for the serial evaluator: points, or (point, seed) pairs."""
-    return list(req.points) if req.seeds is None else [(p, int(s)) for p, s in zip(req.points, req.seeds)]
+def _evaluate_seeded(fun: Callable, item: tuple) -> float:
+    """Evaluate one ``(point, seed)`` pair of a seeded objective."""
+    return float(fun(item[0], item[1]))
 
 
 def _evaluate_item(shared: tuple, item: tuple) -> float:
@@ -55,8 +53,10 @@ def _evaluate_item(shared: tuple, item: tuple) -> float:
 
 def _run(ev, fun: Callable, req: Request) -> list:
     """Evaluate a request: rows in this process, the request's translation elsewhere."""
-    if isinstance(ev, SerialEvaluator):
-        return ev.map(_evaluate, _items(req), shared=fun)
+    if isinstance(ev, SerialEvaluator):  # the rows themselves, or (row, seed) pairs
+        if req.seeds is None:
+            return ev.map(_evaluate_point, req.points, shared=fun)
+        return ev.map(_evaluate_seeded, [(p, int(s)) for p, s in zip(req.points, req.seeds)], shared=fun)
     center, items = req.translate()
     return ev.map(_evaluate_item, items, shared=(fun, center))
 
@@ -226,6 +226,6 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         # fixed-rule steps with central differences never evaluate x itself: one more
         # evaluation (counted) so that the result reports f at the returned x
         seed = int(opt.rng.integers(0, SEED_HIGH)) if seeded else None
-        opt.fx = _evaluate(fun, opt.x if seed is None else (opt.x, seed))
+        opt.fx = _evaluate_point(fun, opt.x) if seed is None else _evaluate_seeded(fun, (opt.x, seed))
         opt.nfev += 1
     return opt.result(message, status == 0, status)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -310,8 +311,7 @@ class Minimizer:
         decrease = float(-(s.grad @ step))
         if decrease <= 0 and self.box is not None and s.memory is not None:
             s.memory.pairs.clear()
-        test = dataclasses.replace(ls, eps_f=s.eps_f) if ls.eps_f != s.eps_f else ls
-        if decrease > 0 and test.accepts(f_trial, s.fx, 1.0, decrease):
+        if decrease > 0 and ls.accepts(f_trial, s.fx, 1.0, decrease, eps_f=s.eps_f):
             if s.memory is not None:
                 s.pair_s, s.pair_g = step, s.grad
             s.x, s.fx = trial, f_trial
@@ -433,7 +433,7 @@ class Minimizer:
 
 
 def _field(name: str) -> property:
-    return property(lambda self: getattr(self.state, name), lambda self, v: setattr(self.state, name, v),
+    return property(attrgetter(f"state.{name}"), lambda self, v: setattr(self.state, name, v),
                     doc=f"``state.{name}`` (:class:`RunState`)")
 
 
