@@ -49,7 +49,9 @@ def assemble(
     table, f0 = values_table(query, values)
     keep, shaped, f0_shaped = apply_shaping(tuple(shaping), table, f0)
     delta = differences(query, shaped[keep], f0_shaped)
-    u = query.directions.matrix()[keep]
+    u = query.directions.matrix()
+    if not (u.flags.c_contiguous and keep.size == u.shape[0] and np.array_equal(keep, np.arange(keep.size))):
+        u = u[keep]  # the rows the shaping kept (a copy: skipped when it keeps every row in order)
     info: dict = {"n_used": int(keep.size), "kept": keep, "delta": delta}
     if interpolation:
         n = u.shape[1]

@@ -51,7 +51,9 @@ def _orthogonal_block(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     if n >= FAST_ORTHOGONAL_N and 2 * k >= n:
         rows = rng.permutation(n)[:k]
         signs = rng.choice(np.array([-1.0, 1.0]), size=n)
-        return _dct_matrix(n)[rows] * signs
+        block = _dct_matrix(n)[rows]
+        block *= signs  # in place: one N × n pass less
+        return block
     q, r = np.linalg.qr(rng.standard_normal((n, k)))
     q *= np.where(np.diag(r) < 0, -1.0, 1.0)  # Haar measure (Mezzadri 2007)
     return q.T
@@ -71,7 +73,8 @@ def _directions(family: str, n: int, n_directions: int, seed: int) -> np.ndarray
             k = min(left, n)
             blocks.append(_orthogonal_block(rng, n, k))
             left -= k
-        u = np.concatenate(blocks, axis=0)
+        one = len(blocks) == 1 and blocks[0].flags.c_contiguous  # (a QR block is a transposed view)
+        u = blocks[0] if one else np.concatenate(blocks, axis=0)
     elif family == "coordinate":
         u = np.eye(n)[:n_directions]
     else:  # pragma: no cover - guarded by DirectionSet.__post_init__
