@@ -7,7 +7,7 @@ handlers come back when it is removed. Two policies share that plumbing:
 * :class:`StopFlag` (``dfo finetune``): a signal only sets a flag that the loop
   reads between steps (``stop()``), so the step in progress completes and a
   checkpoint is written; a second Ctrl-C raises ``KeyboardInterrupt`` at once.
-* :class:`InterruptGuard` (the RL trainer, :mod:`dfo.policies.training.interrupts`): a
+* :class:`InterruptGuard` (the RL trainer, :meth:`dfo.policies.training.Trainer.run`): a
   signal that arrives inside an *interruptible* section (the evaluator's ``map``,
   where nearly all the time goes and no state changes) is raised at once; one that
   arrives elsewhere is held until :meth:`InterruptGuard.raise_pending`. Repeats

@@ -13,6 +13,7 @@
   TensorBoard through :mod:`dfo.run.tblog`, trackers through :mod:`dfo.run.track`) of a job's
   rows as its :class:`~dfo.run.metrics.Schema` names them; :mod:`dfo.run.progress`: a tqdm bar
   in a terminal, plain lines in a log.
+* :mod:`dfo.run.result`: :class:`~dfo.run.result.RunResult`, the one result type of a job.
 
 ``dfo.policies.training.rundir`` (``dfo train``) and ``dfo.torch.llm.finetune`` (``dfo finetune``)
 both use it. See docs/reliability.md for the guarantees.

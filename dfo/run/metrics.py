@@ -131,6 +131,20 @@ def read_progress(path: str | os.PathLike) -> list[dict[str, float]]:
     return [{k: (float(v) if v != "" else math.nan) for k, v in zip(header, row)} for row in rows]
 
 
+def last_values(rows: list[Mapping[str, Any]], schema: Schema) -> dict[str, float]:
+    """The last measured value of each metric of ``rows``, by namespaced key (NaN where never measured).
+
+    Example:
+        >>> s = Schema(columns=("step", "loss"), keys={"loss": "train/loss"}, plain=("step",), x="step")
+        >>> last_values([{"step": 1, "loss": 0.5}, {"step": 2, "loss": math.nan}], s)
+        {'train/loss': 0.5}
+    """
+    out = {key: math.nan for key in schema.keys.values()}
+    for row in rows:
+        out.update({key: row[col] for col, key in schema.keys.items() if not _missing(row.get(col))})
+    return out
+
+
 def _jsonl_records(path: Path, index: str) -> tuple[list[str], list[int], bool]:
     lines, torn = _lines(path)
     its = []

@@ -100,7 +100,7 @@ def _error(message: str, code: int = 2) -> int:
 def run(args: argparse.Namespace) -> int:
     from dfo.envs.presets import PRESETS
     from dfo.policies.checkpoint import CheckpointError
-    from dfo.policies.training.interrupts import Terminated
+    from dfo.interrupts import Terminated
     from dfo.policies.training.rundir import clear_run_dir, prepare_run_dir
     from dfo.policies.training.trainer import Trainer
 

@@ -9,8 +9,8 @@ Example:
 from dfo.policies.training.config import DEFAULT_EPISODES, TrainConfig
 from dfo.policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS
 from dfo.policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
-from dfo.policies.training.interrupts import Terminated
 from dfo.policies.training.rundir import RunDirError
+from dfo.interrupts import Terminated
 from dfo.run.metrics import LogError, read_progress
 
 __all__ = [

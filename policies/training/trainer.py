@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from dfo.fileio import atomic_write_bytes
+from dfo.interrupts import InterruptGuard
 from dfo.minimizer import Minimizer
 from dfo.optim import Momentum
 from dfo.parallel import make_evaluator
@@ -65,7 +66,6 @@ from dfo.policies.normalizer import ObsNormalizer
 from dfo.policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
 from dfo.policies.serialization import LoadedPolicy, save_policy
 from dfo.policies.training.config import TrainConfig
-from dfo.policies.training.interrupts import InterruptGuard
 from dfo.policies.training.rundir import (
     check_no_symlinks,
     check_same_run,
@@ -73,43 +73,50 @@ from dfo.policies.training.rundir import (
     prepare_run_dir,
     unlock_run_dir,
 )
-from dfo.policies.training.runlog import SCHEMA, progress_fields
+from dfo.policies.training.runlog import METRIC_KEYS, SCHEMA, progress_fields
 from dfo.policies.training.starts import StartRace
-from dfo.run.metrics import MetricsLog
+from dfo.run.metrics import MetricsLog, last_values
 from dfo.run.progress import Progress
+from dfo.run.result import RunResult
 
 #: what runs on across the starts of a multi-start race (everything else belongs to one start)
 _RUN_COUNTERS = ("iteration", "episodes", "env_steps", "nonfinite", "elapsed", "best_eval")
+#: the namespaced key of the evaluation return (TrainResult.eval_return)
+EVAL_KEY = METRIC_KEYS["eval_return"]
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
 LS_MAX_TRIALS = 4  # line-search trials per iteration (each costs ls_repeats episodes)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainResult:
-    """What :meth:`Trainer.run` returns.
+class TrainResult(RunResult):
+    """What :meth:`Trainer.run` returns: the harness's :class:`~dfo.run.result.RunResult` and the RL extras.
 
     Attributes:
         params: final flat policy parameters.
         iteration: iterations completed.
-        episodes: training episodes used.
-        env_steps: training env steps.
-        eval_return: last evaluation's mean true return (``nan`` if none).
-        history: one dict per iteration (the progress.csv rows).
+        evaluations: training episodes used (also :attr:`episodes`).
         message: why the run stopped.
         checkpoint: last checkpoint directory (``None`` without an output directory).
+        history: one dict per iteration (the progress.csv rows) of this process.
+        final: the last value of each metric by its namespaced key (``charts/episodic_return`` is
+            the last evaluation's mean true return, also :attr:`eval_return`).
+        env_steps: training env steps.
         policy: the final policy with its normalizer, ready to act (``act``/``predict``),
             as ``dfo evaluate`` would load it from the checkpoint.
     """
 
-    params: np.ndarray
-    iteration: int
-    episodes: int
     env_steps: int
-    eval_return: float
-    history: list[dict[str, Any]]
-    message: str
-    checkpoint: Path | None
     policy: LoadedPolicy | None = None
+
+    @property
+    def episodes(self) -> int:
+        """Training episodes used (:attr:`evaluations`)."""
+        return self.evaluations
+
+    @property
+    def eval_return(self) -> float:
+        """The last evaluation's mean true return (``nan`` if none)."""
+        return float(self.final.get(EVAL_KEY, math.nan))
 
 
 def build_policy(config: TrainConfig, obs_dim: int, act_dim: int) -> Policy:
@@ -549,9 +556,12 @@ class Trainer:
         """Iterate until the budget (or ``max_iterations``) is reached.
 
         A checkpoint is written every ``checkpoint_every`` iterations, at the end, and on
-        ``KeyboardInterrupt`` or SIGTERM (then re-raised, SIGTERM as
-        :class:`~dfo.policies.training.interrupts.Terminated`). A signal is acted on only where
-        the state matches the logs (see :mod:`dfo.policies.training.interrupts`).
+        ``KeyboardInterrupt`` or SIGTERM (then re-raised, SIGTERM as :class:`dfo.interrupts.Terminated`).
+        While the run goes, an :class:`dfo.interrupts.InterruptGuard` holds both signals: one that
+        arrives while rollouts run (inside ``evaluator.map``, where nearly all the time goes and the
+        state is not being changed) is raised at once; one that arrives while an iteration is
+        committed or logged is held until that is done. The checkpoint then always matches the
+        logs, and the resumed run gives the numbers of an uninterrupted one.
         """
         self._open_outputs()
         bar = None
@@ -598,8 +608,9 @@ class Trainer:
         norm = ObsNormalizer.from_state(self.normalizer.state) if self.method.normalize else None
         loaded = LoadedPolicy(policy=self.policy, params=self.params.copy(), normalizer=norm,
                               metadata=self._policy_metadata(self.last_eval))
-        return TrainResult(params=self.params.copy(), iteration=self.iteration, episodes=self.episodes,
-                           env_steps=self.env_steps, eval_return=self.last_eval, history=list(self.history),
+        final = {**last_values(self.history, SCHEMA), EVAL_KEY: self.last_eval}
+        return TrainResult(params=self.params.copy(), iteration=self.iteration, evaluations=self.episodes,
+                           env_steps=self.env_steps, final=final, history=list(self.history),
                            message=message, checkpoint=self.last_checkpoint, policy=loaded)
 
     def close(self) -> None:
