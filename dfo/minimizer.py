@@ -40,13 +40,13 @@ from scipy.optimize import OptimizeResult
 
 from .bounds import Box
 from .estimate_request import centre_repeats, crn_seeds, estimate_points, estimate_values, rank_nonfinite
-from .estimators import ESTIMATORS, get_estimator
+from .estimators import ESTIMATORS
 from .lbfgs import LBFGSMemory
 from .noise import SEED_HIGH, NoiseProbe, difference_errors
 from .optim import STEP_RULES, make_step_rule
 from .options import float_option as _float_option
 from .options import int_option as _int_option
-from .options import loop_choices
+from .options import estimator_choice, loop_choices
 from .request import Request
 from .rng import as_generator
 from .runstate import Pending, RunState, StallWindow
@@ -58,7 +58,6 @@ from .values import as_point, check_finite
 __all__ = ["Minimizer", "Request", "RunState", "STEPS", "SEED_HIGH"]
 
 STEPS = tuple(STEP_RULES)
-AUTO_ESTIMATOR = "orthogonal"
 #: estimator="auto" uses central differences while 2√(ε_f L) > CENTRAL_SWITCH × |slope|
 CENTRAL_SWITCH = 1e-2
 HISTORY = ("nit", "nfev", "fun", "grad_norm", "step_size")
@@ -125,16 +124,10 @@ class Minimizer:
         self.sigma_fixed = sigma is not None
         sigma = None if sigma is None else _float_option("sigma", sigma)
         self.auto_estimator = isinstance(estimator, str) and estimator == "auto"
-        name = AUTO_ESTIMATOR if self.auto_estimator else estimator
-        self.preset = name if isinstance(name, str) else None
-        opts = dict(n_directions=n_directions, sigma=sigma, **estimator_options)
-        self.estimator = get_estimator(name, **(opts if self.preset else {}))
-        if self.preset is None:
-            if any(v is not None for v in opts.values()):
-                raise ValueError("options cannot be applied to an estimator instance; build it with them")
+        self.preset, self.estimator, self.central_estimator = estimator_choice(
+            estimator, dict(n_directions=n_directions, sigma=sigma, **estimator_options))
+        if self.preset is None:  # an estimator object brings its own σ
             self.sigma_fixed, sigma = True, getattr(self.estimator, "sigma", None)
-        central = ESTIMATORS[name].central_version if self.preset in ESTIMATORS else None
-        self.central_estimator = get_estimator(central, **opts) if self.auto_estimator and central else None
         self.first_step = None if first_step is None else _float_option("first_step", first_step)
         self.max_step = np.inf if max_step is None else _float_option("max_step", max_step)
         self.step_name = step
@@ -143,20 +136,24 @@ class Minimizer:
             raise ValueError(f"direction={direction!r} needs step='armijo'")
         self.line_search = self.rule if self.rule.evaluates else None
         self.seeded, self.nonfinite = bool(seeded), nonfinite
-        rule_state = self.rule.init(x.size)
-        if self.rule.evaluates and self.first_step is not None:
-            rule_state["alpha"] = None  # sized from the first estimate
         self.state = RunState(
-            x=x, rng=as_generator(rng), window=StallWindow(stall), rule_state=rule_state,
+            x=x, rng=as_generator(rng), window=StallWindow(stall), rule_state=self._fresh_rule_state(x.size),
             memory=LBFGSMemory(size=memory) if direction == "lbfgs" else None,
             eps_f=0.0 if self.eps_mode != "fixed" else _float_option("eps_f", eps_f, positive=False),
             noise_kind="given" if self.eps_mode == "fixed" else None,
             sigma=float(sigma) if sigma is not None else float("nan"))
         self.history, self.noise_history = Trace(HISTORY), Trace(NOISE_HISTORY)
-        if self.eps_mode == "auto" or not self.sigma_fixed:
-            self._probe("start")
-        else:
-            self._estimate()
+        self._begin("start")
+
+    def _begin(self, reason: str) -> None:
+        """The first request of a run (or a restart): the probe when ε_f or σ is measured."""
+        self._probe(reason) if self.eps_mode == "auto" or not self.sigma_fixed else self._estimate()
+
+    def _fresh_rule_state(self, n: int) -> dict:
+        rule_state = self.rule.init(n)
+        if self.rule.evaluates and self.first_step is not None:
+            rule_state["alpha"] = None  # sized from the first estimate
+        return rule_state
 
     # -- what the run is using -------------------------------------------------------
     @property
@@ -346,11 +343,8 @@ class Minimizer:
         """Start afresh from x after a stop (a restart, as Py-BOBYQA restarts at its noise
         floor): the noise and curvature are measured again and the L-BFGS pairs, the step and
         the stop tests start empty; x, f(x), the counters, the generator and the history stay."""
-        rule_state = self.rule.init(self.n)
-        if self.rule.evaluates and self.first_step is not None:
-            rule_state["alpha"] = None
-        clear_for_restart(self.state, rule_state)
-        self._probe("restart") if self.eps_mode == "auto" or not self.sigma_fixed else self._estimate()
+        clear_for_restart(self.state, self._fresh_rule_state(self.n))
+        self._begin("restart")
 
     # -- ask / tell ---------------------------------------------------------------------
     @property

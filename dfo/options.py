@@ -1,5 +1,5 @@
 """Validation of options, with one-line errors: numbers (shared by the Minimizer and
-:func:`dfo.minimize`) and the Minimizer's named choices."""
+:func:`dfo.minimize`) and the Minimizer's named choices and estimator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import numbers
 
 import numpy as np
 
+from .estimators import ESTIMATORS, get_estimator
 from .optim import STEP_RULES, step_rule_names
+
+#: the estimator of estimator="auto" (with its central version beside it)
+AUTO_ESTIMATOR = "orthogonal"
 
 
 def int_option(name: str, value, *, low: int = 1, none_ok: bool = True) -> int | None:
@@ -50,3 +54,19 @@ def loop_choices(*, step: str, direction: str, nonfinite: str, eps_f) -> tuple[s
     if eps_mode not in ("auto", "repeats", "fixed"):
         raise ValueError(f"eps_f must be a number, 'auto' or 'repeats', got {eps_f!r}")
     return direction, eps_mode
+
+
+def estimator_choice(estimator, options: dict) -> tuple[str | None, object, object | None]:
+    """``(preset, estimator, central)`` of the Minimizer's ``estimator`` option: a preset name
+    builds that preset with ``options``; ``"auto"`` builds :data:`AUTO_ESTIMATOR` and, as
+    ``central``, its central version (the noise probe switches to it while noise dominates
+    the forward error); an estimator object is used as it is (``preset`` None; ``options``
+    must all be None)."""
+    auto = isinstance(estimator, str) and estimator == "auto"
+    name = AUTO_ESTIMATOR if auto else estimator
+    preset = name if isinstance(name, str) else None
+    built = get_estimator(name, **(options if preset else {}))
+    if preset is None and any(v is not None for v in options.values()):
+        raise ValueError("options cannot be applied to an estimator instance; build it with them")
+    central = ESTIMATORS[name].central_version if preset in ESTIMATORS else None
+    return preset, built, get_estimator(central, **options) if auto and central else None
