@@ -213,3 +213,29 @@ def test_an_old_rl_run_folder_resumes_exactly(tmp_path):
     assert det(got) == det(want)
     newest = list_checkpoints(run)[-1]
     assert newest.name == "iter_000004" and verify(newest).version == 2 and (newest / ARRAYS).is_file()
+
+
+def test_the_trainer_saves_the_optimizer_state_once_and_refuses_an_unknown_layout(tmp_path, capsys):
+    from dfo.cli import main
+    from dfo.policies.checkpoint import list_checkpoints
+    from dfo.policies.training import TrainConfig, Trainer
+
+    cfg = TrainConfig(env_id="InvertedPendulum-v5", method="ars-v2t", episodes=10**6, max_iterations=2, horizon=20,
+                      n_directions=2, top_b=2, n_eval_episodes=1, backend="serial")
+    with Trainer(cfg, out_dir=tmp_path / "run") as tr:
+        tr.run()
+        state = tr.state_dict()
+    assert not {"params", "rng", "estimator", "alpha"} & set(state)  # only inside state["minimizer"]
+    ckpt = list_checkpoints(tmp_path / "run")[-1]
+    with Trainer.resume(tmp_path / "run") as again:
+        np.testing.assert_array_equal(again.params, state["minimizer"]["state"]["x"])
+    tree = json.loads((ckpt / STATE).read_text())
+    tree["layout"] = 99
+    (ckpt / STATE).write_text(json.dumps(tree))
+    write_manifest(ckpt, kind="train")
+    with pytest.raises(ValueError, match="trainer state of layout 99.*upgrade dfo") as info:
+        Trainer.resume(tmp_path / "run")
+    _one_line(info.value)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "layout 99" in err

@@ -29,7 +29,7 @@ def test_the_winner_continues_from_exactly_where_its_start_ended():
             lane = tr.race.lane
             tr.step()
             if tr.race.lane != lane:
-                ends.append(tr.state_dict()["params"] if tr.race.racing else None)
+                ends.append(tr.params.copy() if tr.race.racing else None)
         race = tr.race
         assert len(race.scores) == 3 and tr.episodes == 3 * 16  # every lane's episodes are counted
         winner = race.winner

@@ -81,6 +81,8 @@ from dfo.run.result import RunResult
 
 #: what runs on across the starts of a multi-start race (everything else belongs to one start)
 _RUN_COUNTERS = ("iteration", "episodes", "env_steps", "nonfinite", "elapsed", "best_eval")
+#: the layout of :meth:`Trainer.state_dict` (states without one are of older versions: still read)
+STATE_LAYOUT = 2
 #: the namespaced key of the evaluation return (TrainResult.eval_return)
 EVAL_KEY = METRIC_KEYS["eval_return"]
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
@@ -296,50 +298,72 @@ class Trainer:
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly (JSON tree + arrays, no pickle)."""
-        est_state = self.estimator.state_dict() if hasattr(self.estimator, "state_dict") else None
+        """Everything needed to continue exactly (JSON tree + arrays, no pickle).
+
+        The optimizer's own state (parameters, generator, estimator, step rule with the line
+        search's α) is saved once, as the Minimizer's ``state_dict``; the trainer adds what is its
+        own: the config, the normalizer, the counters, the evaluations and the race of starts.
+        """
         return {
+            "layout": STATE_LAYOUT,
             "config": self.config.to_dict(),
-            "params": self.params.copy(),
+            "minimizer": self.minimizer.state_dict(),
             "normalizer": self.normalizer.state,
-            "rng": json.dumps(self.rng.bit_generator.state),
-            "estimator": est_state,
             "iteration": self.iteration,
             "episodes": self.episodes,
             "env_steps": self.env_steps,
             "nonfinite": self.nonfinite,
             "elapsed": self.elapsed,
-            "alpha": self.alpha,
-            "minimizer": self.minimizer.state_dict(),
             "last_eval": self.last_eval,
             "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
             "race": self.race.state_dict() if self.race.starts > 1 else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.params = self.policy.check_params(np.asarray(state["params"], dtype=np.float64)).copy()
+        """Restore :meth:`state_dict` output, or a trainer state of an older dfo (see :meth:`_load_legacy`).
+
+        Raises:
+            ValueError: a state of an unknown layout, or one that does not fit this run's optimizer.
+        """
+        layout = state.get("layout")
+        if layout is None:
+            self._load_legacy(state)
+        elif layout == STATE_LAYOUT:
+            self.minimizer.load_state_dict(state["minimizer"])
+        else:
+            raise ValueError(f"a trainer state of layout {layout!r}; this dfo reads layout {STATE_LAYOUT} "
+                             "and the layout of older versions (upgrade dfo to resume it)")
+        self.params = self.policy.check_params(np.asarray(self.minimizer.x, dtype=np.float64)).copy()
+        self.rng = self.minimizer.rng
+        self.estimator = self.minimizer.estimator
+        self.alpha = self.minimizer.alpha
         self.normalizer = ObsNormalizer.from_state(state["normalizer"])
-        self.rng = np.random.default_rng()
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        if state.get("estimator") is not None:
-            self.estimator.load_state_dict(state["estimator"])
         self.iteration = int(state["iteration"])
         self.episodes = int(state["episodes"])
         self.env_steps = int(state["env_steps"])
         self.nonfinite = int(state["nonfinite"])
         self.elapsed = float(state["elapsed"])
-        self.alpha = None if state["alpha"] is None else float(state["alpha"])
-        if state.get("minimizer") is not None:
-            self.minimizer.load_state_dict(state["minimizer"])
-            self.rng = self.minimizer.rng
-        else:  # a checkpoint from before the trainer drove dfo.Minimizer: same numbers
-            self.minimizer = self._make_minimizer()
-            self.minimizer.alpha = self.alpha
         self.last_eval = float(state["last_eval"])
         self.best_eval = -math.inf if state.get("best_eval") is None else float(state["best_eval"])
         if state.get("race") is not None:
             self.race = StartRace.from_state(state["race"])
         self._needs_initial_row = False  # progress.csv already has it
+
+    def _load_legacy(self, state: dict[str, Any]) -> None:
+        """The optimizer of a trainer state without a layout (older dfo), which mirrored the Minimizer's
+        parameters, generator, estimator and α beside it, or (older still) had no Minimizer state."""
+        params = self.policy.check_params(np.asarray(state["params"], dtype=np.float64)).copy()
+        if state.get("estimator") is not None:
+            self.estimator.load_state_dict(state["estimator"])
+        if state.get("minimizer") is not None:
+            self.minimizer.load_state_dict(state["minimizer"])
+            return
+        # a checkpoint from before the trainer drove dfo.Minimizer: same numbers
+        self.params = params
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.minimizer = self._make_minimizer()
+        self.minimizer.alpha = None if state["alpha"] is None else float(state["alpha"])
 
     def save(self) -> Path | None:
         """Write a checkpoint of the completed iterations (no-op without ``out_dir``)."""
