@@ -290,6 +290,17 @@ def _cfg(tmp_path, name, steps, zo=None, **kw):
     return FinetuneConfig(**kw)
 
 
+def _rows(path):
+    """progress.csv or metrics.jsonl rows without the timing column."""
+    import csv
+
+    if path.suffix == ".csv":
+        with open(path) as fh:
+            return [{k: v for k, v in r.items() if k != "train_seconds"} for r in csv.DictReader(fh)]
+    return [{k: v for k, v in json.loads(line).items() if k != "time/train_seconds"}
+            for line in path.read_text().splitlines()]
+
+
 def run_files(folder):
     """A run folder's entries without the run-folder bookkeeping of dfo.run (.dfo-run.json, .lock)."""
     return sorted(p.name for p in folder.iterdir() if p.name not in (".dfo-run.json", ".lock"))
@@ -298,12 +309,17 @@ def run_files(folder):
 def test_resume_at_a_checkpoint_is_bit_exact_and_loads_no_pickle(tmp_path, monkeypatch):
     straight = finetune(_cfg(tmp_path, "a", 10), progress=False)
     finetune(_cfg(tmp_path, "b", 5), progress=False)
-    assert run_files(tmp_path / "b") == ["checkpoint.json", "ckpt-00000005", "results.json"]
+    logs = ["metrics.jsonl", "progress.csv", "tb"]
+    assert run_files(tmp_path / "b") == sorted(["checkpoint.json", "ckpt-00000005", *logs, "results.json"])
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called"))
     resumed = finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
     assert resumed["history"]["loss"] == straight["history"]["loss"]
     assert resumed["test"] == straight["test"]
-    assert run_files(tmp_path / "b") == ["checkpoint.json", "ckpt-00000010", "results.json"]
+    assert run_files(tmp_path / "b") == sorted(["checkpoint.json", "ckpt-00000010", *logs, "results.json"])
+    # the metrics stream of the resumed run is the straight run's, row for row (but the timings)
+    for name in ("progress.csv", "metrics.jsonl"):
+        a, b = [_rows(tmp_path / run / name) for run in ("a", "b")]
+        assert a == b and len(a) == 10, name
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -621,3 +637,49 @@ def test_the_job_steps_one_batch_at_a_time_and_resumes_exactly_from_its_state_di
         FinetuneJob(_cfg(tmp_path, "j", 4, lr=1e-3, out_dir=None), splits).load_state_dict(state)
     with pytest.raises(RuntimeError, match="begin"):
         FinetuneJob(cfg, splits).step()
+
+
+def test_the_metrics_stream_has_a_row_per_step_and_tensorboard_after_a_stop_mid_evaluation(tmp_path):
+    pytest.importorskip("tensorboard")
+    import time
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dfo.run.metrics import read_progress
+    from dfo.torch.llm.job import FinetuneJob
+
+    kw = dict(method="mezo", checkpoint_every=0, eval_every=4)
+    straight = finetune(_cfg(tmp_path, "a", 8, **kw), progress=False)
+    real = FinetuneJob.evaluate_dev
+
+    def stop_in_the_first_evaluation(self):  # SIGTERM arrives during the dev evaluation of step 4
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(self)
+
+    FinetuneJob.evaluate_dev = stop_in_the_first_evaluation
+    try:
+        with pytest.raises(Stopped, match="after step 4"):
+            finetune(_cfg(tmp_path, "b", 8, **kw), progress=False)
+    finally:
+        FinetuneJob.evaluate_dev = real
+    rows = read_progress(tmp_path / "b" / "progress.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3]  # step 4's row waits for its evaluation
+    time.sleep(1.1)  # a new event file name (they are named by the second)
+    finetune(_cfg(tmp_path, "b", 8, **kw), resume=True, progress=False)
+    for name in ("progress.csv", "metrics.jsonl"):
+        assert _rows(tmp_path / "a" / name) == _rows(tmp_path / "b" / name), name
+    rows = read_progress(tmp_path / "b" / "progress.csv")
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert [r["forward_passes"] for r in rows] == straight["history"]["forward_passes"] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert [r["loss"] for r in rows] == straight["history"]["loss"]  # repr floats read back bit for bit
+    dev = {s: ev["accuracy"] for s, ev in straight["history"]["dev"]}
+    assert {int(r["step"]): r["dev_accuracy"] for r in rows if not math.isnan(r["dev_accuracy"])} == dev
+    first = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[3])
+    assert set(first) == {"step", "forward_passes", "train/loss", "eval/accuracy", "eval/accuracy_calibrated",
+                          "time/train_seconds"}
+    acc = EventAccumulator(str(tmp_path / "b" / "tb"))
+    acc.Reload()
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [2, 4, 6, 8, 10, 12, 14, 16]  # x axis: training forward passes, no repeats
+    assert [e.value for e in loss] == pytest.approx(straight["history"]["loss"])
+    assert [e.step for e in acc.Scalars("eval/accuracy")] == [8, 16]

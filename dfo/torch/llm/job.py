@@ -22,32 +22,21 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
-from dfo.interrupts import StopFlag
-from dfo.torch.llm import checkpoint as ckpt_io
 from dfo.torch.llm.card import model_card
 from dfo.torch.llm.config import SELECTION_DEV_SIZE, FinetuneConfig, FinetuneError, check_resumable, jsonable
-from dfo.torch.llm.prompt import Evaluation, Interrupted, PromptClassifier, choose_template
+from dfo.torch.llm.history import History, StepRecord
+from dfo.torch.llm.prompt import Evaluation, PromptClassifier, choose_template
+from dfo.torch.llm.runner import Runner, Stopped
 from dfo.torch.llm.runtime import forward_precision, load_model, per_example_loss, resolve_device, under
 from dfo.torch.llm.tasks import Example, Task, TaskError, balanced_subset, get_task, load_split
-
-
-class Stopped(Exception):
-    """The run stopped on Ctrl-C / SIGTERM; ``step`` is the last completed step, ``saved`` the checkpoint (or None)."""
-
-    def __init__(self, signum: int, step: int, saved: Path | None) -> None:
-        self.signum, self.step, self.saved = signum, step, saved
-        name = signal.Signals(signum).name
-        where = f"checkpoint saved to {saved.parent}; continue with --resume" if saved else "nothing to save yet"
-        super().__init__(f"stopped by {name} after step {step}: {where}")
 
 
 @dataclass(frozen=True)
@@ -75,50 +64,6 @@ def load_splits(cfg: FinetuneConfig) -> Splits:
     except TaskError as exc:
         raise FinetuneError(str(exc)) from None
     return Splits(task, train, dev, test)
-
-
-@dataclass
-class History:
-    """What the run has done, step by step.
-
-    Attributes:
-        loss: the training loss of each step's batch (for the ZO methods: the loss the step reports,
-            the mean of its perturbed losses).
-        dev: ``[step, evaluation]`` of each dev evaluation (:meth:`dfo.torch.llm.prompt.Evaluation.as_dict`).
-        forward_passes: training forward passes used after each step, cumulative (evaluations not counted).
-    """
-
-    loss: list[float] = field(default_factory=list)
-    dev: list[list[Any]] = field(default_factory=list)
-    forward_passes: list[int] = field(default_factory=list)
-
-    @property
-    def steps(self) -> int:
-        return len(self.loss)
-
-    @property
-    def used(self) -> int:
-        """Training forward passes so far."""
-        return self.forward_passes[-1] if self.forward_passes else 0
-
-    def as_dict(self) -> dict[str, list]:
-        return {"loss": self.loss, "dev": self.dev, "forward_passes": self.forward_passes}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        """The history of a checkpoint (older ones have no ``forward_passes``)."""
-        return cls(loss=list(data["loss"]), dev=[list(d) for d in data["dev"]],
-                   forward_passes=list(data.get("forward_passes", [])))
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One step: its number (1-based: steps done), the batch loss, training forward passes so far, wall seconds."""
-
-    step: int
-    loss: float
-    forward_passes: int
-    seconds: float
 
 
 class FinetuneJob:
@@ -163,7 +108,7 @@ class FinetuneJob:
         self.template: str | None = None
         self.template_selection: dict[str, Any] | None = None
         self.classifier: PromptClassifier | None = None
-        self.should_stop: Callable[[], bool] = _never  # until run() installs its signal flag
+        self.should_stop: Callable[[], bool] = _never  # until a Runner installs its signal flag
         self.model.eval()  # dropout off in every forward pass (ZO and backprop alike)
 
     # ------------------------------------------------------------------ state
@@ -312,7 +257,8 @@ class FinetuneJob:
     # ------------------------------------------------------------------ the run
 
     def run(self, out: Path | None = None, *, resume: bool = False) -> dict[str, Any]:
-        """Run (or with ``resume`` continue the checkpoint in ``out``) to the end; write ``out``'s checkpoints,
+        """Run (or with ``resume`` continue the checkpoint in ``out``) to the end with a
+        :class:`~dfo.torch.llm.runner.Runner`: checkpoints, the metrics stream, signals; then write ``out``'s
         ``results.json`` and ``model/`` (the run folder is the caller's to lock and check).
 
         Returns:
@@ -322,14 +268,7 @@ class FinetuneJob:
             Stopped: Ctrl-C / SIGTERM, after writing a checkpoint when ``out`` is set.
             FinetuneError: a checkpoint that cannot resume this run, a non-finite loss.
         """
-        with StopFlag() as stop:
-            self.should_stop = stop
-            try:
-                run = _Run(self, out, stop)
-                run.start(resume)
-                dev, test = run.train()
-            finally:
-                self.should_stop = _never
+        dev, test = Runner(self, out).run(resume=resume)
         result = self.results(dev, test)
         if out is not None:
             self.write_outputs(out, result)
@@ -372,83 +311,8 @@ class FinetuneJob:
         atomic_write_bytes(out / "results.json", json.dumps(result, indent=2).encode())
 
 
-class _Run:
-    """The loop of :meth:`FinetuneJob.run`: start or resume, steps with their dev evaluations, checkpoints
-    every ``checkpoint_every`` steps and on a stop, the progress bar."""
-
-    def __init__(self, job: FinetuneJob, out: Path | None, stop: StopFlag) -> None:
-        self.job, self.out, self.stop = job, out, stop
-        self.start_step = 0
-        self.saved_step = -1
-
-    def start(self, resume: bool) -> None:
-        """:meth:`FinetuneJob.begin`, or with ``resume`` the checkpoint of the run folder loaded into the job."""
-        job = self.job
-        if not resume:
-            try:
-                job.begin()
-            except Interrupted:
-                raise Stopped(self.stop.signum, 0, None) from None
-            return
-        try:
-            step, state, meta = ckpt_io.load(self.out, job.model)
-        except ckpt_io.CheckpointError as exc:
-            raise FinetuneError(f"--resume: {exc}") from None
-        job.load_state_dict({"step": step, **state, "meta": meta})
-        self.start_step = self.saved_step = step
-
-    def save(self, step: int) -> Path | None:
-        """Write the checkpoint of ``step`` (once per step); the path of its pointer, None without a run folder."""
-        if self.out is None:
-            return None
-        if step != self.saved_step:
-            state = self.job.state_dict()
-            ckpt_io.save(self.out, step=step, model=self.job.model,
-                         state={"optimizer": state["optimizer"], "history": state["history"]}, meta=state["meta"])
-            self.saved_step = step
-        return self.out / ckpt_io.POINTER
-
-    def stopped(self, step: int) -> Stopped:
-        return Stopped(self.stop.signum, step, self.save(step))
-
-    def train(self) -> tuple[Evaluation, Evaluation]:
-        from tqdm.auto import tqdm
-
-        job, cfg, start = self.job, self.job.cfg, self.start_step
-        bar = tqdm(total=cfg.steps, initial=start, disable=not job.progress, desc=cfg.method)
-        try:
-            # an evaluation due at the resumed step that a stop cut short
-            if cfg.eval_every and start and start % cfg.eval_every == 0 and \
-                    not any(s == start for s, _ in job.history.dev):
-                job.evaluate_dev()
-            while not job.finished():
-                record = job.step()
-                bar.update(1)
-                info: dict[str, Any] = {"step": record.step, "loss": record.loss}
-                if cfg.eval_every and record.step % cfg.eval_every == 0:
-                    try:
-                        info["dev"] = job.evaluate_dev()
-                    except Interrupted:
-                        raise self.stopped(record.step) from None
-                bar.set_postfix(loss=f"{np.mean(job.history.loss[-20:]):.4f}",
-                                **({"dev": f"{job.history.dev[-1][1]['accuracy']:.3f}"} if job.history.dev else {}))
-                if job.callback:
-                    job.callback(info)
-                if job.should_stop():
-                    raise self.stopped(record.step)
-                if cfg.checkpoint_every and record.step % cfg.checkpoint_every == 0:
-                    self.save(record.step)
-            if job.steps_done > start:
-                self.save(job.steps_done)
-            return job.evaluate()
-        except Interrupted:
-            raise self.stopped(max(start, job.steps_done)) from None
-        finally:
-            bar.close()
-
-
 def _never() -> bool:
     return False
 
 
-__all__ = ["FinetuneJob", "History", "Splits", "StepRecord", "Stopped", "load_splits"]
+__all__ = ["FinetuneJob", "History", "Splits", "StepRecord", "Stopped", "load_splits"]  # History, Stopped: re-exported
