@@ -12,17 +12,19 @@ One iteration, as :meth:`Minimizer.tell` reads:
    estimator is swapped for its central version while the forward error bound
    2√(ε_f L) exceeds 1 % of the directional slope.
 2. ``estimate``: the estimator's query around x (with centre repeats and episode seeds
-   for common random numbers when asked), assembled into g.
+   for common random numbers when asked: :mod:`dfo.estimate_request`), assembled into g.
 3. ``step``: an update rule moves x at once; the line search (Berahas, Cao & Scheinberg
    2021) tries x + α d, d = −g or the L-BFGS direction, until
    f(x + α d) ≤ f(x) + c1 α gᵀd + 2 ε_f or its trials run out (:mod:`dfo.optim`).
 4. ``end``: record, then the stop tests: the noise floor (a failed search with ‖g‖
    within the estimate's error bound, twice in a row; or, at the rounding level,
    ``stall_iterations`` iterations that do not beat the best earlier f by 2ε_f, twice
-   in a row: status 0), ``max_recoveries`` consecutive failed recoveries (status 3).
+   in a row: status 0), ``max_recoveries`` consecutive failed recoveries (status 3)
+   (:mod:`dfo.stopping`).
 
 Every evaluation, noise probes included, counts in ``nfev``. The state is one typed
-:class:`RunState` (``state_dict`` generated from its fields, :mod:`dfo.state`); the
+:class:`RunState` (``state_dict`` generated from its fields, :mod:`dfo.state`; the
+checks of a load in :mod:`dfo.state_io`); the
 history is an append-only :class:`dfo.state.Trace`, so copying a Minimizer costs the
 same at iteration 10 and 10,000. :func:`dfo.minimize` drives it with an evaluator;
 the RL trainer drives the same object with rollouts.
