@@ -93,7 +93,7 @@ def test_FC1_a_second_finetune_into_a_live_run_folder_is_refused_with_one_line(t
     assert seen["rc"] == 2, seen
     assert seen["err"].count("\n") == 1 and "another process is writing" in seen["err"]
     saved = json.loads((out / "results.json").read_text())
-    assert saved["config"]["seed"] == 0 and saved["history"] == json.loads(json.dumps(first["history"]))
+    assert saved["config"]["seed"] == 0 and saved["history"] == json.loads(json.dumps(first.training.as_dict()))
     # released when the call ends: the folder now holds a finished run, refused as such
     assert main([*args, "--seed", "1"]) == 2 and "already holds a run" in capsys.readouterr().err
 
@@ -245,7 +245,7 @@ def test_FT3_settings_in_a_rehashed_checkpoint_must_agree_with_the_runs(ft_base,
     saved = json.loads((run / "results.json").read_text())
     state = json.loads((run / "checkpoint.json").read_text())["body"]["state"]["optimizer"]
     assert saved["config"]["lr"] == state["param_groups"][0]["lr"] == 2e-05
-    assert saved["template"] == result["template"] == "it-was"
+    assert saved["template"] == result.template == "it-was"
 
 
 def _header_2_62(path: Path) -> None:

@@ -108,7 +108,7 @@ def test_a_new_task_is_one_registry_entry(tmp_path, monkeypatch):
         (tmp_path / rel).write_text(rows)
     res = finetune(FinetuneConfig(model=str(AIDREAMS), task="toy", k=4, steps=2, batch_size=4, lr=1e-4,
                                   data_dir=str(tmp_path), save_model=False), progress=False)
-    assert res["template"] == "q" and res["test"]["n"] == 8 and len(res["history"]["loss"]) == 2
+    assert res.template == "q" and res.test.n == 8 and len(res.training.loss) == 2 == res.iteration
     (tmp_path / "toy/test.tsv").write_text("txt\ty\nsentence\tmaybe\n")
     with pytest.raises(TaskError, match="label 'maybe' is not one of"):
         load_split("toy", "test", data_dir=tmp_path)
@@ -313,8 +313,8 @@ def test_resume_at_a_checkpoint_is_bit_exact_and_loads_no_pickle(tmp_path, monke
     assert run_files(tmp_path / "b") == sorted(["checkpoint.json", "ckpt-00000005", *logs, "results.json"])
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called"))
     resumed = finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
-    assert resumed["history"]["loss"] == straight["history"]["loss"]
-    assert resumed["test"] == straight["test"]
+    assert resumed.training.loss == straight.training.loss and resumed.history == straight.history
+    assert resumed.test == straight.test and resumed.final == straight.final
     assert run_files(tmp_path / "b") == sorted(["checkpoint.json", "ckpt-00000010", *logs, "results.json"])
     # the metrics stream of the resumed run is the straight run's, row for row (but the timings)
     for name in ("progress.csv", "metrics.jsonl"):
@@ -336,9 +336,9 @@ def test_signal_writes_a_checkpoint_and_the_run_resumes(tmp_path, signum):
     assert stop.value.step == 3 and stop.value.saved == tmp_path / "b" / "checkpoint.json"
     resumed = finetune(cfg, resume=True, progress=False)
     # mezo writes its updates into the weights, so a checkpoint at any step resumes bit for bit
-    assert resumed["history"]["loss"] == straight["history"]["loss"]
-    assert [s for s, _ in resumed["history"]["dev"]] == [4, 8]
-    assert resumed["test"] == straight["test"]
+    assert resumed.training.loss == straight.training.loss
+    assert [s for s, _ in resumed.training.dev] == [4, 8]
+    assert resumed.test == straight.test
 
 
 def test_tampered_or_foreign_checkpoints_are_refused(tmp_path):
@@ -373,7 +373,7 @@ def test_existing_runs_are_not_overwritten_and_symlinks_are_refused(tmp_path):
         finetune(_cfg(tmp_path, "a", 1), progress=False)
     (tmp_path / "a" / "notes.txt").write_text("mine")
     again = finetune(_cfg(tmp_path, "a", 2, checkpoint_every=0), overwrite=True, progress=False)
-    assert again["steps"] == 2 and (tmp_path / "a" / "notes.txt").read_text() == "mine"
+    assert again.iteration == 2 and (tmp_path / "a" / "notes.txt").read_text() == "mine"
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "results.json").symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(FinetuneError, match="symlink"):
@@ -386,7 +386,7 @@ def test_saved_model_reloads_with_transformers_and_adam_learns(tmp_path):
 
     res = finetune(_cfg(tmp_path, "a", 12, method="adam", lr=3e-3, save_model=True, checkpoint_every=0),
                    progress=False)
-    loss = res["history"]["loss"]
+    loss = res.training.loss
     assert sum(loss[-4:]) < sum(loss[:4]) - 0.2, loss  # backprop on the label-word loss
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
     assert not list((tmp_path / "a" / "model").glob("*.bin"))
@@ -396,10 +396,10 @@ def test_saved_model_reloads_with_transformers_and_adam_learns(tmp_path):
     tuned_tok = load_lm(tmp_path / "a" / "model")[1]
     clf = PromptClassifier(model.eval(), tuned_tok, template="it-was")
     test = balanced_subset(load_split("sst2", "test", data_dir=DATA), 16, 2)
-    assert clf.evaluate(test).as_dict() == res["test"]
+    assert clf.evaluate(test) == res.test
     card = (tmp_path / "a" / "model" / "README.md").read_text()   # the model card states what made it
     assert card.startswith("---\nlibrary_name: transformers") and "- backprop" in card
-    assert "steps: 12" in card and f"| test | {res['accuracy']['test']:.3f} |" in card
+    assert "steps: 12" in card and f"| test | {res.test.accuracy:.3f} |" in card
     assert "datasets:\n- glue/sst2" in card and "lr=0.003" in card
 
 
@@ -409,14 +409,14 @@ def test_autocast_runs_bfloat16_forwards_over_float32_weights(tmp_path):
     kw = dict(method="mezo", checkpoint_every=0, save_model=True)
     full = finetune(_cfg(tmp_path, "a", 4, **kw), progress=False)
     amp = finetune(_cfg(tmp_path, "b", 4, autocast="bfloat16", **kw), progress=False)
-    la, lb = full["history"]["loss"], amp["history"]["loss"]
+    la, lb = full.training.loss, amp.training.loss
     # same batches and directions; the losses differ by the bfloat16 forward's rounding only
     assert la != lb and max(abs(x - y) for x, y in zip(la, lb)) < 0.05, (la, lb)
-    assert amp["config"]["autocast"] == "bfloat16"
+    assert amp.config.autocast == "bfloat16"
     weights = load_file(tmp_path / "b" / "model" / "model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.float32}
     side = finetune(_cfg(tmp_path, "s", 3, autocast="bfloat16", method="subzero", checkpoint_every=0), progress=False)
-    assert all(math.isfinite(x) for x in side["history"]["loss"])  # side paths under autocast
+    assert all(math.isfinite(x) for x in side.training.loss)  # side paths under autocast
     with pytest.raises(FinetuneError, match="cannot be combined with --dtype bfloat16"):
         _cfg(tmp_path, "c", 1, autocast="bfloat16", dtype="bfloat16")
     with pytest.raises(FinetuneError, match="--autocast must be one of"):
@@ -425,10 +425,12 @@ def test_autocast_runs_bfloat16_forwards_over_float32_weights(tmp_path):
 
 def test_auto_template_is_the_best_on_dev_and_reported(tmp_path):
     res = finetune(_cfg(tmp_path, "z", 0, template="auto", out_dir=None), progress=False)
-    scores = {k: v["accuracy"] for k, v in res["template_selection"].items() if "accuracy" in v}
-    assert res["template"] == max(scores, key=scores.get) and set(scores) <= set(get_task("sst2").template_names)
-    assert res["dev"]["accuracy"] == scores[res["template"]] and res["dev"]["n"] == 8
-    assert sum(res["test"]["predicted"]) == pytest.approx(1.0)
+    scores = {k: v["accuracy"] for k, v in res.template_selection.items() if "accuracy" in v}
+    assert res.template == max(scores, key=scores.get) and set(scores) <= set(get_task("sst2").template_names)
+    assert res.dev.accuracy == scores[res.template] and res.dev.n == 8
+    assert sum(res.test.predicted) == pytest.approx(1.0)
+    assert res.iteration == 0 and res.evaluations == 0 and res.history == [] and res.checkpoint is None
+    assert res.message.startswith("zero-shot") and math.isnan(res.final["train/loss"])
 
 
 # ----------------------------------------------------------------------------- the command
@@ -670,9 +672,11 @@ def test_the_metrics_stream_has_a_row_per_step_and_tensorboard_after_a_stop_mid_
         assert _rows(tmp_path / "a" / name) == _rows(tmp_path / "b" / name), name
     rows = read_progress(tmp_path / "b" / "progress.csv")
     assert [r["step"] for r in rows] == list(range(1, 9))
-    assert [r["forward_passes"] for r in rows] == straight["history"]["forward_passes"] == [2, 4, 6, 8, 10, 12, 14, 16]
-    assert [r["loss"] for r in rows] == straight["history"]["loss"]  # repr floats read back bit for bit
-    dev = {s: ev["accuracy"] for s, ev in straight["history"]["dev"]}
+    assert [r["forward_passes"] for r in rows] == straight.training.forward_passes == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert [r["loss"] for r in rows] == straight.training.loss  # repr floats read back bit for bit
+    assert [{k: r[k] for k in ("step", "loss")} for r in rows] == [{k: r[k] for k in ("step", "loss")}
+                                                                 for r in straight.history]  # the result's rows
+    dev = {s: ev["accuracy"] for s, ev in straight.training.dev}
     assert {int(r["step"]): r["dev_accuracy"] for r in rows if not math.isnan(r["dev_accuracy"])} == dev
     first = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[3])
     assert set(first) == {"step", "forward_passes", "train/loss", "eval/accuracy", "eval/accuracy_calibrated",
@@ -681,5 +685,5 @@ def test_the_metrics_stream_has_a_row_per_step_and_tensorboard_after_a_stop_mid_
     acc.Reload()
     loss = acc.Scalars("train/loss")
     assert [e.step for e in loss] == [2, 4, 6, 8, 10, 12, 14, 16]  # x axis: training forward passes, no repeats
-    assert [e.value for e in loss] == pytest.approx(straight["history"]["loss"])
+    assert [e.value for e in loss] == pytest.approx(straight.training.loss)
     assert [e.step for e in acc.Scalars("eval/accuracy")] == [8, 16]

@@ -36,14 +36,15 @@ def test_forward_pass_budget_stops_before_a_step_that_could_pass_it(tmp_path, me
     n = 4 if method != "mezo" else None
     res = finetune(_cfg(tmp_path, method=method, forward_passes=budget, n_directions=n, save_model=False),
                    progress=False)
-    assert res["steps"] == steps and res["forward_passes"] == used <= budget
-    assert res["history"]["forward_passes"][-1] == used and len(res["history"]["loss"]) == steps
+    assert res.iteration == steps and res.evaluations == used <= budget
+    assert res.training.forward_passes[-1] == used and len(res.training.loss) == steps
+    assert "budget of" in res.message and res.history[-1]["forward_passes"] == used
 
 
 def test_line_search_method_counts_its_variable_passes_and_stays_in_budget(tmp_path):
     res = finetune(_cfg(tmp_path, method="mezo-ls", forward_passes=30, save_model=False), progress=False)
-    fp = res["history"]["forward_passes"]
-    assert res["forward_passes_per_step"] == "variable"
+    fp = res.training.forward_passes
+    assert res.forward_passes_per_step == "variable" == res.record()["forward_passes_per_step"]
     assert fp == sorted(fp) and fp[-1] <= 30 and 4 <= fp[0] <= 6  # f0 (+ repeat), f(x +- eps z), 1-2 trials
 
 
@@ -77,7 +78,7 @@ def test_lora_trains_adapters_only_and_saves_an_adapter_peft_loads(tmp_path):
             continue
         key = name.replace(".base_layer", "")
         assert torch.equal(p, fresh_sd[key]), key
-    assert res["steps"] == 6
+    assert res.iteration == 6
 
 
 @pytest.mark.parametrize("method", ["mezo-ls", "fzoo"])
@@ -91,6 +92,6 @@ def test_step_rules_resume_from_a_checkpoint_bit_exactly(tmp_path, method):
 
     finetune(dataclasses.replace(cfg, steps=3), progress=False)
     resumed = finetune(cfg, resume=True, progress=False)
-    assert resumed["history"]["loss"] == straight["history"]["loss"]
-    assert resumed["history"]["forward_passes"] == straight["history"]["forward_passes"]
-    assert resumed["test"]["accuracy"] == straight["test"]["accuracy"]
+    assert resumed.training.loss == straight.training.loss
+    assert resumed.training.forward_passes == straight.training.forward_passes
+    assert resumed.test.accuracy == straight.test.accuracy

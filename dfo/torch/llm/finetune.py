@@ -32,6 +32,7 @@ from dfo.run import FINETUNE as RUN_LAYOUT
 from dfo.run import open_run_folder, run_folder_job
 from dfo.torch.llm.config import DEFAULT_LR, FINETUNE_METHODS, FinetuneConfig, FinetuneError
 from dfo.torch.llm.job import FinetuneJob, Stopped, load_splits
+from dfo.torch.llm.result import FinetuneResult
 from dfo.torch.llm.runtime import per_example_loss, resolve_device, with_lora
 
 #: files and folders a run writes (dfo.run's layout); ``overwrite`` removes those its manifest lists
@@ -57,20 +58,21 @@ def finetune(
     overwrite: bool = False,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+) -> FinetuneResult:
     """Run (or resume) a fine-tuning job.
 
     Args:
         cfg: the run.
         resume: continue from ``cfg.out_dir``'s checkpoint.
         overwrite: replace a run already in ``cfg.out_dir``.
-        progress: show a tqdm progress bar.
-        callback: called with a dict (``step``, ``loss``, ...) after every step.
+        progress: show the progress (a bar in a terminal, plain lines in a log).
+        callback: called with a dict (``step``, ``loss``, ``dev`` when evaluated) after every step.
 
     Returns:
-        ``config``, ``template``, ``label_words``, ``template_selection`` (dev scores when
-        ``template="auto"``), ``dev`` / ``test`` evaluations (accuracy raw and calibrated,
-        predicted-class balance), ``history`` (loss per step, dev evaluations), timings.
+        The :class:`~dfo.torch.llm.result.FinetuneResult` (the run harness's ``RunResult``): steps and forward
+        passes, the template (and the scores that chose it for ``template="auto"``), the final dev / test
+        evaluations (accuracy raw and calibrated, predicted-class balance), the step history;
+        ``record()`` is the ``results.json`` it writes.
 
     Raises:
         FinetuneError: a bad setting, folder or file (one-line message).
@@ -88,5 +90,6 @@ def finetune(
 
 
 #: the library layer's names, kept importable from here (their homes: config, job, runtime)
-__all__ = ["DEFAULT_LR", "FINETUNE_METHODS", "FinetuneConfig", "FinetuneError", "FinetuneJob", "Stopped", "finetune",
+__all__ = ["DEFAULT_LR", "FINETUNE_METHODS", "FinetuneConfig", "FinetuneError", "FinetuneJob", "FinetuneResult", "Stopped",
+           "finetune",
            "per_example_loss", "prepare_run_dir", "resolve_device", "with_lora"]

@@ -119,21 +119,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"dfo finetune: {exc}", file=sys.stderr)
         return 128 + exc.signum
     summary = {
-        "task": result["task"], "template": result["template"], "label_words": result["label_words"],
-        "method": cfg.method, "steps": result["steps"], "forward_passes": result["forward_passes"],
-        "device": result["device"],
-        "dev_accuracy": result["dev"]["accuracy"], "dev_accuracy_calibrated": result["dev"]["accuracy_calibrated"],
-        "test_accuracy": result["test"]["accuracy"],
-        "test_accuracy_calibrated": result["test"]["accuracy_calibrated"],
-        "test_predicted_fraction": result["test"]["predicted"],
-        "test_predicted_fraction_calibrated": result["test"]["predicted_calibrated"],
-        "test_size": result["test"]["n"], "final_train_loss": result["final_train_loss"],
-        "train_seconds": result["train_seconds"], "out": cfg.out_dir,
+        "task": result.task, "template": result.template, "label_words": list(result.label_words),
+        "method": cfg.method, "steps": result.iteration, "forward_passes": result.evaluations,
+        "device": result.device,
+        "dev_accuracy": result.dev.accuracy, "dev_accuracy_calibrated": result.dev.accuracy_calibrated,
+        "test_accuracy": result.test.accuracy,
+        "test_accuracy_calibrated": result.test.accuracy_calibrated,
+        "test_predicted_fraction": list(result.test.predicted),
+        "test_predicted_fraction_calibrated": list(result.test.predicted_calibrated),
+        "test_size": result.test.n, "final_train_loss": result.final_train_loss,
+        "train_seconds": result.train_seconds, "out": cfg.out_dir, "message": result.message,
     }
-    if result["template_selection"]:
+    if result.template_selection:
         summary["template_dev_accuracy"] = {
             k: (v.get("accuracy_calibrated" if cfg.calibrate else "accuracy", v.get("skipped")))
-            for k, v in result["template_selection"].items()
+            for k, v in result.template_selection.items()
         }
     print(json.dumps(summary, indent=2))
     return 0

@@ -34,6 +34,7 @@ from dfo.torch.llm.card import model_card
 from dfo.torch.llm.config import SELECTION_DEV_SIZE, FinetuneConfig, FinetuneError, check_resumable, jsonable
 from dfo.torch.llm.history import History, StepRecord
 from dfo.torch.llm.prompt import Evaluation, PromptClassifier, choose_template
+from dfo.torch.llm.result import FinetuneResult, finetune_result
 from dfo.torch.llm.runner import Runner, Stopped
 from dfo.torch.llm.runtime import forward_precision, load_model, per_example_loss, resolve_device, under
 from dfo.torch.llm.tasks import Example, Task, TaskError, balanced_subset, get_task, load_split
@@ -256,59 +257,41 @@ class FinetuneJob:
 
     # ------------------------------------------------------------------ the run
 
-    def run(self, out: Path | None = None, *, resume: bool = False) -> dict[str, Any]:
+    def run(self, out: Path | None = None, *, resume: bool = False) -> FinetuneResult:
         """Run (or with ``resume`` continue the checkpoint in ``out``) to the end with a
         :class:`~dfo.torch.llm.runner.Runner`: checkpoints, the metrics stream, signals; then write ``out``'s
         ``results.json`` and ``model/`` (the run folder is the caller's to lock and check).
-
-        Returns:
-            The results (see :func:`dfo.torch.llm.finetune.finetune`).
 
         Raises:
             Stopped: Ctrl-C / SIGTERM, after writing a checkpoint when ``out`` is set.
             FinetuneError: a checkpoint that cannot resume this run, a non-finite loss.
         """
-        dev, test = Runner(self, out).run(resume=resume)
-        result = self.results(dev, test)
+        runner = Runner(self, out)
+        dev, test = runner.run(resume=resume)
+        result = self.result(dev, test, checkpoint=runner.checkpoint)
         if out is not None:
             self.write_outputs(out, result)
         if hasattr(self.optimizer, "close"):
             self.optimizer.close()
         return result
 
-    def results(self, dev: Evaluation, test: Evaluation) -> dict[str, Any]:
-        """The run's record (``results.json``): settings, template, evaluations, history, timings."""
-        cfg, zo = self.cfg, self.cfg.zo
-        return {
-            "config": jsonable(asdict(cfg)),
-            "task": self.splits.task.name,
-            "template": self.template,
-            "label_words": list(self._clf().label_words),
-            "template_selection": self.template_selection,
-            "device": str(self.device),
-            "steps": self.steps_done,
-            "forward_passes": self.history.used,
-            "forward_passes_per_step": 1 if zo is None else (
-                "variable" if zo.entry.line_search else zo.max_forward_passes()),
-            "backward_passes_per_step": 1 if zo is None else 0,
-            "dev": dev.as_dict(),
-            "test": test.as_dict(),
-            "accuracy": {"dev": dev.headline(cfg.calibrate), "test": test.headline(cfg.calibrate),
-                         "calibrated": cfg.calibrate},
-            "final_train_loss": float(np.mean(self.history.loss[-20:])) if self.history.loss else None,
-            "history": self.history.as_dict(),
-            "train_seconds": self.train_seconds,
-        }
+    def result(self, dev: Evaluation, test: Evaluation, *, checkpoint: Path | None = None) -> FinetuneResult:
+        """The run's :class:`~dfo.torch.llm.result.FinetuneResult` after the final evaluations ``dev``, ``test``."""
+        return finetune_result(cfg=self.cfg, task=self.splits.task.name, template=self.template,
+                               label_words=self._clf().label_words, template_selection=self.template_selection,
+                               device=str(self.device), dev=dev, test=test, training=self.history,
+                               train_seconds=self.train_seconds, checkpoint=checkpoint)
 
-    def write_outputs(self, out: Path, result: dict[str, Any]) -> None:
+    def write_outputs(self, out: Path, result: FinetuneResult) -> None:
         """``out/model`` (``save_pretrained``, safetensors, with the tokenizer and a model card) after training
         when ``save_model`` is set, and ``out/results.json``."""
+        record = result.record()
         if self.cfg.save_model and self.steps_done > 0:
             with staged_dir(out / "model", prefix=f"model{TMP_MARK}") as tmp:
                 self.model.save_pretrained(tmp, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
-                (tmp / "README.md").write_text(model_card(result), encoding="utf-8")
-        atomic_write_bytes(out / "results.json", json.dumps(result, indent=2).encode())
+                (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
+        atomic_write_bytes(out / "results.json", json.dumps(record, indent=2).encode())
 
 
 def _never() -> bool:

@@ -45,6 +45,12 @@ def row(history: History, step: int, *, train_seconds: float) -> dict[str, Any]:
     return out
 
 
+def rows(history: History) -> list[dict[str, Any]]:
+    """Every step's row (:func:`row`) without the timing column, which only the files keep."""
+    return [{k: v for k, v in row(history, s, train_seconds=0.0).items() if k != "train_seconds"}
+            for s in range(1, history.steps + 1)]
+
+
 def hparams(config: dict[str, Any]) -> dict[str, Any]:
     """The settings for TensorBoard's HParams tab: ``zo``'s flattened (``zo.eps``), None left out."""
     flat: dict[str, Any] = {}
@@ -56,4 +62,4 @@ def hparams(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-__all__ = ["SCHEMA", "hparams", "row"]
+__all__ = ["SCHEMA", "hparams", "row", "rows"]

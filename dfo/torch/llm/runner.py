@@ -122,6 +122,11 @@ class Runner:
         every, start = self.job.cfg.eval_every, self.start_step
         return bool(every and start and start % every == 0 and not any(s == start for s, _ in self.job.history.dev))
 
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint this run last wrote or resumed from (None: none)."""
+        return None if self.out is None or self.saved_step < 0 else self.out / ckpt_io.POINTER
+
     def save(self, step: int) -> Path | None:
         """Write the checkpoint of ``step`` (once per step); the path of its pointer, None without a run folder."""
         if self.out is None:
