@@ -10,7 +10,8 @@ every template's score. The settings are :class:`dfo.torch.llm.config.FinetuneCo
 
 Run folder (``out_dir``): ``checkpoint.json`` + ``ckpt-<step>/`` (safetensors and
 checksummed JSON, see :mod:`dfo.torch.llm.checkpoint`; nothing is unpickled),
-``results.json`` and, after training, ``model/`` written with ``save_pretrained``
+``results.json``, the metrics stream (``progress.csv``, ``metrics.jsonl``, ``tb/``; see
+:mod:`dfo.torch.llm.runlog`) and, after training, ``model/`` written with ``save_pretrained``
 (safetensors) together with the tokenizer. An existing run is never overwritten
 unless asked (``overwrite=True``); ``resume=True`` continues it. Ctrl-C or SIGTERM
 during a run stops after the current step, writes a checkpoint and raises
@@ -20,7 +21,7 @@ only (``HF_HUB_OFFLINE=1``).
 Example:
     >>> cfg = FinetuneConfig(model="smollm2", method="subzero", steps=100, out_dir="runs/sst2",
     ...                      data_dir="/data")                                    # doctest: +SKIP
-    >>> finetune(cfg)["test"]["accuracy"]                                          # doctest: +SKIP
+    >>> finetune(cfg).test.accuracy                                                # doctest: +SKIP
 """
 
 from __future__ import annotations
