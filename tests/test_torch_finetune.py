@@ -374,6 +374,9 @@ def test_existing_runs_are_not_overwritten_and_symlinks_are_refused(tmp_path):
     (tmp_path / "a" / "notes.txt").write_text("mine")
     again = finetune(_cfg(tmp_path, "a", 2, checkpoint_every=0), overwrite=True, progress=False)
     assert again.iteration == 2 and (tmp_path / "a" / "notes.txt").read_text() == "mine"
+    assert _rows(tmp_path / "a" / "progress.csv") == [{k: str(v) for k, v in r.items() if v is not None}
+                                                     | {"dev_accuracy": "", "dev_accuracy_calibrated": ""}
+                                                     for r in again.history]  # the new run's rows only
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "results.json").symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(FinetuneError, match="symlink"):

@@ -112,8 +112,9 @@ class Runner:
                 raise Stopped(self.stop.signum, 0, None) from None
         self.eval_due = self._eval_cut_short()
         if self.out is not None and job.cfg.steps > 0:
-            if resume:  # a step whose evaluation a stop cut short has no row yet: it is written after that evaluation
-                MetricsLog.truncate(self.out, runlog.SCHEMA, self.start_step - self.eval_due)
+            # a resume cuts the files back to the checkpoint (a step whose evaluation a stop cut short has no row
+            # yet: it is written after that evaluation); a new run (--overwrite) to before its first step
+            MetricsLog.truncate(self.out, runlog.SCHEMA, self.start_step - self.eval_due)
             self.log = MetricsLog(self.out, runlog.SCHEMA, hparams=runlog.hparams(job.meta()["config"]),
                                   purge_step=job.history.used + 1 if resume else None)
 
