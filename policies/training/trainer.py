@@ -457,13 +457,9 @@ class Trainer:
         traffic: dict[str, int] = {}
         while opt.nit == nit:
             req = opt.request
-            if req.kind == "estimate" and req.query is not None:
-                center: Any = req.query
-                items = [(int(i), int(s), int(seed)) for (i, s), seed in zip(req.items, req.seeds)]
-            elif np.all(req.points == req.points[:1]):
-                center, items = req.points[0], [(-1, 0, int(seed)) for seed in req.seeds]
-            else:
+            if req.shape == "points":
                 raise RuntimeError(f"the trainer cannot run a {req.kind!r} request of distinct points")
+            center, items = req.translate()  # the one translation minimize() uses too
             outs, t = self._map(center, items, training=True, snapshot=snap)
             for k in ("sent", "received", "retries"):
                 traffic[k] = traffic.get(k, 0) + int(t.get(k, 0))
