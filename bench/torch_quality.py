@@ -2,8 +2,8 @@
 
 Every cell of the grid is its own resumable job whose result is a JSON file under
 ``--runs``; a cell that already has its result is skipped, a half-done fine-tuning
-cell continues from its checkpoint (``dfo.torch.llm.finetune``'s safetensors + JSON
-checkpoint). ``table`` turns whatever cells exist into the markdown table and the
+cell continues from its checkpoint (``<cell>/checkpoints/step_N/``, the checkpoint format
+of ``dfo.run.checkpoint``). ``table`` turns whatever cells exist into the markdown table and the
 learning-curve PNG, and lists the cells that are missing.
 
 Stages:
@@ -112,6 +112,7 @@ def best_template(runs: Path, seeds: list[int], calibrated: bool) -> tuple[str, 
 def cells(args: argparse.Namespace) -> None:
     import torch
 
+    from dfo.torch.llm.checkpoint import newest
     from dfo.torch.llm.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(args.threads)
@@ -125,18 +126,28 @@ def cells(args: argparse.Namespace) -> None:
                 continue
             cfg = FinetuneConfig(
                 model=args.model, task=args.task, template=template, method=method, lr=args.lr or LR[method],
-                eps=args.eps, rank=args.rank, refresh=args.refresh, steps=args.steps, batch_size=args.batch,
-                forward_passes=args.forward_passes, n_directions=args.n_directions, lora=args.lora,
+                zo=zo_settings(method, args), steps=args.steps, batch_size=args.batch,
+                forward_passes=args.forward_passes, lora=args.lora,
                 k=args.k, data_seed=seed, seed=seed, eval_every=args.eval_every, dev_size=args.dev_size,
                 checkpoint_every=args.checkpoint_every, out_dir=str(out), data_dir=args.data_dir,
                 save_model=False,
             )
-            resume = (out / "checkpoint.json").is_file()
+            resume = newest(out) is not None
             print(f"cell {out.name} ({'resume' if resume else 'start'})", flush=True)
             res = finetune(cfg, resume=resume, progress=False)
-            print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f} "
-                  f"pred {res['test']['predicted']} ({res['train_seconds']:.0f} s)", flush=True)
+            print(f"  test acc {res.test.accuracy:.3f} cal {res.test.accuracy_calibrated:.3f} "
+                  f"pred {res.test.predicted} ({res.train_seconds:.0f} s)", flush=True)
             _keep(out, args.keep)
+
+
+def zo_settings(method: str, args: argparse.Namespace):
+    """The zeroth-order settings of a cell (``ZOConfig``: eps, rank, refresh, directions); None for ``adam``."""
+    if method == "adam":
+        return None
+    from dfo.torch.llm.config import zo_config
+
+    return zo_config(method, eps=args.eps, rank=args.rank, refresh=args.refresh,
+                     **({} if args.n_directions is None else {"n_directions": args.n_directions}))
 
 
 def cell_name(method: str, seed: int, args: argparse.Namespace) -> str:
@@ -185,17 +196,18 @@ def partial(args: argparse.Namespace) -> None:
 
     import torch
 
+    from dfo.run.checkpoint import load
+    from dfo.torch.llm.checkpoint import KIND, newest
     from dfo.torch.llm.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(args.threads)
     runs = Path(args.runs)
     for cell in sorted([*runs.glob("*-steps*"), *runs.glob("*-fp*")]):  # step-count and forward-pass cells
-        pointer = cell / "checkpoint.json"
-        if "-at" in cell.name or (cell / "results.json").is_file() or not pointer.is_file():
+        if "-at" in cell.name or (cell / "results.json").is_file() or newest(cell) is None:
             continue
-        body = json.loads(pointer.read_text())["body"]
-        step = int(body["step"])
-        saved = dict(body["meta"]["config"])
+        state = load(newest(cell), kind=KIND)  # verified; the weights stay on disk
+        step = int(state["step"])
+        saved = dict(state["meta"]["config"])
         if step < 1 or step >= saved["steps"]:
             continue
         out = runs / f"{cell.name}-at{step}"
@@ -206,11 +218,11 @@ def partial(args: argparse.Namespace) -> None:
         shutil.copytree(cell, out)
         saved.update(steps=step, out_dir=str(out), data_dir=args.data_dir, save_model=False,
                      test_size=args.test_size or None)
-        cfg = FinetuneConfig(**saved)
+        cfg = FinetuneConfig.from_dict(saved)
         print(f"partial {cell.name}: evaluating the step-{step} checkpoint in {out.name}", flush=True)
         res = finetune(cfg, resume=True, progress=False)
-        print(f"  test acc {res['test']['accuracy']:.3f} cal {res['test']['accuracy_calibrated']:.3f} "
-              f"after {res['forward_passes']} training forward passes", flush=True)
+        print(f"  test acc {res.test.accuracy:.3f} cal {res.test.accuracy_calibrated:.3f} "
+              f"after {res.evaluations} training forward passes", flush=True)
         _keep(out, args.keep)
 
 
@@ -265,7 +277,8 @@ def by_forward_passes(results: list[dict], zero_shot: dict | None = None) -> lis
     groups: dict[tuple, list] = {}
     for r in results:
         c = r["config"]
-        k = "" if c["method"] == "adam" else (c.get("n_directions") or 1)  # cells before the option: 1
+        zo = c.get("zo") or {}  # the zeroth-order settings; flat in the config of cells made before zo
+        k = "" if c["method"] == "adam" else (zo.get("n_directions") or c.get("n_directions") or 1)
         groups.setdefault((c["method"], c["lr"], k, c.get("lora") or "", _passes(r)), []).append(r)
     if not groups:
         return []

@@ -1,8 +1,8 @@
 """Crash-safe file helpers shared by every checkpoint writer (numpy-free, torch-free).
 
-The one home of how dfo writes files that must survive a kill: the RL trainer's
-checkpoints (:mod:`dfo.policies.checkpoint`, :mod:`dfo.policies.serialization`) and the
-fine-tuning checkpoints (:mod:`dfo.torch.llm.checkpoint`) both use it.
+The one home of how dfo writes files that must survive a kill: the checkpoint format
+(:mod:`dfo.run.checkpoint`, which the RL trainer and fine-tuning write), the policy files
+(:mod:`dfo.policies.serialization`) and the run folders use it.
 
 * :func:`atomic_write_bytes`: a file is written beside its target under a name
   ``<name>.tmp-XXXXXXXX``, flushed to disk and renamed over the target, so a crash

@@ -9,13 +9,13 @@ unpickled: the tree is plain JSON and the tags are a closed set.
 
 Two layouts share the walker, each fixed by the checkpoints already on disk:
 
-* ``compact=False`` (RL trainer checkpoints, :mod:`dfo.policies.checkpoint`): every
+* ``compact=False`` (the version-1 RL checkpoints older runs hold, read by :mod:`dfo.policies.checkpoint`): every
   container is tagged, ``{"__dict__": {str(key): ...}}``, ``{"__list__": [...]}``,
   ``{"__tuple__": [...]}``; a leaf's key is its path (``s.a.0``).
-* ``compact=True`` (fine-tuning checkpoints, :mod:`dfo.torch.llm.checkpoint`): lists
+* ``compact=True`` (the checkpoint format, :mod:`dfo.run.checkpoint`): lists
   and dicts with plain string keys stay JSON, tuples are ``{"__tuple__": [...]}``
   and other dicts ``{"__dict__": [[key, value], ...]}`` (integer keys survive);
-  a leaf's key is its path and a counter (``t.state.0.V#3``).
+  a leaf's key is its path and a counter (``s.state.0.V#3``).
 
 numpy scalars become Python numbers; floats may be NaN or infinite (Python's
 ``json`` writes them).

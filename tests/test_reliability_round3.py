@@ -181,23 +181,46 @@ def _ft_cfg(out: Path, steps: int, **kw):
     return FinetuneConfig(**{**base, **kw})
 
 
-def _edit_body(run: Path, edit) -> None:
-    """What an editor without a secret can do: change checkpoint.json's body and recompute its hash."""
-    from dfo.torch.llm import checkpoint as ckpt_io
+def _newest(run: Path) -> Path:
+    return sorted((run / "checkpoints").glob("step_*"))[-1]
 
-    doc = json.loads((run / "checkpoint.json").read_text())
-    edit(doc["body"])
-    doc["sha256"] = ckpt_io._body_hash(doc["body"])
-    (run / "checkpoint.json").write_text(json.dumps(doc))
+
+def _edit_state(run: Path, edit) -> None:
+    """What an editor without a secret can do: change the newest checkpoint's state.json and recompute its
+    manifest (the SHA-256s guard against corruption and careless edits, not against this)."""
+    from dfo.run.checkpoint import write_manifest
+
+    folder = _newest(run)
+    doc = json.loads((folder / "state.json").read_text())
+    edit(doc)
+    (folder / "state.json").write_text(json.dumps(doc))
+    write_manifest(folder, kind="finetune")
 
 
 def _rewrite_state_file(run: Path, change) -> None:
-    """Replace ckpt-*/state.safetensors by change(raw bytes or tensors) and record its new hash, consistently."""
+    """Replace the newest checkpoint's tensors.safetensors by change(raw bytes or tensors), manifest recomputed."""
+    from dfo.run.checkpoint import write_manifest
+
+    folder = _newest(run)
+    change(folder / "tensors.safetensors")
+    write_manifest(folder, kind="finetune")
+
+
+def _list_outside_file(run: Path) -> None:
+    """A manifest naming a file outside the checkpoint (a hash oracle for ../../results.json)."""
     from dfo.fileio import sha256_file
 
-    folder = next(run.glob("ckpt-*"))
-    change(folder / "state.safetensors")
-    _edit_body(run, lambda b: b["sha256"].__setitem__("state.safetensors", sha256_file(folder / "state.safetensors")))
+    folder = _newest(run)
+    doc = json.loads((folder / "manifest.json").read_text())
+    doc["files"]["../../results.json"] = sha256_file(run / "results.json")
+    (folder / "manifest.json").write_text(json.dumps(doc))
+
+
+def _deep_state(run: Path) -> None:
+    from dfo.run.checkpoint import write_manifest
+
+    (_newest(run) / "state.json").write_text("[" * 100000 + "]" * 100000)
+    write_manifest(_newest(run), kind="finetune")
 
 
 @pytest.fixture(scope="module")
@@ -225,25 +248,26 @@ def test_FT3_settings_in_a_rehashed_checkpoint_must_agree_with_the_runs(ft_base,
     from dfo.torch.llm.finetune import FinetuneError, finetune
 
     run = _copy(ft_base, tmp_path)
-    _edit_body(run, lambda b: b["state"]["optimizer"]["param_groups"][0].__setitem__("lr", 1000.0))
+    _edit_state(run, lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", 1000.0))
     with pytest.raises(FinetuneError, match=r"param group 0 lr=1000\.0 but the run's settings say 2e-05"):
         finetune(_ft_cfg(run, 4), resume=True, progress=False)
-    _edit_body(run, lambda b: b["state"]["optimizer"]["param_groups"][0].__setitem__("lr", float("nan")))
+    _edit_state(run, lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", float("nan")))
     with pytest.raises(FinetuneError, match="lr=nan"):  # FT3b: was a traceback
         finetune(_ft_cfg(run, 4), resume=True, progress=False)
-    _edit_body(run, lambda b: b["state"]["optimizer"]["param_groups"][0].__setitem__("lr", 2e-05))
-    _edit_body(run, lambda b: b["state"]["optimizer"]["zo"]["config"].__setitem__("eps", 0.5))
+    _edit_state(run, lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", 2e-05))
+    _edit_state(run, lambda s: s["optimizer"]["zo"]["config"].__setitem__("eps", 0.5))
     with pytest.raises(FinetuneError, match="zo eps=0.5"):
         finetune(_ft_cfg(run, 4), resume=True, progress=False)
-    _edit_body(run, lambda b: b["state"]["optimizer"]["zo"]["config"].__setitem__("eps", 1e-3))
-    _edit_body(run, lambda b: b["meta"].__setitem__("template", "review"))
+    _edit_state(run, lambda s: s["optimizer"]["zo"]["config"].__setitem__("eps", 1e-3))
+    _edit_state(run, lambda s: s["meta"].__setitem__("template", "review"))
     with pytest.raises(FinetuneError, match="template 'review'.*'it-was'"):
         finetune(_ft_cfg(run, 4), resume=True, progress=False)
-    _edit_body(run, lambda b: b["meta"].__setitem__("template", "it-was"))
+    _edit_state(run, lambda s: s["meta"].__setitem__("template", "it-was"))
     # consistent again: resumes, and results.json reports the values the optimizer used
     result = finetune(_ft_cfg(run, 4), resume=True, progress=False)
     saved = json.loads((run / "results.json").read_text())
-    state = json.loads((run / "checkpoint.json").read_text())["body"]["state"]["optimizer"]
+    assert _newest(run).name == "step_00000004"
+    state = json.loads((_newest(run) / "state.json").read_text())["optimizer"]
     assert saved["config"]["lr"] == state["param_groups"][0]["lr"] == 2e-05
     assert saved["template"] == result.template == "it-was"
 
@@ -264,12 +288,12 @@ def _cut_rng(path: Path) -> None:
 
 @needs_model
 @pytest.mark.parametrize("case, craft, message", [
-    ("FT9", lambda run: _edit_body(run, lambda b: b.__setitem__("folder", ["ckpt-00000002"])), "folder is not a name"),
-    ("FT10", lambda run: _edit_body(run, lambda b: b.pop("meta")), "missing ['meta']"),
-    ("R8-ft", lambda run: _edit_body(run, lambda b: b.__setitem__("folder", "ckpt-../../x")), "invalid folder"),
-    ("FT11", lambda run: _rewrite_state_file(run, _header_2_62), "state.safetensors cannot be read"),
+    ("FT9", lambda run: _edit_state(run, lambda s: s.__setitem__("step", ["2"])), "step is not an integer"),
+    ("FT10", lambda run: _edit_state(run, lambda s: s.pop("meta")), "missing ['meta']"),
+    ("R8-ft", _list_outside_file, "not plain file names of the checkpoint"),
+    ("FT11", lambda run: _rewrite_state_file(run, _header_2_62), "tensors.safetensors cannot be read"),
     ("FT12", lambda run: _rewrite_state_file(run, _cut_rng), "generator state is damaged"),
-    ("deep", lambda run: (run / "checkpoint.json").write_text("[" * 100000 + "]" * 100000), "nested too deeply"),
+    ("deep", _deep_state, "nested too deeply"),
 ])
 def test_FT9_FT10_FT11_FT12_crafted_checkpoints_are_one_line_errors(ft_base, tmp_path, capsys, case, craft, message):
     run = _copy(ft_base, tmp_path)

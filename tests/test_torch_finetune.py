@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -310,12 +311,15 @@ def test_resume_at_a_checkpoint_is_bit_exact_and_loads_no_pickle(tmp_path, monke
     straight = finetune(_cfg(tmp_path, "a", 10), progress=False)
     finetune(_cfg(tmp_path, "b", 5), progress=False)
     logs = ["metrics.jsonl", "progress.csv", "tb"]
-    assert run_files(tmp_path / "b") == sorted(["checkpoint.json", "ckpt-00000005", *logs, "results.json"])
+    assert run_files(tmp_path / "b") == sorted(["checkpoints", *logs, "results.json"])
+    assert run_files(tmp_path / "b" / "checkpoints") == ["step_00000005"]
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called"))
     resumed = finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
     assert resumed.training.loss == straight.training.loss and resumed.history == straight.history
     assert resumed.test == straight.test and resumed.final == straight.final
-    assert run_files(tmp_path / "b") == sorted(["checkpoint.json", "ckpt-00000010", *logs, "results.json"])
+    assert run_files(tmp_path / "b") == sorted(["checkpoints", *logs, "results.json"])
+    assert run_files(tmp_path / "b" / "checkpoints") == ["step_00000005", "step_00000010"]  # the last two kept
+    assert resumed.checkpoint == tmp_path / "b" / "checkpoints" / "step_00000010"
     # the metrics stream of the resumed run is the straight run's, row for row (but the timings)
     for name in ("progress.csv", "metrics.jsonl"):
         a, b = [_rows(tmp_path / run / name) for run in ("a", "b")]
@@ -333,7 +337,7 @@ def test_signal_writes_a_checkpoint_and_the_run_resumes(tmp_path, signum):
 
     with pytest.raises(Stopped, match=f"{signal.Signals(signum).name} after step 3") as stop:
         finetune(cfg, progress=False, callback=kill_at_3)
-    assert stop.value.step == 3 and stop.value.saved == tmp_path / "b" / "checkpoint.json"
+    assert stop.value.step == 3 and stop.value.saved == tmp_path / "b" / "checkpoints" / "step_00000003"
     resumed = finetune(cfg, resume=True, progress=False)
     # mezo writes its updates into the weights, so a checkpoint at any step resumes bit for bit
     assert resumed.training.loss == straight.training.loss
@@ -344,18 +348,23 @@ def test_signal_writes_a_checkpoint_and_the_run_resumes(tmp_path, signum):
 def test_tampered_or_foreign_checkpoints_are_refused(tmp_path):
     finetune(_cfg(tmp_path, "a", 5), progress=False)
     run = tmp_path / "a"
-    doc = json.loads((run / "checkpoint.json").read_text())
-    doc["body"]["step"] = 4
-    (run / "checkpoint.json").write_text(json.dumps(doc))
-    with pytest.raises(FinetuneError, match="checksum"):
+    state = run / "checkpoints" / "step_00000005" / "state.json"
+    doc = json.loads(state.read_text())
+    doc["step"] = 4
+    state.write_text(json.dumps(doc))
+    with pytest.raises(FinetuneError, match="corrupt state.json: SHA-256 does not match"):
         finetune(_cfg(tmp_path, "a", 10), resume=True, progress=False)
 
     finetune(_cfg(tmp_path, "b", 5), progress=False)
-    weights = tmp_path / "b" / "ckpt-00000005" / "model.safetensors"
+    weights = tmp_path / "b" / "checkpoints" / "step_00000005" / "model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-3] ^= 1
     weights.write_bytes(bytes(raw))
-    with pytest.raises(FinetuneError, match="model.safetensors fails its checksum"):
+    with pytest.raises(FinetuneError, match="corrupt model.safetensors: SHA-256 does not match"):
+        finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
+    finetune(_cfg(tmp_path, "s", 5, seed=1), progress=False)  # the weights of another run of the model, swapped in
+    shutil.copy(tmp_path / "s" / "checkpoints" / "step_00000005" / "model.safetensors", weights)
+    with pytest.raises(FinetuneError, match="corrupt model.safetensors"):
         finetune(_cfg(tmp_path, "b", 10), resume=True, progress=False)
 
     finetune(_cfg(tmp_path, "c", 2), progress=False)
@@ -365,6 +374,46 @@ def test_tampered_or_foreign_checkpoints_are_refused(tmp_path):
     (tmp_path / "d" / "checkpoint.pt").write_bytes(b"\x80\x04crafted pickle")
     with pytest.raises(FinetuneError, match="no checkpoint"):
         finetune(_cfg(tmp_path, "d", 4), resume=True, progress=False)
+
+
+def test_a_run_of_an_older_dfo_is_refused_on_resume_and_cleared_by_overwrite(tmp_path):
+    from test_torch_checkpoint import write_legacy_run
+
+    from dfo.run.folder import FINETUNE, write_manifest
+
+    run = tmp_path / "old"
+    write_legacy_run(run)  # what dfo finetune wrote before: pointer, ckpt-*/, the metrics files, an older manifest
+    (run / "results.json").write_text("{}")
+    (run / "progress.csv").write_text("step\n1\n")
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "tb").mkdir()
+    (run / "tb" / "events.out.tfevents.1.old").write_bytes(b"old")
+    write_manifest(run, FINETUNE)
+    doc = json.loads((run / ".dfo-run.json").read_text())
+    doc["entries"] = ["checkpoint.json", "results.json", "model", "ckpt-*"]  # the older dfo's list
+    (run / ".dfo-run.json").write_text(json.dumps(doc))
+    with pytest.raises(FinetuneError) as err:
+        finetune(_cfg(tmp_path, "old", 4), resume=True, progress=False)
+    assert "\n" not in str(err.value) and "older dfo (dfo-finetune-checkpoint/1" in str(err.value)
+    assert f"--config {run / 'results.json'}" in str(err.value)
+    with pytest.raises(FinetuneError, match="already holds a run.*no checkpoint to resume.*--overwrite"):
+        finetune(_cfg(tmp_path, "old", 2), progress=False)
+    finetune(_cfg(tmp_path, "old", 2, checkpoint_every=0), overwrite=True, progress=False)
+    assert run_files(run) == ["checkpoints", "metrics.jsonl", "progress.csv", "results.json", "tb"]
+    assert not (run / "tb" / "events.out.tfevents.1.old").exists()
+
+
+def test_overwrite_clears_the_old_runs_tensorboard_events(tmp_path):
+    pytest.importorskip("tensorboard")
+    finetune(_cfg(tmp_path, "a", 2, checkpoint_every=0), progress=False)
+    old = sorted((tmp_path / "a" / "tb").rglob("*tfevents*"))
+    assert old
+    for f in old:  # marked, so that a new file of the same name (same second, same process) is told apart
+        f.rename(f.with_name(f.name + ".old-run"))
+    finetune(_cfg(tmp_path, "a", 3, checkpoint_every=0), overwrite=True, progress=False)
+    new = sorted(p.name for p in (tmp_path / "a" / "tb").rglob("*tfevents*"))
+    assert len(new) == len(old) and not [n for n in new if n.endswith(".old-run")], new  # the new run's only
+    assert run_files(tmp_path / "a" / "checkpoints") == ["step_00000003"]
 
 
 def test_existing_runs_are_not_overwritten_and_symlinks_are_refused(tmp_path):

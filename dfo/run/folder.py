@@ -70,6 +70,8 @@ class Layout:
         deep: entries (patterns) whose whole inside is checked for symbolic links.
         checkpoint: the entry whose presence means the folder holds a run that ``--resume`` continues.
         resume_hint: how to say ``--resume`` for this command (``{path}`` is the folder).
+        written_unlisted: entries an older dfo wrote for this command without listing them in the
+            manifest; a manifest of this command covers them too.
     """
 
     command: str
@@ -77,6 +79,7 @@ class Layout:
     deep: tuple[str, ...]
     checkpoint: str
     resume_hint: str
+    written_unlisted: tuple[str, ...] = ()
 
     def owns(self, name: str, patterns: tuple[str, ...] | None = None) -> bool:
         """Whether ``name`` is one of ``patterns`` (default: this layout's entries) or a leftover
@@ -92,9 +95,14 @@ TRAIN = Layout(command="train",
                entries=("config.json", "progress.csv", "metrics.jsonl", "best_policy.npz", "best_policy.json",
                         "checkpoints", "tb"),
                deep=("checkpoints", "tb"), checkpoint="checkpoints", resume_hint="--resume {path}")
-#: ``dfo finetune`` (dfo.torch.llm): checkpoint pointer + folders, results, saved model
-FINETUNE = Layout(command="finetune", entries=("checkpoint.json", "results.json", "model", "ckpt-*"),
-                  deep=("ckpt-*", "model"), checkpoint="checkpoint.json", resume_hint="--resume")
+#: ``dfo finetune`` (dfo.torch.llm): results, saved model, checkpoints, metrics, TensorBoard; and the
+#: checkpoint pointer and folders of an older dfo (``checkpoint.json``, ``ckpt-*``), so ``--overwrite``
+#: clears those runs too
+FINETUNE = Layout(command="finetune",
+                  entries=("results.json", "model", "checkpoints", "progress.csv", "metrics.jsonl", "tb",
+                           "checkpoint.json", "ckpt-*"),
+                  deep=("checkpoints", "model", "tb", "ckpt-*"), checkpoint="checkpoints", resume_hint="--resume",
+                  written_unlisted=("progress.csv", "metrics.jsonl", "tb"))
 #: every layout, by the command a manifest names
 LAYOUTS = {layout.command: layout for layout in (TRAIN, FINETUNE)}
 
@@ -137,11 +145,12 @@ def write_manifest(path: str | os.PathLike[str], layout: Layout) -> None:
 
 def listed_entries(path: str | os.PathLike[str], manifest: dict[str, Any] | None) -> list[Path]:
     """The entries of ``path`` that its manifest lists (only names of the manifest command's layout
-    count: a manifest can never make ``--overwrite`` delete ``.git`` or ``../x``)."""
+    count: a manifest can never make ``--overwrite`` delete ``.git`` or ``../x``), with those the
+    command wrote before its manifest listed them (:attr:`Layout.written_unlisted`)."""
     if manifest is None:
         return []
     layout = LAYOUTS[manifest["command"]]
-    patterns = tuple(e for e in manifest["entries"] if e in layout.entries)
+    patterns = tuple(e for e in (*manifest["entries"], *layout.written_unlisted) if e in layout.entries)
     return sorted(p for p in Path(path).iterdir() if layout.owns(p.name, patterns))
 
 

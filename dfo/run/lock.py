@@ -30,7 +30,6 @@ import contextlib
 import contextvars
 import errno
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -40,7 +39,7 @@ from dfo.run.folder import LOCK, Layout, RunFolderError, prepare
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: the open job scope (an ExitStack) of the running :func:`run_folder_job`, if any
-_SCOPE: contextvars.ContextVar[tuple[contextlib.ExitStack, list[Path]] | None] = \
+_SCOPE: contextvars.ContextVar[tuple[contextlib.ExitStack, list[tuple[Path, Layout]]] | None] = \
     contextvars.ContextVar("dfo_run_scope", default=None)
 
 
@@ -132,7 +131,7 @@ def open_run_folder(path: str | os.PathLike[str], layout: Layout, *, resume: boo
     scope = _SCOPE.get()
     if scope is not None:
         scope[0].callback(lock.release)
-        scope[1].append(p)
+        scope[1].append((p, layout))
     return lock
 
 
@@ -151,12 +150,18 @@ def _write_error(exc: BaseException) -> str | None:
     return None
 
 
-def _last_checkpoint(folder: Path) -> str:
+def _last_checkpoint(folder: Path, layout: Layout) -> str:
+    """What the run's newest checkpoint folder (``RUN/<layout.checkpoint>/<word>_<number>/``) is, in words."""
+    root = folder / layout.checkpoint
     try:
-        step = json.loads((folder / "checkpoint.json").read_bytes())["body"]["step"]
-        return f"the checkpoint of step {int(step)} in {folder} is kept (continue with --resume)"
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        found = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir()
+                       and not p.is_symlink() and p.name.rpartition("_")[2].isdigit())
+    except OSError:
+        found = []
+    if not found:
         return f"no checkpoint was written to {folder}"
+    word, _, number = found[-1].name.rpartition("_")
+    return f"the checkpoint of {word} {int(number)} ({found[-1]}) is kept (continue with --resume)"
 
 
 def run_folder_job(error: type[Exception]) -> Callable[[F], F]:
@@ -170,7 +175,7 @@ def run_folder_job(error: type[Exception]) -> Callable[[F], F]:
         @functools.wraps(fn)
         def job(*args: Any, **kwargs: Any) -> Any:
             with contextlib.ExitStack() as stack:
-                folders: list[Path] = []
+                folders: list[tuple[Path, Layout]] = []
                 token = _SCOPE.set((stack, folders))
                 try:
                     return fn(*args, **kwargs)
@@ -180,7 +185,7 @@ def run_folder_job(error: type[Exception]) -> Callable[[F], F]:
                     line = _write_error(exc)
                     if line is None:
                         raise
-                    last = f"; {_last_checkpoint(folders[-1])}" if folders else ""
+                    last = f"; {_last_checkpoint(*folders[-1])}" if folders else ""
                     raise error(f"cannot write the run: {line}{last}") from None
                 finally:
                     _SCOPE.reset(token)

@@ -10,7 +10,7 @@ generators and side paths, the Hugging Face ``Trainer`` glue); this package is o
 * :mod:`~dfo.torch.llm.runtime` — device, model loading (LoRA), forward precision;
 * :mod:`~dfo.torch.llm.job` — the run as a job: typed state, ``step`` / ``state_dict`` / ``load_state_dict`` / ``run``;
 * :mod:`~dfo.torch.llm.finetune` — :func:`~dfo.torch.llm.finetune.finetune`: the run folder, then the job;
-* :mod:`~dfo.torch.llm.checkpoint` — the run's checkpoint format;
+* :mod:`~dfo.torch.llm.checkpoint` — the run's checkpoints (``step_`` folders of :mod:`dfo.run.checkpoint`);
 * :mod:`~dfo.torch.llm.finetune_command` — ``dfo finetune``.
 
 Nothing here is imported by :mod:`dfo.torch` itself.

@@ -1,151 +1,121 @@
-"""Fine-tuning checkpoints that load without unpickling: safetensors for tensors, checksummed JSON for the rest.
+"""Fine-tuning checkpoints: numbered folders of the one dfo checkpoint format, plus the model's weights.
 
-A run folder holds ``checkpoint.json`` and the folder it names (``ckpt-<step>/``
-with ``model.safetensors`` and ``state.safetensors``). ``checkpoint.json`` carries
-the step, the run's settings and history, the optimizer state as a JSON tree
-whose tensors are references into ``state.safetensors``, the SHA-256 of both
-tensor files, and the SHA-256 of its own body. Loading checks every hash, so a
-flipped bit or a swapped file is reported, never silently resumed; no byte of a
-checkpoint is ever executed (no pickle, no ``torch.load``).
+Layout of a run folder::
 
-Writing is crash-safe: the new ``ckpt-<step>/`` is written under a temporary
-name and renamed, then ``checkpoint.json`` is replaced atomically, then older
-``ckpt-*`` folders are removed. A kill at any point leaves the previous
-checkpoint (or the new one) whole.
+    RUN/checkpoints/step_00000050/state.json            step, optimizer tree, history, meta (dfo.run.checkpoint)
+    RUN/checkpoints/step_00000050/arrays.npz            numpy arrays of the state (none today; written anyway)
+    RUN/checkpoints/step_00000050/tensors.safetensors   the optimizer's tensors (generator state, factors, momentum)
+    RUN/checkpoints/step_00000050/model.safetensors     the model's weights (``safetensors.torch.save_model``)
+    RUN/checkpoints/step_00000050/manifest.json         kind "finetune", the SHA-256 of each file above
 
-The JSON tree (:data:`CODEC`, the compact layout of :mod:`dfo.jsontree`) encodes
-tensors as ``{"__tensor__": key}``, tuples as ``{"__tuple__": [...]}`` and dicts
-whose keys are not plain strings as ``{"__dict__": [[key, value], ...]}``;
-everything else is JSON (NaN/inf floats included). Files are written with
-:mod:`dfo.fileio`.
+The format, its crash-safe writes, its hash checks and its one :class:`CheckpointError` live in
+:mod:`dfo.run.checkpoint`: a flipped bit, an edited ``state.json``, a swapped or missing file is
+refused with its name, nothing is unpickled (no ``torch.load``), and a kill at any point of a save
+leaves the previous checkpoint whole. This module names the folders (:func:`series`:
+``step_<8 digits>``, the last :data:`KEEP` kept, as ``dfo train`` keeps its ``iter_`` folders),
+writes the model's weights beside the state, and makes the checks that are fine-tuning's own on
+load: the state's fields and types, the settings the optimizer state repeats against the run's
+recorded settings (:func:`check_settings`), the generator state, and weights that fit the model.
+
+Runs written by an older dfo (``checkpoint.json`` + ``ckpt-<step>/``, format
+``dfo-finetune-checkpoint/1``) are not resumed: :func:`refuse_legacy` says so in one line and how to
+start the run again.
 
 Example:
-    >>> tensors = {}
-    >>> tree = encode({"step": 3, "m": torch.zeros(2), "betas": (0.9, 0.99)}, tensors)   # doctest: +SKIP
-    >>> decode(tree, tensors)["betas"]                                                 # doctest: +SKIP
-    (0.9, 0.99)
+    >>> save(run, step=5, model=model, state=job.state_dict())      # doctest: +SKIP
+    >>> path, state = load(run, model)                              # doctest: +SKIP
+    >>> path.name, state["step"]                                    # doctest: +SKIP
+    ('step_00000005', 5)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from dfo.fileio import TMP_MARK, atomic_write_bytes, bad_files, file_digests, staged_dir
-from dfo.jsontree import TreeCodec, TreeError, load_json
-from dfo.run.checkpoint import CheckpointError  # the one checkpoint error of dfo
+from dfo.run.checkpoint import CheckpointError, Series  # the one checkpoint format and error of dfo
 
-FORMAT = "dfo-finetune-checkpoint/1"
-POINTER = "checkpoint.json"
-#: the files of a ``ckpt-<step>/`` folder, each with its SHA-256 in the pointer
-TENSOR_FILES = ("model.safetensors", "state.safetensors")
+__all__ = ["CHECKPOINT_DIR", "KEEP", "KIND", "MODEL_FILE", "CheckpointError", "check_settings", "load",
+           "newest", "refuse_legacy", "save", "series"]
 
-
-def _is_tensor(v: Any) -> bool:
-    import torch
-
-    return torch.is_tensor(v)
-
-
-def _cpu_copy(t: Any) -> Any:
-    return t.detach().cpu().contiguous().clone()
-
-
-#: the layout of the state tree (compact JSON, see :mod:`dfo.jsontree`)
-CODEC = TreeCodec(leaf_tag="__tensor__", is_leaf=_is_tensor, store=_cpu_copy, root="t", compact=True)
+#: the run folder's entry holding the checkpoints (the run-folder layout's ``checkpoint``)
+CHECKPOINT_DIR = "checkpoints"
+PREFIX = "step_"
+WIDTH = 8
+#: checkpoints kept (the newest and the one before it, as ``dfo train`` keeps)
+KEEP = 2
+#: the ``kind`` of a fine-tuning checkpoint's manifest
+KIND = "finetune"
+#: the model's weights, written by the ``files`` hook of :func:`dfo.run.checkpoint.save`
+MODEL_FILE = "model.safetensors"
+#: what an older dfo wrote instead (never read; named in :func:`refuse_legacy`'s message)
+LEGACY_FORMAT = "dfo-finetune-checkpoint/1"
+LEGACY_POINTER = "checkpoint.json"
 
 
-def encode(obj: Any, tensors: dict[str, Any]) -> Any:
-    """JSON tree of ``obj``; its tensors go to ``tensors`` under unique keys."""
-    return CODEC.encode(obj, tensors)
+def series(run_dir: str | os.PathLike) -> Series:
+    """The checkpoints of a run folder (``RUN/checkpoints/step_NNNNNNNN/``)."""
+    return Series(root=Path(run_dir) / CHECKPOINT_DIR, prefix=PREFIX, width=WIDTH, keep=KEEP,
+                  resume_hint="move the newer one out of the folder and --resume again")
 
 
-def decode(tree: Any, tensors: dict[str, Any]) -> Any:
-    """Inverse of :func:`encode`.
+def newest(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint folder of a run (None: none)."""
+    found = series(run_dir).folders()
+    return found[-1] if found else None
+
+
+def refuse_legacy(run_dir: str | os.PathLike) -> None:
+    """Refuse to resume a run of an older dfo (``checkpoint.json`` + ``ckpt-*/``, nothing in ``checkpoints/``).
 
     Raises:
-        CheckpointError: a reference to a missing tensor or an unknown tag.
+        CheckpointError: one line saying what the folder holds and how to start the run again.
     """
-    try:
-        return CODEC.decode(tree, tensors)
-    except TreeError as exc:
-        raise CheckpointError(f"checkpoint: {exc}") from None
+    run = Path(run_dir)
+    if newest(run) is None and ((run / LEGACY_POINTER).exists() or any(run.glob("ckpt-*"))):
+        raise CheckpointError(
+            f"{run} was written by an older dfo ({LEGACY_FORMAT}: {LEGACY_POINTER} + ckpt-*/), whose checkpoints "
+            f"this dfo does not resume; start the run again with its settings (--config {run / 'results.json'} "
+            f"if it finished) and --overwrite, or pick another --out")
 
 
-def _body_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def save(run_dir: Path, *, step: int, model: Any, state: Any, meta: dict[str, Any]) -> Path:
-    """Write the checkpoint of ``step``: model weights, ``state`` (any encodable tree) and ``meta`` (JSON).
+def save(run_dir: str | os.PathLike, *, step: int, model: Any, state: dict[str, Any]) -> Path:
+    """Write the checkpoint of ``step``: ``state`` (:meth:`FinetuneJob.state_dict`: optimizer, history, meta)
+    and the model's weights, crash-safely; then remove all but the last :data:`KEEP`.
 
     Returns:
-        The path of ``checkpoint.json``.
+        The checkpoint folder.
     """
-    from safetensors.torch import save_file, save_model
+    from safetensors.torch import save_model
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    name = f"ckpt-{step:08d}"
-    tensors: dict[str, Any] = {}
-    tree = encode(state, tensors)
-    # a ckpt-<step>/ already there was left by an earlier run that died before updating the pointer: replaced
-    with staged_dir(run_dir / name, prefix=f"{name}{TMP_MARK}") as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        save_file(tensors, str(tmp / "state.safetensors"))
-        for f in TENSOR_FILES:  # safetensors writes 0600; a checkpoint's files follow the umask like the rest
-            _umask_mode(tmp / f)
-        hashes = file_digests(tmp, TENSOR_FILES)
-    body = {"format": FORMAT, "step": step, "folder": name, "sha256": hashes, "state": tree, "meta": meta}
-    pointer = run_dir / POINTER
-    atomic_write_bytes(pointer, json.dumps({"body": body, "sha256": _body_hash(body)}).encode())
-    clean(run_dir, keep=name)
-    return pointer
+    def write_model(folder: Path) -> None:
+        path = folder / MODEL_FILE
+        save_model(model, str(path))
+        os.chmod(path, folder.stat().st_mode & 0o666)  # safetensors writes 0600; follow the umask like the rest
 
-
-def _umask_mode(path: Path) -> None:
-    """Give ``path`` the mode a new file gets under the umask (read off its folder, made with ``os.mkdir``)."""
-    os.chmod(path, path.parent.stat().st_mode & 0o666)
-
-
-def clean(run_dir: Path, *, keep: str | None) -> None:
-    """Remove ``ckpt-*`` folders other than ``keep`` and leftovers of killed writes."""
-    for p in run_dir.glob("ckpt-*"):
-        if p.name != keep and p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-    for p in run_dir.glob(f"{POINTER}{TMP_MARK}*"):
-        if p.is_file() and not p.is_symlink():
-            p.unlink()
+    return series(run_dir).save(step, {**state, "step": step}, kind=KIND, files=write_model)
 
 
 #: settings that a checkpoint's optimizer state repeats, checked against the run's settings on load
 #: (``param_groups`` entries for every method; the ``zo`` config for the zeroth-order ones, the run's ``zo``)
 CHECKED_GROUP_SETTINGS = ("lr", "weight_decay")
 CHECKED_ZO_SETTINGS = ("method", "eps", "rank", "refresh", "momentum", "n_directions")
-#: largest ``checkpoint.json`` dfo writes is a few MB (history + optimizer tree); more is not a checkpoint
-MAX_POINTER_BYTES = 256 * 1024 * 1024
 
 
-def _check_body(pointer: Path, body: Any) -> None:
-    """Refuse a checkpoint body whose fields are not of the written types (a crafted or foreign file)."""
+def _check_fields(state: Any, where: str) -> None:
+    """Refuse a state whose fields are not of the written types (a crafted or foreign checkpoint)."""
     def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{pointer} is not a checkpoint dfo wrote ({what})")
+        return CheckpointError(f"{where} is not a checkpoint dfo wrote ({what})")
 
-    if not isinstance(body, dict):
-        raise bad("its body is not an object")
-    missing = sorted({"format", "step", "folder", "sha256", "state", "meta"} - set(body))
+    if not isinstance(state, dict):
+        raise bad("its state is not an object")
+    missing = sorted({"step", "optimizer", "history", "meta"} - set(state))
     if missing:
         raise bad(f"missing {missing}")
-    if type(body["step"]) is not int or body["step"] < 0:
+    if type(state["step"]) is not int or state["step"] < 0:
         raise bad("step is not an integer >= 0")
-    if not isinstance(body["folder"], str):
-        raise bad("folder is not a name")
-    if not isinstance(body["sha256"], dict) or not all(isinstance(v, str) for v in body["sha256"].values()):
-        raise bad("sha256 is not a table of hashes")
-    meta = body["meta"]
+    meta = state["meta"]
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) \
             or not isinstance(meta.get("template"), str) or "template_selection" not in meta \
             or not isinstance(meta.get("train_seconds"), (int, float)):
@@ -195,17 +165,6 @@ def check_settings(state: Any, meta: dict[str, Any], where: str) -> None:
         raise CheckpointError(f"{where}: template {template!r} is not one the run's template selection scored")
 
 
-def _load_tensors(what: Path, read: Any) -> Any:
-    """``read()`` a safetensors file; any failure to parse it is a CheckpointError naming it."""
-    try:
-        return read()
-    except CheckpointError:
-        raise
-    except Exception as exc:  # SafetensorError (bad header), RuntimeError, OSError, ...
-        raise CheckpointError(f"checkpoint file {what} cannot be read ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-
 def _check_rng(state: Any, where: str) -> None:
     """A generator state in the optimizer state must be one ``torch.Generator`` accepts (FT12)."""
     import torch
@@ -221,61 +180,44 @@ def _check_rng(state: Any, where: str) -> None:
                               f"({str(exc).splitlines()[0]})") from None
 
 
-def load(run_dir: Path, model: Any) -> tuple[int, Any, dict[str, Any]]:
-    """Verify and read the checkpoint of ``run_dir`` into ``model``.
+def _load_weights(model: Any, path: Path) -> None:
+    from safetensors.torch import load_model
 
-    Returns:
-        ``(step, state, meta)``.
-
-    Raises:
-        CheckpointError: missing file, bad hash, other format, or weights that do not fit ``model``.
-    """
-    from safetensors.torch import load_file, load_model
-
-    pointer = run_dir / POINTER
-    if pointer.is_symlink() or not pointer.is_file():
-        raise CheckpointError(f"no checkpoint in {run_dir} ({POINTER} missing)")
     try:
-        doc = load_json(pointer, what=str(pointer), max_bytes=MAX_POINTER_BYTES)
-        body = doc["body"]
-        ok = doc["sha256"] == _body_hash(body)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{pointer} is not a readable checkpoint ({exc})") from None
-    if not ok:
-        raise CheckpointError(f"{pointer} fails its checksum (edited or corrupt)")
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
-        fmt = body.get("format") if isinstance(body, dict) else None
-        raise CheckpointError(f"{pointer} has format {fmt!r}, expected {FORMAT!r}")
-    _check_body(pointer, body)
-    folder = run_dir / body["folder"]
-    if not _is_ckpt_name(body["folder"]) or folder.is_symlink():
-        raise CheckpointError(f"{pointer} names an invalid folder {body['folder']!r}")
-    unexpected = sorted(set(body["sha256"]) - set(TENSOR_FILES))
-    if unexpected:
-        raise CheckpointError(f"{pointer} lists an unexpected file {unexpected[0]!r}")
-    missing, changed = bad_files(folder, body["sha256"])
-    if missing:
-        raise CheckpointError(f"checkpoint file {folder / missing[0]} is missing")
-    if changed:
-        raise CheckpointError(f"checkpoint file {folder / changed[0]} fails its checksum (edited or corrupt)")
-    tensors = _load_tensors(folder / "state.safetensors", lambda: load_file(str(folder / "state.safetensors")))
-    state = decode(body["state"], tensors)
-    check_settings(state, body["meta"], str(pointer))
-    _check_rng(state, str(pointer))
-    try:
-        missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+        missing, unexpected = load_model(model, str(path), strict=False)
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint's weights do not fit this model: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # SafetensorError: a header that does not parse
-        raise CheckpointError(f"checkpoint file {folder / 'model.safetensors'} cannot be read "
+        raise CheckpointError(f"checkpoint file {path} cannot be read "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if missing or unexpected:
         raise CheckpointError(f"the checkpoint's weights do not fit this model (missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]})")
-    clean(run_dir, keep=body["folder"])
-    return body["step"], state, body["meta"]
 
 
-def _is_ckpt_name(name: str) -> bool:
-    """``ckpt-<8 digits>``: the only folder names :func:`save` writes (no ``/``, no ``..``)."""
-    return len(name) == 13 and name.startswith("ckpt-") and name[5:].isdigit()
+def load(run_dir: str | os.PathLike, model: Any) -> tuple[Path, dict[str, Any]]:
+    """Verify and read the newest checkpoint of ``run_dir``, its weights into ``model``.
+
+    Returns:
+        ``(checkpoint folder, state)``: the state as :func:`save` got it (``step``, ``optimizer``,
+        ``history``, ``meta``), its tensors on the CPU.
+
+    Raises:
+        CheckpointError: no checkpoint (or only an older dfo's), a missing, corrupt or edited file (the
+            previous checkpoint named when one is kept), a state of the wrong fields, settings the optimizer
+            state contradicts, or weights that do not fit ``model``.
+    """
+    refuse_legacy(run_dir)
+    s = series(run_dir)
+    ckpt, state = s.load_newest(kind=KIND)
+    where = str(ckpt)
+    try:
+        _check_fields(state, where)
+        check_settings(state, state["meta"], where)
+        _check_rng(state, where)
+        if MODEL_FILE not in {p.name for p in ckpt.iterdir()}:
+            raise CheckpointError(f"checkpoint {ckpt} is incomplete: {MODEL_FILE} missing")
+    except CheckpointError as err:
+        raise s.with_previous(ckpt, err) from None
+    _load_weights(model, ckpt / MODEL_FILE)
+    return ckpt, state

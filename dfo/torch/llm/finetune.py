@@ -8,12 +8,12 @@ takes one step, and every ``eval_every`` steps evaluates on a class-balanced dev
 ``template="auto"`` picks the prompt with the best zero-shot dev accuracy (never the test set) and reports
 every template's score. The settings are :class:`dfo.torch.llm.config.FinetuneConfig`.
 
-Run folder (``out_dir``): ``checkpoint.json`` + ``ckpt-<step>/`` (safetensors and
-checksummed JSON, see :mod:`dfo.torch.llm.checkpoint`; nothing is unpickled),
-``results.json``, the metrics stream (``progress.csv``, ``metrics.jsonl``, ``tb/``; see
-:mod:`dfo.torch.llm.runlog`) and, after training, ``model/`` written with ``save_pretrained``
-(safetensors) together with the tokenizer. An existing run is never overwritten
-unless asked (``overwrite=True``); ``resume=True`` continues it. Ctrl-C or SIGTERM
+Run folder (``out_dir``): ``checkpoints/step_<step>/`` (the one checkpoint format of
+:mod:`dfo.run.checkpoint` with the model's weights beside the state, the last two kept; see
+:mod:`dfo.torch.llm.checkpoint`; nothing is unpickled), ``results.json``, the metrics stream
+(``progress.csv``, ``metrics.jsonl``, ``tb/``; see :mod:`dfo.torch.llm.runlog`) and, after training,
+``model/`` written with ``save_pretrained`` (safetensors) together with the tokenizer. An existing run
+is never overwritten unless asked (``overwrite=True``); ``resume=True`` continues it. Ctrl-C or SIGTERM
 during a run stops after the current step, writes a checkpoint and raises
 :class:`Stopped` (a second Ctrl-C aborts at once). Models load from local folders
 only (``HF_HUB_OFFLINE=1``).
@@ -31,13 +31,11 @@ from typing import Any, Callable
 
 from dfo.run import FINETUNE as RUN_LAYOUT
 from dfo.run import open_run_folder, run_folder_job
+from dfo.torch.llm.checkpoint import CheckpointError, refuse_legacy
 from dfo.torch.llm.config import DEFAULT_LR, FINETUNE_METHODS, FinetuneConfig, FinetuneError
 from dfo.torch.llm.job import FinetuneJob, Stopped, load_splits
 from dfo.torch.llm.result import FinetuneResult
 from dfo.torch.llm.runtime import per_example_loss, resolve_device, with_lora
-
-#: files and folders a run writes (dfo.run's layout); ``overwrite`` removes those its manifest lists
-ARTIFACTS = RUN_LAYOUT.entries
 
 
 def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -85,6 +83,11 @@ def finetune(
     resolve_device(cfg.device)  # a device this machine lacks is refused before anything is read or written
     splits = load_splits(cfg)
     if out is not None:
+        if resume:  # before the folder checks, which find no checkpoints/ in a run of an older dfo
+            try:
+                refuse_legacy(out)
+            except CheckpointError as exc:
+                raise FinetuneError(f"--resume: {exc}") from None
         prepare_run_dir(out, resume=resume, overwrite=overwrite)
     job = FinetuneJob(cfg, splits, progress=progress, callback=callback)
     return job.run(out, resume=resume)

@@ -36,7 +36,7 @@ class Stopped(Exception):
     def __init__(self, signum: int, step: int, saved: Path | None) -> None:
         self.signum, self.step, self.saved = signum, step, saved
         name = signal.Signals(signum).name
-        where = f"checkpoint saved to {saved.parent}; continue with --resume" if saved else "nothing to save yet"
+        where = f"checkpoint saved to {saved}; continue with --resume" if saved else "nothing to save yet"
         super().__init__(f"stopped by {name} after step {step}: {where}")
 
 
@@ -73,6 +73,7 @@ class Runner:
         self.job, self.out = job, out
         self.start_step = 0
         self.saved_step = -1
+        self.saved: Path | None = None  # the checkpoint folder last written or resumed from
         self.stop = StopFlag()
         self.log: MetricsLog | None = None
         self.eval_due = False  # the checkpoint's step still owes its dev evaluation (and its row)
@@ -100,11 +101,11 @@ class Runner:
         job = self.job
         if resume:
             try:
-                step, state, meta = ckpt_io.load(self.out, job.model)
+                self.saved, state = ckpt_io.load(self.out, job.model)
             except ckpt_io.CheckpointError as exc:
                 raise FinetuneError(f"--resume: {exc}") from None
-            job.load_state_dict({"step": step, **state, "meta": meta})
-            self.start_step = self.saved_step = step
+            job.load_state_dict(state)
+            self.start_step = self.saved_step = state["step"]
         else:
             try:
                 job.begin()
@@ -125,19 +126,17 @@ class Runner:
 
     @property
     def checkpoint(self) -> Path | None:
-        """The checkpoint this run last wrote or resumed from (None: none)."""
-        return None if self.out is None or self.saved_step < 0 else self.out / ckpt_io.POINTER
+        """The checkpoint folder this run last wrote or resumed from (None: none)."""
+        return self.saved
 
     def save(self, step: int) -> Path | None:
-        """Write the checkpoint of ``step`` (once per step); the path of its pointer, None without a run folder."""
+        """Write the checkpoint of ``step`` (once per step); its folder, None without a run folder."""
         if self.out is None:
             return None
         if step != self.saved_step:
-            state = self.job.state_dict()
-            ckpt_io.save(self.out, step=step, model=self.job.model,
-                         state={"optimizer": state["optimizer"], "history": state["history"]}, meta=state["meta"])
+            self.saved = ckpt_io.save(self.out, step=step, model=self.job.model, state=self.job.state_dict())
             self.saved_step = step
-        return self.out / ckpt_io.POINTER
+        return self.saved
 
     def stopped(self, step: int) -> Stopped:
         return Stopped(self.stop.signum, step, self.save(step))
