@@ -1,4 +1,5 @@
-"""The step rules of dfo.torch.methods (mezo-orth, mezo-ls, fzoo, fzoo-ls) and every registry method on a tiny LM."""
+"""The step rules of dfo.torch.methods (mezo-orth, mezo-ls, fzoo, fzoo-ls; mezo-interp: test_torch_interp.py) and every
+registry method on a tiny LM."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 #: per method: lr that trains the tiny LM below in 60 steps (the line-search methods adapt theirs from it)
 TINY_LR = {"mezo": 3e-3, "subzero": 3e-3, "lozo": 3e-3, "lozo-m": 3e-3, "mezo-orth": 3e-3, "mezo-ls": 3e-3,
-           "fzoo": 1e-2, "fzoo-ls": 1e-2}
+           "fzoo": 1e-2, "fzoo-ls": 1e-2, "mezo-interp": 3e-3}
 
 
 def _tiny_llama(seed=0):

@@ -54,11 +54,20 @@ They live here, not in the numpy spec, because they are rules for the torch opti
   ``1/(n-1)`` makes ``E[(f_i - fbar) z_i] / eps`` equal ``(1 - 1/n) grad``, corrected). The
   normalisation makes ``lr`` the length scale of the step: per coordinate about ``lr / sqrt(n)``.
 
+``mezo-interp`` — linear interpolation over k regenerated directions with reuse of the step's recent queries
+  (Wang et al. 2024, "ReLIZO: Sample reusable linear interpolation-based zeroth-order optimization", NeurIPS;
+  the formulas and what is reused are in :mod:`dfo.torch.interp`). The estimate is the least-norm interpolant
+  ``g_V = V (V^T V)^{-1} y`` over k central conditions ``y_e = (f(c + v_e) - f(c - v_e)) / 2``, a fresh
+  ``v = eps z_b`` (two passes) or an earlier query ``q`` of the step with ``v = q - c`` (one pass: its mirror
+  ``c - v``), ``V^T V`` from the Gram matrix of the seeds; exact ``P_V grad f`` on a quadratic. The step is
+  ``c <- c - lr (d / k) g_V``, ``rounds`` times per step on the step's batch, up to ``reuse`` (default k // 2)
+  reused conditions in each round after the first: at most ``2 k rounds`` passes per step.
+
 Every entry of :data:`ZO_METHODS` records its defaults; ``ZerothOrder(method=...)`` reads them.
 
 Example:
-    >>> get("mezo-ls").step, get("fzoo").n_directions, get("lozo").family
-    ('spsa', 8, 'lozo')
+    >>> get("mezo-ls").step, get("fzoo").n_directions, get("lozo").family, get("mezo-interp").rounds
+    ('spsa', 8, 'lozo', 2)
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from dataclasses import dataclass
 
 from dfo.estimators import lowrank_spec as spec
 
-STEPS = ("spsa", "orth", "fzoo")
+STEPS = ("spsa", "orth", "fzoo", "interp")
 
 
 @dataclass(frozen=True)
@@ -78,10 +87,12 @@ class TorchMethod:
         name: registry name.
         family: direction family of :mod:`dfo.estimators.lowrank_spec` (``gaussian`` for the step rules).
         step: ``spsa`` (two-sided, k independent directions), ``orth`` (two-sided, k orthonormalised
-            directions) or ``fzoo`` (one-sided, shared baseline, normalised step).
+            directions), ``fzoo`` (one-sided, shared baseline, normalised step) or ``interp`` (least-norm
+            interpolation with reuse, :mod:`dfo.torch.interp`).
         line_search: Armijo line search on the step's batch instead of a fixed ``lr``.
         n_directions: default k (n for ``fzoo``).
         momentum, rank, refresh: the spec's defaults (low-rank families only).
+        rounds: estimate-and-move rounds per step on the step's batch (``interp`` only; 1 for the others).
         reference: the paper.
     """
 
@@ -93,6 +104,7 @@ class TorchMethod:
     momentum: float = 0.0
     rank: int = 8
     refresh: int = 50
+    rounds: int = 1
     reference: str = ""
 
     @property
@@ -120,6 +132,8 @@ ZO_METHODS: dict[str, TorchMethod] = {
                         reference="Dang et al. 2025 (FZOO)"),
     "fzoo-ls": TorchMethod("fzoo-ls", "gaussian", step="fzoo", line_search=True, n_directions=8,
                            reference="Dang et al. 2025 (FZOO) + Berahas et al. 2022 (noisy Armijo)"),
+    "mezo-interp": TorchMethod("mezo-interp", "gaussian", step="interp", n_directions=4, rounds=2,
+                               reference="Wang et al. 2024 (ReLIZO: linear interpolation reusing queries)"),
 }
 
 

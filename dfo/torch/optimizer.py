@@ -1,6 +1,7 @@
 """Zeroth-order optimizer for torch modules: MeZO, SubZero, LOZO, LOZO-M and the step rules of
 :mod:`dfo.torch.methods` (``mezo-orth``: k orthonormal directions; ``mezo-ls``: noise-tolerant Armijo line
-search on the step's batch; ``fzoo`` / ``fzoo-ls``: batched one-sided differences with a normalised step),
+search on the step's batch; ``fzoo`` / ``fzoo-ls``: batched one-sided differences with a normalised step;
+``mezo-interp``: least-norm linear interpolation reusing the step's queries, :mod:`dfo.torch.interp`),
 whose formulas and papers are in that module; the rest of this docstring is about the spec's methods.
 
 Every method estimates the gradient from two forward passes at ``theta +- eps P``
@@ -69,6 +70,7 @@ import numpy as np
 
 from dfo.estimators import lowrank_spec as spec
 import dfo.torch.methods as registry
+import dfo.torch.interp as interp
 from dfo.torch.directions import Generators, mix, to_torch
 from dfo.torch.sidepath import SidePath, linear_owners
 
@@ -76,7 +78,7 @@ NOISES = ("torch", "hash")
 BASELINES = ("mean", "base")
 #: settings added after the first checkpoints were written, with the values those checkpoints ran with
 _LATER_FIELDS = {"noise": "torch", "ls_c": 0.25, "ls_trials": 2, "noise_every": 50, "baseline": "mean",
-                 "ls_batch_slack": 1.0}
+                 "ls_batch_slack": 1.0, "rounds": 1, "reuse": 0}
 #: default budget of the per-step noise cache (see :mod:`dfo.torch.directions`)
 NOISE_CACHE_BYTES = 16 * 2**20
 _SEED_LIMIT = 2**63
@@ -101,6 +103,10 @@ class ZOConfig:
             standard errors of the batch's mean decrease (0: the shrinkage of the slopes only).
         noise_every: the line search repeats ``f(x)`` every this many steps to measure the noise.
         baseline: ``fzoo``'s baseline, ``"mean"`` of the perturbed losses or ``"base"`` (one more forward, f(x)).
+        rounds: ``mezo-interp``'s estimate-and-move rounds per step, on the step's batch (None: the method's, 2;
+            1 for every other method).
+        reuse: ``mezo-interp``'s most reused queries per round after the first, below ``n_directions`` (None:
+            ``n_directions // 2``; 0 for every other method). See :mod:`dfo.torch.interp`.
     """
 
     method: str = "mezo"
@@ -115,21 +121,33 @@ class ZOConfig:
     noise_every: int = 50
     baseline: str = "mean"
     ls_batch_slack: float = 1.0
+    rounds: int | None = None
+    reuse: int | None = None
 
     def __post_init__(self) -> None:
         entry = registry.get(self.method)
-        for name in ("rank", "refresh", "momentum", "n_directions"):  # None: the method's default, from its entry
+        for name in ("rank", "refresh", "momentum", "n_directions", "rounds"):  # None: the method's default
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(entry, name))
+        if self.reuse is None:
+            n = self.n_directions if isinstance(self.n_directions, int) else 0
+            object.__setattr__(self, "reuse", n // 2 if entry.step == "interp" else 0)
         if self.noise not in NOISES:
             raise ValueError(f"noise must be one of {NOISES}, got {self.noise!r}")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not (
                 math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"eps must be a positive finite number, got {self.eps!r}")
-        for name in ("rank", "refresh", "n_directions", "ls_trials", "noise_every"):
+        for name in ("rank", "refresh", "n_directions", "ls_trials", "noise_every", "rounds"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if isinstance(self.reuse, bool) or not isinstance(self.reuse, int) or self.reuse < 0:
+            raise ValueError(f"reuse must be an integer >= 0, got {self.reuse!r}")
+        if entry.step != "interp" and (self.rounds != 1 or self.reuse != 0):
+            raise ValueError(f"rounds and reuse are only used by 'mezo-interp' (method is {self.method!r})")
+        if self.reuse >= self.n_directions and self.reuse > 0:
+            raise ValueError(f"reuse must be below n_directions ({self.n_directions}): each round draws a new "
+                             f"direction, got {self.reuse}")
         if not (isinstance(self.momentum, (int, float)) and 0.0 <= self.momentum < 1.0):
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.momentum and not entry.momentum:
@@ -142,8 +160,9 @@ class ZOConfig:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         if entry.step == "fzoo" and self.n_directions < 2:
             raise ValueError(f"{self.method!r} normalises by the spread of its losses: n_directions must be >= 2")
-        if entry.step == "orth" and self.noise != "torch":
-            raise ValueError(f"{self.method!r} orthonormalises chunk-drawn directions: it needs noise='torch'")
+        if entry.step in ("orth", "interp") and self.noise != "torch":
+            raise ValueError(f"{self.method!r} accumulates the Gram matrix of chunk-drawn directions: "
+                             "it needs noise='torch'")
 
     @property
     def entry(self) -> registry.TorchMethod:
@@ -160,6 +179,8 @@ class ZOConfig:
     def max_forward_passes(self) -> int:
         """The most forward passes one step can take (a step of a line-search method may take fewer)."""
         e, k = self.entry, self.n_directions
+        if e.step == "interp":  # every round fresh (a round with reuse takes fewer)
+            return 2 * k * self.rounds
         evals = k if e.step == "fzoo" else 2 * k
         base = 1 if (e.line_search or (e.step == "fzoo" and self.baseline == "base")) else 0
         return evals + base + (self.ls_trials + 1 if e.line_search else 0)
@@ -174,6 +195,10 @@ class StepInfo:
     trial point), ``accepted``, ``noise`` (the measured sigma used), ``combination`` (the k x k weights
     C of the directions ``P_j = sum_i C_ij z_i``), ``forward_passes``, and with per-example losses
     ``shrinkage`` (rho_j per direction) and ``batch_noise`` (standard error of each trial's mean decrease).
+    ``mezo-interp`` (:mod:`dfo.torch.interp`) fills ``reused`` (queries reused in the step) and ``interpolation``,
+    one dict per round: ``centre`` (C x m coefficients of the centre over the step's directions z_b, one row per
+    distinct lr), ``rows`` (the displacements v_e, each C x m), ``values`` (y_e), ``reused`` and ``estimate``
+    (C x m: ``g_V = Z estimate``).
     """
 
     loss_plus: list[float] = field(default_factory=list)
@@ -189,6 +214,8 @@ class StepInfo:
     forward_passes: int = 0
     shrinkage: list[float] = field(default_factory=list)
     batch_noise: list[float] = field(default_factory=list)
+    reused: int = 0
+    interpolation: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -235,7 +262,8 @@ class ZerothOrder(torch.optim.Optimizer):
             ``lr``, ``weight_decay``, ``decay_1d``). Parameters with
             ``requires_grad=False`` when a step starts are neither perturbed nor updated.
         method: a name of :data:`dfo.torch.methods.ZO_METHODS` (``"mezo"``, ``"subzero"``, ``"lozo"``, ``"lozo-m"``, and the step
-            rules ``"mezo-orth"``, ``"mezo-ls"``, ``"fzoo"``, ``"fzoo-ls"`` of :mod:`dfo.torch.methods`).
+            rules ``"mezo-orth"``, ``"mezo-ls"``, ``"fzoo"``, ``"fzoo-ls"``, ``"mezo-interp"`` of
+            :mod:`dfo.torch.methods`).
         lr: learning rate (finite, >= 0).
         eps: perturbation radius (finite, > 0).
         rank: rank r of the low-rank directions (None: the method's default).
@@ -246,6 +274,7 @@ class ZerothOrder(torch.optim.Optimizer):
         n_directions: directions per step; the update averages their estimates (None: the method's default,
             1 for the spec's methods and ``mezo-ls``, 4 for ``mezo-orth``, 8 for ``fzoo``).
         ls_c, ls_trials, noise_every, ls_batch_slack: line search of ``mezo-ls`` / ``fzoo-ls`` (see :class:`ZOConfig`).
+        rounds, reuse: ``mezo-interp``'s rounds per step and reused queries per round (see :class:`ZOConfig`).
         baseline: ``fzoo``'s baseline, ``"mean"`` (n passes) or ``"base"`` (n + 1 passes, FZOO's ``f(x)``).
         model: the module owning the parameters; enables side paths on ``nn.Linear``
             weights for the low-rank methods and eval-mode forward passes.
@@ -293,6 +322,8 @@ class ZerothOrder(torch.optim.Optimizer):
         noise_every: int = 50,
         baseline: str = "mean",
         ls_batch_slack: float = 1.0,
+        rounds: int | None = None,
+        reuse: int | None = None,
     ) -> None:
         if noise_cache_bytes is None:
             noise_cache_bytes = NOISE_CACHE_BYTES
@@ -300,7 +331,8 @@ class ZerothOrder(torch.optim.Optimizer):
             raise ValueError(f"noise_cache_bytes must be an integer >= 0, got {noise_cache_bytes!r}")
         self.config = ZOConfig(method=method, eps=eps, rank=rank, refresh=refresh, momentum=momentum,
                                n_directions=n_directions, noise=noise, ls_c=ls_c, ls_trials=ls_trials,
-                               noise_every=noise_every, baseline=baseline, ls_batch_slack=ls_batch_slack)
+                               noise_every=noise_every, baseline=baseline, ls_batch_slack=ls_batch_slack,
+                               rounds=rounds, reuse=reuse)
         defaults = dict(lr=_finite_nonneg("lr", lr), weight_decay=_finite_nonneg("weight_decay", weight_decay),
                         decay_1d=False)
         self._model = model
@@ -407,6 +439,13 @@ class ZerothOrder(torch.optim.Optimizer):
         seed = int(torch.randint(0, 2**62, (), generator=self._master).item())
         self._step_seed = seed
         info = StepInfo(seed=seed)
+        if e.step == "interp":
+            loss = interp.step(closure, active, info, config=cfg, gens=self._gens, dense_seed=self._dense_seed,
+                               evaluate=self._evaluate, decay=self._decay)
+            self._step += 1
+            self._forward_passes += info.forward_passes
+            self.last_step = info
+            return loss
         if e.step == "orth":  # P_j = sqrt(d) sum_i z_i (L^-T)_ij with G = Z^T Z = L L^T
             gram = self._gens.gram([(s.p, [self._dense_seed(s, i) for i in range(k)]) for s in active])
             try:
