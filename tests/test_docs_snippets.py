@@ -21,6 +21,8 @@ Markers are HTML comments on the lines right above the opening fence, one direct
     <!-- snippet: skip REASON -->         not run; the reason is required and skips are counted
                                           (EXPECTED_SKIPS below: a new one fails until it is
                                           counted, so an unrunnable block cannot slip in)
+    <!-- snippet: text REASON -->         an untagged block that is a listing (for pages whose
+                                          fences this file's authors may not retag)
     <!-- snippet: tested-by PATH -->      run, with checks, by another test file (which must exist
                                           and name this page)
     <!-- snippet: continue -->            runs after the previous runnable block of the page, in
@@ -57,6 +59,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -468,10 +471,23 @@ def _run_chain(chain: list[Block], tmp_path: Path, timeout: int) -> None:
             script = cwd / f"_snippet_{k}.sh"
             script.write_text("set -eo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + code)
             cmd = ["bash", str(script)]
-        out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-        assert out.returncode == 0, (
-            f"{label} failed (exit {out.returncode}); it ran:\n{code}\n--- stdout:\n{out.stdout[-3000:]}"
-            f"\n--- stderr:\n{out.stderr[-4000:]}")
+        # its own process group, so that servers a block starts in the background die with it
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"{label} ran past {timeout} s; it ran:\n{code}\n--- stderr:\n{stderr[-3000:]}")
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        assert proc.returncode == 0, (
+            f"{label} failed (exit {proc.returncode}); it ran:\n{code}\n--- stdout:\n{stdout[-3000:]}"
+            f"\n--- stderr:\n{stderr[-4000:]}")
 
 
 def _params():
