@@ -8,8 +8,10 @@ Example:
     >>> loss = opt.step(lambda: model(**batch).loss)                                  # doctest: +SKIP
 """
 
+from dfo.torch.config import ZOConfig
 from dfo.torch.methods import ZO_METHODS
-from dfo.torch.optimizer import StepInfo, ZerothOrder, ZOConfig
+from dfo.torch.optimizer import ZerothOrder
+from dfo.torch.stepinfo import StepInfo
 
 __all__ = ["StepInfo", "ZOConfig", "ZO_METHODS", "ZerothOrder"]
 

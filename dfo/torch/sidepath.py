@@ -6,7 +6,7 @@ matrix: ``x (W + L R^T)^T = x W^T + (x R) L^T``. A forward hook adds the
 ``(x R) L^T`` term, which costs ``r (m + n)`` multiply-adds per token against the
 layer's ``m n``. Zeroth-order optimizers use it to carry both the perturbation
 (``eps U Z V^T``) and the updates accumulated inside one subspace, leaving the
-weight untouched until the subspace is refreshed (see :mod:`dfo.torch.optimizer`).
+weight untouched until the subspace is refreshed (see :mod:`dfo.torch.placements`).
 
 A weight tied between an ``nn.Embedding`` (m rows of width n) and an ``nn.Linear``
 (a language model's input embedding and output head) gets both hooks with the same

@@ -64,8 +64,9 @@ from torch import nn
 
 import dfo.torch.methods as registry
 from dfo.parallel import Evaluator, chunk_bounds, make_evaluator
+from dfo.torch.config import NOISE_CACHE_BYTES, ZOConfig
 from dfo.torch.directions import Generators, mix
-from dfo.torch.optimizer import NOISE_CACHE_BYTES, StepInfo, ZOConfig
+from dfo.torch.stepinfo import StepInfo
 
 __all__ = ["SUPPORTED", "ZOWorkers", "Record"]
 

@@ -35,7 +35,7 @@ from dfo.torch.llm.config import (  # noqa: E402
     upgrade_config,
 )
 from dfo.torch.llm.finetune import Stopped, finetune  # noqa: E402
-from dfo.torch.optimizer import BASELINES, NOISES  # noqa: E402
+from dfo.torch.config import BASELINES, NOISES  # noqa: E402
 from dfo.configcli import (  # noqa: E402
     add_config_arguments,
     add_config_file_argument,
