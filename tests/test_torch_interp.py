@@ -244,4 +244,7 @@ def test_dfo_finetune_runs_mezo_interp_through_the_registry(tmp_path):
                          out_dir=str(tmp_path / "run"), seed=1, lr=1e-4, save_model=False)
     res = finetune(cfg, progress=False)
     assert res.iteration == 2 and 2 * 8 < res.evaluations <= 2 * 16  # reuse in the second round of each step
+    assert res.forward_passes_per_step == "variable" == res.record()["forward_passes_per_step"]  # reuse varies it
+    assert ZOConfig(method="mezo-interp", reuse=0).max_forward_passes() == 16  # no reuse: a fixed count
+    assert not ZOConfig(method="mezo-interp", reuse=0).variable_passes and not ZOConfig(method="fzoo").variable_passes
     assert math.isfinite(res.training.loss[-1])

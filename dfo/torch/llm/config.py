@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dfo.torch.methods import ZO_METHODS
-from dfo.torch.optimizer import ZOConfig
+from dfo.torch.config import ZOConfig
 from dfo.torch.llm.tasks import TaskError, get_task
 
 #: ``--method``: the optimizer's (:data:`dfo.torch.methods.ZO_METHODS`: the low-rank spec's and the step rules), and adam
@@ -52,9 +52,9 @@ class FinetuneConfig:
             :data:`SELECTION_DEV_SIZE` class-balanced examples of) the dev sample.
         label_words: one word per class replacing the template's (needs an explicit template).
         calibrate: report (and select templates by) contextually calibrated accuracy.
-        method: a zeroth-order method of :data:`dfo.torch.methods.ZO_METHODS` (``mezo``, ``subzero``, ``lozo``,
-            ``lozo-m``, ``mezo-orth``, ``mezo-ls``, ``fzoo``, ``fzoo-ls``) or ``adam`` (backprop)
-            (None: the method of ``zo``, mezo without it).
+        method: a zeroth-order method of the registry :data:`dfo.torch.methods.ZO_METHODS` (the spec's low-rank
+            methods and the step rules, every one listed in :data:`FINETUNE_METHODS` and the choices of
+            ``--method``) or ``adam`` (backprop) (None: the method of ``zo``, mezo without it).
         lr: learning rate (None: :data:`DEFAULT_LR` of the method).
         weight_decay: ``theta <- theta - lr wd theta`` each step (``adam``: its own weight decay).
         zo: the zeroth-order optimizer's settings (:class:`dfo.torch.ZOConfig`: eps, rank, refresh, momentum,

@@ -41,7 +41,8 @@ class FinetuneResult(RunResult):
         training: the run's :class:`~dfo.torch.llm.history.History` (loss and forward passes per step, dev
             evaluations).
         train_seconds: wall time of the training steps (evaluations not counted).
-        forward_passes_per_step: 1 (Adam), the method's count, or ``"variable"`` (line search).
+        forward_passes_per_step: 1 (Adam), the method's count, or ``"variable"`` (line search; ``mezo-interp``
+            with reuse: :attr:`dfo.torch.ZOConfig.variable_passes`).
     """
 
     config: FinetuneConfig
@@ -106,7 +107,7 @@ def finetune_result(*, cfg: FinetuneConfig, task: str, template: str, label_word
         history=rows(training), config=cfg, task=task, template=template, label_words=tuple(label_words),
         template_selection=template_selection, device=device, dev=dev, test=test, training=training,
         train_seconds=train_seconds,
-        forward_passes_per_step=1 if zo is None else ("variable" if zo.entry.line_search else zo.max_forward_passes()),
+        forward_passes_per_step=1 if zo is None else ("variable" if zo.variable_passes else zo.max_forward_passes()),
     )
     loss = result.final_train_loss
     return dataclasses.replace(result, final={**final, "train/loss": math.nan if loss is None else loss})
