@@ -165,6 +165,18 @@ columns = ["iteration", "episodes", "env_steps", "eval_return", "eval_return_std
 assert len(dask) == 4 and len(loky) == 6, (len(dask), len(loky))
 assert [[r[c] for c in columns] for r in dask] == [[r[c] for c in columns] for r in loky[:4]]
 """),
+    # docs/rl.md "Outputs": a run folder holds what the listing names, and nothing else.
+    "rl-outputs": ("python", """
+from pathlib import Path
+run = Path("runs/Swimmer-v5_orthogonal_s0")
+top = {p.name for p in run.iterdir()}
+assert top == {"config.json", "progress.csv", "metrics.jsonl", "tb", "checkpoints", "best_policy.npz",
+               "best_policy.json", ".dfo-run.json", ".lock"}, top
+for ckpt in (run / "checkpoints").iterdir():
+    assert ckpt.name.startswith("iter_") and len(ckpt.name) == len("iter_NNNNNN"), ckpt
+    files = {p.name for p in ckpt.iterdir()}
+    assert files == {"policy.npz", "policy.json", "state.json", "arrays.npz", "manifest.json"}, files
+"""),
     # docs/rl.md: the plot and the video were written.
     "rl-first": ("sh", "test -f swimmer.png && test -f swimmer.mp4\n"),
 }
