@@ -127,7 +127,9 @@ def minimize(fun: Callable, x0, args: tuple = (), *, estimator="auto", step: str
         jac, hess, hessp: accepted for scipy compatibility and ignored (derivative-free).
         constraints: only an empty sequence is supported.
         **kwargs: :class:`Minimizer` options (n_directions, sigma, eps_f, lr, line_search,
-            direction, repeats, reestimate_every, ...).
+            direction, repeats, reestimate_every, averaging, ...); ``averaging=True`` averages
+            repeated evaluations when the noise hides the progress (stochastic noise only; the
+            result's ``samples`` is the last sample size).
 
     Returns:
         ``OptimizeResult`` with x, fun, jac (last estimate), nfev, nit, success, status,

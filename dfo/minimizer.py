@@ -44,7 +44,7 @@ from .bounds import Box
 from .estimate_request import centre_repeats, crn_seeds, estimate_points, estimate_values, rank_nonfinite
 from .estimators import ESTIMATORS
 from .lbfgs import LBFGSMemory
-from .noise import SEED_HIGH, NoiseProbe, difference_errors
+from .noise import EPS, SEED_HIGH, NoiseProbe, difference_errors
 from .optim import STEP_RULES, make_step_rule
 from .options import float_option as _float_option
 from .options import int_option as _int_option
@@ -54,7 +54,7 @@ from .rng import as_generator
 from .runstate import Pending, RunState, StallWindow
 from .state import Trace
 from .state_io import checked_state, redraw_estimate, result_of, state_dict_of
-from .stopping import after_iteration, clear_for_restart, free_gradient, stop
+from .stopping import after_iteration, clear_for_restart, error_bound, free_gradient, stop
 from .values import as_point, check_finite
 
 __all__ = ["Minimizer", "Request", "RunState", "STEPS", "SEED_HIGH"]
@@ -92,6 +92,9 @@ class Minimizer:
         stall_iterations: the noise-floor window.
         max_recoveries: consecutive failed recoveries before the run stops.
         nonfinite: ``"raise"`` or ``"worst"`` (a non-finite estimation value ranks last).
+        averaging: sample averaging on stochastic noise (needs ``eps_f="auto"``, not ``seeded``):
+            when the gradient estimate is within its error bound, each point's value becomes
+            the mean of k evaluations, k grown by the norm test (:meth:`_grow_samples`).
         rng: None, int or Generator: drives every random choice of the run.
         estimator_options: extra options for the estimator preset.
 
@@ -109,7 +112,7 @@ class Minimizer:
                  line_search=None, direction: str = "auto", memory: int = 10, repeats: int = 1,
                  first_step: float | None = None, seeded: bool = False, bounds=None, max_step: float = 1.0,
                  reestimate_every: int = 10, stall_iterations: int = 10, max_recoveries: int = 3,
-                 nonfinite: str = "raise", rng=None, **estimator_options: Any):
+                 nonfinite: str = "raise", averaging: bool = False, rng=None, **estimator_options: Any):
         direction, self.eps_mode = loop_choices(step=step, direction=direction, nonfinite=nonfinite, eps_f=eps_f)
         x = as_point(x0, name="x0").copy()
         self.box = Box.parse(bounds, x.size)
@@ -138,6 +141,10 @@ class Minimizer:
             raise ValueError(f"direction={direction!r} needs step='armijo'")
         self.line_search = self.rule if self.rule.evaluates else None
         self.seeded, self.nonfinite = bool(seeded), nonfinite
+        self.averaging = bool(averaging)
+        if self.averaging and (self.seeded or self.eps_mode != "auto"):
+            raise ValueError("averaging=True needs eps_f='auto' and seeded=False (it averages repeated "
+                             "evaluations of stochastic noise measured by the run)")
         self.state = RunState(
             x=x, rng=as_generator(rng), window=StallWindow(stall), rule_state=self._fresh_rule_state(x.size),
             memory=LBFGSMemory(size=memory) if direction == "lbfgs" else None,
@@ -208,6 +215,8 @@ class Minimizer:
             return
         s.probe = None
         if p.measure_curvature:
+            if s.samples > 1:  # the probe measured one evaluation's noise; the run's values are means of k
+                p.eps_used = max(p.eps_used / np.sqrt(s.samples), EPS * abs(p.fx or 0.0))
             s.L, s.M, s.slope = p.L, p.M, p.slope
             if self.central_estimator is not None:
                 s.use_central = difference_errors(p.eps_used, s.L, s.M)[0] > CENTRAL_SWITCH * s.slope
@@ -232,10 +241,16 @@ class Minimizer:
         seeds, s.centre_seeds = crn_seeds(query, s.rng, repeats=self.repeats, extra=extra, line_search=searching) \
             if self.seeded else (None, None)
         points, seeds, shape = estimate_points(query, s.x, extra=extra, seeds=seeds, box=self.box)
+        if s.samples > 1:  # sample averaging: each point k times in a row (never seeded)
+            points = np.repeat(points, s.samples, axis=0)
+            if "items" in shape:
+                shape["items"] = [item for item in shape["items"] for _ in range(s.samples)]
         self._ask("estimate", points, seeds, query=query, extra=extra, ask_rng=ask_rng, ask_estimator=ask_est, **shape)
 
     def _tell_estimate(self, values: np.ndarray) -> None:
         s, req = self.state, self.state.pending
+        if s.samples > 1:
+            values = values.reshape(-1, s.samples).mean(axis=1)
         values, bad = rank_nonfinite(values, self.nonfinite)
         s.n_nonfinite += bad
         est_vals, centre = estimate_values(req, values)
@@ -254,7 +269,7 @@ class Minimizer:
             s.x, s.fx = (s.x if self.box is None else self.box.project(s.x)), None
             self._end_iteration(self.rule.lr, failed=False)
         elif s.fx is None:  # a central estimate without f(x): evaluate it
-            self._ask("center", np.repeat(s.x[None, :], self.repeats, axis=0), self._seeds(self.repeats))
+            self._ask("center", np.repeat(s.x[None, :], self.repeats * s.samples, axis=0), self._seeds(self.repeats))
             s.centre_seeds = s.pending.seeds
         else:
             self._search()
@@ -299,7 +314,7 @@ class Minimizer:
         seeds = s.centre_seeds
         if self.seeded and seeds is None:
             seeds = self._seeds(self.repeats)
-        self._ask("trial", np.repeat(trial[None, :], self.repeats, axis=0),
+        self._ask("trial", np.repeat(trial[None, :], self.repeats * s.samples, axis=0),
                   None if seeds is None else np.asarray(seeds)[: self.repeats])
 
     def _tell_trial(self, values: np.ndarray) -> None:
@@ -310,7 +325,7 @@ class Minimizer:
         decrease = float(-(s.grad @ step))
         if decrease <= 0 and self.box is not None and s.memory is not None:
             s.memory.pairs.clear()
-        if decrease > 0 and ls.accepts(f_trial, s.fx, 1.0, decrease, eps_f=s.eps_f):
+        if decrease > 0 and ls.accepts(f_trial, s.fx, 1.0, decrease, eps_f=s.eps_f / np.sqrt(s.samples)):
             if s.memory is not None:
                 s.pair_s, s.pair_g = step, s.grad
             s.x, s.fx = trial, f_trial
@@ -339,7 +354,37 @@ class Minimizer:
             s, failed=failed, central=self._central(), box=self.box, eps_mode=self.eps_mode,
             sigma_fixed=self.sigma_fixed, max_recoveries=self.max_recoveries,
             reestimate_every=self.reestimate_every)
+        if self.averaging and not s.stopped:
+            self._grow_samples()
         self._probe(reason) if reason else self._estimate()
+
+    def _grow_samples(self) -> None:
+        """Sample averaging (Byrd, Chin, Nocedal & Wu 2012; Bollapragada, Byrd & Nocedal 2018),
+        on stochastic noise only (averaging a deterministic noise changes nothing).
+
+        A value that is the mean of k evaluations has noise ε_f/√k. The trigger is the stall
+        window at that level: the last ``stall_iterations`` iterations did not lower f by 2ε_f/√k
+        below every earlier value, so the noise hides whatever the steps gain. Then k grows to
+        the norm test's size, the k' that brings the estimate's error bound b (
+        :func:`dfo.stopping.error_bound`) down to ‖P g‖: b scales as ε^{2/3} (central, σ =
+        (3ε/M)^{1/3}) or ε^{1/2} (forward, σ = 2√(ε/L)), so k' = k (b/‖P g‖)^3 or k (b/‖P g‖)^4,
+        taken within [2k, 4k] (‖P g‖ is itself an estimate); σ follows its rule, σ ← σ (k/k')^{1/6}
+        (central) or σ (k/k')^{1/4} (forward), and the window starts afresh. Every evaluation
+        counts in ``nfev``."""
+        s = self.state
+        if s.noise_kind != "stochastic" or s.grad is None or s.L is None or s.M is None:
+            return
+        k = s.samples
+        if not s.window.stalled(s.eps_f / np.sqrt(k)):
+            return
+        central = self._central()
+        b = error_bound(s, central=central)
+        gn = float(np.linalg.norm(self._free_gradient()))
+        want = k * (b / max(gn, 1e-300)) ** (3.0 if central else 4.0)
+        new = int(min(4 * k, max(2 * k, np.ceil(want))))
+        s.sigma *= (k / new) ** (1.0 / 6.0 if central else 0.25)
+        s.samples = new
+        s.window = StallWindow(s.window.size)
 
     def restart(self) -> None:
         """Start afresh from x after a stop (a restart, as Py-BOBYQA restarts at its noise
@@ -434,5 +479,5 @@ def _field(name: str) -> property:
 
 
 for _name in ("x", "fx", "grad", "nfev", "nit", "eps_f", "sigma", "L", "M", "slope", "noise_kind", "use_central",
-              "stopped", "status", "recoveries", "n_nonfinite", "memory", "rule_state", "rng", "direction"):
+              "stopped", "status", "recoveries", "n_nonfinite", "samples", "memory", "rule_state", "rng", "direction"):
     setattr(Minimizer, _name, _field(_name))

@@ -88,6 +88,7 @@ class RunState:
     n_nonfinite: int = 0
     recoveries: int = 0
     restarts: int = 0
+    samples: int = 1  # evaluations averaged per point (sample averaging, Minimizer averaging=True)
     failed_streak: int = 0
     floor_hits: int = 0
     stall_hits: int = 0

@@ -57,6 +57,8 @@ def checked_state(state: Any, minimizer) -> tuple[dict[str, Any], RunState]:
         if key in mine and value != mine[key]:
             raise ValueError(f"this state was saved by a Minimizer with {key}={value!r}; this one has "
                              f"{key}={mine[key]!r} (build it with the same options to resume)")
+    if "samples" not in state["state"]:  # saved before sample averaging: one evaluation per point
+        state = dict(state, state=dict(state["state"], samples=1))
     new = from_tree(RunState, state["state"])
     if not np.all(np.isfinite(new.x)):  # N-M6
         raise ValueError("this state's x is not finite: not a state a Minimizer saves (edited or corrupt)")
@@ -86,6 +88,7 @@ def result_of(minimizer, message: str | None, success: bool | None, status: int 
         x=s.x.copy(), fun=s.fx, jac=s.grad, nfev=s.nfev, nit=s.nit,
         success=bool(status == 0 if success is None else success), status=status,
         message=s.stopped if message is None else message, eps_f=s.eps_f, sigma=s.sigma,
-        recoveries=s.recoveries, restarts=s.restarts, n_nonfinite=s.n_nonfinite, estimator=minimizer.active_preset,
+        recoveries=s.recoveries, restarts=s.restarts, samples=s.samples, n_nonfinite=s.n_nonfinite,
+        estimator=minimizer.active_preset,
         history={k: np.asarray(v) for k, v in minimizer.history.as_dict().items()},
         noise_history={k: np.asarray(v) for k, v in minimizer.noise_history.as_dict().items()})

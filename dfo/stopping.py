@@ -53,8 +53,9 @@ def free_gradient(g: np.ndarray, x: np.ndarray, box: Box | None) -> np.ndarray:
 
 def error_bound(s: RunState, *, central: bool) -> float:
     """b(σ) of the current estimate: :data:`dfo.radius.CENTRAL_FD` or :data:`dfo.radius.FORWARD_FD`
-    at the run's σ, ε_f (at least the rounding level of f(x)) and L or M."""
-    eps = max(s.eps_f, EPS * abs(s.fx or 0.0))
+    at the run's σ, ε_f (at least the rounding level of f(x); ε_f/√k when each value is the mean of
+    k evaluations) and L or M."""
+    eps = max(s.eps_f / np.sqrt(s.samples), EPS * abs(s.fx or 0.0))
     r = CENTRAL_FD if central else FORWARD_FD
     return r.bound(s.sigma, eps, s.M if r.needs == "M" else s.L, int(s.x.size))
 

@@ -346,3 +346,70 @@ def test_minimize_ships_an_estimate_to_an_evaluator_as_its_query_and_index_items
         assert all(len(i) == 3 and i[2] is None for i in items)
         assert {i for i, _, _ in items} >= set(range(query.directions.n_directions))
     assert all(np.ndim(c) in (1, 2) for c, _ in rec.sent if not isinstance(c, Query))  # a repeat or a line
+
+
+# -- sample averaging (averaging=True) ----------------------------------------------------------
+def _counted_noise(scale: float):
+    """Stochastic noise, reproducible: the k-th evaluation at x draws from hash(x, k); the
+    counts travel with a copy so that a resumed run sees the values the straight run saw."""
+    counts: dict = {}
+
+    def f(x):
+        key = np.asarray(x, float).tobytes()
+        k = counts.get(key, 0)
+        counts[key] = k + 1
+        return float(np.sum((x - 2) ** 2) + np.sum(x**4)) + scale * _hash_noise(np.append(x, k))
+    return f, counts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_averaging_grows_the_sample_at_the_noise_floor_and_gets_closer(seed):
+    """A quadratic under additive noise that does not shrink at the optimum: the run stalls at
+    the noise level, averaging k values per point lets it go on (deterministic given the seeds)."""
+    from dfo.problems import AdditiveUniform
+
+    q = lambda x: float(np.sum((x - 1) ** 2 * np.arange(1, 5)))  # noqa: E731
+    runs = {av: dfo.minimize(AdditiveUniform(q, 1e-2, rng=seed), np.zeros(4), maxfev=1000, rng=seed, averaging=av)
+            for av in (False, True)}
+    assert runs[False].samples == 1 and runs[True].samples > 1
+    assert runs[True].nfev <= 1000
+    assert q(runs[True].x) < 0.5 * q(runs[False].x)
+
+
+def test_averaging_needs_measured_stochastic_noise():
+    with pytest.raises(ValueError, match="averaging=True needs"):
+        Minimizer(np.zeros(2), averaging=True, seeded=True)
+    with pytest.raises(ValueError, match="averaging=True needs"):
+        Minimizer(np.zeros(2), averaging=True, eps_f=1e-3)
+    det = dfo.minimize(lambda x: float(x @ x) * (1 + 1e-3 * _hash_noise(x)), np.ones(3), maxfev=400, rng=0,
+                       averaging=True)
+    assert det.samples == 1  # deterministic noise: repeats would return the same value
+
+
+def test_averaging_run_resumes_bit_exact_and_old_states_load_with_one_sample():
+    f, counts = _counted_noise(1e-3)
+    ref = Minimizer(np.zeros(3), rng=5, averaging=True)
+    for _ in range(400):
+        ref.tell([f(p) for p in ref.ask()])
+    assert ref.samples > 1
+    for cut in (60, 170, 333):
+        fa, ca = _counted_noise(1e-3)
+        a = Minimizer(np.zeros(3), rng=5, averaging=True)
+        for _ in range(cut):
+            a.tell([fa(p) for p in a.ask()])
+        b = pickle.loads(pickle.dumps(a))
+        c = Minimizer(np.zeros(3), rng=5, averaging=True)
+        c.load_state_dict(a.state_dict())
+        for opt in (b, c):
+            fo, co = _counted_noise(1e-3)
+            co.update(ca)
+            for _ in range(400 - cut):
+                opt.tell([fo(p) for p in opt.ask()])
+            np.testing.assert_array_equal(opt.x, ref.x)
+            assert (opt.nfev, opt.nit, opt.fx, opt.samples, opt.sigma) == (ref.nfev, ref.nit, ref.fx, ref.samples,
+                                                                          ref.sigma)
+    old = Minimizer(np.zeros(3), rng=5).state_dict()  # a layout-2 state saved before sample averaging
+    del old["state"]["samples"]
+    again = Minimizer(np.zeros(3), rng=5)
+    again.load_state_dict(old)
+    assert again.samples == 1
