@@ -249,7 +249,8 @@ def plot(rows: list[dict], fstars: dict, solvers, noises, budget_gradients: int,
                     continue
                 times = {(r["problem"], r["seed"]): {s: solve_time(r, fstars[r["problem"]], tau)} for r in rs}
                 dims = {(r["problem"], r["seed"]): r["n"] for r in rs}
-                style = ":" if s.endswith("-before") else ("-" if s.startswith("dfo") else "--")
+                style = ":" if s.endswith("-before") else ("-." if s == "dfo-averaging" else
+                                                           "-" if s.startswith("dfo") else "--")
                 ax.plot(alphas, data_profile(times, dims, s, alphas), style, color=plt.get_cmap("tab10")(k % 10),
                         label=s, lw=1.6)
             ax.set_title(f"{noise}, τ = {tau:g}", fontsize=10)

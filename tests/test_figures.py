@@ -41,7 +41,8 @@ def _ars_swimmer(tmp: Path) -> list[Path]:
 
 
 def _noisy_profiles(tmp: Path) -> list[Path]:
-    _run([sys.executable, "bench/noisy_profiles.py", "--report-only", "--noises", "relative,wild3,gaussian,none",
+    _run([sys.executable, "bench/noisy_profiles.py", "--report-only", "--noises",
+          "relative,wild3,gaussian,additive,nonvanishing,none",
           "--out", str(tmp / "noisy_profiles")])
     return [tmp / "noisy_profiles.png"]
 
