@@ -98,11 +98,17 @@ class SignalOnMap:
 def _calls(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            f = node.func
-            name = f.id if isinstance(f, ast.Name) else (
-                f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
-                else getattr(f, "attr", ""))
-            yield name, node
+            yield _dotted(node.func), node
+
+
+def _dotted(f: ast.AST) -> str:
+    """``a.b.c`` of a called name (``?`` for a part that is not a name): a method named ``eval``
+    (``model.eval()``) is not the builtin."""
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute):
+        return f"{_dotted(f.value)}.{f.attr}"
+    return "?"
 
 
 def _kw(node: ast.Call, key: str):
