@@ -77,3 +77,12 @@ def test_runs_saved_before_multi_start_keep_one_start():
     d = _cfg(episodes=32).resolved().to_dict()
     d.pop("starts"), d.pop("start_episodes")
     assert TrainConfig.from_dict(d).resolved().starts == 1
+
+
+def test_the_progress_output_says_which_start_continues(capsys):
+    with Trainer(_cfg(**RACE), progress=True) as tr:
+        tr.run()
+        winner = tr.race.winner
+    err = capsys.readouterr().err
+    assert "start 1 of 3 done (scores " in err and "start 2 begins" in err
+    assert f"start {winner + 1} of 3 continues (scores " in err

@@ -66,6 +66,14 @@ class Progress:
         if now - self._last_t >= self.every_s:
             self._flush(now)
 
+    def note(self, text: str) -> None:
+        """One line about an event of the run (above the bar on a terminal, in order otherwise)."""
+        if self._bar is not None:
+            self._bar.write(f"{self.desc}: {text}", file=self.stream)
+            return
+        self._flush(time.monotonic())
+        print(f"{self.desc}: {text}", file=self.stream, flush=True)
+
     def _flush(self, now: float) -> None:
         if self._pending:
             print(self._pending, file=self.stream, flush=True)

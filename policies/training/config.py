@@ -79,7 +79,7 @@ class TrainConfig:
         starts: independent starts that race for ``start_episodes`` episodes each; the one with the
             best recent evaluations continues for the rest of the budget, and every episode of every
             start counts against it (:mod:`dfo.policies.training.starts`; ``None`` = task preset,
-            ``1`` = a plain run).
+            or 1 when the preset's race would take more than half of ``episodes``; ``1`` = a plain run).
         start_episodes: episodes each start gets before the race is decided (``None`` = task preset).
     """
 
@@ -179,6 +179,8 @@ class TrainConfig:
         episodes = self.episodes if self.episodes is not None else p.episodes
         starts = self.starts if self.starts is not None else p.starts
         start_episodes = self.start_episodes if self.start_episodes is not None else p.start_episodes
+        if self.starts is None and starts * start_episodes > episodes // 2:
+            starts = 1  # the preset's race is for the preset's budget: a short run is a plain run
         if starts > 1 and not 1 <= start_episodes * starts < episodes:
             raise ValueError(f"{starts} starts of {start_episodes} episodes leave nothing of the {episodes}-episode "
                              f"budget for the winner (need 1 <= starts x start_episodes < episodes)")

@@ -116,6 +116,13 @@ class StartRace:
             return None
         return int(np.argmax(self.scores))
 
+    def describe(self) -> str:
+        """A line on the race so far: the finished starts' scores and which one continues."""
+        scores = ", ".join(f"{v:.1f}" for v in self.scores)
+        if self.racing:
+            return f"start {self.lane} of {self.starts} done (scores {scores}); start {self.lane + 1} begins"
+        return f"start {self.winner + 1} of {self.starts} continues (scores {scores})"
+
     def state_dict(self) -> dict[str, Any]:
         return {"starts": self.starts, "start_episodes": self.start_episodes, "lane": self.lane,
                 "lane_begin": self.lane_begin, "evals": list(self.evals), "scores": list(self.scores),

@@ -599,10 +599,13 @@ class Trainer:
                 self._needs_initial_row = False
                 guard.raise_pending()
             while (done := self._done()) is None:
+                lane = self.race.lane
                 row = self.step()
                 self._record(row)
                 if bar is not None:
                     bar.update(row["episodes"], progress_fields(row, self.last_eval))
+                    if self.race.lane != lane:
+                        bar.note(self.race.describe())
                 if self.iteration % self.config.checkpoint_every == 0:
                     self.save()
                 guard.raise_pending()
