@@ -86,3 +86,11 @@ def test_the_progress_output_says_which_start_continues(capsys):
     err = capsys.readouterr().err
     assert "start 1 of 3 done (scores " in err and "start 2 begins" in err
     assert f"start {winner + 1} of 3 continues (scores " in err
+
+
+def test_hopper_races_three_starts_by_default_but_not_in_a_short_run():
+    assert TrainConfig(env_id="Hopper-v5").resolved().starts == 3
+    assert TrainConfig(env_id="Hopper-v5").resolved().start_episodes == 512
+    assert TrainConfig(env_id="Hopper-v5", episodes=2000).resolved().starts == 1  # 1536 > 2000 / 2
+    assert TrainConfig(env_id="Hopper-v5", episodes=2000, starts=3).resolved().starts == 3  # asked for
+    assert TrainConfig(env_id="Swimmer-v5").resolved().starts == 1
