@@ -21,7 +21,8 @@ from typing import Any
 from dfo.envs.ids import register_env
 from dfo.policies.training.config import TrainConfig
 from dfo.policies.training.rundir import clear_run_dir, prepare_run_dir
-from dfo.policies.training.trainer import Trainer, TrainResult
+from dfo.policies.training.result import TrainResult
+from dfo.policies.training.trainer import Trainer
 
 
 def train(env_id: str | Callable[[], Any] | Any | None = None, *, env: Callable[[], Any] | Any | None = None,

@@ -8,7 +8,9 @@ Example:
 
 from dfo.policies.training.config import DEFAULT_EPISODES, TrainConfig
 from dfo.policies.training.runlog import COLUMNS, DETERMINISTIC_COLUMNS
-from dfo.policies.training.trainer import Trainer, TrainResult, build_evaluator, build_policy, train
+from dfo.policies.training.build import build_evaluator, build_policy
+from dfo.policies.training.result import TrainResult
+from dfo.policies.training.trainer import Trainer, train
 from dfo.policies.training.rundir import RunDirError
 from dfo.interrupts import Terminated
 from dfo.run.metrics import LogError, read_progress

@@ -55,17 +55,14 @@ import numpy as np
 from dfo.fileio import atomic_write_bytes
 from dfo.interrupts import InterruptGuard
 from dfo.minimizer import Minimizer
-from dfo.optim import Momentum
-from dfo.parallel import make_evaluator
-from dfo.policies.base import Policy
-from dfo.policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dfo.policies.linear import LinearPolicy
+from dfo.policies.checkpoint import load_checkpoint, save_checkpoint
 from dfo.policies.methods import STEP_CONTROL, Method, StepControl, get_method
-from dfo.policies.mlp import MLPPolicy
 from dfo.policies.normalizer import ObsNormalizer
 from dfo.policies.objective import EpisodeOutcome, RolloutBatch, RolloutSpec, map_episodes
 from dfo.policies.serialization import LoadedPolicy, save_policy
+from dfo.policies.training.build import build_evaluator, build_policy, env_dims_of, rule_learning_rate
 from dfo.policies.training.config import TrainConfig
+from dfo.policies.training.result import EVAL_KEY, TrainResult
 from dfo.policies.training.rundir import (
     check_no_symlinks,
     check_same_run,
@@ -73,91 +70,17 @@ from dfo.policies.training.rundir import (
     prepare_run_dir,
     unlock_run_dir,
 )
-from dfo.policies.training.runlog import METRIC_KEYS, SCHEMA, progress_fields
+from dfo.policies.training.runlog import SCHEMA, progress_fields
 from dfo.policies.training.starts import StartRace
 from dfo.run.metrics import MetricsLog, last_values
 from dfo.run.progress import Progress
-from dfo.run.result import RunResult
 
 #: what runs on across the starts of a multi-start race (everything else belongs to one start)
 _RUN_COUNTERS = ("iteration", "episodes", "env_steps", "nonfinite", "elapsed", "best_eval")
 #: the layout of :meth:`Trainer.state_dict` (states without one are of older versions: still read)
 STATE_LAYOUT = 2
-#: the namespaced key of the evaluation return (TrainResult.eval_return)
-EVAL_KEY = METRIC_KEYS["eval_return"]
 SEED_HIGH = 2**31 - 1  # episode seeds for env.reset
 LS_MAX_TRIALS = 4  # line-search trials per iteration (each costs ls_repeats episodes)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainResult(RunResult):
-    """What :meth:`Trainer.run` returns: the harness's :class:`~dfo.run.result.RunResult` and the RL extras.
-
-    Attributes:
-        params: final flat policy parameters.
-        iteration: iterations completed.
-        evaluations: training episodes used (also :attr:`episodes`).
-        message: why the run stopped.
-        checkpoint: last checkpoint directory (``None`` without an output directory).
-        history: one dict per iteration (the progress.csv rows) of this process.
-        final: the last value of each metric by its namespaced key (``charts/episodic_return`` is
-            the last evaluation's mean true return, also :attr:`eval_return`).
-        env_steps: training env steps.
-        policy: the final policy with its normalizer, ready to act (``act``/``predict``),
-            as ``dfo evaluate`` would load it from the checkpoint.
-    """
-
-    env_steps: int
-    policy: LoadedPolicy | None = None
-
-    @property
-    def episodes(self) -> int:
-        """Training episodes used (:attr:`evaluations`)."""
-        return self.evaluations
-
-    @property
-    def eval_return(self) -> float:
-        """The last evaluation's mean true return (``nan`` if none)."""
-        return float(self.final.get(EVAL_KEY, math.nan))
-
-
-def build_policy(config: TrainConfig, obs_dim: int, act_dim: int) -> Policy:
-    """The policy of a run (linear as in ARS, or a tanh MLP)."""
-    if config.policy == "linear":
-        return LinearPolicy(obs_dim, act_dim)
-    return MLPPolicy(obs_dim, act_dim, hidden=tuple(config.hidden))
-
-
-def _env_dims(config: TrainConfig) -> tuple[int, int]:
-    from dfo.envs.make import env_dims
-
-    return env_dims(config.env_id, config.env_kwargs, config.imports)
-
-
-def build_evaluator(config: TrainConfig):
-    """The evaluator for ``config.backend`` (serial for ``serial`` or loky with one job)."""
-    if config.backend == "serial" or (config.backend == "loky" and config.n_jobs == 1):
-        return make_evaluator("serial")
-    kw: dict[str, Any] = {"n_jobs": config.n_jobs}
-    if config.backend == "dask":
-        kw["scheduler"] = config.scheduler
-    return make_evaluator(config.backend, **kw)
-
-
-def rule_learning_rate(step: str, sgd_lr: float, step_size: float) -> float:
-    """``lr`` of an update rule from the method's SGD rate ``sgd_lr`` (2να, the ARS step).
-
-    ``sgd``: ``sgd_lr``. ``momentum`` (m ← β m + g, θ ← θ − lr m): ``sgd_lr·(1 − β)``, so a
-    steady gradient moves θ by an ARS step per iteration, not 1/(1 − β) of one. ``adam``:
-    ``α`` itself, since Adam divides out the gradient's scale (|Δθ_j| ≲ lr per iteration).
-    """
-    if step == "sgd" or step in STEP_CONTROL:
-        return sgd_lr
-    if step == "momentum":
-        return sgd_lr * (1.0 - Momentum().beta)
-    if step == "adam":
-        return float(step_size)
-    raise ValueError(f"no learning rate for step {step!r}")
 
 
 class Trainer:
@@ -182,7 +105,7 @@ class Trainer:
         self.config = config.resolved()
         cfg = self.config
         self.method: Method = get_method(cfg.method)
-        obs_dim, act_dim = _env_dims(cfg)
+        obs_dim, act_dim = env_dims_of(cfg)
         self.policy = build_policy(cfg, obs_dim, act_dim)
         self.spec = RolloutSpec(env_id=cfg.env_id, policy=self.policy.config(), horizon=int(cfg.horizon),
                                 reward_shift=float(cfg.survival_shift), lean=cfg.lean,
