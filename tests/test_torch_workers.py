@@ -101,9 +101,9 @@ def test_a_replica_behind_catches_up_from_the_log():
     ref, ref_losses, _ = _reference(6, **SETTINGS)
     with ZOWorkers(mlp_task, window=1, **SETTINGS) as zo:
         losses = [zo.step(t) for t in range(3)]
-        from dfo.torch import workers
+        from dfo.torch import replica
 
-        workers._REPLICAS.pop(zo._key)  # as if a new worker took over: rebuilt from the factory at step 0
+        replica.REPLICAS.pop(zo._key)  # as if a new worker took over: rebuilt from the factory at step 0
         losses += [zo.step(t) for t in range(3, 6)]
         assert losses == ref_losses
         _assert_same_weights(zo.model, ref)
