@@ -127,7 +127,7 @@ def cells(args: argparse.Namespace) -> None:
             cfg = FinetuneConfig(
                 model=args.model, task=args.task, template=template, method=method, lr=args.lr or LR[method],
                 zo=zo_settings(method, args), steps=args.steps, batch_size=args.batch,
-                forward_passes=args.forward_passes, lora=args.lora,
+                forward_passes=args.forward_passes, lora=args.lora, probe=args.probe,
                 k=args.k, data_seed=seed, seed=seed, eval_every=args.eval_every, dev_size=args.dev_size,
                 checkpoint_every=args.checkpoint_every, out_dir=str(out), data_dir=args.data_dir,
                 save_model=False,
@@ -151,10 +151,11 @@ def zo_settings(method: str, args: argparse.Namespace):
 
 
 def cell_name(method: str, seed: int, args: argparse.Namespace) -> str:
-    """``<method>-seed<S>-steps<N>`` (a step count), or ``<method>-seed<S>-fp<N>[-lr<LR>][-k<K>][-lora<R>]`` for a
+    """``<method>-seed<S>-steps<N>[-probe]`` (a step count), or ``<method>-seed<S>-fp<N>[-lr<LR>][-k<K>][-lora<R>][-probe]`` for a
     forward-pass budget (the cells of the forward-pass axis; lr and directions in the name when not the defaults)."""
+    probe = "-probe" if args.probe else ""
     if args.forward_passes is None:
-        return f"{method}-seed{seed}-steps{args.steps}"
+        return f"{method}-seed{seed}-steps{args.steps}{probe}"
     name = f"{method}-seed{seed}-fp{args.forward_passes}"
     if args.lr is not None:
         name += f"-lr{args.lr:g}"
@@ -162,7 +163,7 @@ def cell_name(method: str, seed: int, args: argparse.Namespace) -> str:
         name += f"-k{args.n_directions}"
     if args.lora is not None:
         name += f"-lora{args.lora}"
-    return name
+    return name + probe
 
 
 def _keep(cell: Path, keep: str | None) -> None:
@@ -279,7 +280,10 @@ def by_forward_passes(results: list[dict], zero_shot: dict | None = None) -> lis
         c = r["config"]
         zo = c.get("zo") or {}  # the zeroth-order settings; flat in the config of cells made before zo
         k = "" if c["method"] == "adam" else (zo.get("n_directions") or c.get("n_directions") or 1)
-        groups.setdefault((c["method"], c["lr"], k, c.get("lora") or "", _passes(r)), []).append(r)
+        method = c["method"] + (" after probe" if c.get("probe") else "")
+        if c.get("probe") and not c["steps"]:
+            method, k = "linear probe (LP)", ""
+        groups.setdefault((method, c["lr"], k, c.get("lora") or "", _passes(r)), []).append(r)
     if not groups:
         return []
     lines = ["### By training forward passes (test acc raw / cal, mean over data seeds)", "",
@@ -410,6 +414,8 @@ def main() -> None:
                    "<method>-seed<S>-fp<N>")
     p.add_argument("--n-directions", type=int, default=None, help="default: the method's")
     p.add_argument("--lora", type=int, default=None, help="LoRA rank (peft adapters only)")
+    p.add_argument("--probe", action="store_true",
+                   help="fit the label-word head by linear probing first (dfo finetune --probe); --steps 0: LP alone")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default: %s" % LR)
     p.add_argument("--eps", type=float, default=1e-3)

@@ -66,6 +66,10 @@ class FinetuneConfig:
             step that could take it past the budget (``steps`` still caps it). Evaluation passes do not count.
         lora: rank R of LoRA adapters (peft, on every linear layer except the output head, alpha = 2R);
             only the adapters are trained and ``model/`` holds the adapter (``PeftModel.from_pretrained``).
+        probe: before the first step, fit the label-word head by linear probing (:mod:`dfo.torch.llm.probe`:
+            one forward pass per training batch reads the final hidden states, counted in the budget; ridge
+            toward the label words' rows, its strength by cross-validation on the training set); the steps
+            then train the body under that head (LP-then-ZO). Causal LMs only.
         batch_size: training examples per step.
         k, data_seed: which k-shot split.
         seed: optimizer and batch-sampling seed.
@@ -97,6 +101,7 @@ class FinetuneConfig:
     steps: int = 1000
     forward_passes: int | None = None
     lora: int | None = None
+    probe: bool = False
     batch_size: int = 16
     k: int = 16
     data_seed: int = 13

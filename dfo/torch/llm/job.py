@@ -33,7 +33,8 @@ from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.torch.llm.card import model_card
 from dfo.torch.llm.config import SELECTION_DEV_SIZE, FinetuneConfig, FinetuneError, check_resumable, jsonable
 from dfo.torch.llm.history import History, StepRecord
-from dfo.torch.llm.prompt import Evaluation, PromptClassifier, choose_template
+from dfo.torch.llm.probe import VerbalizerHead, final_hidden, fit_probe, label_rows
+from dfo.torch.llm.prompt import Evaluation, Interrupted, PromptClassifier, choose_template
 from dfo.torch.llm.result import FinetuneResult, finetune_result
 from dfo.torch.llm.runner import Runner, Stopped
 from dfo.torch.llm.runtime import forward_precision, load_model, per_example_loss, resolve_device, under
@@ -109,6 +110,7 @@ class FinetuneJob:
         self.template: str | None = None
         self.template_selection: dict[str, Any] | None = None
         self.classifier: PromptClassifier | None = None
+        self.head: VerbalizerHead | None = None  # --probe: the fitted verbalizer head
         self.should_stop: Callable[[], bool] = _never  # until a Runner installs its signal flag
         self.model.eval()  # dropout off in every forward pass (ZO and backprop alike)
 
@@ -130,7 +132,8 @@ class FinetuneJob:
         weights saved beside this state are the run's.
         """
         return {"step": self.steps_done, "optimizer": self.optimizer.state_dict(),
-                "history": self.history.as_dict(), "meta": self.meta()}
+                "history": self.history.as_dict(), "meta": self.meta(),
+                "head": None if self.head is None else self.head.as_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (:meth:`state_dict` of a run with the same settings; the weights are loaded
@@ -151,6 +154,10 @@ class FinetuneJob:
         self.history = History.from_dict(state["history"])
         self.train_seconds = meta["train_seconds"]
         self.template, self.template_selection = meta["template"], meta["template_selection"]
+        head = state.get("head")
+        if (head is None) == self.cfg.probe:
+            raise FinetuneError("--resume: the checkpoint's verbalizer head does not match --probe")
+        self.head = None if head is None else VerbalizerHead.from_dict(head)
         self._make_classifier()
 
     def begin(self) -> None:
@@ -172,6 +179,8 @@ class FinetuneJob:
             except TaskError as exc:
                 raise FinetuneError(str(exc)) from None
         self._make_classifier()
+        if self.cfg.probe:
+            self.fit_head()
 
     def _make_classifier(self) -> None:
         try:
@@ -180,6 +189,35 @@ class FinetuneJob:
                                                max_length=self.cfg.max_length)
         except TaskError as exc:
             raise FinetuneError(str(exc)) from None
+        self.classifier.head = self.head
+
+    def fit_head(self) -> None:
+        """Linear probing of the label-word head (``--probe``; :mod:`dfo.torch.llm.probe`): read the final hidden
+        state of every training example (one forward pass per ``batch_size`` examples, counted as training
+        passes), fit ``W h + b`` with ``lam`` by cross-validation, and use that head from here on.
+
+        Raises:
+            FinetuneError: a masked LM, or a model without ``get_decoder``.
+            Interrupted: a stop was requested between two batches.
+        """
+        import torch
+
+        clf, train, size = self._clf(), self.splits.train, self.cfg.batch_size
+        if clf.masked or not hasattr(self.model, "get_decoder"):
+            raise FinetuneError(f"--probe reads a causal LM's final hidden state; {type(self.model).__name__} "
+                                "is not one")
+        t0 = time.perf_counter()
+        feats = []
+        with torch.no_grad(), self.amp():
+            for i in range(0, len(train), size):
+                if self.should_stop():
+                    raise Interrupted
+                feats.append(final_hidden(self.model, clf.encode_batch(train[i : i + size]).inputs).double().cpu())
+        w0, b0 = label_rows(self.model, clf.label_ids)
+        fit = fit_probe(torch.cat(feats).numpy(), [e.label for e in train], w0, b0, seed=self.cfg.seed)
+        self.head = clf.head = fit.head
+        self.history.probe = {**fit.report(), "forward_passes": len(feats)}
+        self.train_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps and evaluations
 
@@ -286,16 +324,23 @@ class FinetuneJob:
         """``out/model`` (``save_pretrained``, safetensors, with the tokenizer and a model card) after training
         when ``save_model`` is set, and ``out/results.json``."""
         record = result.record()
-        if self.cfg.save_model and self.steps_done > 0:
+        if self.cfg.save_model and (self.steps_done > 0 or self.head is not None):
             with staged_dir(out / "model", prefix=f"model{TMP_MARK}") as tmp:
                 self.model.save_pretrained(tmp, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
+                if self.head is not None:
+                    (tmp / HEAD_FILE).write_text(json.dumps({**self.head.as_dict(), "template": self.template,
+                                                             "label_words": list(self._clf().label_words)}))
                 (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
         atomic_write_bytes(out / "results.json", json.dumps(record, indent=2).encode())
+
+
+#: the fitted verbalizer head in ``model/`` (``--probe``): JSON weight, bias, template and label words
+HEAD_FILE = "verbalizer_head.json"
 
 
 def _never() -> bool:
     return False
 
 
-__all__ = ["FinetuneJob", "History", "Splits", "StepRecord", "Stopped", "load_splits"]  # History, Stopped: re-exported
+__all__ = ["HEAD_FILE", "FinetuneJob", "History", "Splits", "StepRecord", "Stopped", "load_splits"]  # History, Stopped: re-exported

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+from dfo.torch.llm.probe import VerbalizerHead, final_hidden
 from dfo.torch.llm.tasks import Example, Task, TaskError, Template, get_task
 
 
@@ -155,6 +156,8 @@ class PromptClassifier:
         self.max_length = max_length or min(self.task.max_length, limit or self.task.max_length)
         self.label_ids = torch.tensor(label_token_ids(tokenizer, self.label_words))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        #: a learned verbalizer head (:mod:`dfo.torch.llm.probe`) in place of the label words' logits; None: theirs
+        self.head: VerbalizerHead | None = None
 
     def encode(self, fields: Sequence[dict[str, str] | Any]) -> tuple[dict[str, Any], Any | None]:
         """Model inputs for ``fields`` and the positions to read (None: the last one).
@@ -201,10 +204,15 @@ class PromptClassifier:
         return EncodedBatch(inputs=inputs, labels=labels, read_at=None if read_at is None else read_at.to(device))
 
     def logits(self, items: Sequence[Example | dict[str, str]] | EncodedBatch) -> Any:
-        """Label-word logits at the last position (causal LM) or the mask (masked LM), shape ``(batch, n_classes)``."""
+        """Label-word logits at the last position (causal LM) or the mask (masked LM), shape ``(batch, n_classes)``;
+        with a learned :attr:`head`, its logits on the final hidden state instead (causal LM only)."""
         import torch
 
         batch = items if isinstance(items, EncodedBatch) else self.encode_batch(items)
+        if self.head is not None:
+            if batch.read_at is not None:
+                raise TaskError("a learned verbalizer head reads a causal LM's last position; this is a masked LM")
+            return self.head.logits(final_hidden(self.model, batch.inputs))
         if batch.read_at is None:
             logits = self.model(**batch.inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :]
         else:
