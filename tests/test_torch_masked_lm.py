@@ -172,3 +172,12 @@ def test_dfo_finetune_trains_and_saves_a_masked_lm(masked_folder, tmp_path, caps
     assert summary["steps"] == 3 and summary["test_size"] == 16 and len(summary["test_predicted_fraction"]) == 2
     model, _ = load_lm(out / "model")
     assert is_masked_lm(model)
+
+
+def test_probe_on_a_masked_lm_is_a_one_line_error(masked_folder, tmp_path, capsys):
+    from dfo.cli import main
+
+    assert main(["finetune", "--model", str(masked_folder), "--data-dir", str(DATA), "--no-progress",
+                 "--steps", "1", "--probe", "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--probe reads a causal LM's final hidden state" in err[0], err

@@ -91,7 +91,14 @@ def test_probe_then_zo_counts_the_probe_passes_resumes_exactly_and_saves_the_hea
     with pytest.raises(FinetuneError, match="different settings: probe"):
         finetune(_cfg(tmp_path, "b", 6, checkpoint_every=3, **{**kw, "probe": False}), resume=True, progress=False)
     # with --steps 0 the probe alone is the run (linear probing), and its head changes the test predictions
-    lp = finetune(_cfg(tmp_path, "c", 0, **kw), progress=False)
+    lp = finetune(_cfg(tmp_path, "c", 0, save_model=True, **kw), progress=False)
     zero = finetune(_cfg(tmp_path, "d", 0, **{**kw, "probe": False}), progress=False)
     assert lp.evaluations == 4 and zero.evaluations == 0 and lp.training.probe and not zero.training.probe
     assert lp.test.loss != zero.test.loss
+    # the saved folder is the fitted classifier: evaluating it (no --probe) uses its head and prompt
+    again = finetune(_cfg(tmp_path, "e", 0, **{**kw, "probe": False, "model": str(tmp_path / "c" / "model"),
+                                             "template": "auto"}), progress=False)
+    assert again.test == lp.test and again.template == "it-was" and again.evaluations == 0
+    with pytest.raises(FinetuneError, match="fitted for template 'it-was'"):
+        finetune(_cfg(tmp_path, "f", 0, **{**kw, "probe": False, "model": str(tmp_path / "c" / "model"),
+                                         "template": "review"}), progress=False)

@@ -33,7 +33,7 @@ from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.torch.llm.card import model_card
 from dfo.torch.llm.config import SELECTION_DEV_SIZE, FinetuneConfig, FinetuneError, check_resumable, jsonable
 from dfo.torch.llm.history import History, StepRecord
-from dfo.torch.llm.probe import VerbalizerHead, final_hidden, fit_probe, label_rows
+from dfo.torch.llm.probe import VerbalizerHead, final_hidden, fit_probe, label_rows, read_head, write_head
 from dfo.torch.llm.prompt import Evaluation, Interrupted, PromptClassifier, choose_template
 from dfo.torch.llm.result import FinetuneResult, finetune_result
 from dfo.torch.llm.runner import Runner, Stopped
@@ -110,7 +110,11 @@ class FinetuneJob:
         self.template: str | None = None
         self.template_selection: dict[str, Any] | None = None
         self.classifier: PromptClassifier | None = None
-        self.head: VerbalizerHead | None = None  # --probe: the fitted verbalizer head
+        self.head: VerbalizerHead | None = None  # the verbalizer head: fitted (--probe) or the model folder's
+        try:
+            self.saved_head = read_head(cfg.model) if Path(cfg.model).is_dir() else None
+        except ValueError as exc:
+            raise FinetuneError(str(exc)) from None
         self.should_stop: Callable[[], bool] = _never  # until a Runner installs its signal flag
         self.model.eval()  # dropout off in every forward pass (ZO and backprop alike)
 
@@ -155,7 +159,7 @@ class FinetuneJob:
         self.train_seconds = meta["train_seconds"]
         self.template, self.template_selection = meta["template"], meta["template_selection"]
         head = state.get("head")
-        if (head is None) == self.cfg.probe:
+        if (head is None) == (self.cfg.probe or self.saved_head is not None):
             raise FinetuneError("--resume: the checkpoint's verbalizer head does not match --probe")
         self.head = None if head is None else VerbalizerHead.from_dict(head)
         self._make_classifier()
@@ -168,6 +172,12 @@ class FinetuneJob:
             Interrupted: a stop was requested during the selection.
         """
         self.template, self.template_selection = self.cfg.template, None
+        if self.saved_head is not None and not self.cfg.probe:  # a fine-tuned classifier: its head and prompt
+            head, template, words = self.saved_head
+            if self.template not in ("auto", template) or self.cfg.label_words not in (None, words):
+                raise FinetuneError(f"{self.cfg.model} holds a verbalizer head fitted for template {template!r} "
+                                    f"{list(words)}; use that template, or --probe to fit a new head")
+            self.template, self.head = template, head
         if self.template == "auto":
             task = self.splits.task
             try:
@@ -185,11 +195,16 @@ class FinetuneJob:
     def _make_classifier(self) -> None:
         try:
             self.classifier = PromptClassifier(self.model, self.tokenizer, task=self.splits.task,
-                                               template=self.template, label_words=self.cfg.label_words,
+                                               template=self.template, label_words=self._label_words(),
                                                max_length=self.cfg.max_length)
         except TaskError as exc:
             raise FinetuneError(str(exc)) from None
         self.classifier.head = self.head
+
+    def _label_words(self) -> tuple[str, ...] | None:
+        if self.saved_head is not None and not self.cfg.probe:
+            return self.saved_head[2]
+        return self.cfg.label_words
 
     def fit_head(self) -> None:
         """Linear probing of the label-word head (``--probe``; :mod:`dfo.torch.llm.probe`): read the final hidden
@@ -329,18 +344,13 @@ class FinetuneJob:
                 self.model.save_pretrained(tmp, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
                 if self.head is not None:
-                    (tmp / HEAD_FILE).write_text(json.dumps({**self.head.as_dict(), "template": self.template,
-                                                             "label_words": list(self._clf().label_words)}))
+                    write_head(tmp, self.head, self.template, self._clf().label_words)
                 (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
         atomic_write_bytes(out / "results.json", json.dumps(record, indent=2).encode())
-
-
-#: the fitted verbalizer head in ``model/`` (``--probe``): JSON weight, bias, template and label words
-HEAD_FILE = "verbalizer_head.json"
 
 
 def _never() -> bool:
     return False
 
 
-__all__ = ["HEAD_FILE", "FinetuneJob", "History", "Splits", "StepRecord", "Stopped", "load_splits"]  # History, Stopped: re-exported
+__all__ = ["FinetuneJob", "History", "Splits", "StepRecord", "Stopped", "load_splits"]  # History, Stopped: re-exported

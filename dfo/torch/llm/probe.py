@@ -19,7 +19,8 @@ Cost: one forward pass per training batch to read the hidden states (``ceil(n / 
 as training forward passes), then no more: the fit runs on the cached ``n x d`` features. Memory: the
 features (``n d`` floats) beside an inference-time model. The zeroth-order steps that follow perturb
 the body and keep the fitted head (LP-then-ZO); the head is part of the run's state and is saved
-beside the model (``model/verbalizer_head.json``).
+beside the model (``model/verbalizer_head.json``); a run on a model folder that holds one uses that head
+with its template (``dfo finetune --model RUN/model --steps 0`` evaluates the fine-tuned classifier).
 
 Example:
     >>> import numpy as np
@@ -32,8 +33,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -150,6 +153,32 @@ def fit_probe(hidden: np.ndarray, labels: Sequence[int] | np.ndarray, w0: np.nda
     return ProbeFit(head, float(lam), tuple(cv), _accuracy(head, h, y), len(y))
 
 
+#: the fitted head in a saved model folder: JSON ``weight``, ``bias``, ``template``, ``label_words``
+HEAD_FILE = "verbalizer_head.json"
+
+
+def write_head(folder: Path, head: VerbalizerHead, template: str, label_words: Sequence[str]) -> None:
+    """Save ``head`` (and the prompt it was fitted for) as ``folder/verbalizer_head.json``."""
+    (Path(folder) / HEAD_FILE).write_text(json.dumps({**head.as_dict(), "template": template,
+                                                       "label_words": list(label_words)}))
+
+
+def read_head(folder: str | Path) -> tuple[VerbalizerHead, str, tuple[str, ...]] | None:
+    """The head saved in a model folder with its template and label words; None when the folder has none.
+
+    Raises:
+        ValueError: a head file that is not valid JSON or does not fit (one line).
+    """
+    path = Path(folder) / HEAD_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return VerbalizerHead.from_dict(data), str(data["template"]), tuple(data["label_words"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a verbalizer head ({exc})") from None
+
+
 def label_rows(model: Any, label_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(W_0, b_0)``: the label words' rows of the output embedding and their output bias (0 without one)."""
     head = model.get_output_embeddings()
@@ -167,4 +196,4 @@ def final_hidden(model: Any, inputs: dict[str, Any]) -> Any:
     return decoder(**inputs, use_cache=False).last_hidden_state[:, -1]
 
 
-__all__ = ["FOLDS", "LAMBDAS", "ProbeFit", "VerbalizerHead", "final_hidden", "fit_probe", "label_rows"]
+__all__ = ["HEAD_FILE", "read_head", "write_head", "FOLDS", "LAMBDAS", "ProbeFit", "VerbalizerHead", "final_hidden", "fit_probe", "label_rows"]
