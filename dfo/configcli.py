@@ -277,7 +277,7 @@ def _add_fields(target: Any, cls: type, prefix: str, *, skip: set[str], flags: d
         else:
             kind, metavar = parser_for(hints[field.name])
             kwargs.update(type=kind, metavar=metavar)
-            if kind is _bool and field.default is False:
+            if kind is _bool and field.default in (False, None):  # a switch (None: the field's automatic choice)
                 kwargs.update(nargs="?", const=True)
         if name in metavars:
             kwargs["metavar"] = metavars[name]

@@ -270,7 +270,7 @@ def test_a_zo_step_tokenizes_its_batch_once(monkeypatch):
 
     monkeypatch.setattr(PromptClassifier, "encode", encode)
     monkeypatch.setattr(ZerothOrder, "step", step)
-    cfg = FinetuneConfig(model=str(AIDREAMS), template="it-was", zo=ZOConfig(method="subzero", n_directions=2), steps=2,
+    cfg = FinetuneConfig(model=str(AIDREAMS), template="it-was", zo=ZOConfig(method="subzero", n_directions=2), steps=2, probe=False,
                          batch_size=5, dev_size=8, test_size=16, data_dir=str(DATA), save_model=False)
     finetune(cfg, progress=False)
     assert in_step == [0, 0]  # 4 forward passes per step, no tokenization inside
@@ -282,7 +282,7 @@ def test_a_zo_step_tokenizes_its_batch_once(monkeypatch):
 
 def _cfg(tmp_path, name, steps, zo=None, **kw):
     """A tiny run; ``zo``: the zeroth-order settings beside the method (None: lozo-m's rank 4, refresh 4)."""
-    base = dict(model=str(AIDREAMS), template="it-was", method="lozo-m", lr=3e-4, steps=steps, batch_size=8,
+    base = dict(model=str(AIDREAMS), template="it-was", method="lozo-m", lr=3e-4, steps=steps, batch_size=8, probe=False,
                 checkpoint_every=5, test_size=16, dev_size=8, data_dir=str(DATA), out_dir=str(tmp_path / name),
                 save_model=False)
     kw = {**base, **kw}

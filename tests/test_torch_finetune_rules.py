@@ -24,7 +24,7 @@ pytestmark = [
 
 def _cfg(tmp_path, n_directions=None, **kw):
     base = dict(model=str(AIDREAMS), template="review", steps=50, batch_size=4, dev_size=8, test_size=8,
-                data_dir=str(DATA), out_dir=str(tmp_path / "run"), seed=1, lr=1e-4)
+                data_dir=str(DATA), out_dir=str(tmp_path / "run"), seed=1, lr=1e-4, probe=False)
     kw = {**base, **kw}
     kw["zo"] = ZOConfig(method=kw.get("method", "mezo"), n_directions=n_directions)
     return FinetuneConfig(**kw)

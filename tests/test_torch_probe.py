@@ -90,6 +90,11 @@ def test_probe_then_zo_counts_the_probe_passes_resumes_exactly_and_saves_the_hea
     assert resumed.training == straight.training and resumed.history == straight.history and resumed.test == straight.test
     with pytest.raises(FinetuneError, match="different settings: probe"):
         finetune(_cfg(tmp_path, "b", 6, checkpoint_every=3, **{**kw, "probe": False}), resume=True, progress=False)
+    # by default (probe=None) a causal LM gets the head fitted first; `probe: false` in an older config object
+    auto = finetune(_cfg(tmp_path, "g", 1, **{**kw, "probe": None}), progress=False)
+    assert auto.training.probe == probe and auto.config.probe is None
+    from dfo.torch.llm.config import FinetuneConfig
+    assert FinetuneConfig.from_dict({"model": "m"}).probe is False and FinetuneConfig(model="m").probe is None
     # with --steps 0 the probe alone is the run (linear probing), and its head changes the test predictions
     lp = finetune(_cfg(tmp_path, "c", 0, save_model=True, **kw), progress=False)
     zero = finetune(_cfg(tmp_path, "d", 0, **{**kw, "probe": False}), progress=False)

@@ -69,7 +69,8 @@ class FinetuneConfig:
         probe: before the first step, fit the label-word head by linear probing (:mod:`dfo.torch.llm.probe`:
             one forward pass per training batch reads the final hidden states, counted in the budget; ridge
             toward the label words' rows, its strength by cross-validation on the training set); the steps
-            then train the body under that head (LP-then-ZO). Causal LMs only.
+            then train the body under that head (LP-then-ZO). Causal LMs only (None = on for a causal LM
+            whose folder holds no fitted head, off otherwise; measured in bench/results/torch_quality.md).
         batch_size: training examples per step.
         k, data_seed: which k-shot split.
         seed: optimizer and batch-sampling seed.
@@ -101,7 +102,7 @@ class FinetuneConfig:
     steps: int = 1000
     forward_passes: int | None = None
     lora: int | None = None
-    probe: bool = False
+    probe: bool | None = None
     batch_size: int = 16
     k: int = 16
     data_seed: int = 13
@@ -204,8 +205,10 @@ FLAT_ZO_FIELDS = ("eps", "rank", "refresh", "momentum", "n_directions")
 
 def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     """A config's JSON object in the current layout: an older run's flat ``eps``, ``rank``, ``refresh``,
-    ``momentum``, ``n_directions`` moved into ``zo`` (dropped for ``adam``, which never used them).
+    ``momentum``, ``n_directions`` moved into ``zo`` (dropped for ``adam``, which never used them), and
+    ``probe`` set to False when absent (a run written before the learned head existed had none).
     A current object is returned as it is."""
+    data.setdefault("probe", False)
     flat = {k: data.pop(k) for k in FLAT_ZO_FIELDS if k in data}
     if flat and "zo" not in data:
         zo = {k: v for k, v in flat.items() if v is not None}

@@ -33,6 +33,7 @@ from dfo.fileio import TMP_MARK, atomic_write_bytes, staged_dir
 from dfo.torch.llm.card import model_card
 from dfo.torch.llm.config import SELECTION_DEV_SIZE, FinetuneConfig, FinetuneError, check_resumable, jsonable
 from dfo.torch.llm.history import History, StepRecord
+from dfo.torch.llm.models import is_masked_lm
 from dfo.torch.llm.probe import VerbalizerHead, final_hidden, fit_probe, label_rows, read_head, write_head
 from dfo.torch.llm.prompt import Evaluation, Interrupted, PromptClassifier, choose_template
 from dfo.torch.llm.result import FinetuneResult, finetune_result
@@ -115,6 +116,9 @@ class FinetuneJob:
             self.saved_head = read_head(cfg.model) if Path(cfg.model).is_dir() else None
         except ValueError as exc:
             raise FinetuneError(str(exc)) from None
+        #: fit the head before the first step: --probe, or by default a causal LM without a saved head
+        self.fits_head = bool(cfg.probe) or (cfg.probe is None and self.saved_head is None
+                                             and not is_masked_lm(self.model))
         self.should_stop: Callable[[], bool] = _never  # until a Runner installs its signal flag
         self.model.eval()  # dropout off in every forward pass (ZO and backprop alike)
 
@@ -159,7 +163,7 @@ class FinetuneJob:
         self.train_seconds = meta["train_seconds"]
         self.template, self.template_selection = meta["template"], meta["template_selection"]
         head = state.get("head")
-        if (head is None) == (self.cfg.probe or self.saved_head is not None):
+        if (head is None) == (self.fits_head or self.saved_head is not None):
             raise FinetuneError("--resume: the checkpoint's verbalizer head does not match --probe")
         self.head = None if head is None else VerbalizerHead.from_dict(head)
         self._make_classifier()
@@ -172,7 +176,7 @@ class FinetuneJob:
             Interrupted: a stop was requested during the selection.
         """
         self.template, self.template_selection = self.cfg.template, None
-        if self.saved_head is not None and not self.cfg.probe:  # a fine-tuned classifier: its head and prompt
+        if self.saved_head is not None and not self.fits_head:  # a fine-tuned classifier: its head and prompt
             head, template, words = self.saved_head
             if self.template not in ("auto", template) or self.cfg.label_words not in (None, words):
                 raise FinetuneError(f"{self.cfg.model} holds a verbalizer head fitted for template {template!r} "
@@ -189,7 +193,7 @@ class FinetuneJob:
             except TaskError as exc:
                 raise FinetuneError(str(exc)) from None
         self._make_classifier()
-        if self.cfg.probe:
+        if self.fits_head:
             self.fit_head()
 
     def _make_classifier(self) -> None:
@@ -202,7 +206,7 @@ class FinetuneJob:
         self.classifier.head = self.head
 
     def _label_words(self) -> tuple[str, ...] | None:
-        if self.saved_head is not None and not self.cfg.probe:
+        if self.saved_head is not None and not self.fits_head:
             return self.saved_head[2]
         return self.cfg.label_words
 
