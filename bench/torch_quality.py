@@ -281,9 +281,10 @@ def by_forward_passes(results: list[dict], zero_shot: dict | None = None) -> lis
         zo = c.get("zo") or {}  # the zeroth-order settings; flat in the config of cells made before zo
         k = "" if c["method"] == "adam" else (zo.get("n_directions") or c.get("n_directions") or 1)
         method = c["method"] + (" after probe" if c.get("probe") else "")
+        lr = f"{c['lr']:g}"
         if c.get("probe") and not c["steps"]:
-            method, k = "linear probe (LP)", ""
-        groups.setdefault((method, c["lr"], k, c.get("lora") or "", _passes(r)), []).append(r)
+            method, k, lr = "linear probe (LP)", "", ""
+        groups.setdefault((method, lr, k, c.get("lora") or "", _passes(r)), []).append(r)
     if not groups:
         return []
     lines = ["### By training forward passes (test acc raw / cal, mean over data seeds)", "",
@@ -293,7 +294,7 @@ def by_forward_passes(results: list[dict], zero_shot: dict | None = None) -> lis
         lines.append(f"| zero-shot ({zero_shot['template']}) | | | | 0 | 0 | {zero_shot['accuracy']:.3f} | "
                      f"{zero_shot['accuracy_calibrated']:.3f} | |")
     for (method, lr, k, lora, fp), rs in sorted(groups.items(), key=lambda kv: (kv[0][4], kv[0][0])):
-        lines.append(f"| {method} | {lr:g} | {k} | {lora} | {fp} | {', '.join(str(r.get('steps', r['config']['steps'])) for r in rs)} | "
+        lines.append(f"| {method} | {lr} | {k} | {lora} | {fp} | {', '.join(str(r.get('steps', r['config']['steps'])) for r in rs)} | "
                      f"{_mean_std([r['test']['accuracy'] for r in rs])} | "
                      f"{_mean_std([r['test']['accuracy_calibrated'] for r in rs])} | "
                      f"{', '.join(str(r['config']['data_seed']) for r in rs)} |")
@@ -324,7 +325,8 @@ def table(args: argparse.Namespace) -> None:
             lines.append(f"| {name} | {dev} | {r['accuracy']:.3f} | {r['accuracy_calibrated']:.3f} | {pr} | {pc} |")
         lines.append("")
     everything = load_results(runs, args.cells)
-    results = [r for r in everything if not r["config"].get("forward_passes")]  # budget cells: their own table
+    # budget cells and linear probing alone (--steps 0 --probe): the forward-pass table only
+    results = [r for r in everything if not r["config"].get("forward_passes") and r["config"]["steps"]]
     if everything:
         lines += ["### Fine-tuned (test after the last step; cells run to a step count)", "",
                   "| method | steps | forward passes / step | lr | template | test acc raw | test acc cal | "
