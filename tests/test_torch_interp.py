@@ -241,7 +241,7 @@ def test_dfo_finetune_runs_mezo_interp_through_the_registry(tmp_path):
     assert "mezo-interp" in FINETUNE_METHODS
     cfg = FinetuneConfig(model=str(DATA / "models" / "aidreams260K"), method="mezo-interp", template="review",
                          steps=2, batch_size=4, dev_size=8, test_size=8, data_dir=str(DATA),
-                         out_dir=str(tmp_path / "run"), seed=1, lr=1e-4, save_model=False)
+                         out_dir=str(tmp_path / "run"), seed=1, lr=1e-4, save_model=False, probe=False)
     res = finetune(cfg, progress=False)
     assert res.iteration == 2 and 2 * 8 < res.evaluations <= 2 * 16  # reuse in the second round of each step
     assert res.forward_passes_per_step == "variable" == res.record()["forward_passes_per_step"]  # reuse varies it
