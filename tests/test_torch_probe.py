@@ -93,13 +93,15 @@ def test_probe_then_zo_counts_the_probe_passes_resumes_exactly_and_saves_the_hea
     # by default (probe=None) a causal LM gets the head fitted first; `probe: false` in an older config object
     auto = finetune(_cfg(tmp_path, "g", 1, **{**kw, "probe": None}), progress=False)
     assert auto.training.probe == probe and auto.config.probe is None
-    from dfo.torch.llm.config import FinetuneConfig
-    assert FinetuneConfig.from_dict({"model": "m"}).probe is False and FinetuneConfig(model="m").probe is None
+    from dfo.torch.llm.config import FinetuneConfig, upgrade_saved_config
+    assert FinetuneConfig.from_dict({"model": "m"}).probe is None and FinetuneConfig(model="m").probe is None
+    assert FinetuneConfig.from_dict(upgrade_saved_config({"model": "m"})).probe is False  # a run's file from before
     # with --steps 0 the probe alone is the run (linear probing), and its head changes the test predictions
     lp = finetune(_cfg(tmp_path, "c", 0, save_model=True, **kw), progress=False)
     zero = finetune(_cfg(tmp_path, "d", 0, **{**kw, "probe": False}), progress=False)
     assert lp.evaluations == 4 and zero.evaluations == 0 and lp.training.probe and not zero.training.probe
     assert lp.test.loss != zero.test.loss
+    assert lp.message.startswith("linear probe") and zero.message.startswith("zero-shot")
     # the saved folder is the fitted classifier: evaluating it (no --probe) uses its head and prompt
     again = finetune(_cfg(tmp_path, "e", 0, **{**kw, "probe": False, "model": str(tmp_path / "c" / "model"),
                                              "template": "auto"}), progress=False)
@@ -107,3 +109,16 @@ def test_probe_then_zo_counts_the_probe_passes_resumes_exactly_and_saves_the_hea
     with pytest.raises(FinetuneError, match="fitted for template 'it-was'"):
         finetune(_cfg(tmp_path, "f", 0, **{**kw, "probe": False, "model": str(tmp_path / "c" / "model"),
                                          "template": "review"}), progress=False)
+
+
+def test_the_cli_fits_the_head_by_default_and_reports_it(tmp_path, capsys):
+    from dfo.cli import main
+
+    args = ["finetune", "--model", str(AIDREAMS), "--data-dir", str(DATA), "--no-progress", "--template", "it-was",
+            "--steps", "1", "--k", "16", "--batch-size", "8", "--dev-size", "4", "--test-size", "4"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["probe"]["forward_passes"] == 4 and summary["forward_passes"] == 4 + 2
+    assert main([*args, "--probe", "false", "--out", str(tmp_path / "b")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["probe"] is None and summary["forward_passes"] == 2

@@ -205,16 +205,22 @@ FLAT_ZO_FIELDS = ("eps", "rank", "refresh", "momentum", "n_directions")
 
 def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     """A config's JSON object in the current layout: an older run's flat ``eps``, ``rank``, ``refresh``,
-    ``momentum``, ``n_directions`` moved into ``zo`` (dropped for ``adam``, which never used them), and
-    ``probe`` set to False when absent (a run written before the learned head existed had none).
+    ``momentum``, ``n_directions`` moved into ``zo`` (dropped for ``adam``, which never used them).
     A current object is returned as it is."""
-    data.setdefault("probe", False)
     flat = {k: data.pop(k) for k in FLAT_ZO_FIELDS if k in data}
     if flat and "zo" not in data:
         zo = {k: v for k, v in flat.items() if v is not None}
         data["zo"] = None if data.get("method") == "adam" else zo
     elif flat:
         raise FinetuneError(f"settings {sorted(flat)} belong in zo (the config has both)")
+    return data
+
+
+def upgrade_saved_config(data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`upgrade_config` for a config a run wrote (``results.json``, a checkpoint): ``probe`` absent means
+    False, since runs written before the learned head existed had none (flags left out mean the default, None)."""
+    data = upgrade_config(data)
+    data.setdefault("probe", False)
     return data
 
 
@@ -235,7 +241,7 @@ def check_resumable(saved: dict[str, Any], cfg: FinetuneConfig) -> None:
     """The run's settings must be the checkpoint's (:data:`RESUME_MAY_CHANGE` aside); both are read through
     :meth:`FinetuneConfig.from_dict`, so a checkpoint of the flat layout compares with its defaults filled in."""
     try:
-        before = _flat_settings(asdict(FinetuneConfig.from_dict(saved)))
+        before = _flat_settings(asdict(FinetuneConfig.from_dict(upgrade_saved_config(dict(saved)))))
     except (FinetuneError, TaskError) as exc:
         raise FinetuneError(f"--resume: the checkpoint's settings do not load ({exc})") from None
     now = _flat_settings(asdict(cfg))
@@ -262,4 +268,4 @@ def jsonable(v: Any) -> Any:
 
 
 __all__ = ["AUTOCAST_DTYPES", "DEFAULT_LR", "DTYPES", "FINETUNE_METHODS", "FinetuneConfig", "FinetuneError",
-           "RESUME_MAY_CHANGE", "SELECTION_DEV_SIZE", "check_resumable", "jsonable", "upgrade_config", "zo_config"]
+           "RESUME_MAY_CHANGE", "SELECTION_DEV_SIZE", "check_resumable", "jsonable", "upgrade_config", "upgrade_saved_config", "zo_config"]

@@ -32,7 +32,7 @@ from dfo.torch.llm.config import (  # noqa: E402
     FINETUNE_METHODS,
     FinetuneConfig,
     FinetuneError,
-    upgrade_config,
+    upgrade_saved_config,
 )
 from dfo.torch.llm.finetune import Stopped, finetune  # noqa: E402
 from dfo.torch.config import BASELINES, NOISES  # noqa: E402
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> FinetuneConfig:
     """The run's config: ``--config``'s settings (an older run's flat layout upgraded), the flags laid over them."""
-    given = read_config_file(args.config, FinetuneConfig, upgrade=upgrade_config) if args.config else {}
+    given = read_config_file(args.config, FinetuneConfig, upgrade=upgrade_saved_config) if args.config else {}
     flags = given_fields(args, FinetuneConfig, skip=MANUAL)
     if flags.get("method") == "adam":
         given.pop("zo", None)  # a zeroth-order run's settings rerun with Adam: it takes none of them
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         "test_predicted_fraction_calibrated": list(result.test.predicted_calibrated),
         "test_size": result.test.n, "final_train_loss": result.final_train_loss,
         "train_seconds": result.train_seconds, "out": cfg.out_dir, "message": result.message,
+        "probe": result.training.probe,  # the learned head's fit (lam, cross-validated accuracy, passes) or None
     }
     if result.template_selection:
         summary["template_dev_accuracy"] = {

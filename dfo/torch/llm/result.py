@@ -95,7 +95,8 @@ def finetune_result(*, cfg: FinetuneConfig, task: str, template: str, label_word
     zo = cfg.zo
     steps = training.steps
     if cfg.steps == 0:
-        message = "zero-shot evaluation (no training steps)"
+        message = ("linear probe of the label-word head only (no training steps)" if training.probe
+                   else "zero-shot evaluation (no training steps)")
     elif steps >= cfg.steps:
         message = f"{steps} steps done"
     else:
