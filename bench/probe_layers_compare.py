@@ -6,22 +6,30 @@ only to report. Run as session 11 ran it (bench/results/probe_layers.md):
 
     OMP_NUM_THREADS=1 python bench/probe_layers_compare.py OUT SEED [SEED ...]
 """
-import numpy as np, sys
-from scipy.optimize import minimize
-from scipy.special import log_softmax
-LAMS = (1.0, 0.3, 0.1, 0.03, 0.01)
-def fit(X, y, lam, W0, b0=None):
-    n, d = X.shape; c = W0.shape[0]
-    def f(p):
-        W = p[:c*d].reshape(c, d); b = p[c*d:]
-        L = log_softmax(X @ W.T + b, 1); G = np.exp(L); G[np.arange(n), y] -= 1; G /= n
-        return -L[np.arange(n), y].mean() + 0.5*lam*((W-W0)**2).sum(), np.concatenate([(G.T @ X + lam*(W-W0)).ravel(), G.sum(0)])
-    r = minimize(f, np.concatenate([W0.ravel(), np.zeros(c)]), jac=True, method="L-BFGS-B", options={"maxiter": 1000})
-    return r.x[:c*d].reshape(c, d), r.x[c*d:]
-acc = lambda Wb, X, y: float(((X @ Wb[0].T + Wb[1]).argmax(1) == y).mean())
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dfo.torch.llm.probe import LAMBDAS, fit_ridge  # noqa: E402  (the fit dfo finetune --probe uses)
+
+LAMS = LAMBDAS
+
+
+def fit(X, y, lam, W0):
+    return fit_ridge(X, y, W0, np.zeros(W0.shape[0]), lam)
+
+
+def acc(head, X, y):
+    return float(((X @ head.weight.T + head.bias).argmax(1) == y).mean())
+
+
 def cv_choose(A, y, W0, folds):
     res = [(np.mean([acc(fit(A[folds!=k], y[folds!=k], lam, W0), A[folds==k], y[folds==k]) for k in range(5)]), lam) for lam in LAMS]
     return max(res)
+
+
 OUT = sys.argv[1]
 for seed in sys.argv[2:]:
     z = np.load(f"{OUT}/layers{seed}.npz"); Xtr, ytr, Xte, yte = z["Xtr"], z["ytr"], z["Xte"], z["yte"]

@@ -119,6 +119,8 @@ class FinetuneJob:
         #: fit the head before the first step: --probe, or by default a causal LM without a saved head
         self.fits_head = bool(cfg.probe) or (cfg.probe is None and self.saved_head is None
                                              and not is_masked_lm(self.model))
+        if self.fits_head:
+            self.saved_head = None  # a new fit replaces the folder's head
         self.should_stop: Callable[[], bool] = _never  # until a Runner installs its signal flag
         self.model.eval()  # dropout off in every forward pass (ZO and backprop alike)
 
@@ -176,7 +178,7 @@ class FinetuneJob:
             Interrupted: a stop was requested during the selection.
         """
         self.template, self.template_selection = self.cfg.template, None
-        if self.saved_head is not None and not self.fits_head:  # a fine-tuned classifier: its head and prompt
+        if self.saved_head is not None:  # a fine-tuned classifier: its head and prompt
             head, template, words = self.saved_head
             if self.template not in ("auto", template) or self.cfg.label_words not in (None, words):
                 raise FinetuneError(f"{self.cfg.model} holds a verbalizer head fitted for template {template!r} "
@@ -206,9 +208,7 @@ class FinetuneJob:
         self.classifier.head = self.head
 
     def _label_words(self) -> tuple[str, ...] | None:
-        if self.saved_head is not None and not self.fits_head:
-            return self.saved_head[2]
-        return self.cfg.label_words
+        return self.saved_head[2] if self.saved_head is not None else self.cfg.label_words
 
     def fit_head(self) -> None:
         """Linear probing of the label-word head (``--probe``; :mod:`dfo.torch.llm.probe`): read the final hidden

@@ -56,11 +56,18 @@ class VerbalizerHead:
 
     def logits(self, hidden: Any) -> Any:
         """``(batch, classes)`` float32 logits of a ``(batch, hidden)`` tensor."""
+        w, b = self._tensors(hidden.device)
+        return hidden.float() @ w.T + b
+
+    def _tensors(self, device: Any) -> tuple[Any, Any]:
+        """``W`` and ``b`` as float32 tensors on ``device``, made once per device (every forward pass reads them)."""
         import torch
 
-        w = torch.as_tensor(self.weight, dtype=torch.float32, device=hidden.device)
-        b = torch.as_tensor(self.bias, dtype=torch.float32, device=hidden.device)
-        return hidden.float() @ w.T + b
+        cache = self.__dict__.setdefault("_on_device", {})  # not a field: equality and as_dict ignore it
+        if device not in cache:
+            cache[device] = (torch.as_tensor(self.weight, dtype=torch.float32, device=device),
+                             torch.as_tensor(self.bias, dtype=torch.float32, device=device))
+        return cache[device]
 
     def as_dict(self) -> dict[str, list]:
         return {"weight": self.weight.tolist(), "bias": self.bias.tolist()}
@@ -94,7 +101,8 @@ class ProbeFit:
                 "train_accuracy": self.train_accuracy, "n": self.n}
 
 
-def _fit(h: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, lam: float) -> VerbalizerHead:
+def fit_ridge(h: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, lam: float) -> VerbalizerHead:
+    """The head minimising the module docstring's objective at one ``lam`` (L-BFGS from ``W_0, b_0``)."""
     from scipy.optimize import minimize
     from scipy.special import log_softmax
 
@@ -143,13 +151,13 @@ def fit_probe(hidden: np.ndarray, labels: Sequence[int] | np.ndarray, w0: np.nda
     cv: list[float] = []
     if len(y) >= 2 * folds:
         for lam in lambdas:
-            cv.append(float(np.mean([_accuracy(_fit(h[fold != k], y[fold != k], w0, b0, lam), h[fold == k], y[fold == k])
+            cv.append(float(np.mean([_accuracy(fit_ridge(h[fold != k], y[fold != k], w0, b0, lam), h[fold == k], y[fold == k])
                                      for k in range(folds)])))
         lam = lambdas[int(np.argmax(cv))]  # argmax takes the first: the strongest of tied lambdas
     else:
         cv = [math.nan] * len(lambdas)
         lam = lambdas[0]
-    head = _fit(h, y, w0, b0, lam)
+    head = fit_ridge(h, y, w0, b0, lam)
     return ProbeFit(head, float(lam), tuple(cv), _accuracy(head, h, y), len(y))
 
 
@@ -196,4 +204,4 @@ def final_hidden(model: Any, inputs: dict[str, Any]) -> Any:
     return decoder(**inputs, use_cache=False).last_hidden_state[:, -1]
 
 
-__all__ = ["HEAD_FILE", "read_head", "write_head", "FOLDS", "LAMBDAS", "ProbeFit", "VerbalizerHead", "final_hidden", "fit_probe", "label_rows"]
+__all__ = ["HEAD_FILE", "read_head", "write_head", "FOLDS", "LAMBDAS", "ProbeFit", "VerbalizerHead", "final_hidden", "fit_probe", "fit_ridge", "label_rows"]
